@@ -1,0 +1,45 @@
+# srs — the two commands a new machine needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SRS    := $(VENV)/bin/srs
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps run test test-fast lint typecheck bench fuzz clean
+
+install: $(STAMP)
+
+# SIPp (Debian: sip-tester) drives the end-to-end and load tests; libsndfile backs soundfile.
+system-deps:
+	@if ! command -v sipp >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester; \
+	fi
+
+$(STAMP): pyproject.toml codecs/pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e './codecs[full]' -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(SRS) serve
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check srs codecs tests
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m srs.bench
+
+fuzz: install
+	$(PY) -m tests.fuzz.run --runs 1000000
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

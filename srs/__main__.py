@@ -1,0 +1,5 @@
+import sys
+
+from srs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Prometheus exposition: the daemon's live registry plus what the index and the disk can tell."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from srs.service.recordings import RecordingService
+
+
+class StoreCollector(Collector):
+    def __init__(self, service: RecordingService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        by_state = GaugeMetricFamily("srs_recordings", "Recordings in the index by state", labels=["state"])
+        for state, count in sorted(self.service.index.count_by_state().items()):
+            by_state.add_metric([state], count)
+        yield by_state
+        usage = shutil.disk_usage(self.service.layout.data_dir)
+        free = GaugeMetricFamily("srs_disk_free_bytes", "Free bytes on the data directory's file system")
+        free.add_metric([], usage.free)
+        yield free
+        total = GaugeMetricFamily("srs_disk_total_bytes", "Size of the data directory's file system")
+        total.add_metric([], usage.total)
+        yield total
+
+
+class MetricsExporter:
+    """Renders the caller's registry (live daemon metrics) followed by the store metrics."""
+
+    def __init__(self, service: RecordingService, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
+        self.own = CollectorRegistry(auto_describe=False)
+        self.own.register(StoreCollector(service))
+
+    def render(self) -> bytes:
+        parts = [generate_latest(self.own)]
+        if self.registry is not None:
+            parts.insert(0, generate_latest(self.registry))
+        return b"".join(parts)

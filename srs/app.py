@@ -1,0 +1,366 @@
+"""The composition root: builds srs from its configuration and runs it.
+
+Everything is wired here and only here: modules below receive plain values.
+The daemon runs one event loop (uvloop when available) holding the SIP edge,
+the RTP receive path, the recorders' flush timer and the HTTP API.  The clock
+of every protocol decision is ``loop.time()`` (monotonic); wall-clock time only
+goes into the index.
+
+Shutdown (SIGTERM/SIGINT): new INVITEs get 503 with Retry-After, running calls
+get ``drain_seconds`` to end by themselves, then srs sends BYE, finalizes each
+recording up to that BYE and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import ssl
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import srs_codecs
+
+from srs.config import Config
+from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
+from srs.log import configure_logging, get_logger
+from srs.media.wavfile import repair_wav
+from srs.net.rtp_edge import PortAllocator, RtpReceiver
+from srs.net.sip_edge import SipEdge
+from srs.rtp.srtp import make_inline_key
+from srs.sdp.model import Codec
+from srs.sip.routing import Address, Outgoing, Transport
+from srs.siprec.events import (
+    MessageDropped,
+    MetadataReceived,
+    RequestRefused,
+    SessionAnswered,
+    SessionEnded,
+    SessionOffered,
+    UaEvent,
+)
+from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import DataLayout
+from srs.storage.records import FinalizedRecording, State
+
+_SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
+
+
+def _can_decode(codec: Codec) -> bool:
+    return bool(srs_codecs.is_supported(codec.encoding, codec.clock_rate, codec.channels))
+
+
+def _srtp_key(suite: str) -> str:
+    return make_inline_key(suite, os.urandom(_SRTP_KEY_BYTES.get(suite, 30)))
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.log = get_logger("srs")
+        data_dir = Path(config.storage.data_dir).resolve()
+        self.layout = DataLayout(data_dir)
+        self.layout.ensure()
+        self.index = RecordingIndex(self.layout.index_path, layout=self.layout)
+        sip = config.sip
+        self.ua = SiprecUserAgent(
+            UaSettings(
+                can_decode=_can_decode,
+                new_token=_token,
+                srtp_key=_srtp_key,
+                codec_preference=config.media.codec_preference,
+                user_agent=f"srs/{__import__('srs').__version__}",
+                answer_delay=sip.answer_delay_ms / 1000,
+                reject_status=sip.reject_status,
+                reject_reason=sip.reject_reason,
+                t1=sip.t1_ms / 1000,
+                t2=sip.t2_ms / 1000,
+                min_se=sip.min_se,
+                max_duration=float(config.limits.max_duration_s),
+                max_sessions=config.limits.max_sessions,
+            )
+        )
+        self.allocator = PortAllocator(config.media.rtp_port_min, config.media.rtp_port_max, config.media.bind_host)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.live: LiveRecordings | None = None
+        self.edge: SipEdge | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stop = asyncio.Event()
+        self._publishing: set[asyncio.Task[None]] = set()
+        self.stats = {"refused": 0, "dropped": 0}
+
+    # ----------------------------------------------------------- startup
+    def repair_unfinished(self) -> int:
+        """Recordings a crash left in starting/recording/stopping become available, marked incomplete."""
+        repaired = 0
+        for recording_id in self.index.unfinished():
+            row = self.index.get(recording_id) or {}
+            path = self.layout.recording_path(recording_id, float(row.get("started_at") or time.time()))
+            final: FinalizedRecording
+            if path.exists():
+                try:
+                    result = repair_wav(path)
+                except (OSError, ValueError) as exc:
+                    final = self._failed(f"repair failed after restart: {exc}")
+                else:
+                    duration_ms = int(result.frames * 1000 / 8000)
+                    started = float(row.get("started_at") or time.time())
+                    final = FinalizedRecording(
+                        ended_at=started + duration_ms / 1000,
+                        duration_ms=duration_ms,
+                        file_path=str(path),
+                        file_size=path.stat().st_size,
+                        sha256=file_sha256(path),
+                        incomplete=True,
+                        incomplete_reason="srs stopped while recording; file repaired at restart",
+                        warnings=["recording interrupted by a restart"],
+                    )
+            else:
+                final = self._failed("srs stopped before any audio was written")
+            self.index.finalize(recording_id, final)
+            repaired += 1
+        return repaired
+
+    @staticmethod
+    def _failed(reason: str) -> FinalizedRecording:
+        return FinalizedRecording(
+            ended_at=time.time(), duration_ms=0, file_path=None, file_size=None, sha256=None,
+            incomplete=True, incomplete_reason=reason, state=State.FAILED,
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        repaired = self.repair_unfinished()
+        if repaired:
+            self.log.warning("recordings_repaired", count=repaired)
+        receiver = RtpReceiver(loop, loop.time)
+        media = self.config.media
+        self.live = LiveRecordings(
+            index=self.index,
+            layout=self.layout,
+            allocator=self.allocator,
+            receiver=receiver,
+            decoder_factory=srs_codecs.get_decoder,
+            options=MediaOptions(
+                reorder_window=media.reorder_window_ms / 1000,
+                pause_mode=media.pause,
+                relatch_after=media.relatch_silence_ms / 1000,
+            ),
+            log=self.log,
+        )
+        sip = self.config.sip
+        self.edge = SipEdge(
+            self._on_sip,
+            max_message_size=sip.max_message_size,
+            advertised_host=sip.advertised_host,
+            on_stream_error=self._on_stream_error,
+        )
+        server_ssl = self._server_ssl() if sip.tls_listen else None
+        await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        http_task = await self._start_http()
+        flusher = loop.create_task(self._flush_loop())
+        self.log.info(
+            "listening",
+            sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
+            rtp_ports=f"{media.rtp_port_min}-{media.rtp_port_max}",
+            data_dir=str(self.layout.data_dir) if hasattr(self.layout, "data_dir") else self.config.storage.data_dir,
+            http=str(self.config.http.listen) if self.config.http.listen else None,
+        )
+        await self._stop.wait()
+        await self._drain()
+        flusher.cancel()
+        if http_task is not None:
+            self._http_server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(http_task, 5)
+        self.edge.close()
+        self.index.close()
+        self.log.info("stopped")
+        return 0
+
+    def _server_ssl(self) -> ssl.SSLContext:
+        sip = self.config.sip
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sip.tls_cert, sip.tls_key)
+        if sip.tls_client_ca:
+            context.load_verify_locations(sip.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    async def _start_http(self) -> asyncio.Task[None] | None:
+        listen = self.config.http.listen
+        if listen is None:
+            return None
+        import uvicorn
+
+        from srs.api.app import create_app
+        from srs.service.exports import ExportManager
+        from srs.service.recordings import RecordingService
+        from srs.service.tokens import TokenService
+
+        service = RecordingService(
+            self.index, self.layout, self.layout.secret(),
+            max_link_validity_s=self.config.http.link_max_validity_min * 60,
+        )
+        app = create_app(service, TokenService(self.index), ExportManager(service))
+
+        class _EmbeddedServer(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                yield  # the daemon owns SIGTERM/SIGINT
+
+        server = _EmbeddedServer(
+            uvicorn.Config(app, host=listen.host, port=listen.port, log_config=None, access_log=False,
+                           lifespan="off")
+        )
+        self._http_server = server
+        assert self.loop is not None
+        return self.loop.create_task(server.serve())
+
+    # ----------------------------------------------------------- SIP
+    def _on_sip(self, data: bytes, source: Address, transport: Transport, local: Address) -> None:
+        assert self.loop is not None
+        self._handle(self.ua.receive(data, source, transport, local, self.loop.time()))
+
+    def _on_stream_error(self, head: bytes, peer: Address, kind: Transport, local: Address, exc: Exception) -> None:
+        self.log.warning("sip_stream_closed", peer=str(peer), transport=kind.value, error=str(exc))
+
+    def _handle(self, events: list[UaEvent]) -> None:
+        assert self.loop is not None and self.edge is not None and self.live is not None
+        pending = list(events)
+        while pending:
+            event = pending.pop(0)
+            if isinstance(event, Outgoing):
+                self.edge.send(event)
+            elif isinstance(event, SessionOffered):
+                pending.extend(self._offered(event))
+            elif isinstance(event, SessionAnswered):
+                self.live.answered(event)
+                if event.initial:
+                    self.log.info("recording_started", session=event.session_id, streams=len(event.streams))
+            elif isinstance(event, MetadataReceived):
+                self.live.metadata(event)
+            elif isinstance(event, SessionEnded):
+                self._ended(event)
+            elif isinstance(event, RequestRefused):
+                self.stats["refused"] += 1
+                self.log.info("request_refused", method=event.method, status=event.status, detail=event.detail,
+                              source=str(event.source), call_id=event.call_id)
+            elif isinstance(event, MessageDropped):
+                self.stats["dropped"] += 1
+                self.log.info("sip_dropped", detail=event.detail, source=str(event.source))
+        self._arm_timer()
+
+    def _offered(self, event: SessionOffered) -> list[UaEvent]:
+        assert self.loop is not None and self.live is not None
+        now = self.loop.time()
+        try:
+            ports = self.live.offered(event, now)
+        except OSError as exc:
+            self.log.error("offer_failed", session=event.session_id, error=str(exc))
+            return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
+        if ports is None:
+            self.log.warning("rtp_ports_exhausted", session=event.session_id)
+            return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
+        if event.initial:
+            self.log.info("session_offered", session=event.session_id, call_id=event.call_id,
+                          source=str(event.source), streams=event.ports_needed, warnings=list(event.warnings))
+        return self.ua.accept(event.session_id, ports, now)
+
+    def _ended(self, event: SessionEnded) -> None:
+        assert self.live is not None and self.loop is not None
+        finished = self.live.ended(event)
+        if finished is None:
+            return
+        self.log.info("recording_ended", session=event.session_id, recording=finished.recording_id,
+                      reason=event.reason)
+        task = self.loop.create_task(self._publish(finished))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, finished: Finished) -> None:
+        """Hash the file off the loop, then mark the recording available."""
+        assert self.live is not None
+        if finished.final is not None and finished.final.file_path:
+            digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
+            finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))
+        self.live.publish(finished)
+        self.log.info("recording_available" if finished.final else "recording_failed",
+                      recording=finished.recording_id, reason=finished.failure)
+
+    # ----------------------------------------------------------- timers
+    def _arm_timer(self) -> None:
+        assert self.loop is not None
+        deadline = self.ua.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self.loop is not None
+        self._timer = None
+        self._timer_at = None
+        self._handle(self.ua.on_timer(self.loop.time()))
+
+    async def _flush_loop(self) -> None:
+        assert self.loop is not None and self.live is not None
+        interval = self.config.media.flush_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            for session_id in self.live.flush(self.loop.time()):
+                self.log.error("recording_write_failed", session=session_id)
+                self._handle(self.ua.hangup(session_id, self.loop.time(), "recording failed"))
+
+    # ----------------------------------------------------------- shutdown
+    async def _drain(self) -> None:
+        assert self.loop is not None
+        self.ua.start_draining()
+        drain = self.config.limits.drain_seconds
+        self.log.info("draining", active=self.ua.active_sessions, drain_seconds=drain)
+        deadline = self.loop.time() + drain
+        while self.ua.active_sessions and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.ua.active_sessions:
+            self._handle(self.ua.hangup_all(self.loop.time(), "srs shutting down"))
+        wait_until = self.loop.time() + 2.0
+        while self.ua.has_pending_requests() and self.loop.time() < wait_until:
+            await asyncio.sleep(0.05)
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+
+
+def _disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def run_daemon(config: Config) -> int:
+    configure_logging(config.log.level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        uvloop = None
+    daemon = Daemon(config)
+    runner: Any = uvloop.run if uvloop is not None else asyncio.run
+    result: int = runner(daemon.run())
+    return result

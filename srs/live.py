@@ -1,0 +1,378 @@
+"""Live recordings: what happens to media, files and the index as sessions come and go.
+
+The SIPREC user agent says *what* happened to a session (offered, answered,
+new metadata, ended); this module turns that into bound RTP ports, stream
+tracks, a :class:`~srs.media.recorder.Recorder`, and index rows that move
+forward only: starting → recording → stopping → available (or failed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srs.errors import RtpError
+from srs.media.recorder import Recorder, RecordingResult
+from srs.media.track import DecoderFactory, PayloadFormat, StreamTrack
+from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
+from srs.rtp.srtp import SrtpInbound
+from srs.sdp.answer import NegotiatedStream
+from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
+from srs.siprec.metadata import RecordingMetadata
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import DataLayout
+from srs.storage.records import (
+    DtmfEvent,
+    FinalizedRecording,
+    NewRecording,
+    Participant,
+    State,
+    StreamInfo,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOptions:
+    """Plain values from the media section of the configuration."""
+
+    reorder_window: float = 0.5
+    pause_mode: str = "silence"
+    relatch_after: float = 1.0
+
+
+@dataclass
+class _StreamSlot:
+    """One m-line of a session: its port, and the track currently fed from it."""
+
+    port: RtpPort
+    negotiated: NegotiatedStream | None = None
+    track_index: int | None = None
+    codec_key: tuple[Any, ...] = ()
+
+
+@dataclass
+class LiveSession:
+    session_id: str
+    recording_id: str
+    call_id: str
+    started_wall: float
+    slots: list[_StreamSlot] = field(default_factory=list)
+    recorder: Recorder | None = None
+    metadata: RecordingMetadata | None = None
+    warnings: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A session whose file is closed; the index is finalized by :meth:`LiveRecordings.publish`."""
+
+    recording_id: str
+    final: FinalizedRecording | None
+    failure: str | None
+
+
+class LiveRecordings:
+    def __init__(
+        self,
+        *,
+        index: RecordingIndex,
+        layout: DataLayout,
+        allocator: PortAllocator,
+        receiver: RtpReceiver,
+        decoder_factory: DecoderFactory,
+        options: MediaOptions,
+        wall_clock: Callable[[], float] = time.time,
+        log: Any = None,
+    ) -> None:
+        self.index = index
+        self.layout = layout
+        self.allocator = allocator
+        self.receiver = receiver
+        self.decoder_factory = decoder_factory
+        self.options = options
+        self.wall_clock = wall_clock
+        self.log = log
+        self.sessions: dict[str, LiveSession] = {}
+
+    # ------------------------------------------------------------- offers
+    def offered(self, event: SessionOffered, now: float) -> list[int] | None:
+        """Bind ports for an offer; returns them, or None when none are free."""
+        ports = self.allocator.allocate(event.ports_needed)
+        if ports is None:
+            return None
+        for port in ports:
+            self.receiver.watch(port)
+        if event.initial:
+            started = self.wall_clock()
+            recording_id = self.index.create_recording(
+                NewRecording(
+                    started_at=started,
+                    sip_call_id=event.call_id,
+                    source=str(event.source),
+                    call_recording_id=event.metadata.call_recording_id if event.metadata else None,
+                )
+            )
+            session = LiveSession(event.session_id, recording_id, event.call_id, started)
+            session.warnings.extend(event.warnings)
+            self.sessions[event.session_id] = session
+        else:
+            session = self.sessions[event.session_id]
+            session.warnings.extend(w for w in event.warnings if w not in session.warnings)
+        session.slots.extend(_StreamSlot(port) for port in ports)
+        return [p.port for p in ports]
+
+    # ------------------------------------------------------------- answers
+    def answered(self, event: SessionAnswered) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            return
+        at = event.at
+        if event.initial:
+            path = self.layout.recording_path(session.recording_id, session.started_wall)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            session.recorder = Recorder(
+                path,
+                at,
+                reorder_window=self.options.reorder_window,
+                pause_mode="cut" if self.options.pause_mode == "cut" else "silence",
+            )
+            self.index.advance_state(session.recording_id, State.RECORDING)
+        recorder = session.recorder
+        assert recorder is not None
+        sending = False
+        for stream in event.streams:
+            if stream.index >= len(session.slots):
+                continue
+            slot = session.slots[stream.index]
+            self._apply_stream(session, recorder, slot, stream, at)
+            sending = sending or stream.receives
+        if sending and recorder.paused:
+            recorder.resume(at)
+        elif not sending and not recorder.paused:
+            recorder.pause(at)
+        self.index.update_streams(session.recording_id, self._stream_infos(session))
+
+    def _apply_stream(
+        self, session: LiveSession, recorder: Recorder, slot: _StreamSlot, stream: NegotiatedStream, at: float
+    ) -> None:
+        slot.negotiated = stream
+        if stream.refused:
+            if slot.track_index is not None:
+                recorder.end_track(slot.track_index, at)
+                slot.track_index = None
+            slot.port.sink = None
+            return
+        key = (tuple(sorted((pt, c.encoding, c.clock_rate) for pt, c in stream.codecs.items())),
+               stream.telephone_event_pt, stream.cn_pt,
+               stream.crypto_offer.key_params if stream.crypto_offer else None)
+        if slot.track_index is not None and key == slot.codec_key:
+            recorder.tracks[slot.track_index].relatch()
+            return
+        if slot.track_index is not None:
+            recorder.end_track(slot.track_index, at)
+        formats = {
+            pt: PayloadFormat(c.encoding, c.clock_rate, c.channels, c.fmtp) for pt, c in stream.codecs.items()
+        }
+        if stream.telephone_event_pt is not None:
+            formats[stream.telephone_event_pt] = PayloadFormat("telephone-event", 8000)
+        if stream.cn_pt is not None:
+            formats[stream.cn_pt] = PayloadFormat("CN", 8000)
+        track = StreamTrack(
+            formats,
+            start=recorder.start,
+            decoder_factory=self.decoder_factory,
+            label=stream.label if stream.label is not None else str(stream.index + 1),
+            relatch_after=self.options.relatch_after,
+        )
+        slot.track_index = recorder.add_track(track)
+        slot.codec_key = key
+        slot.port.sink = track.push
+        slot.port.filter = _srtp_filter(stream) if stream.crypto_offer is not None else None
+
+    # ------------------------------------------------------------- metadata
+    def metadata(self, event: MetadataReceived) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            return
+        session.metadata = event.merged
+        merged = event.merged
+        self.index.add_metadata_version(session.recording_id, self.wall_clock(), event.update.raw)
+        self.index.set_metadata(
+            session.recording_id,
+            merged.call_recording_id,
+            [
+                Participant(p.id, p.aor, p.name, tuple(p.send), tuple(p.recv))
+                for p in merged.participants
+            ],
+            self._stream_infos(session),
+            list(merged.extensions),
+        )
+        for warning in event.update.warnings:
+            if warning not in session.warnings:
+                session.warnings.append(warning)
+
+    def _stream_infos(self, session: LiveSession) -> list[StreamInfo]:
+        infos: list[StreamInfo] = []
+        ids = {}
+        if session.metadata is not None:
+            ids = {s.label: s.id for s in session.metadata.streams if s.label is not None}
+        recorder = session.recorder
+        for i, slot in enumerate(session.slots):
+            stream = slot.negotiated
+            if stream is None or stream.refused:
+                continue
+            label = stream.label if stream.label is not None else str(i + 1)
+            codec = next(iter(stream.codecs.values()), None)
+            received = lost = 0
+            if recorder is not None and slot.track_index is not None:
+                track = recorder.tracks[slot.track_index]
+                received = track.packets_received
+            infos.append(
+                StreamInfo(
+                    label=label,
+                    stream_id=ids.get(label),
+                    codec=codec.encoding if codec else None,
+                    packets_received=received,
+                    packets_lost=lost,
+                )
+            )
+        return infos
+
+    # ------------------------------------------------------------- flushing
+    def flush(self, now: float) -> list[str]:
+        """Write every recorder up to ``now`` minus the reorder window; returns sessions that failed."""
+        failed: list[str] = []
+        for session in self.sessions.values():
+            if session.recorder is None or session.failure is not None:
+                continue
+            try:
+                session.recorder.flush(now)
+            except OSError as exc:
+                session.failure = f"write failed: {exc.strerror or exc}"
+                failed.append(session.session_id)
+        return failed
+
+    # ------------------------------------------------------------- ending
+    def ended(self, event: SessionEnded) -> Finished | None:
+        """Close the file up to ``event.at``; the heavy part of publishing runs off the loop."""
+        session = self.sessions.pop(event.session_id, None)
+        if session is None:
+            return None
+        for slot in session.slots:
+            slot.port.sink = None
+            self.receiver.unwatch(slot.port)
+            self.allocator.release(slot.port)
+        ended_wall = self.wall_clock()
+        recorder = session.recorder
+        if recorder is None:
+            reason = "cancelled before answer" if event.reason == "cancelled" else event.reason
+            return Finished(session.recording_id, None, reason)
+        self.index.advance_state(session.recording_id, State.STOPPING)
+        try:
+            if session.failure is not None:
+                recorder.abort()
+                result = None
+            else:
+                result = recorder.close(event.at)
+        except OSError as exc:
+            session.failure = f"write failed: {exc.strerror or exc}"
+            result = None
+        if result is None:
+            return Finished(session.recording_id, None, session.failure)
+        return Finished(session.recording_id, self._finalized(session, result, ended_wall, event), None)
+
+    def _finalized(
+        self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded
+    ) -> FinalizedRecording:
+        warnings = list(session.warnings) + list(result.warnings)
+        streams: dict[str, Any] = {}
+        dtmf: list[DtmfEvent] = []
+        for stats in result.streams:
+            streams[stats.label] = {
+                "packets_received": stats.packets_received,
+                "packets_lost": stats.packets_lost,
+                "packets_late": stats.packets_late,
+                "packets_duplicate": stats.packets_duplicate,
+                "packets_dropped_source": stats.packets_dropped_source,
+                "malformed": stats.malformed,
+                "decoder_errors": stats.decoder_errors,
+                "ssrc_changes": stats.ssrc_changes,
+                "gaps": [list(g) for g in stats.gaps],
+                "expected_ms": stats.expected_ms,
+                "captured_ms": stats.captured_ms,
+                "completeness": round(stats.completeness, 4),
+                "silent": stats.silent,
+            }
+        for index, dtmf_event in result.dtmf:
+            label = result.streams[index].label if index < len(result.streams) else str(index)
+            dtmf.append(DtmfEvent(label, dtmf_event.digit, dtmf_event.offset_ms, dtmf_event.duration_ms))
+        self.index.update_streams(
+            session.recording_id,
+            [
+                StreamInfo(
+                    label=s.label,
+                    packets_received=s.packets_received,
+                    packets_lost=s.packets_lost,
+                    stats=streams[s.label],
+                )
+                for s in result.streams
+            ],
+        )
+        size = os.path.getsize(result.path)
+        return FinalizedRecording(
+            ended_at=ended_wall,
+            duration_ms=result.duration_ms,
+            file_path=result.path,
+            file_size=size,
+            sha256=None,
+            warnings=warnings,
+            completeness={"end_reason": event.reason, "paused_ms": result.paused_ms, "streams": streams},
+            dtmf=dtmf,
+        )
+
+    def publish(self, finished: Finished) -> None:
+        """Write the final index row: available (or failed with the reason)."""
+        if finished.final is None:
+            self.index.finalize(
+                finished.recording_id,
+                FinalizedRecording(
+                    ended_at=self.wall_clock(),
+                    duration_ms=0,
+                    file_path=None,
+                    file_size=None,
+                    sha256=None,
+                    incomplete=True,
+                    incomplete_reason=finished.failure,
+                    state=State.FAILED,
+                ),
+            )
+            return
+        self.index.finalize(finished.recording_id, finished.final)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _srtp_filter(stream: NegotiatedStream) -> Callable[[bytes], bytes | None]:
+    crypto = stream.crypto_offer
+    assert crypto is not None
+    inbound = SrtpInbound(crypto.suite, crypto.key_params)
+
+    def unprotect(data: bytes) -> bytes | None:
+        try:
+            return inbound.unprotect(data)
+        except RtpError:
+            return None
+
+    return unprotect

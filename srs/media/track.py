@@ -1,0 +1,653 @@
+"""One received audio stream (one SDP m-line) placed on the recording timeline.
+
+The timeline counts output samples from the recording start. A packet's place
+is its RTP timestamp relative to an anchor: the first packet of an SSRC lands
+where it arrived, later ones at ``anchor + (ts - ts0) * rate / clock``. Placing
+by timestamp rather than arrival removes network jitter and puts reordered
+packets where they belong; holes stay silent for exactly the missing time.
+
+``push`` runs for every datagram, so it only parses the header and appends
+``(sequence, position, payload type, payload)``. ``render`` runs about once a
+second and decodes, places and accounts for a whole block with numpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from srs.errors import RtpError
+from srs.rtp.dtmf import DtmfCollector, DtmfEvent, parse_telephone_event
+from srs.rtp.packet import FIXED_HEADER, split_rtp
+
+Pcm = NDArray[np.int16]
+
+
+class Decoder(Protocol):
+    """What the track needs from a codec: payload bytes in, 8 kHz int16 out."""
+
+    @property
+    def clock_rate(self) -> int: ...
+
+    def decode(self, payload: bytes) -> Pcm: ...
+
+
+DecoderFactory = Callable[[str, int, int, "str | None"], Decoder]
+"""``(encoding, clock_rate, channels, fmtp) -> Decoder``; raises when the codec is unsupported."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFormat:
+    """What an SDP rtpmap/fmtp says about one payload type."""
+
+    encoding: str
+    clock_rate: int
+    channels: int = 1
+    fmtp: str | None = None
+
+
+SAMPLE_CODECS = frozenset({"PCMU", "PCMA", "G722", "L16"})
+"""Codecs whose decoding of concatenated payloads equals the concatenated decodings,
+so a whole block decodes in one call."""
+
+_AUDIO, _DTMF, _CN = 0, 1, 2
+_MAX_DROPOUT = 3000
+"""A sequence jump larger than this (60 s of 20 ms packets) is a sender restart, not loss."""
+_FIRST_SEQ_BASE = 0x10000
+_SILENT_PEAK = 16
+_EMPTY: Pcm = np.zeros(0, dtype=np.int16)
+_position_of = itemgetter(1)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """How complete one stream's recording is, and why not."""
+
+    label: str
+    packets_received: int
+    packets_lost: int
+    packets_late: int
+    packets_duplicate: int
+    packets_dropped_source: int
+    packets_unknown_pt: int
+    packets_comfort_noise: int
+    malformed: int
+    decoder_errors: int
+    ssrc_changes: int
+    reanchors: int
+    clock_adjustments: int
+    relatches: int
+    ssrcs: tuple[int, ...]
+    gaps: tuple[tuple[int, int], ...]
+    """(offset_ms, length_ms) of holes between the first and last audio of the stream."""
+    expected_ms: int
+    captured_ms: int
+    first_packet_at: float | None
+    last_packet_at: float | None
+    peak: int
+    dtmf: tuple[DtmfEvent, ...]
+
+    @property
+    def completeness(self) -> float:
+        """Captured share of the expected audio (1.0 for a stream that sent none)."""
+        if self.expected_ms <= 0:
+            return 1.0
+        return min(1.0, self.captured_ms / self.expected_ms)
+
+    @property
+    def silent(self) -> bool:
+        """No audio, or only digital silence/near-silence."""
+        return self.captured_ms == 0 or self.peak <= _SILENT_PEAK
+
+
+class StreamTrack:
+    """Receiver and placer for one m-line; not thread-safe, fed from one event loop."""
+
+    def __init__(
+        self,
+        formats: Mapping[int, PayloadFormat],
+        *,
+        start: float,
+        decoder_factory: DecoderFactory,
+        label: str = "",
+        sample_rate: int = 8000,
+        jump_threshold: float = 2.0,
+        relatch_after: float = 1.0,
+        late_reanchor_after: float = 1.0,
+        resync_threshold: float = 0.25,
+        resync_every: float = 2.0,
+    ) -> None:
+        self.label = label
+        self.start = start
+        self.sample_rate = sample_rate
+        self._formats = dict(formats)
+        self._factory = decoder_factory
+        self._relatch_after = relatch_after
+        self._late_reanchor_after = late_reanchor_after
+        # drift of a placement from its arrival, as ``pos - arrival * rate``, must stay inside these
+        self._rate = float(sample_rate)
+        self._drift_hi = jump_threshold * sample_rate - start * sample_rate
+        self._drift_lo = -jump_threshold * sample_rate - start * sample_rate
+        # the least-delayed packet of each ``resync_every`` seconds measures the sender's clock;
+        # when even that one is ``resync_threshold`` behind, the sender's clock is slower than ours
+        self._resync_threshold = resync_threshold * sample_rate
+        self._resync_every = resync_every
+        self._best_drift = -math.inf
+        self._best_since = 0.0
+        self._kinds: dict[int, int] = {}
+        self._audio_pt = -1
+        for pt, fmt in self._formats.items():
+            name = fmt.encoding.upper()
+            if name == "TELEPHONE-EVENT":
+                self._kinds[pt] = _DTMF
+            elif name == "CN":
+                self._kinds[pt] = _CN
+            else:
+                self._kinds[pt] = _AUDIO
+                if self._audio_pt < 0:
+                    self._audio_pt = pt
+        self._kinds.setdefault(13, _CN)
+        self._decoders: dict[int, Decoder | None] = {}
+        # latching
+        self._source: tuple[str, int] | None = None
+        self._relatch_pending = False
+        self._last_arrival = 0.0
+        self._first_arrival: float | None = None
+        # sequence/timestamp state of the current SSRC (sequence numbers extended, see _restart)
+        self._ssrc = -1
+        self._max_seq = 0
+        self._base_seq = 0
+        self._last_ts = 0
+        self._unique = 0
+        self._expected_before = 0
+        self._unique_before = 0
+        self._missing: set[int] = set()
+        """Sequence numbers skipped by in-order packets: a later packet with one of them fills a hole,
+        any other older packet is a duplicate."""
+        # placement: position = anchor_pos + (ext_ts - anchor_ts) * rate // clock
+        self._clock = self._formats[self._audio_pt].clock_rate if self._audio_pt >= 0 else sample_rate
+        self._unit = self._clock == sample_rate
+        self._offset = 0
+        self._anchor_pos = 0
+        self._anchor_ts = 0
+        self._late_run_seq = -1
+        self._late_run_since = 0.0
+        # pending audio and rendering
+        self._pending: list[tuple[int, int, int, bytes]] = []
+        self._pt_switched = False
+        self._unordered = False
+        """Pending packets may not be in position order (set by a re-anchor while packets wait)."""
+        self._rendered_until = 0
+        self._carry: Pcm | None = None
+        self._carry_runs: list[tuple[int, int]] = []
+        self._cn_positions: list[int] = []
+        self._cov_first: int | None = None
+        self._cov_end: int | None = None
+        self._captured = 0
+        self._cn_gap_samples = 0
+        self._gaps: list[tuple[int, int]] = []
+        self._peak = 0
+        dtmf_clocks = [f.clock_rate for pt, f in self._formats.items() if self._kinds[pt] == _DTMF]
+        self._dtmf = DtmfCollector(dtmf_clocks[0] if dtmf_clocks else sample_rate)
+        # counters
+        self.packets_late = 0
+        self.packets_duplicate = 0
+        self.packets_dropped_source = 0
+        self.packets_unknown_pt = 0
+        self.packets_comfort_noise = 0
+        self.malformed = 0
+        self.decoder_errors = 0
+        self.ssrc_changes = 0
+        self.reanchors = 0
+        self.clock_adjustments = 0
+        self.relatches = 0
+        self._ssrcs: list[int] = []
+
+    # ------------------------------------------------------------------ receive path
+
+    def relatch(self) -> None:
+        """Accept the next packet from a new source address (new SDP from a re-INVITE/UPDATE)."""
+        self._relatch_pending = True
+
+    @property
+    def rendered_until(self) -> int:
+        return self._rendered_until
+
+    @property
+    def pending_packets(self) -> int:
+        return len(self._pending)
+
+    @property
+    def packets_received(self) -> int:
+        """Packets accepted from the latched source (including duplicates and late ones)."""
+        return self._unique_before + self._unique + self.packets_duplicate
+
+    def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
+        """Take one datagram; every outcome other than placement is a counter, never an exception."""
+        try:
+            b0, b1, seq, ts, ssrc = FIXED_HEADER.unpack_from(data)
+        except struct.error:
+            self.malformed += 1
+            return
+        if b0 == 0x80:
+            payload = data[12:]
+        else:
+            try:
+                b1, seq, ts, ssrc, payload = split_rtp(data)
+            except RtpError:
+                self.malformed += 1
+                return
+        if (source != self._source or ssrc != self._ssrc) and not self._admit(source, ssrc, seq, ts, arrival):
+            return
+        self._last_arrival = arrival
+        d = (seq - self._max_seq) & 0xFFFF
+        if d == 0 or d > _MAX_DROPOUT:
+            self._out_of_order(d, seq, ts, b1 & 0x7F, payload, arrival)
+            return
+        # in order: the common case, kept free of calls
+        ext = self._max_seq + d
+        if d != 1:
+            self._missing.update(range(self._max_seq + 1, ext))
+        self._max_seq = ext
+        t = (ts - self._last_ts) & 0xFFFFFFFF
+        if t >= 0x80000000:
+            t -= 0x100000000
+        ext_ts = self._last_ts + t
+        self._last_ts = ext_ts
+        self._unique += 1
+        pt = b1 & 0x7F
+        if pt != self._audio_pt:
+            self._other(pt, ext, ext_ts, payload, arrival, True)
+            return
+        if self._unit:
+            pos = ext_ts + self._offset
+        else:
+            pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
+        drift = pos - arrival * self._rate
+        if drift > self._drift_hi or drift < self._drift_lo:
+            pos = self._reanchor(ext_ts, arrival)
+        elif drift > self._best_drift:
+            self._best_drift = drift
+        if pos < self._rendered_until:
+            pos = self._late(ext, ext_ts, arrival, True)
+            if pos < 0:
+                return
+        self._pending.append((ext, pos, pt, payload))
+
+    def _out_of_order(self, d: int, seq: int, ts: int, pt: int, payload: bytes, arrival: float) -> None:
+        """Older packets (reordered, duplicated, late) and sequence restarts."""
+        if d >= 0x8000:
+            d -= 0x10000
+        if d > _MAX_DROPOUT or d < -_MAX_DROPOUT:
+            # a sender restart without a new SSRC: a fresh sequence space and anchor
+            self._restart(seq, ts, arrival)
+            self._max_seq += 1
+            self._unique += 1
+            self._place(pt, self._max_seq, ts, payload, arrival, True)
+            return
+        ext = self._max_seq + d
+        t = (ts - self._last_ts) & 0xFFFFFFFF
+        if t >= 0x80000000:
+            t -= 0x100000000
+        ext_ts = self._last_ts + t
+        if pt == self._audio_pt and self._position(ext_ts) < self._rendered_until:
+            # received, only too late to be used: late, not lost
+            if ext < self._base_seq:
+                self._missing.update(range(ext + 1, self._base_seq))
+                self._base_seq = ext
+                self._unique += 1
+            elif ext in self._missing:
+                self._missing.discard(ext)
+                self._unique += 1
+            self._late(ext, ext_ts, arrival, False)
+            return
+        if ext < self._base_seq:
+            self._missing.update(range(ext + 1, self._base_seq))
+            self._base_seq = ext
+        elif ext in self._missing:
+            self._missing.discard(ext)
+        else:
+            self.packets_duplicate += 1
+            return
+        self._unique += 1
+        self._place(pt, ext, ext_ts, payload, arrival, False)
+
+    def _place(self, pt: int, ext: int, ext_ts: int, payload: bytes, arrival: float, in_order: bool) -> None:
+        """The general form of the tail of ``push``."""
+        if pt != self._audio_pt:
+            self._other(pt, ext, ext_ts, payload, arrival, in_order)
+            return
+        pos = self._position(ext_ts)
+        if in_order:
+            drift = pos - arrival * self._rate
+            if drift > self._drift_hi or drift < self._drift_lo:
+                pos = self._reanchor(ext_ts, arrival)
+            elif drift > self._best_drift:
+                self._best_drift = drift
+        if pos < self._rendered_until:
+            pos = self._late(ext, ext_ts, arrival, in_order)
+            if pos < 0:
+                return
+        self._pending.append((ext, pos, pt, payload))
+
+    def _admit(self, source: tuple[str, int], ssrc: int, seq: int, ts: int, arrival: float) -> bool:
+        """Latching and SSRC bookkeeping, off the per-packet fast path."""
+        if source != self._source:
+            if self._source is None:
+                self._first_arrival = arrival
+            elif self._relatch_pending or arrival - self._last_arrival >= self._relatch_after:
+                self.relatches += 1
+            else:
+                self.packets_dropped_source += 1
+                return False
+            self._source = source
+            self._relatch_pending = False
+        if ssrc != self._ssrc:
+            if self._ssrc >= 0:
+                self.ssrc_changes += 1
+            self._ssrc = ssrc
+            if ssrc not in self._ssrcs:
+                self._ssrcs.append(ssrc)
+            self._restart(seq, ts, arrival)
+        return True
+
+    def _restart(self, seq: int, ts: int, arrival: float) -> None:
+        """Start a sequence space above the old one (so pending packets keep their order)
+        and anchor it at this arrival; the next packet with ``seq`` is in order."""
+        if self._unique:
+            self._expected_before += self._max_seq - self._base_seq + 1
+            self._unique_before += self._unique
+        base = (self._max_seq + 0x20000) & ~0xFFFF if self._max_seq else _FIRST_SEQ_BASE
+        self._unique = 0
+        self._missing.clear()
+        self._base_seq = base + seq
+        self._max_seq = base + seq - 1
+        self._last_ts = ts
+        self._anchor(ts, arrival)
+
+    def _anchor(self, ext_ts: int, arrival: float) -> int:
+        pos = max(round((arrival - self.start) * self.sample_rate), self._rendered_until)
+        if self._pending:
+            self._unordered = True
+        self._anchor_pos = pos
+        self._anchor_ts = ext_ts
+        self._offset = pos - ext_ts
+        self._best_drift = -math.inf
+        self._best_since = arrival
+        return pos
+
+    def _resync(self) -> None:
+        """Move placement later when the sender's clock has fallen behind (see ``resync_threshold``);
+        moving it earlier would overwrite audio, so a fast clock waits for the jump threshold."""
+        lag = -(self._best_drift + self.start * self._rate)
+        if lag > self._resync_threshold:
+            shift = round(lag)
+            self._offset += shift
+            self._anchor_pos += shift
+            self.clock_adjustments += 1
+        self._best_drift = -math.inf
+        self._best_since = self._last_arrival
+
+    def _reanchor(self, ext_ts: int, arrival: float) -> int:
+        self.reanchors += 1
+        return self._anchor(ext_ts, arrival)
+
+    def _late(self, ext: int, ext_ts: int, arrival: float, in_order: bool) -> int:
+        """A packet whose place was already written: drop it, unless in-order packets keep
+        landing there (the sender's timestamps fell behind), which needs a new anchor."""
+        if in_order:
+            if ext == self._late_run_seq + 1 and arrival - self._late_run_since >= self._late_reanchor_after:
+                self._late_run_seq = -1
+                return self._reanchor(ext_ts, arrival)
+            if ext != self._late_run_seq + 1:
+                self._late_run_since = arrival
+            self._late_run_seq = ext
+        self.packets_late += 1
+        return -1
+
+    def _position(self, ext_ts: int) -> int:
+        if self._unit:
+            return ext_ts + self._offset
+        return self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
+
+    def _other(self, pt: int, ext: int, ext_ts: int, payload: bytes, arrival: float, in_order: bool) -> None:
+        kind = self._kinds.get(pt)
+        if kind is None:
+            self.packets_unknown_pt += 1
+            return
+        if kind == _AUDIO:
+            fmt = self._formats[pt]
+            self._audio_pt = pt
+            self._pt_switched = True
+            if fmt.clock_rate != self._clock:
+                self._clock = fmt.clock_rate
+                self._unit = fmt.clock_rate == self.sample_rate
+                self._reanchor(ext_ts, arrival)
+            self._place(pt, ext, ext_ts, payload, arrival, in_order)
+            return
+        pos = self._position(ext_ts)
+        if kind == _CN:
+            self.packets_comfort_noise += 1
+            self._cn_positions.append(pos)
+            return
+        try:
+            event = parse_telephone_event(payload)
+        except RtpError:
+            self.malformed += 1
+            return
+        self._dtmf.add(event, ext_ts, max(0, pos) * 1000 // self.sample_rate)
+
+    # ------------------------------------------------------------------ render path
+
+    def _decoder(self, pt: int) -> Decoder | None:
+        if pt in self._decoders:
+            return self._decoders[pt]
+        fmt = self._formats[pt]
+        decoder: Decoder | None
+        try:
+            decoder = self._factory(fmt.encoding, fmt.clock_rate, fmt.channels, fmt.fmtp)
+        except Exception:  # an unsupported or broken codec must not end the recording
+            decoder = None
+        self._decoders[pt] = decoder
+        return decoder
+
+    def _decode_group(
+        self, pt: int, group: list[tuple[int, int, int, bytes]]
+    ) -> tuple[Pcm, list[int], list[int]]:
+        """Decode one payload type's packets in sequence order; returns samples, positions, lengths."""
+        decoder = self._decoder(pt)
+        if decoder is None:
+            self.decoder_errors += len(group)
+            return _EMPTY, [], []
+        payloads = [p[3] for p in group]
+        if self._formats[pt].encoding.upper() in SAMPLE_CODECS:
+            joined = b"".join(payloads)
+            try:
+                pcm = np.asarray(decoder.decode(joined), dtype=np.int16)
+            except Exception:
+                pcm = None
+            if pcm is not None and joined:
+                produced, total = len(pcm), len(joined)
+                if produced == total:
+                    return pcm, [p[1] for p in group], [len(p) for p in payloads]
+                lengths = [len(p) * produced // total for p in payloads]
+                if sum(lengths) == produced:
+                    return pcm, [p[1] for p in group], lengths
+        pieces: list[Pcm] = []
+        positions: list[int] = []
+        lengths = []
+        for _, pos, _, payload in group:
+            try:
+                piece = np.asarray(decoder.decode(payload), dtype=np.int16)
+            except Exception:
+                self.decoder_errors += 1
+                continue
+            pieces.append(piece)
+            positions.append(pos)
+            lengths.append(len(piece))
+        if not pieces:
+            return _EMPTY, [], []
+        return np.concatenate(pieces), positions, lengths
+
+    def _take_ready(self, end: int) -> list[tuple[int, int, int, bytes]]:
+        pending = self._pending
+        if not pending:
+            return pending
+        pending.sort()
+        if pending[-1][1] < end and not self._unordered:
+            self._pending = []
+            return pending
+        if not self._unordered:
+            # sorted by sequence, so by position too unless a re-anchor moved the timeline back
+            split = bisect_left(pending, end, key=_position_of)
+            self._pending = pending[split:]
+            return pending[:split]
+        ready = [p for p in pending if p[1] < end]
+        rest = [p for p in pending if p[1] >= end]
+        self._pending = rest
+        self._unordered = not all(a[1] <= b[1] for a, b in itertools.pairwise(rest))
+        return ready
+
+    def render(self, start: int, end: int) -> Pcm:
+        """This stream's samples for timeline range [start, end), zeros where nothing arrived.
+
+        Ranges must be rendered in order; payloads placed before ``end`` are decoded
+        and released, and packets that arrive later for this range count as late.
+        """
+        n = max(0, end - start)
+        ready = self._take_ready(end)
+        pieces: list[tuple[int, Pcm]] = []
+        runs: list[tuple[int, int]] = []
+        if self._carry is not None:
+            pieces.append((self._rendered_until, self._carry))
+            runs.extend(self._carry_runs)
+            self._carry = None
+            self._carry_runs = []
+        if ready:
+            if self._pt_switched:
+                groups: dict[int, list[tuple[int, int, int, bytes]]] = {}
+                for packet in ready:
+                    groups.setdefault(packet[2], []).append(packet)
+                if not self._pending:
+                    self._pt_switched = False
+            else:
+                groups = {ready[0][2]: ready}
+            for pt, group in groups.items():
+                pcm, positions, lengths = self._decode_group(pt, group)
+                # contiguous packets become one slice copy; a hole or overlap starts a new segment
+                seg_pos = seg_end = seg_off = 0
+                off = 0
+                for pos, length in zip(positions, lengths, strict=True):
+                    if pos != seg_end or off == 0:
+                        if seg_end > seg_pos:
+                            pieces.append((seg_pos, pcm[seg_off : seg_off + seg_end - seg_pos]))
+                            runs.append((seg_pos, seg_end))
+                        seg_pos, seg_off = pos, off
+                    seg_end = pos + length
+                    off += length
+                if seg_end > seg_pos:
+                    pieces.append((seg_pos, pcm[seg_off : seg_off + seg_end - seg_pos]))
+                    runs.append((seg_pos, seg_end))
+        span_end = end
+        for pos, samples in pieces:
+            span_end = max(span_end, pos + len(samples))
+        buf = np.zeros(max(0, span_end - start), dtype=np.int16)
+        for pos, samples in pieces:
+            lo = pos - start
+            if lo < 0:
+                samples = samples[-lo:]
+                lo = 0
+            buf[lo : lo + len(samples)] = samples
+        if span_end > end:
+            self._carry = buf[n:].copy()
+            self._carry_runs = [(max(a, end), b) for a, b in runs if b > end]
+        out = buf[:n]
+        if runs:
+            self._account(start, end, runs, out)
+        self._rendered_until = max(self._rendered_until, end)
+        if self._last_arrival - self._best_since >= self._resync_every and self._best_drift > -math.inf:
+            self._resync()
+        if len(self._missing) > 1024:
+            horizon = self._max_seq - 1024
+            self._missing = {s for s in self._missing if s > horizon}
+        return out
+
+    def _account(self, start: int, end: int, runs: list[tuple[int, int]], out: Pcm) -> None:
+        """Update captured samples, gaps and peak level from the covered runs of one block."""
+        clipped = sorted((max(a, start), min(b, end)) for a, b in runs if b > start and a < end)
+        if not clipped:
+            return
+        captured = 0
+        for run_start, run_end in clipped:
+            if self._cov_end is None:
+                self._cov_first = run_start
+            elif run_start > self._cov_end:
+                self._record_gap(self._cov_end, run_start)
+            elif run_end <= self._cov_end:
+                continue
+            else:
+                run_start = self._cov_end
+            captured += run_end - run_start
+            self._cov_end = run_end
+        self._captured += captured
+        if captured:
+            self._peak = max(self._peak, int(out.max()), -int(out.min()))
+        if self._cn_positions and self._cov_end is not None:
+            horizon = self._cov_end - self.sample_rate
+            self._cn_positions = [p for p in self._cn_positions if p >= horizon]
+
+    def _record_gap(self, gap_start: int, gap_end: int) -> None:
+        slack = self.sample_rate // 50  # one 20 ms frame: CN is sent at or just before the silence
+        if any(gap_start - slack <= p < gap_end for p in self._cn_positions):
+            self._cn_gap_samples += gap_end - gap_start
+            return
+        rate = self.sample_rate
+        self._gaps.append((gap_start * 1000 // rate, (gap_end - gap_start) * 1000 // rate))
+
+    # ------------------------------------------------------------------ results
+
+    def finish(self) -> None:
+        """Report a DTMF event whose end packets never came (call once the stream is over)."""
+        self._dtmf.finish()
+
+    def stats(self) -> StreamStats:
+        lost = self._expected_before - self._unique_before
+        if self._unique:
+            lost += (self._max_seq - self._base_seq + 1) - self._unique
+        expected = 0
+        if self._cov_first is not None and self._cov_end is not None:
+            expected = self._cov_end - self._cov_first - self._cn_gap_samples
+        rate = self.sample_rate
+        return StreamStats(
+            label=self.label,
+            packets_received=self.packets_received,
+            packets_lost=max(0, lost),
+            packets_late=self.packets_late,
+            packets_duplicate=self.packets_duplicate,
+            packets_dropped_source=self.packets_dropped_source,
+            packets_unknown_pt=self.packets_unknown_pt,
+            packets_comfort_noise=self.packets_comfort_noise,
+            malformed=self.malformed,
+            decoder_errors=self.decoder_errors,
+            ssrc_changes=self.ssrc_changes,
+            reanchors=self.reanchors,
+            clock_adjustments=self.clock_adjustments,
+            relatches=self.relatches,
+            ssrcs=tuple(self._ssrcs),
+            gaps=tuple(self._gaps),
+            expected_ms=expected * 1000 // rate,
+            captured_ms=self._captured * 1000 // rate,
+            first_packet_at=self._first_arrival,
+            last_packet_at=self._last_arrival if self._first_arrival is not None else None,
+            peak=self._peak,
+            dtmf=tuple(self._dtmf.events),
+        )

@@ -1,0 +1,185 @@
+"""RTP/RTCP sockets: port allocation and the receive loop.
+
+Each recorded stream owns an even RTP port P and P+1 for RTCP; a call's streams
+sit on consecutive even ports P, P+2, P+4 … (SIPp's pcap play keeps the pcap's
+port offsets, and it costs nothing).  Ports that cannot be bound are skipped.
+
+The receive path is the hot path of srs: one readable event drains the socket
+with ``recvfrom`` on a small buffer until it would block, stamping every
+datagram of the batch with one arrival time, and hands the bytes to the
+stream's sink (a :class:`~srs.media.track.StreamTrack` ``push``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Sink = Callable[[bytes, tuple[str, int], float], None]
+_RECV_SIZE = 2048
+
+
+@dataclass
+class RtpCounters:
+    packets: int = 0
+    dropped_no_stream: int = 0
+    dropped_srtp: int = 0
+    rtcp_packets: int = 0
+    receive_errors: int = 0
+
+
+@dataclass
+class RtpPort:
+    """One bound RTP port and its RTCP companion; ``sink`` None drops (no stream yet, or ended)."""
+
+    port: int
+    rtp: socket.socket
+    rtcp: socket.socket
+    sink: Sink | None = None
+    rtcp_sink: Sink | None = None
+    filter: Callable[[bytes], bytes | None] | None = None
+    counters: RtpCounters = field(default_factory=RtpCounters)
+
+
+class PortAllocator:
+    """Hands out runs of consecutive even ports from [low, high], skipping those in use or unbindable."""
+
+    def __init__(self, low: int, high: int, bind_host: str = "0.0.0.0") -> None:
+        self.low = low + (low % 2)
+        self.high = high
+        self.bind_host = bind_host
+        self._next = self.low
+        self._in_use: set[int] = set()
+
+    @property
+    def in_use(self) -> int:
+        return len(self._in_use)
+
+    def _try_bind(self, port: int) -> tuple[socket.socket, socket.socket] | None:
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        bound: list[socket.socket] = []
+        try:
+            for p in (port, port + 1):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                bound.append(sock)
+                sock.setblocking(False)
+                sock.bind((self.bind_host, p))
+        except OSError:
+            for sock in bound:
+                sock.close()
+            return None
+        bound[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        return bound[0], bound[1]
+
+    def allocate(self, count: int) -> list[RtpPort] | None:
+        """``count`` ports P, P+2 … bound now; None when the range has no such run."""
+        if count <= 0:
+            return []
+        span = 2 * count
+        size = self.high - self.low + 1
+        attempts = max(1, size // 2)
+        start = self._next
+        for _ in range(attempts):
+            if start + span - 1 > self.high:
+                start = self.low
+            run = self._bind_run(start, count)
+            if run is not None:
+                self._next = start + span
+                return run
+            start += 2
+        return None
+
+    def _bind_run(self, start: int, count: int) -> list[RtpPort] | None:
+        ports: list[RtpPort] = []
+        for i in range(count):
+            port = start + 2 * i
+            pair = None if port in self._in_use else self._try_bind(port)
+            if pair is None:
+                for allocated in ports:
+                    self._close(allocated)
+                return None
+            ports.append(RtpPort(port, pair[0], pair[1]))
+            self._in_use.add(port)
+        return ports
+
+    def _close(self, rtp_port: RtpPort) -> None:
+        rtp_port.rtp.close()
+        rtp_port.rtcp.close()
+        self._in_use.discard(rtp_port.port)
+
+    def release(self, rtp_port: RtpPort) -> None:
+        self._close(rtp_port)
+
+
+class RtpReceiver:
+    """Registers bound ports with the event loop and drains them as they become readable."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.totals = RtpCounters()
+
+    def watch(self, port: RtpPort) -> None:
+        self.loop.add_reader(port.rtp.fileno(), self._drain_rtp, port)
+        self.loop.add_reader(port.rtcp.fileno(), self._drain_rtcp, port)
+
+    def unwatch(self, port: RtpPort) -> None:
+        for sock in (port.rtp, port.rtcp):
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+        self._add(port.counters)
+
+    def _add(self, counters: RtpCounters) -> None:
+        totals = self.totals
+        totals.packets += counters.packets
+        totals.dropped_no_stream += counters.dropped_no_stream
+        totals.dropped_srtp += counters.dropped_srtp
+        totals.rtcp_packets += counters.rtcp_packets
+        totals.receive_errors += counters.receive_errors
+
+    def _drain_rtp(self, port: RtpPort) -> None:
+        recv = port.rtp.recvfrom
+        sink = port.sink
+        transform = port.filter
+        arrival = self.clock()
+        counters = port.counters
+        n = 0
+        while True:
+            try:
+                data, addr = recv(_RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                counters.receive_errors += 1
+                break
+            n += 1
+            if sink is None:
+                counters.dropped_no_stream += 1
+                continue
+            if transform is not None:
+                clear = transform(data)
+                if clear is None:
+                    counters.dropped_srtp += 1
+                    continue
+                data = clear
+            sink(data, addr, arrival)
+        counters.packets += n
+
+    def _drain_rtcp(self, port: RtpPort) -> None:
+        arrival = self.clock()
+        while True:
+            try:
+                data, addr = port.rtcp.recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                port.counters.receive_errors += 1
+                return
+            port.counters.rtcp_packets += 1
+            if port.rtcp_sink is not None:
+                port.rtcp_sink(data, addr, arrival)

@@ -1,0 +1,1 @@
+"""SDP parsing and the recvonly answer of a recording server."""

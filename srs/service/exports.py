@@ -1,0 +1,51 @@
+"""Export jobs for the HTTP API: archives are built in a worker thread so the event loop stays free."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from srs.service.recordings import RecordingService
+from srs.service.webhooks import WebhookDispatcher
+from srs.storage.records import RecordingFilter
+
+log = logging.getLogger(__name__)
+
+
+class ExportManager:
+    def __init__(self, service: RecordingService, webhooks: WebhookDispatcher | None = None) -> None:
+        self.service = service
+        self.webhooks = webhooks
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def submit(
+        self, ids: Sequence[str] | None = None, filt: RecordingFilter | None = None, fmt: str = "tar.gz"
+    ) -> dict[str, Any]:
+        job = await asyncio.to_thread(self.service.create_export, ids, filt, fmt)
+        self._tasks[job["id"]] = asyncio.create_task(self._run(job["id"]), name=f"srs-export-{job['id']}")
+        return job
+
+    async def _run(self, export_id: str) -> None:
+        try:
+            status = await asyncio.to_thread(self.service.run_export, export_id)
+        except Exception:
+            log.exception("export %s failed", export_id)
+            return
+        finally:
+            self._tasks.pop(export_id, None)
+        if self.webhooks is not None:
+            try:
+                self.webhooks.emit("export_available", status)
+            except Exception:
+                log.exception("could not queue export_available for %s", export_id)
+
+    async def wait(self, export_id: str) -> None:
+        """Wait for a job this process started (no-op if it already finished)."""
+        task = self._tasks.get(export_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def status(self, export_id: str) -> dict[str, Any]:
+        return self.service.export_status(export_id)

@@ -1,0 +1,95 @@
+"""Turn the strings people type (CLI flags, query parameters) into a RecordingFilter, one way for both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from srs.service.errors import BadRequest
+from srs.service.timefmt import parse_instant
+from srs.storage.records import RecordingFilter, State
+
+FILTER_KEYS = (
+    "state", "start", "end", "call_recording_id", "participant", "sip_call_id", "source",
+    "min_duration", "max_duration",
+)
+
+
+def _duration_ms(text: str | float | None, name: str) -> int | None:
+    """Durations in filters are seconds (fractions allowed)."""
+    if text is None or text == "":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a number of seconds, got {text!r}") from exc
+    if seconds < 0:
+        raise BadRequest(f"{name} must not be negative")
+    return round(seconds * 1000)
+
+
+def split_extension(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``, or ``KEY:VALUE`` when there is no ``=`` (a key with colons needs the ``=`` form)."""
+    cut = text.find("=")
+    if cut <= 0:
+        cut = text.find(":")
+    if cut <= 0:
+        raise BadRequest(f"extension filter must be KEY=VALUE or KEY:VALUE, got {text!r}")
+    return text[:cut], text[cut + 1:]
+
+
+def build_filter(
+    values: Mapping[str, Any], extensions: Iterable[tuple[str, str]] = (), *, oldest_first: bool = False
+) -> RecordingFilter:
+    def text(key: str) -> str | None:
+        value = values.get(key)
+        if value is None or value == "":
+            return None
+        return str(value)
+
+    state_text = text("state")
+    state: State | None = None
+    if state_text is not None:
+        try:
+            state = State(state_text)
+        except ValueError as exc:
+            choices = ", ".join(s.value for s in State)
+            raise BadRequest(f"unknown state {state_text!r} (one of {choices})") from exc
+    start, end = text("start"), text("end")
+    return RecordingFilter(
+        state=state,
+        start=parse_instant(start) if start is not None else None,
+        end=parse_instant(end) if end is not None else None,
+        call_recording_id=text("call_recording_id"),
+        participant=text("participant"),
+        sip_call_id=text("sip_call_id"),
+        source=text("source"),
+        min_duration_ms=_duration_ms(text("min_duration"), "min_duration"),
+        max_duration_ms=_duration_ms(text("max_duration"), "max_duration"),
+        extensions=tuple(extensions),
+        oldest_first=oldest_first,
+    )
+
+
+def filter_to_json(filt: RecordingFilter) -> dict[str, Any]:
+    """A JSON-safe description (stored with export jobs, round-trips through :func:`filter_from_json`)."""
+    return {
+        "state": filt.state.value if filt.state is not None else None,
+        "start": filt.start, "end": filt.end, "call_recording_id": filt.call_recording_id,
+        "participant": filt.participant, "sip_call_id": filt.sip_call_id, "source": filt.source,
+        "min_duration_ms": filt.min_duration_ms, "max_duration_ms": filt.max_duration_ms,
+        "extensions": [list(pair) for pair in filt.extensions],
+        "ids": list(filt.ids) if filt.ids is not None else None,
+    }
+
+
+def filter_from_json(data: Mapping[str, Any]) -> RecordingFilter:
+    ids = data.get("ids")
+    return RecordingFilter(
+        state=State(data["state"]) if data.get("state") else None,
+        start=data.get("start"), end=data.get("end"), call_recording_id=data.get("call_recording_id"),
+        participant=data.get("participant"), sip_call_id=data.get("sip_call_id"), source=data.get("source"),
+        min_duration_ms=data.get("min_duration_ms"), max_duration_ms=data.get("max_duration_ms"),
+        extensions=tuple((str(k), str(v)) for k, v in data.get("extensions") or ()),
+        ids=tuple(ids) if ids is not None else None,
+    )

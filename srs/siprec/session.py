@@ -1,0 +1,725 @@
+"""The SRS user agent: RFC 3261 UAS core and RFC 7866 recording-session handling, sans-IO.
+
+``SiprecUserAgent.receive(data, source, transport, local, now)`` takes the bytes
+of one SIP message and returns what to send and what happened
+(:mod:`srs.siprec.events`).  Timers are driven by ``next_deadline()`` and
+``on_timer(now)``.  Nothing here reads a clock, opens a socket or touches a file,
+so every exchange is testable byte for byte.
+
+One recording session is one SIP dialog: re-INVITEs, UPDATEs, pauses and
+metadata updates change that session and never start another.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+from srs.errors import ParseError, SdpError, SipParseError
+from srs.sdp.answer import Answer, build_answer
+from srs.sdp.model import Codec, SessionDescription
+from srs.sdp.parse import parse_sdp
+from srs.sip.dialog import Dialog
+from srs.sip.headers import NameAddr, SipUri
+from srs.sip.message import Request, Response, build_response, parse_message, serialize
+from srs.sip.routing import Address, Outgoing, Transport, stamp_received
+from srs.sip.transaction import (
+    DispositionKind,
+    InviteServerTransaction,
+    ServerTransaction,
+    ServerTransactionLayer,
+    TransactionTimeout,
+    new_branch,
+)
+from srs.sip.uas import AckTimeout, TwoXxRetransmitter
+from srs.siprec.detect import detect_siprec
+from srs.siprec.events import (
+    MessageDropped,
+    MetadataReceived,
+    RequestRefused,
+    SessionAnswered,
+    SessionEnded,
+    SessionOffered,
+    UaEvent,
+)
+from srs.siprec.metadata import RecordingMetadata, merge_metadata, parse_metadata
+from srs.siprec.multipart import SiprecBody, extract_siprec_body
+
+SUPPORTED_OPTIONS = frozenset({"siprec", "timer", "100rel"})
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+ACCEPT = "application/sdp, application/rs-metadata+xml, multipart/mixed"
+
+
+@dataclass(frozen=True, slots=True)
+class UaSettings:
+    """Plain values the composition root hands over; times in seconds."""
+
+    can_decode: Callable[[Codec], bool]
+    new_token: Callable[[], str]
+    srtp_key: Callable[[str], str] | None = None
+    codec_preference: tuple[str, ...] = ()
+    user: str = "srs"
+    user_agent: str = "srs"
+    answer_delay: float = 0.0
+    reject_status: int = 488
+    reject_reason: str = "Not a SIPREC session"
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    min_se: int = 90
+    max_duration: float = 86400.0
+    max_sessions: int = 5000
+    retry_after: int = 30
+
+
+class CallPhase(enum.Enum):
+    OFFERED = "waiting for local ports"
+    ANSWERING = "answer delayed"
+    ANSWERED = "2xx sent, waiting for ACK"
+    CONFIRMED = "confirmed"
+    ENDED = "ended"
+
+
+@dataclass
+class _PendingOffer:
+    """A re-INVITE or UPDATE offer waiting for ports from the layer above."""
+
+    transaction: ServerTransaction
+    request: Request
+    offer: SessionDescription
+
+
+@dataclass
+class _ClientRequest:
+    """A request srs sent (BYE): retransmitted on UDP until any final response (RFC 3261 §17.1.2)."""
+
+    outgoing: Outgoing
+    interval: float
+    next_send: float
+    give_up: float
+
+
+@dataclass
+class _Call:
+    session_id: str
+    call_id: str
+    local_tag: str
+    invite: Request
+    invite_transaction: InviteServerTransaction
+    source: Address
+    transport: Transport
+    local: Address
+    offer: SessionDescription
+    metadata: RecordingMetadata | None
+    phase: CallPhase = CallPhase.OFFERED
+    dialog: Dialog | None = None
+    ports: list[int] = field(default_factory=list)
+    answer: Answer | None = None
+    sdp_session_id: int = 0
+    sdp_version: int = 0
+    answer_due: float | None = None
+    pending: _PendingOffer | None = None
+    awaiting_ack: Hashable | None = None
+    session_interval: int | None = None
+    refresher_uac: bool = True
+    uac_supports_timer: bool = False
+    expires_at: float | None = None
+    max_end: float | None = None
+
+    @property
+    def remote_tag(self) -> str:
+        return self.invite.from_addr.tag or ""
+
+
+def _options(request: Request, name: str) -> set[str]:
+    return {token.strip().lower() for value in request.headers.get_all(name) for token in value.split(",")}
+
+
+def _session_expires(request: Request) -> tuple[int | None, str | None]:
+    value = request.headers.get("session-expires") or request.headers.get("x")
+    if value is None:
+        return None, None
+    head, _, params = value.partition(";")
+    try:
+        seconds = int(head.strip())
+    except ValueError as exc:
+        raise SipParseError(f"Session-Expires {value!r} is not a number of seconds") from exc
+    refresher = None
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "refresher":
+            refresher = val.strip().lower()
+    return seconds, refresher
+
+
+class SiprecUserAgent:
+    """All recording sessions of one srs instance."""
+
+    def __init__(self, settings: UaSettings) -> None:
+        self.settings = settings
+        self.transactions = ServerTransactionLayer(settings.t1, settings.t2, settings.t4)
+        self.retransmitter = TwoXxRetransmitter(settings.t1, settings.t2)
+        self._calls: dict[str, _Call] = {}
+        self._by_dialog: dict[tuple[str, str, str], _Call] = {}
+        self._by_invite: dict[int, _Call] = {}
+        self._clients: dict[str, _ClientRequest] = {}
+        self.draining = False
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def active_sessions(self) -> int:
+        return len(self._calls)
+
+    def session_ids(self) -> list[str]:
+        return list(self._calls)
+
+    def has_pending_requests(self) -> bool:
+        """True while a BYE srs sent still waits for its final response."""
+        return bool(self._clients)
+
+    def next_deadline(self) -> float | None:
+        candidates = [self.transactions.next_deadline(), self.retransmitter.next_deadline()]
+        for call in self._calls.values():
+            candidates.extend((call.answer_due, call.expires_at, call.max_end))
+        candidates.extend(min(c.next_send, c.give_up) for c in self._clients.values())
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
+    # --------------------------------------------------------------- receiving
+    def receive(
+        self, data: bytes, source: Address, transport: Transport, local: Address, now: float
+    ) -> list[UaEvent]:
+        try:
+            message = parse_message(data)
+        except ParseError as exc:
+            return [MessageDropped(f"unparseable SIP message: {exc.message}", source)]
+        if isinstance(message, Response):
+            return self._receive_response(message, source)
+        try:
+            request = stamp_received(message, source)
+        except ParseError as exc:
+            return [MessageDropped(f"bad Via: {exc.message}", source)]
+        disposition = self.transactions.receive_request(request, source, transport, now)
+        kind = disposition.kind
+        if kind is DispositionKind.RETRANSMISSION:
+            return list(disposition.outgoing)
+        if kind is DispositionKind.ACK_ABSORBED:
+            return []
+        if kind is DispositionKind.ACK_FOR_CORE:
+            return self._receive_ack(request, now)
+        txn = disposition.transaction
+        assert txn is not None
+        if kind is DispositionKind.CANCEL:
+            return self._receive_cancel(request, txn, disposition.cancelled, now)
+        try:
+            return self._dispatch(request, txn, source, transport, local, now)
+        except ParseError as exc:
+            return self._refuse(txn, exc.status, exc.reason, exc.message, now)
+
+    def _dispatch(
+        self,
+        request: Request,
+        txn: ServerTransaction,
+        source: Address,
+        transport: Transport,
+        local: Address,
+        now: float,
+    ) -> list[UaEvent]:
+        method = request.method
+        to_tag = request.to_addr.tag
+        if to_tag:
+            call = self._by_dialog.get((request.call_id, to_tag, request.from_addr.tag or ""))
+            if call is None or call.dialog is None:
+                return self._refuse(txn, 481, "Call/Transaction Does Not Exist", "unknown dialog", now)
+            call.dialog.check_remote_cseq(request.cseq.number)
+            if method == "BYE":
+                return self._receive_bye(call, txn, now)
+            if method == "INVITE":
+                return self._receive_reoffer(call, txn, request, now)
+            if method == "UPDATE":
+                return self._receive_reoffer(call, txn, request, now)
+            if method in ("INFO", "OPTIONS", "NOTIFY"):
+                events = self._metadata_only(call, request, now)
+                return [*events, *self._respond(txn, 200, now, extra=self._capabilities())]
+            return self._refuse(txn, 405, "Method Not Allowed", f"{method} in dialog", now, [("Allow", ALLOW)])
+        if method == "INVITE":
+            return self._receive_invite(request, txn, source, transport, local, now)
+        if method == "OPTIONS":
+            return self._respond(txn, 200, now, extra=self._capabilities(), to_tag=self.settings.new_token())
+        if method in ("BYE", "UPDATE", "INFO", "PRACK"):
+            return self._refuse(txn, 481, "Call/Transaction Does Not Exist", f"{method} outside a dialog", now)
+        return self._refuse(txn, 405, "Method Not Allowed", f"{method} not supported", now, [("Allow", ALLOW)])
+
+    # --------------------------------------------------------------- INVITE
+    def _receive_invite(
+        self,
+        request: Request,
+        txn: ServerTransaction,
+        source: Address,
+        transport: Transport,
+        local: Address,
+        now: float,
+    ) -> list[UaEvent]:
+        assert isinstance(txn, InviteServerTransaction)
+        trying = self._respond(txn, 100, now)
+        settings = self.settings
+        retry = [("Retry-After", str(settings.retry_after))]
+        if self.draining:
+            return [*trying, *self._refuse(txn, 503, "Service Unavailable", "shutting down", now, retry)]
+        if len(self._calls) >= settings.max_sessions:
+            return [*trying, *self._refuse(txn, 503, "Service Unavailable", "max_sessions reached", now, retry)]
+        unsupported = sorted(_options(request, "require") - SUPPORTED_OPTIONS - {""})
+        if unsupported:
+            detail = ", ".join(unsupported)
+            return [
+                *trying,
+                *self._refuse(txn, 420, "Bad Extension", f"unsupported: {detail}", now, [("Unsupported", detail)]),
+            ]
+        if not detect_siprec(request):
+            return [
+                *trying,
+                *self._refuse(txn, settings.reject_status, settings.reject_reason, "no SIPREC marker", now),
+            ]
+        body = self._body(request)
+        if body.sdp is None:
+            raise SdpError("INVITE without an SDP offer (offerless INVITE) is not supported")
+        parsed = parse_sdp(body.sdp)
+        warnings = [*body.warnings, *parsed.warnings]
+        metadata = self._metadata(body, warnings)
+        interval, refresher = _session_expires(request)
+        if interval is not None and interval < settings.min_se:
+            return [
+                *trying,
+                *self._refuse(
+                    txn, 422, "Session Interval Too Small", f"{interval} s", now, [("Min-SE", str(settings.min_se))]
+                ),
+            ]
+        session_id = settings.new_token()
+        call = _Call(
+            session_id=session_id,
+            call_id=request.call_id,
+            local_tag=settings.new_token(),
+            invite=request,
+            invite_transaction=txn,
+            source=source,
+            transport=transport,
+            local=local,
+            offer=parsed.session,
+            metadata=metadata,
+            sdp_session_id=abs(hash(session_id)) % 10**9,
+        )
+        call.uac_supports_timer = "timer" in (_options(request, "supported") | _options(request, "require"))
+        if interval is not None and call.uac_supports_timer:
+            call.session_interval = interval
+            call.refresher_uac = refresher != "uas"
+        self._calls[session_id] = call
+        self._by_invite[id(txn)] = call
+        events: list[UaEvent] = [*trying]
+        events.append(
+            SessionOffered(
+                session_id=session_id,
+                call_id=request.call_id,
+                source=source,
+                transport=transport,
+                offer=parsed.session,
+                ports_needed=len(parsed.session.media),
+                initial=True,
+                metadata=metadata,
+                warnings=tuple(warnings),
+                from_uri=str(request.from_addr.uri),
+                to_uri=str(request.to_addr.uri),
+            )
+        )
+        if metadata is not None:
+            events.append(MetadataReceived(session_id, now, metadata, metadata))
+        return events
+
+    def _body(self, request: Request) -> SiprecBody:
+        return extract_siprec_body(
+            request.headers.get("content-type"), request.body, request.headers.get("content-disposition")
+        )
+
+    @staticmethod
+    def _metadata(body: SiprecBody, warnings: list[str]) -> RecordingMetadata | None:
+        """Unreadable metadata never costs the recording: it becomes a warning."""
+        if body.metadata is None:
+            return None
+        try:
+            metadata = parse_metadata(body.metadata)
+        except ParseError as exc:
+            warnings.append(f"metadata ignored: {exc.message}")
+            return None
+        warnings.extend(metadata.warnings)
+        return metadata
+
+    # ----------------------------------------------------- answers from above
+    def accept(self, session_id: str, ports: Sequence[int], now: float) -> list[UaEvent]:
+        """Ports for the pending offer are bound: answer it (after ``answer_delay`` for an initial one)."""
+        call = self._calls.get(session_id)
+        if call is None:
+            return []
+        call.ports.extend(ports)
+        if call.phase is CallPhase.OFFERED:
+            call.answer = self._build_answer(call, call.offer)
+            call.dialog = Dialog.from_invite(call.invite, call.local_tag, self._contact(call))
+            self._by_dialog[call.dialog.key] = call
+            if self.settings.answer_delay > 0:
+                call.phase = CallPhase.ANSWERING
+                call.answer_due = now + self.settings.answer_delay
+                return []
+            return self._send_initial_answer(call, now)
+        pending = call.pending
+        if pending is None:
+            return []
+        call.pending = None
+        call.offer = pending.offer
+        call.answer = self._build_answer(call, pending.offer)
+        events = self._send_2xx(call, pending.transaction, call.answer.sdp, now)
+        events.append(SessionAnswered(session_id, now, call.answer.streams, initial=False))
+        return events
+
+    def reject(
+        self, session_id: str, status: int, reason: str, now: float, retry_after: int | None = None
+    ) -> list[UaEvent]:
+        """The layer above cannot take the offer (no ports, disk full …)."""
+        call = self._calls.get(session_id)
+        if call is None:
+            return []
+        extra = [] if retry_after is None else [("Retry-After", str(retry_after))]
+        if call.phase is CallPhase.OFFERED:
+            self._forget(call)
+            return self._refuse(call.invite_transaction, status, reason, "refused by the recorder", now, extra)
+        if call.pending is not None:
+            txn = call.pending.transaction
+            call.pending = None
+            return self._refuse(txn, status, reason, "re-offer refused by the recorder", now, extra)
+        return []
+
+    def _build_answer(self, call: _Call, offer: SessionDescription) -> Answer:
+        call.sdp_version += 1
+        return build_answer(
+            offer,
+            local_address=call.local.host,
+            ports=call.ports,
+            can_decode=self.settings.can_decode,
+            preference=self.settings.codec_preference,
+            session_id=call.sdp_session_id,
+            session_version=call.sdp_version,
+            srtp_key=self.settings.srtp_key,
+        )
+
+    def _send_initial_answer(self, call: _Call, now: float) -> list[UaEvent]:
+        assert call.answer is not None
+        call.answer_due = None
+        events = self._send_2xx(call, call.invite_transaction, call.answer.sdp, now)
+        call.phase = CallPhase.ANSWERED
+        self._arm_session_timer(call, now)
+        call.max_end = now + self.settings.max_duration
+        events.append(SessionAnswered(call.session_id, now, call.answer.streams, initial=True))
+        return events
+
+    def _send_2xx(self, call: _Call, txn: ServerTransaction, sdp: bytes, now: float) -> list[UaEvent]:
+        extra = [("Contact", self._contact(call)), *self._capabilities()]
+        if call.session_interval is not None:
+            refresher = "uac" if call.refresher_uac else "uas"
+            extra.append(("Session-Expires", f"{call.session_interval};refresher={refresher}"))
+            extra.append(("Require", "timer"))
+        events = self._respond(
+            txn, 200, now, extra=extra, body=sdp, content_type="application/sdp", to_tag=call.local_tag
+        )
+        if txn.request.method == "INVITE":
+            key = (call.session_id, txn.request.cseq.number)
+            for event in events:
+                if isinstance(event, Outgoing):
+                    self.retransmitter.start(key, event.data, event.destination, event.transport, now)
+            call.awaiting_ack = key
+        return events
+
+    def _contact(self, call: _Call) -> str:
+        scheme = "sips" if call.transport is Transport.TLS else "sip"
+        host = f"[{call.local.host}]" if ":" in call.local.host else call.local.host
+        transport = "" if call.transport is Transport.UDP else f";transport={call.transport.value.lower()}"
+        return f"<{scheme}:{self.settings.user}@{host}:{call.local.port}{transport}>;+sip.srs"
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [
+            ("Allow", ALLOW),
+            ("Supported", "siprec, timer"),
+            ("Accept", ACCEPT),
+            ("User-Agent", self.settings.user_agent),
+        ]
+
+    def _arm_session_timer(self, call: _Call, now: float) -> None:
+        """RFC 4028 §10: without a refresh, BYE min(32, interval/3) s before the session expires."""
+        if call.session_interval is None:
+            return
+        interval = call.session_interval
+        call.expires_at = now + interval - min(32, interval / 3)
+
+    # ------------------------------------------------------------- ACK, CANCEL
+    def _receive_ack(self, request: Request, now: float) -> list[UaEvent]:
+        key = (request.call_id, request.to_addr.tag or "", request.from_addr.tag or "")
+        call = self._by_dialog.get(key)
+        if call is None:
+            return []
+        if call.awaiting_ack == (call.session_id, request.cseq.number):
+            self.retransmitter.ack(call.awaiting_ack)
+            call.awaiting_ack = None
+        if call.phase is CallPhase.ANSWERED:
+            call.phase = CallPhase.CONFIRMED
+        return []
+
+    def _receive_cancel(
+        self,
+        request: Request,
+        txn: ServerTransaction,
+        cancelled: InviteServerTransaction | None,
+        now: float,
+    ) -> list[UaEvent]:
+        if cancelled is None:
+            return self._refuse(txn, 481, "Call/Transaction Does Not Exist", "CANCEL matches no INVITE", now)
+        events = self._respond(txn, 200, now)
+        call = self._by_invite.get(id(cancelled))
+        if call is None or call.phase not in (CallPhase.OFFERED, CallPhase.ANSWERING):
+            return events
+        events += self._respond(cancelled, 487, now, to_tag=call.local_tag)
+        self._forget(call)
+        events.append(SessionEnded(call.session_id, now, "cancelled", answered=False))
+        return events
+
+    # --------------------------------------------------------------- in dialog
+    def _receive_bye(self, call: _Call, txn: ServerTransaction, now: float) -> list[UaEvent]:
+        events = self._respond(txn, 200, now)
+        answered = call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED)
+        if call.phase is CallPhase.ANSWERING:
+            events += self._respond(call.invite_transaction, 487, now, to_tag=call.local_tag)
+        self._forget(call)
+        events.append(SessionEnded(call.session_id, now, "bye", answered=answered))
+        return events
+
+    def _receive_reoffer(
+        self, call: _Call, txn: ServerTransaction, request: Request, now: float
+    ) -> list[UaEvent]:
+        """re-INVITE or UPDATE: refresh, maybe new metadata, maybe a new offer on the same ports."""
+        is_invite = request.method == "INVITE"
+        if call.pending is not None:
+            status, reason = (500, "Server Internal Error") if is_invite else (491, "Request Pending")
+            return self._refuse(txn, status, reason, "an offer is already pending", now, [("Retry-After", "1")])
+        if is_invite and call.awaiting_ack is not None and call.phase is CallPhase.CONFIRMED:
+            return self._refuse(txn, 491, "Request Pending", "previous re-INVITE not acknowledged", now)
+        if call.phase in (CallPhase.OFFERED, CallPhase.ANSWERING):
+            return self._refuse(txn, 491, "Request Pending", "initial offer still being answered", now)
+        body = self._body(request)
+        assert call.dialog is not None
+        contact = request.headers.get("contact")
+        if contact:
+            try:
+                call.dialog.update_target(contact)
+            except ParseError:
+                pass
+        interval, refresher = _session_expires(request)
+        if interval is not None:
+            if interval < self.settings.min_se:
+                return self._refuse(
+                    txn, 422, "Session Interval Too Small", f"{interval} s", now,
+                    [("Min-SE", str(self.settings.min_se))],
+                )
+            call.session_interval = interval if call.uac_supports_timer else call.session_interval
+            call.refresher_uac = refresher != "uas"
+        self._arm_session_timer(call, now)
+        events = self._metadata_update(call, body, now)
+        if body.sdp is None:
+            if is_invite:
+                assert call.answer is not None
+                call.answer = self._build_answer(call, call.offer)
+                return [*events, *self._send_2xx(call, txn, call.answer.sdp, now)]
+            return [*events, *self._send_2xx(call, txn, b"", now)]
+        parsed = parse_sdp(body.sdp)
+        call.pending = _PendingOffer(txn, request, parsed.session)
+        events.append(
+            SessionOffered(
+                session_id=call.session_id,
+                call_id=call.call_id,
+                source=call.source,
+                transport=call.transport,
+                offer=parsed.session,
+                ports_needed=max(0, len(parsed.session.media) - len(call.ports)),
+                initial=False,
+                metadata=call.metadata,
+                warnings=(*body.warnings, *parsed.warnings),
+                from_uri=str(call.invite.from_addr.uri),
+                to_uri=str(call.invite.to_addr.uri),
+            )
+        )
+        return events
+
+    def _metadata_only(self, call: _Call, request: Request, now: float) -> list[UaEvent]:
+        if not request.body:
+            return []
+        try:
+            body = self._body(request)
+        except ParseError:
+            return []
+        return self._metadata_update(call, body, now)
+
+    def _metadata_update(self, call: _Call, body: SiprecBody, now: float) -> list[UaEvent]:
+        warnings: list[str] = []
+        update = self._metadata(body, warnings)
+        if update is None:
+            return []
+        call.metadata = merge_metadata(call.metadata, update)
+        return [MetadataReceived(call.session_id, now, update, call.metadata)]
+
+    # ------------------------------------------------------------------ timers
+    def on_timer(self, now: float) -> list[UaEvent]:
+        events: list[UaEvent] = []
+        for item in self.transactions.on_timer(now):
+            if isinstance(item, TransactionTimeout):
+                continue
+            events.append(item)
+        for item2 in self.retransmitter.on_timer(now):
+            if isinstance(item2, AckTimeout):
+                session_id = item2.key[0] if isinstance(item2.key, tuple) else None
+                call = self._calls.get(str(session_id))
+                if call is not None:
+                    call.awaiting_ack = None
+                    events += self._hangup(call, now, "no ACK for 2xx")
+                continue
+            events.append(item2)
+        for call in list(self._calls.values()):
+            if call.answer_due is not None and call.answer_due <= now and call.phase is CallPhase.ANSWERING:
+                events += self._send_initial_answer(call, now)
+            elif call.expires_at is not None and call.expires_at <= now:
+                events += self._hangup(call, now, "session expired")
+            elif call.max_end is not None and call.max_end <= now:
+                events += self._hangup(call, now, "maximum duration reached")
+        for branch, client in list(self._clients.items()):
+            if client.give_up <= now:
+                del self._clients[branch]
+                continue
+            if client.outgoing.transport is Transport.UDP and client.next_send <= now:
+                events.append(client.outgoing)
+                client.interval = min(client.interval * 2, self.settings.t2)
+                client.next_send = now + client.interval
+        return events
+
+    # -------------------------------------------------------------- ending
+    def start_draining(self) -> None:
+        """New INVITEs get 503 with Retry-After from now on; running sessions go on."""
+        self.draining = True
+
+    def hangup(self, session_id: str, now: float, reason: str) -> list[UaEvent]:
+        call = self._calls.get(session_id)
+        return [] if call is None else self._hangup(call, now, reason)
+
+    def hangup_all(self, now: float, reason: str) -> list[UaEvent]:
+        events: list[UaEvent] = []
+        for call in list(self._calls.values()):
+            events += self._hangup(call, now, reason)
+        return events
+
+    def _hangup(self, call: _Call, now: float, reason: str) -> list[UaEvent]:
+        """srs ends the session itself: BYE for an answered one, 503 for one not yet answered."""
+        events: list[UaEvent] = []
+        answered = call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED)
+        if answered and call.dialog is not None:
+            if call.awaiting_ack is not None:
+                self.retransmitter.cancel(call.awaiting_ack)
+            events.append(self._send_bye(call, now))
+        elif call.phase in (CallPhase.OFFERED, CallPhase.ANSWERING):
+            events += self._respond(
+                call.invite_transaction, 503, now, to_tag=call.local_tag,
+                extra=[("Retry-After", str(self.settings.retry_after))],
+            )
+        self._forget(call)
+        events.append(SessionEnded(call.session_id, now, reason, answered=answered))
+        return events
+
+    def _send_bye(self, call: _Call, now: float) -> Outgoing:
+        assert call.dialog is not None
+        branch = new_branch(self.settings.new_token())
+        request = call.dialog.build_request(
+            "BYE",
+            via_host=call.local.host,
+            via_port=call.local.port,
+            transport=call.transport,
+            branch=branch,
+            extra_headers=[("User-Agent", self.settings.user_agent)],
+        )
+        outgoing = Outgoing(serialize(request), call.source, call.transport)
+        t1 = self.settings.t1
+        self._clients[branch] = _ClientRequest(outgoing, t1, now + t1, now + 64 * t1)
+        return outgoing
+
+    def _receive_response(self, response: Response, source: Address) -> list[UaEvent]:
+        try:
+            branch = response.top_via.branch
+        except ParseError:
+            branch = None
+        if branch is not None and branch in self._clients and response.status >= 200:
+            del self._clients[branch]
+            return []
+        if branch is not None and branch in self._clients:
+            return []
+        return [MessageDropped(f"response {response.status} matches no request of ours", source)]
+
+    def _forget(self, call: _Call) -> None:
+        call.phase = CallPhase.ENDED
+        self._calls.pop(call.session_id, None)
+        self._by_invite.pop(id(call.invite_transaction), None)
+        if call.dialog is not None:
+            self._by_dialog.pop(call.dialog.key, None)
+        if call.awaiting_ack is not None:
+            self.retransmitter.cancel(call.awaiting_ack)
+            call.awaiting_ack = None
+
+    # --------------------------------------------------------------- replies
+    def _respond(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        extra: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        to_tag: str | None = None,
+    ) -> list[UaEvent]:
+        if to_tag is None and status > 100:
+            to_tag = self._tag_for(txn)
+        response = build_response(
+            txn.request, status, reason, to_tag=to_tag, extra_headers=extra, body=body, content_type=content_type
+        )
+        data = self.transactions.send_response(txn, response, now)
+        if not data:
+            return []
+        return [Outgoing(data, txn.destination, txn.transport)]
+
+    def _tag_for(self, txn: ServerTransaction) -> str:
+        call = self._by_invite.get(id(txn))
+        return call.local_tag if call is not None else self.settings.new_token()
+
+    def _refuse(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        reason: str,
+        detail: str,
+        now: float,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> list[UaEvent]:
+        request = txn.request
+        if request.method == "INVITE":
+            call = self._by_invite.get(id(txn))
+            if call is not None and call.phase is CallPhase.OFFERED:
+                self._forget(call)
+        events = self._respond(txn, status, now, reason=reason, extra=[*extra, ("Warning", f'399 srs "{detail}"')])
+        events.append(RequestRefused(request.method, status, reason, detail, txn.source, request.call_id))
+        return events
+
+
+def contact_uri(call_contact: str) -> SipUri:
+    """The URI inside a Contact value (used by tests that follow srs's Contact)."""
+    return NameAddr.parse(call_contact).uri

@@ -1,0 +1,106 @@
+"""Where everything lives under the data directory.
+
+Every path built from outside input goes through a strict id check and a containment check, so a
+crafted id or a tampered index row can never make srs read or delete a file outside the data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from srs.storage.errors import InvalidId, UnsafePath
+from srs.storage.ids import is_valid_id
+
+_FORMAT_PATTERN = re.compile(r"^(wav|tar\.gz|zip)$")
+SECRET_BYTES = 32
+
+
+class DataLayout:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite3"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def ensure(self) -> None:
+        """Create the directory skeleton (idempotent)."""
+        for directory in (self.data_dir, self.recordings_dir, self.exports_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def check_id(value: str) -> str:
+        if not isinstance(value, str) or not is_valid_id(value):
+            raise InvalidId(f"invalid id {value!r}")
+        return value
+
+    def day_dir(self, started_at: float) -> Path:
+        day = time.gmtime(started_at)
+        return self.recordings_dir / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
+
+    def recording_path(self, recording_id: str, started_at: float) -> Path:
+        return self.contain(self.day_dir(started_at) / f"{self.check_id(recording_id)}.wav")
+
+    def metadata_dir(self, recording_id: str, started_at: float) -> Path:
+        return self.contain(self.day_dir(started_at) / f"{self.check_id(recording_id)}.metadata")
+
+    def metadata_version_path(self, recording_id: str, started_at: float, seq: int) -> Path:
+        if seq < 0 or seq > 999_999:
+            raise UnsafePath(f"metadata version {seq} out of range")
+        return self.metadata_dir(recording_id, started_at) / f"{seq:03d}.xml"
+
+    def export_path(self, export_id: str, fmt: str) -> Path:
+        if not _FORMAT_PATTERN.fullmatch(fmt):
+            raise UnsafePath(f"unknown export format {fmt!r}")
+        return self.contain(self.exports_dir / f"{self.check_id(export_id)}.{fmt}")
+
+    def contain(self, path: Path | str) -> Path:
+        """Resolve ``path`` (relative paths are relative to the data dir) and insist it stays inside."""
+        candidate = Path(path)
+        if not candidate.is_absolute():
+            candidate = self.data_dir / candidate
+        resolved = candidate.resolve()
+        if resolved != self.data_dir and self.data_dir not in resolved.parents:
+            raise UnsafePath(f"path {str(path)!r} is outside the data directory")
+        return resolved
+
+    def secret(self) -> bytes:
+        """The server secret for signed links and webhook signatures, created 0600 on first use."""
+        path = self.secret_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(SECRET_BYTES)
+            temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                # link() publishes the complete file atomically; a reader never sees half a key.
+                os.link(temp, path)
+            except FileExistsError:
+                return path.read_bytes()
+            finally:
+                temp.unlink(missing_ok=True)
+            return data
+        if len(data) < 16:
+            raise UnsafePath(f"server secret {path.name} is too short")
+        return data

@@ -1,0 +1,132 @@
+"""The index schema as a list of migrations; version N is the state after applying the first N."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        call_recording_id TEXT,
+        sip_call_id TEXT,
+        source TEXT,
+        tenant TEXT,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        duration_ms INTEGER,
+        file_path TEXT,
+        file_size INTEGER,
+        file_format TEXT,
+        sample_rate INTEGER,
+        channels INTEGER,
+        sha256 TEXT,
+        incomplete INTEGER NOT NULL DEFAULT 0,
+        incomplete_reason TEXT,
+        warnings TEXT NOT NULL DEFAULT '[]',
+        completeness TEXT NOT NULL DEFAULT '{}',
+        legal_hold INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX recordings_call_recording_id ON recordings (call_recording_id, started_at);
+    CREATE INDEX recordings_sip_call_id ON recordings (sip_call_id);
+    CREATE INDEX recordings_started_at ON recordings (started_at, id);
+    CREATE INDEX recordings_state ON recordings (state, started_at);
+    CREATE INDEX recordings_source ON recordings (source, started_at);
+
+    CREATE TABLE participants (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        participant_id TEXT NOT NULL,
+        aor TEXT,
+        name TEXT,
+        send TEXT NOT NULL DEFAULT '[]',
+        recv TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (recording_id, position)
+    );
+    CREATE INDEX participants_aor ON participants (aor);
+
+    CREATE TABLE streams (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        stream_id TEXT,
+        codec TEXT,
+        packets_received INTEGER NOT NULL DEFAULT 0,
+        packets_lost INTEGER NOT NULL DEFAULT 0,
+        stats TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (recording_id, label)
+    );
+
+    CREATE TABLE extensions (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL
+    );
+    CREATE INDEX extensions_key_value ON extensions (key, value);
+    CREATE INDEX extensions_recording ON extensions (recording_id);
+
+    CREATE TABLE dtmf (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        digit TEXT NOT NULL,
+        offset_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL
+    );
+    CREATE INDEX dtmf_recording ON dtmf (recording_id);
+
+    CREATE TABLE metadata_versions (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        path TEXT,
+        xml BLOB,
+        PRIMARY KEY (recording_id, seq)
+    );
+
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        scope TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event TEXT NOT NULL,
+        url TEXT NOT NULL,
+        subject_id TEXT,
+        attempt INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        at REAL NOT NULL
+    );
+
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        recording_id TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_log_recording ON audit_log (recording_id);
+
+    CREATE TABLE exports (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        format TEXT NOT NULL,
+        request TEXT NOT NULL,
+        path TEXT,
+        size INTEGER,
+        count INTEGER,
+        error TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

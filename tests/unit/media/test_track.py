@@ -1,0 +1,390 @@
+"""StreamTrack: every packet sequence ends in a sample-exact block on the recording timeline.
+
+Packets are 20 ms of PCMU (160 samples). Unless a test says otherwise, packet ``i`` carries
+sequence ``i`` and timestamp ``160 * i`` and arrives at ``1 + i/50`` s, so it belongs at sample
+``8000 + 160 * i`` of a recording that started at 0.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srs.media.track import PayloadFormat, StreamTrack
+from srs.rtp.dtmf import DtmfEvent
+from tests.unit.media.helpers import (
+    FORMATS,
+    OTHER,
+    SRC,
+    expected,
+    factory,
+    make_track,
+    payload_for,
+    rtp,
+)
+
+N = 50
+END = 8000 + N * 160 + 800
+
+
+def arrival(i: float) -> float:
+    return (50 + i) / 50
+
+
+def base(indexes: range | list[int] = range(N)) -> np.ndarray:
+    return expected([(8000 + 160 * i, payload_for(i)) for i in indexes], END)
+
+
+def feed(track: StreamTrack, indexes: list[int] | range, *, seq0: int = 0, ts0: int = 0) -> None:
+    for i in indexes:
+        track.push(rtp(seq0 + i, ts0 + 160 * i, payload_for(i)), SRC, arrival(i))
+
+
+def test_in_order_stream_is_placed_sample_exact() -> None:
+    track = make_track()
+    feed(track, range(N))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_received, stats.packets_lost, stats.packets_late, stats.packets_duplicate) == (
+        N,
+        0,
+        0,
+        0,
+    )
+    assert (stats.expected_ms, stats.captured_ms, stats.gaps) == (N * 20, N * 20, ())
+    assert (stats.first_packet_at, stats.last_packet_at) == (1.0, arrival(N - 1))
+    assert stats.completeness == 1.0 and not stats.silent
+    assert track.pending_packets == 0
+
+
+def test_render_before_any_packet_is_silence() -> None:
+    track = make_track()
+    np.testing.assert_array_equal(track.render(0, 4000), np.zeros(4000, dtype=np.int16))
+    assert track.stats().silent
+
+
+def test_loss_leaves_exact_silence_and_is_counted() -> None:
+    track = make_track()
+    kept = [i for i in range(N) if i not in (10, 11, 30)]
+    feed(track, kept)
+    np.testing.assert_array_equal(track.render(0, END), base(kept))
+    stats = track.stats()
+    assert stats.packets_lost == 3
+    assert stats.gaps == ((1200, 40), (1600, 20))
+    assert (stats.expected_ms, stats.captured_ms) == (1000, 940)
+    assert stats.completeness == pytest.approx(0.94)
+
+
+def test_reordered_packets_land_in_place() -> None:
+    order = [0, 2, 1, 3, 7, 4, 5, 6, *range(8, 40), 45, *range(40, 45), *range(46, N)]
+    track = make_track()
+    for k, i in enumerate(order):
+        track.push(rtp(i, 160 * i), SRC, arrival(k))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_lost, stats.packets_duplicate, stats.packets_late) == (0, 0, 0)
+
+
+def test_packet_older_than_the_first_one_is_placed_before_it() -> None:
+    track = make_track()
+    track.push(rtp(1, 160), SRC, arrival(1))
+    track.push(rtp(0, 0), SRC, arrival(1.5))
+    feed(track, range(2, N))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    assert track.stats().packets_lost == 0
+
+
+def test_duplicates_are_dropped_and_counted() -> None:
+    track = make_track()
+    for i in range(N):
+        track.push(rtp(i, 160 * i), SRC, arrival(i))
+        track.push(rtp(i, 160 * i), SRC, arrival(i))
+        if i >= 3:
+            track.push(rtp(i - 3, 160 * (i - 3)), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert stats.packets_duplicate == N + N - 3
+    assert stats.packets_received == 3 * N - 3
+    assert stats.packets_lost == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 0.3), min_size=N - 1, max_size=N - 1), st.sampled_from([0.02, 0.1, 0.37]))
+def test_jitter_within_the_window_changes_nothing(delays: list[float], flush_every: float) -> None:
+    """Packets delayed by up to 300 ms arrive in any order; rendering what is 500 ms old loses none."""
+    deliveries = sorted([(arrival(0), 0)] + [(arrival(i) + d, i) for i, d in enumerate(delays, 1)])
+    track = make_track()
+    out = []
+    next_flush = flush_every
+    for at, i in deliveries:
+        while next_flush < at:
+            written = track.rendered_until
+            target = max(written, round((next_flush - 0.5) * 8000))
+            out.append(track.render(written, target))
+            next_flush += flush_every
+        track.push(rtp(i, 160 * i), SRC, at)
+    out.append(track.render(track.rendered_until, END))
+    np.testing.assert_array_equal(np.concatenate(out), base())
+    assert track.stats().packets_late == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=12))
+def test_block_boundaries_do_not_change_the_output(cuts: list[int]) -> None:
+    track = make_track()
+    feed(track, range(N))
+    bounds = sorted({min(END, c * 7) for c in cuts} | {END})
+    pieces, at = [], 0
+    for b in bounds:
+        pieces.append(track.render(at, b))
+        at = b
+    np.testing.assert_array_equal(np.concatenate(pieces), base())
+
+
+def test_sequence_and_timestamp_wrap() -> None:
+    seq0, ts0 = 65536 - 20, 2**32 - 160 * 25
+    order = [*range(0, 18), 21, 18, 19, 20, *range(22, N)]  # reordered across the sequence wrap
+    track = make_track()
+    for k, i in enumerate(order):
+        track.push(rtp((seq0 + i) & 0xFFFF, (ts0 + 160 * i) & 0xFFFFFFFF, payload_for(i)), SRC, arrival(k))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_lost, stats.reanchors, stats.packets_duplicate) == (0, 0, 0)
+
+
+def test_ssrc_change_reanchors_by_arrival() -> None:
+    track = make_track()
+    for i in range(N):
+        if i < 25:
+            data = rtp(i, 160 * i, ssrc=0xA)
+        else:
+            data = rtp(9000 + i, 123_456_789 + 160 * i, payload_for(i), ssrc=0xB)
+        track.push(data, SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.ssrc_changes, stats.ssrcs, stats.packets_lost, stats.reanchors) == (1, (0xA, 0xB), 0, 0)
+
+
+def test_old_ssrc_packets_after_the_change_do_not_break_the_new_one() -> None:
+    track = make_track()
+    feed(track, range(10))
+    for i in range(10, 20):
+        track.push(rtp(500 + i, 9_999 + 160 * i, payload_for(i), ssrc=0xB), SRC, arrival(i))
+    assert track.stats().ssrc_changes == 1
+    np.testing.assert_array_equal(track.render(0, END), base(range(20)))
+
+
+def test_forward_timestamp_jump_reanchors_by_arrival() -> None:
+    track = make_track()
+    for i in range(N):
+        ts = 160 * i + (10_000_000 if i >= 25 else 0)
+        track.push(rtp(i, ts), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.reanchors, stats.packets_lost) == (1, 0)
+
+
+def test_backward_timestamp_slip_is_late_then_reanchored() -> None:
+    """The sender's clock falls 1.5 s behind: its packets land in already written time until
+    one second of them has been dropped, then the stream is re-anchored where it arrives."""
+    track = make_track()
+    out = []
+    total = 150
+    end = 8000 + total * 160
+    for i in range(total):
+        ts = 160 * i - (12_000 if i >= 25 else 0)
+        track.push(rtp(i, ts), SRC, arrival(i))
+        written = track.rendered_until
+        target = max(written, round((arrival(i) - 0.5) * 8000))
+        out.append(track.render(written, target))
+    out.append(track.render(track.rendered_until, end))
+    kept = [*range(25), *range(75, total)]
+    want = expected([(8000 + 160 * i, payload_for(i)) for i in kept], end)
+    np.testing.assert_array_equal(np.concatenate(out), want)
+    stats = track.stats()
+    assert (stats.packets_late, stats.reanchors, stats.packets_lost) == (50, 1, 0)
+
+
+def test_sequence_restart_without_ssrc_change() -> None:
+    track = make_track()
+    for i in range(N):
+        seq = i if i < 25 else 40_000 + i
+        ts = 160 * i if i < 25 else 77_777 + 160 * i
+        track.push(rtp(seq, ts, payload_for(i)), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_lost, stats.reanchors, stats.ssrc_changes) == (0, 0, 0)
+
+
+def test_stream_starting_late_is_silent_before_its_first_packet() -> None:
+    track = make_track()
+    for i in range(10):
+        track.push(rtp(i, 160 * i), SRC, 3.0 + i / 50)
+    want = expected([(24000 + 160 * i, payload_for(i)) for i in range(10)], 26000)
+    np.testing.assert_array_equal(track.render(0, 26000), want)
+
+
+def test_packet_after_its_place_was_written_is_late() -> None:
+    track = make_track()
+    feed(track, [i for i in range(N) if i != 20])
+    first = track.render(0, 8000 + 30 * 160)
+    track.push(rtp(20, 160 * 20), SRC, arrival(N))
+    second = track.render(8000 + 30 * 160, END)
+    np.testing.assert_array_equal(np.concatenate([first, second]), base([i for i in range(N) if i != 20]))
+    stats = track.stats()
+    assert (stats.packets_late, stats.packets_lost) == (1, 0)
+    assert stats.gaps == ((1400, 20),)
+
+
+def test_packet_straddling_a_written_block_is_kept_whole() -> None:
+    track = make_track()
+    feed(track, range(3))
+    a = track.render(0, 8000 + 80)  # the middle of packet 0
+    b = track.render(8000 + 80, END)
+    np.testing.assert_array_equal(np.concatenate([a, b]), base(range(3)))
+
+
+def test_other_source_is_dropped_until_relatch() -> None:
+    track = make_track()
+    for i in range(N):
+        if i == 30:
+            track.relatch()
+        if i < 30:
+            track.push(rtp(i, 160 * i), SRC, arrival(i))
+            track.push(rtp(i, 160 * i, ssrc=0xBAD, payload=b"\x01" * 160), OTHER, arrival(i))
+        else:
+            track.push(rtp(i, 160 * i), OTHER, arrival(i))
+            track.push(rtp(i, 160 * i, ssrc=0xBAD, payload=b"\x01" * 160), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_dropped_source, stats.relatches, stats.packets_received) == (N, 1, N)
+
+
+def test_new_source_is_latched_after_one_second_of_silence() -> None:
+    track = make_track()
+    feed(track, range(10))
+    track.push(rtp(10, 1600), OTHER, arrival(9) + 0.9)  # still within a second: dropped
+    for i in range(60, N + 20):
+        track.push(rtp(i, 160 * i), OTHER, arrival(i))
+    stats = track.stats()
+    assert (stats.packets_dropped_source, stats.relatches) == (1, 1)
+    want = expected(
+        [(8000 + 160 * i, payload_for(i)) for i in [*range(10), *range(60, N + 20)]], 8000 + 160 * 80
+    )
+    np.testing.assert_array_equal(track.render(0, 8000 + 160 * 80), want)
+
+
+def te(event: int, duration: int, end: bool) -> bytes:
+    return struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+
+
+def test_dtmf_events_are_collected_not_mixed() -> None:
+    """Packets 0-9 and 10-49 of audio, with a '5' of 150 ms between (own sequence numbers)."""
+    track = make_track()
+    feed(track, range(10))
+    seq = 10
+    for k, (duration, end) in enumerate(
+        [(400, False), (800, False), (1200, True), (1200, True), (1200, True)]
+    ):
+        track.push(rtp(seq, 1600, te(5, duration, end), pt=101), SRC, arrival(9.5 + k / 10))
+        seq += 1
+    for i in range(10, N):
+        track.push(rtp(seq, 160 * i, payload_for(i)), SRC, arrival(i))
+        seq += 1
+    np.testing.assert_array_equal(track.render(0, END), base())
+    track.finish()
+    stats = track.stats()
+    assert stats.dtmf == (DtmfEvent("5", 1200, 150),)
+    assert stats.packets_lost == 0
+
+
+def test_dtmf_without_end_packet_reported_on_finish() -> None:
+    track = make_track()
+    feed(track, range(5))
+    track.push(rtp(5, 800, te(11, 320, False), pt=101), SRC, arrival(5))
+    assert track.stats().dtmf == ()
+    track.finish()
+    assert track.stats().dtmf == (DtmfEvent("#", 1100, 40),)
+
+
+def test_malformed_packets_are_counted() -> None:
+    track = make_track()
+    for bad in (b"", b"\x80\x00", bytes([0x40]) + rtp(1, 0)[1:], bytes([0xA0]) + rtp(1, 0)[1:-1] + b"\xff"):
+        track.push(bad, SRC, 1.0)
+    track.push(rtp(1, 0, b"\x01", pt=101), SRC, 1.0)  # telephone-event shorter than 4 bytes
+    stats = track.stats()
+    assert stats.malformed == 5
+    assert track.pending_packets == 0
+
+
+def test_comfort_noise_silence_is_not_a_gap() -> None:
+    track = make_track()
+    feed(track, range(10))
+    track.push(rtp(10, 1600, b"\x40", pt=13), SRC, arrival(10))
+    for i in range(40, N):
+        track.push(rtp(i - 29, 160 * i, payload_for(i)), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), base([*range(10), *range(40, N)]))
+    stats = track.stats()
+    assert (stats.gaps, stats.packets_comfort_noise, stats.packets_lost) == ((), 1, 0)
+    assert (stats.expected_ms, stats.captured_ms) == (400, 400)
+
+
+def test_unknown_payload_type_is_counted_and_dropped() -> None:
+    track = make_track()
+    feed(track, range(5))
+    track.push(rtp(5, 800, pt=18), SRC, arrival(5))
+    assert track.stats().packets_unknown_pt == 1
+    np.testing.assert_array_equal(track.render(0, END), base(range(5)))
+
+
+def test_undecodable_codec_counts_decoder_errors() -> None:
+    track = StreamTrack({8: PayloadFormat("PCMA", 8000)}, start=0.0, decoder_factory=factory)
+    for i in range(5):
+        track.push(rtp(i, 160 * i, pt=8), SRC, arrival(i))
+    np.testing.assert_array_equal(track.render(0, END), np.zeros(END, dtype=np.int16))
+    stats = track.stats()
+    assert (stats.decoder_errors, stats.captured_ms) == (5, 0)
+    assert stats.silent
+
+
+def wide_payload(i: int) -> bytes:
+    return bytes((i * 3 + k) % 200 + 1 for k in range(16))
+
+
+def wide_pcm(i: int) -> np.ndarray:
+    return np.repeat(np.frombuffer(wide_payload(i), dtype=np.uint8).astype(np.int16) * 100, 10)
+
+
+def test_other_clock_rate_is_scaled_to_the_timeline() -> None:
+    track = StreamTrack({96: FORMATS[96]}, start=0.0, decoder_factory=factory)
+    for i in [0, 1, 3, 2, 4, 5]:
+        track.push(rtp(i, 320 * i, wide_payload(i), pt=96), SRC, arrival(i))
+    want = np.zeros(10000, dtype=np.int16)
+    for i in range(6):
+        want[8000 + 160 * i : 8160 + 160 * i] = wide_pcm(i)
+    np.testing.assert_array_equal(track.render(0, 10000), want)
+
+
+def test_codec_switch_mid_stream() -> None:
+    track = make_track()
+    feed(track, range(10))
+    for i in range(10, 20):
+        track.push(rtp(i, 999_000 + 320 * i, wide_payload(i), pt=96), SRC, arrival(i))
+    want = base(range(10))
+    for i in range(10, 20):
+        want[8000 + 160 * i : 8160 + 160 * i] = wide_pcm(i)
+    np.testing.assert_array_equal(track.render(0, END), want)
+    assert track.stats().packets_lost == 0
+
+
+def test_silent_audio_is_flagged() -> None:
+    track = make_track()
+    for i in range(10):
+        track.push(rtp(i, 160 * i, b"\xff" * 160), SRC, arrival(i))
+    track.render(0, END)
+    stats = track.stats()
+    assert stats.captured_ms == 200 and stats.silent

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from srs.service.recordings import RecordingService
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import DataLayout
+
+
+class FakeClock:
+    """Time that only moves when a test says so."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    data = DataLayout(tmp_path / "data")
+    data.ensure()
+    return data
+
+
+@pytest.fixture
+def index(layout: DataLayout, clock: FakeClock) -> Iterator[RecordingIndex]:
+    idx = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def service(index: RecordingIndex, layout: DataLayout, clock: FakeClock) -> RecordingService:
+    return RecordingService(index, layout, layout.secret(), clock)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from srs.storage.errors import InvalidId, UnsafePath
+from srs.storage.ids import is_valid_id, new_id
+from srs.storage.layout import DataLayout
+
+
+def test_ids_sort_by_time_and_match_pattern() -> None:
+    early, late = new_id(1_700_000_000.0), new_id(1_700_000_000.002)
+    assert is_valid_id(early) and is_valid_id(late)
+    assert len(early) == 26
+    assert early < late
+
+
+def test_ids_made_in_the_same_millisecond_differ() -> None:
+    assert len({new_id(1_700_000_000.0) for _ in range(1000)}) == 1000
+
+
+def test_recording_path_is_dated_by_utc_start(layout: DataLayout) -> None:
+    rid = new_id(0)
+    path = layout.recording_path(rid, 1_700_000_000.0)  # 2023-11-14T22:13:20Z
+    assert path == layout.data_dir / "recordings" / "2023" / "11" / "14" / f"{rid}.wav"
+    assert layout.metadata_version_path(rid, 1_700_000_000.0, 7).name == "007.xml"
+    assert layout.metadata_version_path(rid, 1_700_000_000.0, 7).parent.name == f"{rid}.metadata"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "..",
+        "../../etc/passwd",
+        "01HZZZZZZZZZZZZZZZZZZZZZZ/",
+        "01hzx3y5q8k2m4n6p8r0s2t4v6",
+        "01HZX3Y5Q8K2M4N6P8R0S2T4V",
+        "01HZX3Y5Q8K2M4N6P8R0S2T4V6X",
+        "01HZX3Y5Q8K2M4N6P8R0S2T4VI",
+        "01HZX3Y5Q8K2M4N6P8R0S2T4V\x00",
+        "01HZX3Y5Q8K2M4N6P8R0S2T4V/",
+        "０1HZX3Y5Q8K2M4N6P8R0S2T4V6",
+    ],
+)
+def test_ids_from_outside_are_checked_before_becoming_paths(layout: DataLayout, bad: str) -> None:
+    with pytest.raises(InvalidId):
+        layout.recording_path(bad, 0)
+    with pytest.raises(InvalidId):
+        layout.export_path(bad, "zip")
+
+
+@pytest.mark.parametrize("outside", ["../x", "/etc/passwd", "recordings/../../x", "/"])
+def test_contain_refuses_paths_outside_the_data_dir(layout: DataLayout, outside: str) -> None:
+    with pytest.raises(UnsafePath):
+        layout.contain(outside)
+
+
+def test_contain_follows_symlinks_before_judging(layout: DataLayout, tmp_path: Path) -> None:
+    secret_elsewhere = tmp_path / "elsewhere.txt"
+    secret_elsewhere.write_text("x")
+    link = layout.recordings_dir / "sneaky.wav"
+    link.symlink_to(secret_elsewhere)
+    with pytest.raises(UnsafePath):
+        layout.contain(link)
+    inside = layout.recordings_dir / "ok.wav"
+    assert layout.contain("recordings/ok.wav") == inside
+
+
+def test_export_path_accepts_known_formats_only(layout: DataLayout) -> None:
+    rid = new_id(0)
+    assert layout.export_path(rid, "tar.gz").name == f"{rid}.tar.gz"
+    with pytest.raises(UnsafePath):
+        layout.export_path(rid, "../tar")
+
+
+def test_metadata_seq_range(layout: DataLayout) -> None:
+    with pytest.raises(UnsafePath):
+        layout.metadata_version_path(new_id(0), 0, -1)
+
+
+def test_secret_is_created_once_with_mode_0600(layout: DataLayout) -> None:
+    first = layout.secret()
+    assert len(first) == 32
+    assert stat.S_IMODE(os.stat(layout.secret_path).st_mode) == 0o600
+    assert DataLayout(layout.data_dir).secret() == first
+    assert [p.name for p in layout.data_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_truncated_secret_is_refused(layout: DataLayout) -> None:
+    layout.secret_path.write_bytes(b"short")
+    with pytest.raises(UnsafePath):
+        layout.secret()
