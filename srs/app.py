@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import shutil
 import signal
 import ssl
 import time
@@ -92,7 +91,9 @@ class Daemon:
                 max_sessions=config.limits.max_sessions,
             )
         )
-        self.allocator = PortAllocator(config.media.rtp_port_min, config.media.rtp_port_max, config.media.bind_host)
+        self.allocator = PortAllocator(
+            config.media.rtp_port_min, config.media.rtp_port_max, config.media.bind_host
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.live: LiveRecordings | None = None
         self.edge: SipEdge | None = None
@@ -116,7 +117,7 @@ class Daemon:
                 except (OSError, ValueError) as exc:
                     final = self._failed(f"repair failed after restart: {exc}")
                 else:
-                    duration_ms = int(result.frames * 1000 / 8000)
+                    duration_ms = int(result.data_size * 1000 / (2 * 8000))
                     started = float(row.get("started_at") or time.time())
                     final = FinalizedRecording(
                         ended_at=started + duration_ms / 1000,
@@ -137,8 +138,14 @@ class Daemon:
     @staticmethod
     def _failed(reason: str) -> FinalizedRecording:
         return FinalizedRecording(
-            ended_at=time.time(), duration_ms=0, file_path=None, file_size=None, sha256=None,
-            incomplete=True, incomplete_reason=reason, state=State.FAILED,
+            ended_at=time.time(),
+            duration_ms=0,
+            file_path=None,
+            file_size=None,
+            sha256=None,
+            incomplete=True,
+            incomplete_reason=reason,
+            state=State.FAILED,
         )
 
     async def run(self) -> int:
@@ -179,7 +186,9 @@ class Daemon:
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
             rtp_ports=f"{media.rtp_port_min}-{media.rtp_port_max}",
-            data_dir=str(self.layout.data_dir) if hasattr(self.layout, "data_dir") else self.config.storage.data_dir,
+            data_dir=str(self.layout.data_dir)
+            if hasattr(self.layout, "data_dir")
+            else self.config.storage.data_dir,
             http=str(self.config.http.listen) if self.config.http.listen else None,
         )
         await self._stop.wait()
@@ -215,7 +224,9 @@ class Daemon:
         from srs.service.tokens import TokenService
 
         service = RecordingService(
-            self.index, self.layout, self.layout.secret(),
+            self.index,
+            self.layout,
+            self.layout.secret(),
             max_link_validity_s=self.config.http.link_max_validity_min * 60,
         )
         app = create_app(service, TokenService(self.index), ExportManager(service))
@@ -226,8 +237,9 @@ class Daemon:
                 yield  # the daemon owns SIGTERM/SIGINT
 
         server = _EmbeddedServer(
-            uvicorn.Config(app, host=listen.host, port=listen.port, log_config=None, access_log=False,
-                           lifespan="off")
+            uvicorn.Config(
+                app, host=listen.host, port=listen.port, log_config=None, access_log=False, lifespan="off"
+            )
         )
         self._http_server = server
         assert self.loop is not None
@@ -238,7 +250,9 @@ class Daemon:
         assert self.loop is not None
         self._handle(self.ua.receive(data, source, transport, local, self.loop.time()))
 
-    def _on_stream_error(self, head: bytes, peer: Address, kind: Transport, local: Address, exc: Exception) -> None:
+    def _on_stream_error(
+        self, head: bytes, peer: Address, kind: Transport, local: Address, exc: Exception
+    ) -> None:
         self.log.warning("sip_stream_closed", peer=str(peer), transport=kind.value, error=str(exc))
 
     def _handle(self, events: list[UaEvent]) -> None:
@@ -260,8 +274,14 @@ class Daemon:
                 self._ended(event)
             elif isinstance(event, RequestRefused):
                 self.stats["refused"] += 1
-                self.log.info("request_refused", method=event.method, status=event.status, detail=event.detail,
-                              source=str(event.source), call_id=event.call_id)
+                self.log.info(
+                    "request_refused",
+                    method=event.method,
+                    status=event.status,
+                    detail=event.detail,
+                    source=str(event.source),
+                    call_id=event.call_id,
+                )
             elif isinstance(event, MessageDropped):
                 self.stats["dropped"] += 1
                 self.log.info("sip_dropped", detail=event.detail, source=str(event.source))
@@ -279,8 +299,14 @@ class Daemon:
             self.log.warning("rtp_ports_exhausted", session=event.session_id)
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if event.initial:
-            self.log.info("session_offered", session=event.session_id, call_id=event.call_id,
-                          source=str(event.source), streams=event.ports_needed, warnings=list(event.warnings))
+            self.log.info(
+                "session_offered",
+                session=event.session_id,
+                call_id=event.call_id,
+                source=str(event.source),
+                streams=event.ports_needed,
+                warnings=list(event.warnings),
+            )
         return self.ua.accept(event.session_id, ports, now)
 
     def _ended(self, event: SessionEnded) -> None:
@@ -288,8 +314,9 @@ class Daemon:
         finished = self.live.ended(event)
         if finished is None:
             return
-        self.log.info("recording_ended", session=event.session_id, recording=finished.recording_id,
-                      reason=event.reason)
+        self.log.info(
+            "recording_ended", session=event.session_id, recording=finished.recording_id, reason=event.reason
+        )
         task = self.loop.create_task(self._publish(finished))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
@@ -301,8 +328,11 @@ class Daemon:
             digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
             finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))
         self.live.publish(finished)
-        self.log.info("recording_available" if finished.final else "recording_failed",
-                      recording=finished.recording_id, reason=finished.failure)
+        self.log.info(
+            "recording_available" if finished.final else "recording_failed",
+            recording=finished.recording_id,
+            reason=finished.failure,
+        )
 
     # ----------------------------------------------------------- timers
     def _arm_timer(self) -> None:
@@ -350,17 +380,13 @@ class Daemon:
             await asyncio.gather(*self._publishing, return_exceptions=True)
 
 
-def _disk_free(path: Path) -> int:
-    return shutil.disk_usage(path).free
-
-
 def run_daemon(config: Config) -> int:
     configure_logging(config.log.level)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        uvloop = None
     daemon = Daemon(config)
-    runner: Any = uvloop.run if uvloop is not None else asyncio.run
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):  # uvloop is a dependency on Linux
+        import uvloop
+
+        runner = uvloop.run
     result: int = runner(daemon.run())
     return result

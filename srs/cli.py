@@ -43,7 +43,7 @@ def _inspect(args: argparse.Namespace) -> int:
         return 1
     try:
         report = inspect_bytes(data)
-    except Exception as exc:  # noqa: BLE001 - a one-line error is the contract, whatever failed
+    except Exception as exc:
         print(f"srs inspect: {args.file}: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -135,7 +135,7 @@ def _convert(section: str, key: str, current: Any, value: Any) -> Any:
             return None
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"{where}: expected \"HOST:PORT\" or a list of them")
+            raise ConfigError(f'{where}: expected "HOST:PORT" or a list of them')
         parsed = tuple(HostPort.parse(i, what=where) for i in items)
         return parsed[0] if section == "http" else parsed
     if isinstance(current, tuple):
@@ -153,7 +153,7 @@ def _validate(config: Config) -> None:
             f"got {media.rtp_port_min}-{media.rtp_port_max}"
         )
     if media.pause not in ("silence", "cut"):
-        raise ConfigError(f"[media] pause: expected \"silence\" or \"cut\", got {media.pause!r}")
+        raise ConfigError(f'[media] pause: expected "silence" or "cut", got {media.pause!r}')
     if media.output not in ("mono", "stereo", "per-stream"):
         raise ConfigError(f"[media] output: expected mono, stereo or per-stream, got {media.output!r}")
     if not 0 <= media.reorder_window_ms <= 2000:

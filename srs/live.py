@@ -168,9 +168,12 @@ class LiveRecordings:
                 slot.track_index = None
             slot.port.sink = None
             return
-        key = (tuple(sorted((pt, c.encoding, c.clock_rate) for pt, c in stream.codecs.items())),
-               stream.telephone_event_pt, stream.cn_pt,
-               stream.crypto_offer.key_params if stream.crypto_offer else None)
+        key = (
+            tuple(sorted((pt, c.encoding, c.clock_rate) for pt, c in stream.codecs.items())),
+            stream.telephone_event_pt,
+            stream.cn_pt,
+            stream.crypto_offer.key_params if stream.crypto_offer else None,
+        )
         if slot.track_index is not None and key == slot.codec_key:
             recorder.tracks[slot.track_index].relatch()
             return
@@ -206,10 +209,7 @@ class LiveRecordings:
         self.index.set_metadata(
             session.recording_id,
             merged.call_recording_id,
-            [
-                Participant(p.id, p.aor, p.name, tuple(p.send), tuple(p.recv))
-                for p in merged.participants
-            ],
+            [Participant(p.id, p.aor, p.name, tuple(p.send), tuple(p.recv)) for p in merged.participants],
             self._stream_infos(session),
             list(merged.extensions),
         )

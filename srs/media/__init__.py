@@ -1,1 +1,1 @@
-"""media."""
+"""Received audio: per-stream placement (track), mixing, streaming WAV files, recordings."""

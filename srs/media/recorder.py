@@ -38,7 +38,12 @@ class RecordingResult:
 
 
 class Recorder:
-    """Owns one WAV file; the media edge pushes datagrams into ``tracks[i]`` directly."""
+    """Owns one WAV file; the media edge pushes datagrams into ``tracks[i]`` directly.
+
+    ``sample_rate`` is the rate decoders deliver (8 kHz); tracks must be built with the same
+    ``start`` and ``sample_rate``. With ``stereo=(left, right)`` track indexes are mixed per
+    channel; a track in neither list goes to both.
+    """
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ class StreamStats:
     packets_dropped_source: int
     packets_unknown_pt: int
     packets_comfort_noise: int
+    packets_rtcp: int
     malformed: int
     decoder_errors: int
     ssrc_changes: int
@@ -204,6 +205,7 @@ class StreamTrack:
         self.packets_dropped_source = 0
         self.packets_unknown_pt = 0
         self.packets_comfort_noise = 0
+        self.packets_rtcp = 0
         self.malformed = 0
         self.decoder_errors = 0
         self.ssrc_changes = 0
@@ -246,7 +248,9 @@ class StreamTrack:
             except RtpError:
                 self.malformed += 1
                 return
-        if (source != self._source or ssrc != self._ssrc) and not self._admit(source, ssrc, seq, ts, arrival):
+        if (source != self._source or ssrc != self._ssrc) and not self._admit(
+            source, b1, ssrc, seq, ts, arrival
+        ):
             return
         self._last_arrival = arrival
         d = (seq - self._max_seq) & 0xFFFF
@@ -339,8 +343,12 @@ class StreamTrack:
                 return
         self._pending.append((ext, pos, pt, payload))
 
-    def _admit(self, source: tuple[str, int], ssrc: int, seq: int, ts: int, arrival: float) -> bool:
+    def _admit(self, source: tuple[str, int], b1: int, ssrc: int, seq: int, ts: int, arrival: float) -> bool:
         """Latching and SSRC bookkeeping, off the per-packet fast path."""
+        if 192 <= b1 <= 223:
+            # RTCP multiplexed on the RTP port (RFC 5761 §4); its sender's words never match our SSRC
+            self.packets_rtcp += 1
+            return False
         if source != self._source:
             if self._source is None:
                 self._first_arrival = arrival
@@ -611,7 +619,8 @@ class StreamTrack:
             self._cn_gap_samples += gap_end - gap_start
             return
         rate = self.sample_rate
-        self._gaps.append((gap_start * 1000 // rate, (gap_end - gap_start) * 1000 // rate))
+        if gap_end - gap_start >= rate // 1000:  # sub-millisecond seams come from re-anchoring rounding
+            self._gaps.append((gap_start * 1000 // rate, (gap_end - gap_start) * 1000 // rate))
 
     # ------------------------------------------------------------------ results
 
@@ -636,6 +645,7 @@ class StreamTrack:
             packets_dropped_source=self.packets_dropped_source,
             packets_unknown_pt=self.packets_unknown_pt,
             packets_comfort_noise=self.packets_comfort_noise,
+            packets_rtcp=self.packets_rtcp,
             malformed=self.malformed,
             decoder_errors=self.decoder_errors,
             ssrc_changes=self.ssrc_changes,

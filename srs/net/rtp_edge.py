@@ -13,6 +13,7 @@ stream's sink (a :class:`~srs.media.track.StreamTrack` ``push``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -128,10 +129,8 @@ class RtpReceiver:
 
     def unwatch(self, port: RtpPort) -> None:
         for sock in (port.rtp, port.rtcp):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(sock.fileno())
-            except (ValueError, OSError):
-                pass
         self._add(port.counters)
 
     def _add(self, counters: RtpCounters) -> None:

@@ -154,9 +154,8 @@ class SipEdge:
                 udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             udp_sock.bind((hp.host, hp.port))
             bound = _address(udp_sock.getsockname())
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda b=bound: _UdpProtocol(self, b), sock=udp_sock  # type: ignore[misc]
-            )
+            protocol = _UdpProtocol(self, bound)
+            await loop.create_datagram_endpoint(lambda p=protocol: p, sock=udp_sock)  # type: ignore[misc]
             self._udp.append(protocol)
             self.bound.append((Transport.UDP, bound))
             server = await loop.create_server(
@@ -167,7 +166,11 @@ class SipEdge:
         for hp in tls_listen:
             assert server_ssl is not None
             server = await loop.create_server(
-                lambda: _StreamProtocol(self, Transport.TLS), hp.host, hp.port, ssl=server_ssl, reuse_address=True
+                lambda: _StreamProtocol(self, Transport.TLS),
+                hp.host,
+                hp.port,
+                ssl=server_ssl,
+                reuse_address=True,
             )
             self._servers.append(server)
             self.bound.append((Transport.TLS, _address(server.sockets[0].getsockname())))
@@ -177,8 +180,9 @@ class SipEdge:
 
     def on_stream_error(self, connection: _StreamProtocol, exc: ParseError) -> None:
         if self._stream_error_handler is not None:
-            self._stream_error_handler(self.framer_head(connection), connection.peer, connection.kind,
-                                       connection.local, exc)
+            self._stream_error_handler(
+                self.framer_head(connection), connection.peer, connection.kind, connection.local, exc
+            )
 
     @staticmethod
     def framer_head(connection: _StreamProtocol) -> bytes:
@@ -203,7 +207,9 @@ class SipEdge:
         want_v6 = ":" in outgoing.destination.host
         for protocol in self._udp:
             if (":" in protocol.bound.host) == want_v6 and protocol.transport is not None:
-                protocol.transport.sendto(outgoing.data, (outgoing.destination.host, outgoing.destination.port))
+                protocol.transport.sendto(
+                    outgoing.data, (outgoing.destination.host, outgoing.destination.port)
+                )
                 return
         self.counters["send_errors"] += 1
 
@@ -227,7 +233,7 @@ class SipEdge:
                 ),
                 timeout=5,
             )
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.counters["send_errors"] += 1
             return
         protocol.write(outgoing.data)

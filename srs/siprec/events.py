@@ -89,4 +89,12 @@ class MessageDropped:
     source: Address
 
 
-UaEvent = Outgoing | SessionOffered | SessionAnswered | MetadataReceived | SessionEnded | RequestRefused | MessageDropped
+UaEvent = (
+    Outgoing
+    | SessionOffered
+    | SessionAnswered
+    | MetadataReceived
+    | SessionEnded
+    | RequestRefused
+    | MessageDropped
+)

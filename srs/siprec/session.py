@@ -12,6 +12,7 @@ metadata updates change that session and never start another.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -242,14 +243,20 @@ class SiprecUserAgent:
             if method in ("INFO", "OPTIONS", "NOTIFY"):
                 events = self._metadata_only(call, request, now)
                 return [*events, *self._respond(txn, 200, now, extra=self._capabilities())]
-            return self._refuse(txn, 405, "Method Not Allowed", f"{method} in dialog", now, [("Allow", ALLOW)])
+            return self._refuse(
+                txn, 405, "Method Not Allowed", f"{method} in dialog", now, [("Allow", ALLOW)]
+            )
         if method == "INVITE":
             return self._receive_invite(request, txn, source, transport, local, now)
         if method == "OPTIONS":
             return self._respond(txn, 200, now, extra=self._capabilities(), to_tag=self.settings.new_token())
         if method in ("BYE", "UPDATE", "INFO", "PRACK"):
-            return self._refuse(txn, 481, "Call/Transaction Does Not Exist", f"{method} outside a dialog", now)
-        return self._refuse(txn, 405, "Method Not Allowed", f"{method} not supported", now, [("Allow", ALLOW)])
+            return self._refuse(
+                txn, 481, "Call/Transaction Does Not Exist", f"{method} outside a dialog", now
+            )
+        return self._refuse(
+            txn, 405, "Method Not Allowed", f"{method} not supported", now, [("Allow", ALLOW)]
+        )
 
     # --------------------------------------------------------------- INVITE
     def _receive_invite(
@@ -268,13 +275,18 @@ class SiprecUserAgent:
         if self.draining:
             return [*trying, *self._refuse(txn, 503, "Service Unavailable", "shutting down", now, retry)]
         if len(self._calls) >= settings.max_sessions:
-            return [*trying, *self._refuse(txn, 503, "Service Unavailable", "max_sessions reached", now, retry)]
+            return [
+                *trying,
+                *self._refuse(txn, 503, "Service Unavailable", "max_sessions reached", now, retry),
+            ]
         unsupported = sorted(_options(request, "require") - SUPPORTED_OPTIONS - {""})
         if unsupported:
             detail = ", ".join(unsupported)
             return [
                 *trying,
-                *self._refuse(txn, 420, "Bad Extension", f"unsupported: {detail}", now, [("Unsupported", detail)]),
+                *self._refuse(
+                    txn, 420, "Bad Extension", f"unsupported: {detail}", now, [("Unsupported", detail)]
+                ),
             ]
         if not detect_siprec(request):
             return [
@@ -292,7 +304,12 @@ class SiprecUserAgent:
             return [
                 *trying,
                 *self._refuse(
-                    txn, 422, "Session Interval Too Small", f"{interval} s", now, [("Min-SE", str(settings.min_se))]
+                    txn,
+                    422,
+                    "Session Interval Too Small",
+                    f"{interval} s",
+                    now,
+                    [("Min-SE", str(settings.min_se))],
                 ),
             ]
         session_id = settings.new_token()
@@ -389,7 +406,9 @@ class SiprecUserAgent:
         extra = [] if retry_after is None else [("Retry-After", str(retry_after))]
         if call.phase is CallPhase.OFFERED:
             self._forget(call)
-            return self._refuse(call.invite_transaction, status, reason, "refused by the recorder", now, extra)
+            return self._refuse(
+                call.invite_transaction, status, reason, "refused by the recorder", now, extra
+            )
         if call.pending is not None:
             txn = call.pending.transaction
             call.pending = None
@@ -505,7 +524,9 @@ class SiprecUserAgent:
         is_invite = request.method == "INVITE"
         if call.pending is not None:
             status, reason = (500, "Server Internal Error") if is_invite else (491, "Request Pending")
-            return self._refuse(txn, status, reason, "an offer is already pending", now, [("Retry-After", "1")])
+            return self._refuse(
+                txn, status, reason, "an offer is already pending", now, [("Retry-After", "1")]
+            )
         if is_invite and call.awaiting_ack is not None and call.phase is CallPhase.CONFIRMED:
             return self._refuse(txn, 491, "Request Pending", "previous re-INVITE not acknowledged", now)
         if call.phase in (CallPhase.OFFERED, CallPhase.ANSWERING):
@@ -514,15 +535,17 @@ class SiprecUserAgent:
         assert call.dialog is not None
         contact = request.headers.get("contact")
         if contact:
-            try:
+            with contextlib.suppress(ParseError):
                 call.dialog.update_target(contact)
-            except ParseError:
-                pass
         interval, refresher = _session_expires(request)
         if interval is not None:
             if interval < self.settings.min_se:
                 return self._refuse(
-                    txn, 422, "Session Interval Too Small", f"{interval} s", now,
+                    txn,
+                    422,
+                    "Session Interval Too Small",
+                    f"{interval} s",
+                    now,
                     [("Min-SE", str(self.settings.min_se))],
                 )
             call.session_interval = interval if call.uac_supports_timer else call.session_interval
@@ -629,7 +652,10 @@ class SiprecUserAgent:
             events.append(self._send_bye(call, now))
         elif call.phase in (CallPhase.OFFERED, CallPhase.ANSWERING):
             events += self._respond(
-                call.invite_transaction, 503, now, to_tag=call.local_tag,
+                call.invite_transaction,
+                503,
+                now,
+                to_tag=call.local_tag,
                 extra=[("Retry-After", str(self.settings.retry_after))],
             )
         self._forget(call)
@@ -690,7 +716,13 @@ class SiprecUserAgent:
         if to_tag is None and status > 100:
             to_tag = self._tag_for(txn)
         response = build_response(
-            txn.request, status, reason, to_tag=to_tag, extra_headers=extra, body=body, content_type=content_type
+            txn.request,
+            status,
+            reason,
+            to_tag=to_tag,
+            extra_headers=extra,
+            body=body,
+            content_type=content_type,
         )
         data = self.transactions.send_response(txn, response, now)
         if not data:
@@ -715,7 +747,9 @@ class SiprecUserAgent:
             call = self._by_invite.get(id(txn))
             if call is not None and call.phase is CallPhase.OFFERED:
                 self._forget(call)
-        events = self._respond(txn, status, now, reason=reason, extra=[*extra, ("Warning", f'399 srs "{detail}"')])
+        events = self._respond(
+            txn, status, now, reason=reason, extra=[*extra, ("Warning", f'399 srs "{detail}"')]
+        )
         events.append(RequestRefused(request.method, status, reason, detail, txn.source, request.call_id))
         return events
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import struct
+import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from srs.media.recorder import Recorder
 from srs.media.track import StreamTrack
 from srs.rtp.dtmf import DtmfEvent
-from tests.unit.media.helpers import SRC, expected, make_track, payload_for, rtp
+from tests.unit.media.rtp_fixtures import SRC, expected, make_track, payload_for, rtp
 
 START = 1000.0  # the recording's start on the caller's clock
 RATE = 8000
@@ -225,3 +229,34 @@ def test_disk_error_propagates_and_leaves_a_closed_file(
     assert len(read_samples(path)) == 4000
     with pytest.raises(ValueError):
         recorder.flush(START + 3.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.floats(0.01, 1.5), min_size=1, max_size=8),
+    st.lists(st.floats(0, 0.3), min_size=150, max_size=150),
+    st.integers(0, 3),
+)
+def test_any_flush_schedule_gives_the_same_file(
+    flush_gaps: list[float], delays: list[float], salt: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.wav"
+        track = make_track(START)
+        recorder = Recorder(path, START, [track])
+        delays[0] = 0.0
+        deliveries = sorted((0.5 + i / 50 + d, i) for i, d in enumerate(delays))
+        flushes = list(itertools.accumulate(flush_gaps))
+        previous = np.zeros(0, dtype=np.int16)
+        for at, i in deliveries:
+            while flushes and flushes[0] < at:
+                recorder.flush(START + flushes.pop(0))
+                now = read_samples(path)
+                np.testing.assert_array_equal(now[: len(previous)], previous)
+                previous = now
+            track.push(rtp(i, 160 * i, payload_for(i + salt), ssrc=1), SRC, START + at)
+        result = recorder.close(START + 4.0)
+        assert result.samples == 4 * RATE
+        want = expected([(4000 + 160 * i, payload_for(i + salt)) for i in range(150)], 4 * RATE)
+        np.testing.assert_array_equal(read_samples(path), want)
+        assert result.streams[0].packets_late == 0

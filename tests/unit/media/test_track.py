@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from srs.media.track import PayloadFormat, StreamTrack
 from srs.rtp.dtmf import DtmfEvent
-from tests.unit.media.helpers import (
+from tests.unit.media.rtp_fixtures import (
     FORMATS,
     OTHER,
     SRC,
@@ -388,3 +388,113 @@ def test_silent_audio_is_flagged() -> None:
     track.render(0, END)
     stats = track.stats()
     assert stats.captured_ms == 200 and stats.silent
+
+
+def test_slow_sender_clock_is_followed_without_late_packets() -> None:
+    """The sender's 20 ms takes 20.2 ms of our clock (1 % slow): every 2 s the placement is
+    moved later once even the earliest packet lags 250 ms, so nothing reaches the reorder window."""
+    track = make_track()
+    total = 3000  # one minute
+    out = []
+    for i in range(total):
+        at = 1.0 + i * 0.0202
+        track.push(rtp(i, 160 * i), SRC, at)
+        if i % 50 == 49:
+            written = track.rendered_until
+            out.append(track.render(written, max(written, round((at - 0.5) * 8000))))
+    stats = track.stats()
+    assert stats.packets_late == 0
+    assert stats.clock_adjustments >= 2
+    assert stats.reanchors == 0
+    assert stats.captured_ms >= 58_000
+
+
+def test_fast_sender_clock_is_not_pulled_earlier() -> None:
+    track = make_track()
+    for i in range(500):
+        at = 1.0 + i * 0.0198
+        track.push(rtp(i, 160 * i), SRC, at)
+        if i % 50 == 49:
+            written = track.rendered_until
+            track.render(written, max(written, round((at - 0.5) * 8000)))
+    stats = track.stats()
+    assert (stats.clock_adjustments, stats.packets_late, stats.gaps) == (0, 0, ())
+
+
+def test_with_the_codecs_package_decoder() -> None:
+    srs_codecs = pytest.importorskip("srs_codecs")
+    track = StreamTrack(
+        {0: PayloadFormat("PCMU", 8000), 8: PayloadFormat("PCMA", 8000)},
+        start=0.0,
+        decoder_factory=srs_codecs.get_decoder,
+    )
+    feed(track, range(N))
+    np.testing.assert_array_equal(track.render(0, END), base())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.floats(0, 0.3)), min_size=N, max_size=N),
+    st.integers(0, 65535),
+    st.integers(0, 2**32 - 1),
+)
+def test_loss_duplication_and_reordering_together(
+    plan: list[tuple[bool, int, float]], seq0: int, ts0: int
+) -> None:
+    """Any mix of lost, repeated and delayed packets gives exactly the received audio in place."""
+    kept = [i for i, (lost, _, _) in enumerate(plan) if not lost]
+    if not kept:
+        return
+    first = kept[0]
+    deliveries = []
+    for i in kept:
+        delay = 0.0 if i == first else plan[i][2]
+        deliveries += [(arrival(i) + delay + 0.001 * k, i) for k in range(1 + plan[i][1])]
+    deliveries.sort()
+    track = make_track()
+    for at, i in deliveries:
+        track.push(rtp((seq0 + i) & 0xFFFF, (ts0 + 160 * i) & 0xFFFFFFFF, payload_for(i)), SRC, at)
+    np.testing.assert_array_equal(track.render(0, END), base(kept))
+    stats = track.stats()
+    assert stats.packets_lost == (kept[-1] - kept[0] + 1) - len(kept)
+    assert stats.packets_duplicate == sum(plan[i][1] for i in kept)
+    assert stats.packets_late == 0
+
+
+class OrderRecordingDecoder:
+    """A frame codec whose state depends on decode order: it records the order it is fed."""
+
+    clock_rate = 8000
+
+    def __init__(self) -> None:
+        self.order: list[int] = []
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        self.order.append(payload[0])
+        return np.full(160, payload[0], dtype=np.int16)
+
+
+def test_frame_codec_is_fed_in_sequence_order_across_blocks() -> None:
+    decoder = OrderRecordingDecoder()
+    track = StreamTrack({111: PayloadFormat("opus", 8000)}, start=0.0, decoder_factory=lambda *args: decoder)
+    order = [0, 1, 3, 2, 4, 7, 5, 6, 8, 9]
+    for k, i in enumerate(order):
+        track.push(rtp(i, 160 * i, bytes([i + 1]) * 3, pt=111), SRC, arrival(k))
+    first = track.render(0, 8000 + 160 * 5 + 10)
+    second = track.render(8000 + 160 * 5 + 10, END)
+    assert decoder.order == list(range(1, 11))
+    want = np.zeros(END, dtype=np.int16)
+    for i in range(10):
+        want[8000 + 160 * i : 8160 + 160 * i] = i + 1
+    np.testing.assert_array_equal(np.concatenate([first, second]), want)
+
+
+def test_rtcp_on_the_rtp_port_is_set_aside() -> None:
+    sr = struct.pack("!BBHIIIIII", 0x80, 200, 6, 0x11223344, 0xE8F1C2A0, 0, 1600, 10, 1600)
+    track = make_track()
+    feed(track, range(5))
+    track.push(sr, SRC, arrival(5))
+    feed(track, range(5, N))
+    np.testing.assert_array_equal(track.render(0, END), base())
+    stats = track.stats()
+    assert (stats.packets_rtcp, stats.ssrc_changes, stats.malformed) == (1, 0, 0)

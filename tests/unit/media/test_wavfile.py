@@ -135,3 +135,25 @@ def test_repair_truncated_inside_header(tmp_path: Path) -> None:
     path.write_bytes(data[:40])
     with pytest.raises(WavFormatError):
         repair_wav(path)
+
+
+def test_killed_writer_leaves_a_playable_file(tmp_path: Path) -> None:
+    """A process killed with SIGKILL after three blocks leaves exactly those three blocks."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "killed.wav"
+    script = (
+        "import os, signal, numpy as np\n"
+        "from srs.media.wavfile import WavWriter\n"
+        f"w = WavWriter({str(path)!r})\n"
+        "for k in range(3):\n"
+        "    w.write(np.full(8000, k + 1, dtype=np.int16))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[3], check=False)
+    assert done.returncode == -signal.SIGKILL
+    _, _, data = read_wave(path)
+    np.testing.assert_array_equal(data, np.repeat(np.array([1, 2, 3], dtype=np.int16), 8000))
+    assert repair_wav(path).changed is False
