@@ -22,6 +22,7 @@ import random
 import struct
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def _encode_ulaw_fallback(pcm: np.ndarray) -> bytes:
     magnitude = np.minimum(np.abs(x), 32635) + 0x84
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
 
 
 def _encode_alaw_fallback(pcm: np.ndarray) -> bytes:
@@ -60,7 +61,7 @@ def _encode_alaw_fallback(pcm: np.ndarray) -> bytes:
 def encode(pcm: np.ndarray, codec: str) -> bytes:
     """Prefer the project's codec package when installed; the fallback keeps the script standalone."""
     try:
-        from srs_codecs import g711  # type: ignore[import-not-found]
+        from srs_codecs import g711
 
         return bytes(g711.encode_ulaw(pcm) if codec == "pcmu" else g711.encode_alaw(pcm))
     except (ImportError, AttributeError):
@@ -72,7 +73,8 @@ def tone(frequency: float, seconds: float, level_dbfs: float) -> np.ndarray:
     n = round(seconds * SAMPLE_RATE)
     amplitude = 32767.0 * 10.0 ** (level_dbfs / 20.0)
     t = np.arange(n) / SAMPLE_RATE
-    return np.round(amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+    pcm: np.ndarray = np.round(amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+    return pcm
 
 
 def _ip_checksum(header: bytes) -> int:
@@ -104,6 +106,15 @@ def rtp_packet(payload_type: int, seq: int, timestamp: int, ssrc: int, payload: 
     )
 
 
+@dataclass(frozen=True)
+class _Stream:
+    payload: bytes
+    ssrc: int
+    seq: int
+    ts: int
+    port: int
+
+
 def build_pcap(
     seconds: float,
     tones: Sequence[float],
@@ -116,28 +127,26 @@ def build_pcap(
     rng = random.Random(seed)
     payload_type = PAYLOAD_TYPES[codec]
     packets_per_stream = round(seconds * 1000 / PACKET_MS)
-    streams = []
+    streams: list[_Stream] = []
     for index, frequency in enumerate(tones):
         pcm = tone(frequency, packets_per_stream * PACKET_MS / 1000, level_dbfs)
         streams.append(
-            {
-                "payload": encode(pcm, codec),
-                "ssrc": rng.getrandbits(32),
-                "seq": rng.getrandbits(16),
-                "ts": rng.getrandbits(32),
-                "port": base_port + 2 * index,
-            }
+            _Stream(
+                payload=encode(pcm, codec),
+                ssrc=rng.getrandbits(32),
+                seq=rng.getrandbits(16),
+                ts=rng.getrandbits(32),
+                port=base_port + 2 * index,
+            )
         )
     out = [struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)]
     start_usec = 1_700_000_000 * 1_000_000
     ip_id = 1
     for k in range(packets_per_stream):
         for index, s in enumerate(streams):
-            chunk = s["payload"][k * SAMPLES_PER_PACKET : (k + 1) * SAMPLES_PER_PACKET]
-            rtp = rtp_packet(
-                payload_type, s["seq"] + k, s["ts"] + k * SAMPLES_PER_PACKET, s["ssrc"], chunk, marker=k == 0
-            )
-            frame = udp_frame(s["port"], s["port"], rtp, ip_id)
+            chunk = s.payload[k * SAMPLES_PER_PACKET : (k + 1) * SAMPLES_PER_PACKET]
+            rtp = rtp_packet(payload_type, s.seq + k, s.ts + k * SAMPLES_PER_PACKET, s.ssrc, chunk, marker=k == 0)
+            frame = udp_frame(s.port, s.port, rtp, ip_id)
             ip_id += 1
             # Both streams share the packet clock; the second is 1 ms later so order is unambiguous.
             when = start_usec + k * PACKET_MS * 1000 + index * 1000

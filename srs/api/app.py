@@ -83,11 +83,12 @@ def create_app(
     *,
     default_link_validity_min: float = 5,
     max_link_validity_min: float | None = None,
+    store_metrics: bool = True,
 ) -> FastAPI:
     max_link_min = max_link_validity_min if max_link_validity_min is not None else (
         service.max_link_validity_s / 60
     )
-    metrics = MetricsExporter(service, metrics_provider)
+    metrics = MetricsExporter(service, metrics_provider, include_store=store_metrics)
     app = FastAPI(title="srs", version=srs.__version__, description="SIPREC recording server API")
     app.state.webhooks = webhooks
     app.state.tokens = tokens

@@ -1,4 +1,7 @@
-"""Prometheus exposition: the daemon's live registry plus what the index and the disk can tell."""
+"""Prometheus exposition: the daemon's live registry plus what the index and the disk can tell.
+
+A registry that already reports the index and the disk (the daemon's) is rendered alone.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +36,13 @@ class StoreCollector(Collector):
 class MetricsExporter:
     """Renders the caller's registry (live daemon metrics) followed by the store metrics."""
 
-    def __init__(self, service: RecordingService, registry: CollectorRegistry | None) -> None:
+    def __init__(
+        self, service: RecordingService, registry: CollectorRegistry | None, *, include_store: bool = True
+    ) -> None:
         self.registry = registry
         self.own = CollectorRegistry(auto_describe=False)
-        self.own.register(StoreCollector(service))
+        if include_store:
+            self.own.register(StoreCollector(service))
 
     def render(self) -> bytes:
         parts = [generate_latest(self.own)]

@@ -127,6 +127,7 @@ class RecordingService:
             "file": file_info,
             "participants": list(row.get("participants", [])),
             "streams": list(row.get("streams", [])),
+            "sessions": list(row.get("sessions", [])),
             "extensions": dict(row.get("extensions", {})),
             "dtmf": list(row.get("dtmf", [])),
             "completeness": row.get("completeness") or {},

@@ -52,6 +52,7 @@ class WebhookDispatcher:
         queue_size: int = 1000,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.secret = secret
@@ -63,6 +64,7 @@ class WebhookDispatcher:
         self.timeout_s = timeout_s
         self._transport = transport
         self._sleep = sleep
+        self._on_failure = on_failure
         self._queue: asyncio.Queue[bytes] | None = None
         self._queue_size = queue_size
         self._worker: asyncio.Task[None] | None = None
@@ -152,6 +154,8 @@ class WebhookDispatcher:
                     return True
                 permanent = status is not None and 400 <= status < 500 and status not in _RETRY_STATUSES
                 if permanent or attempt == self.max_attempts:
+                    if self._on_failure is not None:
+                        self._on_failure(envelope["event"], url)
                     return False
                 await self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)))
             return False

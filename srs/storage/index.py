@@ -22,6 +22,7 @@ from srs.storage.records import (
     Page,
     Participant,
     RecordingFilter,
+    SessionInfo,
     State,
     StreamInfo,
     transition_allowed,
@@ -86,6 +87,7 @@ class RecordingIndex:
         participants: Sequence[Participant],
         streams: Sequence[StreamInfo],
         extensions: Mapping[str, str] | Iterable[tuple[str, str]],
+        sessions: Sequence[SessionInfo] = (),
     ) -> None:
         """Replace everything the rs-metadata says (called for every metadata version)."""
         pairs = list(extensions.items()) if isinstance(extensions, Mapping) else list(extensions)
@@ -110,6 +112,16 @@ class RecordingIndex:
             conn.executemany(
                 "INSERT INTO extensions (recording_id, key, value) VALUES (?, ?, ?)",
                 [(recording_id, str(k), str(v)) for k, v in pairs],
+            )
+            conn.execute("DELETE FROM sessions WHERE recording_id = ?", (recording_id,))
+            conn.executemany(
+                "INSERT INTO sessions (recording_id, position, session_id, sip_session_ids, start_time,"
+                " stop_time, group_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (recording_id, pos, s.session_id, json.dumps(list(s.sip_session_ids)), s.start_time,
+                     s.stop_time, s.group_id)
+                    for pos, s in enumerate(sessions)
+                ],
             )
             conn.execute("DELETE FROM streams WHERE recording_id = ?", (recording_id,))
             self._insert_streams(conn, recording_id, streams)
@@ -332,6 +344,14 @@ class RecordingIndex:
                     stream.setdefault(key, value)
                 by_id[row["recording_id"]]["streams"].append(stream)
             for row in conn.execute(
+                f"SELECT * FROM sessions WHERE recording_id IN ({marks}) ORDER BY recording_id, position",
+                chunk,
+            ):
+                by_id[row["recording_id"]]["sessions"].append({
+                    "id": row["session_id"], "sip_session_ids": json.loads(row["sip_session_ids"]),
+                    "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
+                })
+            for row in conn.execute(
                 f"SELECT * FROM extensions WHERE recording_id IN ({marks}) ORDER BY rowid", chunk
             ):
                 by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
@@ -355,6 +375,7 @@ def _recording(row: sqlite3.Row) -> dict[str, Any]:
     item["completeness"] = json.loads(item["completeness"])
     item["participants"] = []
     item["streams"] = []
+    item["sessions"] = []
     item["extensions"] = {}
     item["dtmf"] = []
     return item

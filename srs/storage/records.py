@@ -59,6 +59,17 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class SessionInfo:
+    """One recorded communication session of the metadata (RFC 7865 section 6.3)."""
+
+    session_id: str
+    sip_session_ids: Sequence[str] = ()
+    start_time: str | None = None
+    stop_time: str | None = None
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamInfo:
     label: str
     stream_id: str | None = None

@@ -127,6 +127,19 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at REAL
     );
     """,
+    # 2: the recording sessions (RFC 7865 <session>) each recording's metadata describes.
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        sip_session_ids TEXT NOT NULL DEFAULT '[]',
+        start_time TEXT,
+        stop_time TEXT,
+        group_id TEXT,
+        PRIMARY KEY (recording_id, position)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -171,7 +171,7 @@ def test_small_load_every_call_recorded(
         "crid",
         crid,
         "-d",
-        "1000",
+        "2000",
         "-r",
         "5",
         "-l",
@@ -180,11 +180,11 @@ def test_small_load_every_call_recorded(
         str(calls),
         target=srs_daemon.sip_target,
         timeout=60,
-        pcaps={"load_pcmu.pcap": pcaps["load_1s"]},
+        pcaps={"load_pcmu.pcap": pcaps["pcmu_2s"]},
     )
     assert result.returncode == 0, result.describe()
     for number in range(1, calls + 1):
         rec = wait_recording(f"{crid}-{number}", srs_daemon.data_dir, "available", within=2.0)
         wav = read_wav(rec["file"]["path"])
         assert_wav_format(wav)
-        assert_tones(wav, EDGE, 1.0 - EDGE, f"load call {number}")
+        assert_tones(wav, EDGE, 2.0 - EDGE, f"load call {number}")

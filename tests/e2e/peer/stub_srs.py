@@ -59,8 +59,9 @@ class RtpCounter(asyncio.DatagramProtocol):
 
 
 class Stub:
-    def __init__(self, host: str, rtp_base: int, answer_delay: float) -> None:
+    def __init__(self, host: str, sip_port: int, rtp_base: int, answer_delay: float) -> None:
         self.host = host
+        self.sip_port = sip_port
         self.rtp_base = rtp_base
         self.next_port = rtp_base
         self.answer_delay = answer_delay
@@ -173,8 +174,7 @@ class Stub:
 
 async def serve(args: argparse.Namespace) -> None:
     host, port = args.sip.rsplit(":", 1)
-    stub = Stub(host, args.rtp_base, args.answer_delay_ms / 1000)
-    stub.sip_port = int(port)  # type: ignore[attr-defined]
+    stub = Stub(host, int(port), args.rtp_base, args.answer_delay_ms / 1000)
     loop = asyncio.get_running_loop()
 
     class Udp(asyncio.DatagramProtocol):

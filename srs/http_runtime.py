@@ -1,0 +1,230 @@
+"""Everything the daemon serves over HTTP and does in the background for admins, in one start/stop pair.
+
+It runs on the daemon's event loop but reads and writes through its own connection to the index
+(SQLite in WAL mode), so a slow listing or an export never holds the lock the recording path takes.
+SIGTERM/SIGINT stay with the daemon: the embedded server does not install signal handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from srs.api.app import create_app
+from srs.metrics import DaemonMetrics
+from srs.service.exports import ExportManager
+from srs.service.recordings import RecordingService
+from srs.service.tokens import TokenService
+from srs.service.webhooks import EVENTS, WebhookDispatcher
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import DataLayout
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 5.0
+RECORDING_EVENTS = ("recording_started", "recording_finished", "recording_available")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the daemon owns SIGTERM/SIGINT
+
+
+@dataclass
+class RetentionJob:
+    """Deletes expired recordings every ``interval_s``; legal holds stay; each deletion is audit-logged."""
+
+    service: RecordingService
+    retention_days: int
+    overrides: Mapping[str, int]
+    interval_s: float
+    metrics: DaemonMetrics | None = None
+    sweeps: int = 0
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return self.retention_days > 0 or any(days > 0 for days in self.overrides.values())
+
+    def sweep_once(self) -> list[str]:
+        overrides = {source: float(days) for source, days in self.overrides.items()}
+        removed = self.service.sweep(time.time(), float(self.retention_days), overrides, actor="retention")
+        self.sweeps += 1
+        self.deleted.extend(removed)
+        if self.metrics is not None:
+            self.metrics.retention_swept(len(removed))
+        if removed:
+            log.info("retention deleted %d recordings", len(removed))
+        return removed
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.sweep_once)
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(self.interval_s)
+
+
+class HttpRuntime:
+    def __init__(
+        self,
+        *,
+        index: RecordingIndex,
+        service: RecordingService,
+        webhooks: WebhookDispatcher,
+        exports: ExportManager,
+        retention: RetentionJob,
+        metrics: DaemonMetrics,
+        server: _EmbeddedServer | None,
+    ) -> None:
+        self.index = index
+        self.service = service
+        self.webhooks = webhooks
+        self.exports = exports
+        self.retention = retention
+        self.metrics = metrics
+        self.server = server
+        self._serving: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    @property
+    def port(self) -> int | None:
+        """The bound TCP port (useful when listening on port 0)."""
+        if self.server is None or not self.server.servers:
+            return None
+        for server in self.server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+    async def _start(self) -> None:
+        await self.webhooks.start()
+        if self.server is not None:
+            self._serving = asyncio.create_task(self.server.serve(), name="srs-http")
+            while not self.server.started:
+                if self._serving.done():
+                    self._serving.result()  # raises why it could not start (e.g. port in use)
+                    raise OSError("HTTP server stopped before it started")
+                await asyncio.sleep(0.01)
+        if self.retention.enabled:
+            self._retention_task = asyncio.create_task(self.retention.run(), name="srs-retention")
+
+    def emit(self, event: str, data: Mapping[str, Any]) -> None:
+        """Queue a webhook event (never blocks; a no-op without webhook URLs)."""
+        if self._stopped:
+            return
+        try:
+            self.webhooks.emit(event, data)
+        except Exception:
+            log.exception("could not queue webhook %s", event)
+
+    def recording_event(self, event: str, recording_id: str) -> None:
+        """Emit ``event`` with the recording's current public representation, read off the loop.
+
+        For the daemon: one call at each step, with nothing but the id in hand.
+        """
+        if event not in RECORDING_EVENTS:
+            raise ValueError(f"not a recording event: {event!r}")
+        if self._stopped or not self.webhooks.urls:
+            return
+        task = asyncio.get_running_loop().create_task(self._recording_event(event, recording_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _recording_event(self, event: str, recording_id: str) -> None:
+        try:
+            data = await asyncio.to_thread(self.service.show, recording_id)
+        except Exception:
+            data = {"id": recording_id}
+        self.emit(event, data)
+
+    async def stop(self) -> None:
+        """Stop serving, stop retention, deliver queued webhooks (bounded), close the index connection."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=STOP_TIMEOUT_S)
+        if self.server is not None and self._serving is not None:
+            self.server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._serving), STOP_TIMEOUT_S)
+            except (TimeoutError, asyncio.CancelledError):
+                self.server.force_exit = True
+                self._serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._serving
+        await self.webhooks.stop(STOP_TIMEOUT_S)
+        self.index.close()
+
+
+async def start_http_runtime(
+    *,
+    data_dir: Path,
+    listen_host: str | None,
+    listen_port: int,
+    link_max_validity_min: int,
+    webhook_urls: Sequence[str],
+    retention_days: int,
+    retention_overrides: Mapping[str, int],
+    retention_interval_s: float,
+    metrics: DaemonMetrics,
+) -> HttpRuntime:
+    """Open a second index connection, start webhooks, the API server and the retention job.
+
+    ``listen_host=None`` runs webhooks and retention without serving HTTP.
+    """
+    layout = DataLayout(data_dir)
+    layout.ensure()
+    index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
+    secret = layout.secret()
+    service = RecordingService(index, layout, secret, max_link_validity_s=link_max_validity_min * 60)
+    metrics.data_dir = layout.data_dir
+    metrics.set_state_source(index.count_by_state)
+    webhooks = WebhookDispatcher(
+        webhook_urls, secret, index,
+        on_failure=lambda event, url: metrics.webhook_failed(),
+    )
+    exports = ExportManager(service, webhooks)
+    retention = RetentionJob(
+        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics
+    )
+    server: _EmbeddedServer | None = None
+    if listen_host is not None:
+        app = create_app(
+            service, TokenService(index), exports, webhooks, metrics.registry,
+            max_link_validity_min=link_max_validity_min, store_metrics=False,
+        )
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                app, host=listen_host, port=listen_port, log_config=None, access_log=False, lifespan="off"
+            )
+        )
+    runtime = HttpRuntime(
+        index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
+        metrics=metrics, server=server,
+    )
+    try:
+        await runtime._start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    return runtime
+
+
+__all__ = ["EVENTS", "HttpRuntime", "RetentionJob", "start_http_runtime"]
