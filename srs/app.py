@@ -18,10 +18,12 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shutil
 import signal
+import sqlite3
 import ssl
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
         self.stats = {"refused": 0, "dropped": 0}
+        self.disk_low = False
+        self._disk_warned = False
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
@@ -182,6 +186,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         http_task = await self._start_http()
         flusher = loop.create_task(self._flush_loop())
+        disk_watch = loop.create_task(self._disk_watch())
         self.log.info(
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
@@ -194,6 +199,7 @@ class Daemon:
         await self._stop.wait()
         await self._drain()
         flusher.cancel()
+        disk_watch.cancel()
         if http_task is not None:
             self._http_server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
@@ -265,13 +271,12 @@ class Daemon:
             elif isinstance(event, SessionOffered):
                 pending.extend(self._offered(event))
             elif isinstance(event, SessionAnswered):
-                self.live.answered(event)
-                if event.initial:
+                if self._guarded(event.session_id, self.live.answered, event, pending) and event.initial:
                     self.log.info("recording_started", session=event.session_id, streams=len(event.streams))
             elif isinstance(event, MetadataReceived):
-                self.live.metadata(event)
+                self._guarded(event.session_id, self.live.metadata, event, pending)
             elif isinstance(event, SessionEnded):
-                self._ended(event)
+                self._guarded(event.session_id, self._ended, event, pending)
             elif isinstance(event, RequestRefused):
                 self.stats["refused"] += 1
                 self.log.info(
@@ -287,12 +292,31 @@ class Daemon:
                 self.log.info("sip_dropped", detail=event.detail, source=str(event.source))
         self._arm_timer()
 
+    def _guarded(
+        self, session_id: str, action: Callable[[Any], None], event: Any, pending: list[UaEvent]
+    ) -> bool:
+        """A failing disk or index ends that one recording (BYE, failed), never the daemon."""
+        assert self.loop is not None and self.live is not None
+        try:
+            action(event)
+        except Exception as exc:
+            self.log.exception("recording_error", session=session_id, error=str(exc))
+            if isinstance(event, SessionEnded):
+                self.live.sessions.pop(session_id, None)
+            else:
+                pending.extend(self.ua.hangup(session_id, self.loop.time(), f"recording failed: {exc}"))
+            return False
+        return True
+
     def _offered(self, event: SessionOffered) -> list[UaEvent]:
         assert self.loop is not None and self.live is not None
         now = self.loop.time()
+        if event.initial and self.disk_low:
+            self.log.warning("call_refused_disk_low", call_id=event.call_id, source=str(event.source))
+            return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=60)
         try:
             ports = self.live.offered(event, now)
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             self.log.error("offer_failed", session=event.session_id, error=str(exc))
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if ports is None:
@@ -361,6 +385,31 @@ class Daemon:
             for session_id in self.live.flush(self.loop.time()):
                 self.log.error("recording_write_failed", session=session_id)
                 self._handle(self.ua.hangup(session_id, self.loop.time(), "recording failed"))
+
+    def check_disk(self) -> None:
+        """Refuse new calls below ``min_free_mb``; warn once per crossing of ``warn_free_mb``."""
+        storage = self.config.storage
+        try:
+            free = shutil.disk_usage(self.layout.recordings_dir).free
+        except OSError:
+            free = 0
+        low = free < storage.min_free_mb * 1024 * 1024
+        warn = free < storage.warn_free_mb * 1024 * 1024
+        if low != self.disk_low:
+            self.disk_low = low
+            if low:
+                self.log.error("disk_full", free_bytes=free, min_free_mb=storage.min_free_mb)
+            else:
+                self.log.info("disk_recovered", free_bytes=free)
+        if warn != self._disk_warned:
+            self._disk_warned = warn
+            if warn:
+                self.log.warning("disk_low", free_bytes=free, warn_free_mb=storage.warn_free_mb)
+
+    async def _disk_watch(self) -> None:
+        while True:
+            self.check_disk()
+            await asyncio.sleep(2.0)
 
     # ----------------------------------------------------------- shutdown
     async def _drain(self) -> None:

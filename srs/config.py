@@ -89,6 +89,8 @@ class HttpSettings:
 class StorageSettings:
     data_dir: str = "./var"
     retention_days: int = 0
+    min_free_mb: int = 100
+    warn_free_mb: int = 1000
 
 
 @dataclass(frozen=True)
