@@ -145,7 +145,9 @@ def build_pcap(
     for k in range(packets_per_stream):
         for index, s in enumerate(streams):
             chunk = s.payload[k * SAMPLES_PER_PACKET : (k + 1) * SAMPLES_PER_PACKET]
-            rtp = rtp_packet(payload_type, s.seq + k, s.ts + k * SAMPLES_PER_PACKET, s.ssrc, chunk, marker=k == 0)
+            rtp = rtp_packet(
+                payload_type, s.seq + k, s.ts + k * SAMPLES_PER_PACKET, s.ssrc, chunk, marker=k == 0
+            )
             frame = udp_frame(s.port, s.port, rtp, ip_id)
             ip_id += 1
             # Both streams share the packet clock; the second is 1 ms later so order is unambiguous.

@@ -29,7 +29,10 @@ from typing import Any
 
 import srs_codecs
 
+import srs
+
 from srs.config import Config
+from srs.errors import ParseError
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
@@ -82,7 +85,7 @@ class Daemon:
                 new_token=_token,
                 srtp_key=_srtp_key,
                 codec_preference=config.media.codec_preference,
-                user_agent=f"srs/{__import__('srs').__version__}",
+                user_agent=f"{sip.user_agent}/{srs.__version__}",
                 answer_delay=sip.answer_delay_ms / 1000,
                 reject_status=sip.reject_status,
                 reject_reason=sip.reject_reason,
@@ -91,6 +94,9 @@ class Daemon:
                 min_se=sip.min_se,
                 max_duration=float(config.limits.max_duration_s),
                 max_sessions=config.limits.max_sessions,
+                allowed_networks=sip.allowed_networks,
+                rate_limit_per_source=sip.rate_limit_per_source,
+                rate_limit_burst=sip.rate_limit_burst,
             )
         )
         self.allocator = PortAllocator(
@@ -257,9 +263,12 @@ class Daemon:
         self._handle(self.ua.receive(data, source, transport, local, self.loop.time()))
 
     def _on_stream_error(
-        self, head: bytes, peer: Address, kind: Transport, local: Address, exc: Exception
+        self, head: bytes, peer: Address, kind: Transport, local: Address, exc: ParseError
     ) -> None:
+        """A TCP/TLS stream that cannot be framed: answer what can be answered (513/400), then it closes."""
+        assert self.loop is not None
         self.log.warning("sip_stream_closed", peer=str(peer), transport=kind.value, error=str(exc))
+        self._handle(self.ua.answer_unframeable(head, exc, peer, kind, local, self.loop.time()))
 
     def _handle(self, events: list[UaEvent]) -> None:
         assert self.loop is not None and self.edge is not None and self.live is not None

@@ -8,6 +8,7 @@ because a silently ignored ``max_sesions = 10`` is an outage waiting to happen.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,9 +55,11 @@ class SipSettings:
     max_message_size: int = 65535
     t1_ms: int = 500
     t2_ms: int = 4000
-    session_expires: int = 1800
     min_se: int = 90
     user_agent: str = "srs"
+    allowed_networks: tuple[str, ...] = ()
+    rate_limit_per_source: float = 0.0
+    rate_limit_burst: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,10 @@ def _convert(section: str, key: str, current: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
     if isinstance(current, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -164,6 +171,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("[limits] drain_seconds: must not be negative")
     if not 300 <= config.sip.reject_status <= 699:
         raise ConfigError("[sip] reject_status: expected a final status 300..699")
+    for network in config.sip.allowed_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"[sip] allowed_networks: {network!r} is not a network ({exc})") from exc
+    if config.sip.rate_limit_per_source < 0 or config.sip.rate_limit_burst < 1:
+        raise ConfigError("[sip] rate_limit_per_source must be >= 0 and rate_limit_burst >= 1")
     if config.sip.tls_listen and not (config.sip.tls_cert and config.sip.tls_key):
         raise ConfigError("[sip] tls_listen needs tls_cert and tls_key")
 

@@ -8,19 +8,19 @@ forward only: starting → recording → stopping → available (or failed).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srs.errors import RtpError
-from srs.media.recorder import Recorder, RecordingResult
-from srs.media.track import DecoderFactory, PayloadFormat, StreamTrack
+from srs.media.recorder import RecordingResult
+from srs.media.track import DecoderFactory, PayloadFormat
+from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
 from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
-from srs.rtp.srtp import SrtpInbound
 from srs.sdp.answer import NegotiatedStream
 from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
 from srs.siprec.metadata import RecordingMetadata
@@ -51,7 +51,7 @@ class _StreamSlot:
 
     port: RtpPort
     negotiated: NegotiatedStream | None = None
-    track_index: int | None = None
+    has_track: bool = False
     codec_key: tuple[Any, ...] = ()
 
 
@@ -62,7 +62,8 @@ class LiveSession:
     call_id: str
     started_wall: float
     slots: list[_StreamSlot] = field(default_factory=list)
-    recorder: Recorder | None = None
+    opened: bool = False
+    paused: bool = False
     metadata: RecordingMetadata | None = None
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None
@@ -89,6 +90,8 @@ class LiveRecordings:
         options: MediaOptions,
         wall_clock: Callable[[], float] = time.time,
         log: Any = None,
+        plane: MediaPlane | None = None,
+        recorder_options: dict[str, Any] | None = None,
     ) -> None:
         self.index = index
         self.layout = layout
@@ -98,6 +101,9 @@ class LiveRecordings:
         self.options = options
         self.wall_clock = wall_clock
         self.log = log
+        self.plane: MediaPlane = plane if plane is not None else InProcessPlane(receiver, decoder_factory)
+        self.recorder_options = dict(recorder_options or {})
+        """Extra keyword arguments for each Recorder (output options), passed through unchanged."""
         self.sessions: dict[str, LiveSession] = {}
 
     # ------------------------------------------------------------- offers
@@ -106,8 +112,6 @@ class LiveRecordings:
         ports = self.allocator.allocate(event.ports_needed)
         if ports is None:
             return None
-        for port in ports:
-            self.receiver.watch(port)
         if event.initial:
             started = self.wall_clock()
             recording_id = self.index.create_recording(
@@ -125,6 +129,8 @@ class LiveRecordings:
             session = self.sessions[event.session_id]
             session.warnings.extend(w for w in event.warnings if w not in session.warnings)
         session.slots.extend(_StreamSlot(port) for port in ports)
+        for port in ports:
+            self.plane.attach(session.session_id, port)
         return [p.port for p in ports]
 
     # ------------------------------------------------------------- answers
@@ -133,52 +139,59 @@ class LiveRecordings:
         if session is None:
             return
         at = event.at
-        if event.initial:
+        key = session.session_id
+        if event.initial and not session.opened:
             path = self.layout.recording_path(session.recording_id, session.started_wall)
             path.parent.mkdir(parents=True, exist_ok=True)
-            session.recorder = Recorder(
-                path,
-                at,
-                reorder_window=self.options.reorder_window,
-                pause_mode="cut" if self.options.pause_mode == "cut" else "silence",
+            self.plane.open(
+                key,
+                RecorderSpec(
+                    str(path),
+                    at,
+                    reorder_window=self.options.reorder_window,
+                    pause_mode="cut" if self.options.pause_mode == "cut" else "silence",
+                    extra=self.recorder_options,
+                ),
             )
+            session.opened = True
             self.index.advance_state(session.recording_id, State.RECORDING)
-        recorder = session.recorder
-        assert recorder is not None
+        if not session.opened:
+            return
         sending = False
         for stream in event.streams:
             if stream.index >= len(session.slots):
                 continue
             slot = session.slots[stream.index]
-            self._apply_stream(session, recorder, slot, stream, at)
+            self._apply_stream(session, slot, stream, at)
             sending = sending or stream.receives
-        if sending and recorder.paused:
-            recorder.resume(at)
-        elif not sending and not recorder.paused:
-            recorder.pause(at)
+        if sending and session.paused:
+            self.plane.resume(key, at)
+            session.paused = False
+        elif not sending and not session.paused:
+            self.plane.pause(key, at)
+            session.paused = True
         self.index.update_streams(session.recording_id, self._stream_infos(session))
 
     def _apply_stream(
-        self, session: LiveSession, recorder: Recorder, slot: _StreamSlot, stream: NegotiatedStream, at: float
+        self, session: LiveSession, slot: _StreamSlot, stream: NegotiatedStream, at: float
     ) -> None:
         slot.negotiated = stream
+        key = session.session_id
+        port = slot.port.port
         if stream.refused:
-            if slot.track_index is not None:
-                recorder.end_track(slot.track_index, at)
-                slot.track_index = None
-            slot.port.sink = None
+            if slot.has_track:
+                self.plane.set_stream(key, port, None, at)
+                slot.has_track = False
             return
-        key = (
+        codec_key = (
             tuple(sorted((pt, c.encoding, c.clock_rate) for pt, c in stream.codecs.items())),
             stream.telephone_event_pt,
             stream.cn_pt,
             stream.crypto_offer.key_params if stream.crypto_offer else None,
         )
-        if slot.track_index is not None and key == slot.codec_key:
-            recorder.tracks[slot.track_index].relatch()
+        if slot.has_track and codec_key == slot.codec_key:
+            self.plane.relatch(key, port)
             return
-        if slot.track_index is not None:
-            recorder.end_track(slot.track_index, at)
         formats = {
             pt: PayloadFormat(c.encoding, c.clock_rate, c.channels, c.fmtp) for pt, c in stream.codecs.items()
         }
@@ -186,17 +199,16 @@ class LiveRecordings:
             formats[stream.telephone_event_pt] = PayloadFormat("telephone-event", 8000)
         if stream.cn_pt is not None:
             formats[stream.cn_pt] = PayloadFormat("CN", 8000)
-        track = StreamTrack(
+        crypto = stream.crypto_offer
+        spec = StreamSpec(
             formats,
-            start=recorder.start,
-            decoder_factory=self.decoder_factory,
             label=stream.label if stream.label is not None else str(stream.index + 1),
             relatch_after=self.options.relatch_after,
+            srtp=(crypto.suite, crypto.key_params) if crypto is not None else None,
         )
-        slot.track_index = recorder.add_track(track)
-        slot.codec_key = key
-        slot.port.sink = track.push
-        slot.port.filter = _srtp_filter(stream) if stream.crypto_offer is not None else None
+        self.plane.set_stream(key, port, spec, at)
+        slot.has_track = True
+        slot.codec_key = codec_key
 
     # ------------------------------------------------------------- metadata
     def metadata(self, event: MetadataReceived) -> None:
@@ -222,7 +234,6 @@ class LiveRecordings:
         ids = {}
         if session.metadata is not None:
             ids = {s.label: s.id for s in session.metadata.streams if s.label is not None}
-        recorder = session.recorder
         for i, slot in enumerate(session.slots):
             stream = slot.negotiated
             if stream is None or stream.refused:
@@ -230,9 +241,8 @@ class LiveRecordings:
             label = stream.label if stream.label is not None else str(i + 1)
             codec = next(iter(stream.codecs.values()), None)
             received = lost = 0
-            if recorder is not None and slot.track_index is not None:
-                track = recorder.tracks[slot.track_index]
-                received = track.packets_received
+            if slot.has_track:
+                received = self.plane.packets_received(session.session_id, slot.port.port)
             infos.append(
                 StreamInfo(
                     label=label,
@@ -246,46 +256,78 @@ class LiveRecordings:
 
     # ------------------------------------------------------------- flushing
     def flush(self, now: float) -> list[str]:
-        """Write every recorder up to ``now`` minus the reorder window; returns sessions that failed."""
+        """Write what is due (the in-process plane) and return sessions whose file failed."""
         failed: list[str] = []
-        for session in self.sessions.values():
-            if session.recorder is None or session.failure is not None:
-                continue
-            try:
-                session.recorder.flush(now)
-            except OSError as exc:
-                session.failure = f"write failed: {exc.strerror or exc}"
-                failed.append(session.session_id)
+        for key in self.plane.flush(now):
+            session = self.sessions.get(key)
+            if session is not None and session.failure is None:
+                session.failure = "write failed"
+                failed.append(key)
         return failed
 
     # ------------------------------------------------------------- ending
-    def ended(self, event: SessionEnded) -> Finished | None:
-        """Close the file up to ``event.at``; the heavy part of publishing runs off the loop."""
+    def end(self, event: SessionEnded) -> Awaitable[Finished] | None:
+        """Stop receiving and close the file up to ``event.at``; the result arrives when the plane is done.
+
+        Ports are released at once; the index moves to ``stopping`` now and to ``available`` (or
+        ``failed``) in :meth:`publish`.
+        """
         session = self.sessions.pop(event.session_id, None)
         if session is None:
             return None
+        key = session.session_id
         for slot in session.slots:
-            slot.port.sink = None
-            self.receiver.unwatch(slot.port)
+            self.plane.detach(key, slot.port)
             self.allocator.release(slot.port)
         ended_wall = self.wall_clock()
-        recorder = session.recorder
-        if recorder is None:
+        if not session.opened:
             reason = "cancelled before answer" if event.reason == "cancelled" else event.reason
-            return Finished(session.recording_id, None, reason)
+            return _ready(Finished(session.recording_id, None, reason))
         self.index.advance_state(session.recording_id, State.STOPPING)
+        if session.failure is not None:
+            self.plane.abort(key)
+            return _ready(Finished(session.recording_id, None, session.failure))
+        closing = self.plane.close(key, event.at)
+        return self._after_close(session, closing, ended_wall, event)
+
+    async def _after_close(
+        self,
+        session: LiveSession,
+        closing: asyncio.Future[RecordingResult],
+        ended_wall: float,
+        event: SessionEnded,
+    ) -> Finished:
         try:
-            if session.failure is not None:
-                recorder.abort()
-                result = None
-            else:
-                result = recorder.close(event.at)
+            result = await closing
         except OSError as exc:
-            session.failure = f"write failed: {exc.strerror or exc}"
-            result = None
-        if result is None:
-            return Finished(session.recording_id, None, session.failure)
+            return Finished(session.recording_id, None, str(exc) or "write failed")
         return Finished(session.recording_id, self._finalized(session, result, ended_wall, event), None)
+
+    def ended(self, event: SessionEnded) -> Finished | None:
+        """:meth:`end` for planes that close synchronously (the in-process plane)."""
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            return None
+        if not session.opened or session.failure is not None:
+            pending = self.end(event)
+            assert isinstance(pending, _Ready)
+            return pending.value
+        self.sessions.pop(event.session_id)
+        key = session.session_id
+        for slot in session.slots:
+            self.plane.detach(key, slot.port)
+            self.allocator.release(slot.port)
+        ended_wall = self.wall_clock()
+        self.index.advance_state(session.recording_id, State.STOPPING)
+        closing = self.plane.close(key, event.at)
+        if not closing.done():
+            raise RuntimeError("the media plane closes asynchronously: use LiveRecordings.end")
+        error = closing.exception()
+        if error is not None:
+            return Finished(session.recording_id, None, str(error) or "write failed")
+        return Finished(
+            session.recording_id, self._finalized(session, closing.result(), ended_wall, event), None
+        )
 
     def _finalized(
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded
@@ -364,15 +406,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _srtp_filter(stream: NegotiatedStream) -> Callable[[bytes], bytes | None]:
-    crypto = stream.crypto_offer
-    assert crypto is not None
-    inbound = SrtpInbound(crypto.suite, crypto.key_params)
+class _Ready:
+    """An awaitable that is already done (no event loop needed to create it)."""
 
-    def unprotect(data: bytes) -> bytes | None:
-        try:
-            return inbound.unprotect(data)
-        except RtpError:
-            return None
+    def __init__(self, value: Finished) -> None:
+        self.value = value
 
-    return unprotect
+    def __await__(self) -> Generator[Any, None, Finished]:
+        return self.value
+        yield  # pragma: no cover - makes this a generator
+
+
+def _ready(value: Finished) -> _Ready:
+    return _Ready(value)

@@ -75,7 +75,9 @@ class DaemonMetrics:
         self.sip_refused = Counter(
             "srs_sip_requests_refused", "SIP requests answered with an error status", ["status"], registry=reg
         )
-        self.sip_dropped = Counter("srs_sip_messages_dropped", "SIP messages dropped unanswered", registry=reg)
+        self.sip_dropped = Counter(
+            "srs_sip_messages_dropped", "SIP messages dropped unanswered", registry=reg
+        )
         self.webhook_failures = Counter(
             "srs_webhook_delivery_failures", "Webhook deliveries that failed after every retry", registry=reg
         )

@@ -30,6 +30,7 @@ from srs.storage.records import RecordingFilter
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 1_000_000
 ARCHIVE_TYPES = {"tar.gz": "application/gzip", "zip": "application/zip"}
 
 
@@ -137,7 +138,7 @@ def create_app(
             list[str] | None, Query(description="KEY:VALUE (also accepted: ext.KEY=VALUE)")
         ] = None,
         order: str = Query("newest", pattern="^(newest|oldest)$"),
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=MAX_PAGE),
         max: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
     ) -> dict[str, Any]:
         pairs = [split_extension(item) for item in extension or []]

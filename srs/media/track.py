@@ -6,6 +6,13 @@ where it arrived, later ones at ``anchor + (ts - ts0) * rate / clock``. Placing
 by timestamp rather than arrival removes network jitter and puts reordered
 packets where they belong; holes stay silent for exactly the missing time.
 
+Arrival anchoring places a stream whose first packet was delayed too late.
+RTCP sender reports (``push_rtcp``) map RTP timestamps to the sender's NTP
+clock; :meth:`StreamTrack.sender_lag` exposes that mapping and the recorder
+moves streams sharing one clock into line (``shift_earlier``). With
+``conceal_loss`` holes between received audio are filled by pitch repetition
+instead of silence; they still count as lost in the statistics.
+
 ``push`` runs for every datagram, so it only parses the header and appends
 ``(sequence, position, payload type, payload)``. ``render`` runs about once a
 second and decodes, places and accounts for a whole block with numpy.
@@ -24,10 +31,13 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from srs_codecs.plc import HISTORY as _PLC_HISTORY
+from srs_codecs.plc import PitchRepeatConcealer
 
 from srs.errors import RtpError
 from srs.rtp.dtmf import DtmfCollector, DtmfEvent, parse_telephone_event
 from srs.rtp.packet import FIXED_HEADER, split_rtp
+from srs.rtp.rtcp import SenderReport, parse_rtcp
 
 Pcm = NDArray[np.int16]
 
@@ -64,6 +74,9 @@ _MAX_DROPOUT = 3000
 """A sequence jump larger than this (60 s of 20 ms packets) is a sender restart, not loss."""
 _FIRST_SEQ_BASE = 0x10000
 _SILENT_PEAK = 16
+_SR_TOLERANCE = 1.0
+"""Seconds a sender report may disagree with arrival times before it is distrusted."""
+_MAX_SR_SSRCS = 16
 _EMPTY: Pcm = np.zeros(0, dtype=np.int16)
 _position_of = itemgetter(1)
 
@@ -96,6 +109,10 @@ class StreamStats:
     last_packet_at: float | None
     peak: int
     dtmf: tuple[DtmfEvent, ...]
+    sender_reports: int = 0
+    """RTCP sender reports accepted for wall-clock alignment."""
+    sender_clock_shift_ms: int = 0
+    """How far wall-clock alignment moved the stream earlier than its first packet's arrival put it."""
 
     @property
     def completeness(self) -> float:
@@ -126,8 +143,13 @@ class StreamTrack:
         late_reanchor_after: float = 1.0,
         resync_threshold: float = 0.25,
         resync_every: float = 2.0,
+        conceal_loss: bool = False,
     ) -> None:
         self.label = label
+        self.conceal_loss = conceal_loss
+        self._history: Pcm = _EMPTY
+        """With ``conceal_loss``: the last rendered samples, pitch history for a hole at a block's start."""
+        self.concealed_samples = 0
         self.start = start
         self.sample_rate = sample_rate
         self._formats = dict(formats)
@@ -213,6 +235,16 @@ class StreamTrack:
         self.clock_adjustments = 0
         self.relatches = 0
         self._ssrcs: list[int] = []
+        # RTCP sender reports: ssrc -> (rtp timestamp, NTP time, arrival) of the latest credible one,
+        # and ssrc -> NTP time minus arrival of its first one (a later one far from that is distrusted)
+        self._reports: dict[int, tuple[int, float, float]] = {}
+        self._report_offsets: dict[int, float] = {}
+        self._space_floor = 0
+        self.sender_reports = 0
+        self._sender_shift = 0
+        self._anchor_shift = 0
+        """Samples the current anchor was moved earlier by sender reports: packets arriving that much
+        later than their place is the alignment working, not a slow sender clock."""
 
     # ------------------------------------------------------------------ receive path
 
@@ -249,7 +281,7 @@ class StreamTrack:
                 self.malformed += 1
                 return
         if (source != self._source or ssrc != self._ssrc) and not self._admit(
-            source, b1, ssrc, seq, ts, arrival
+            data, source, b1, ssrc, seq, ts, arrival
         ):
             return
         self._last_arrival = arrival
@@ -343,11 +375,13 @@ class StreamTrack:
                 return
         self._pending.append((ext, pos, pt, payload))
 
-    def _admit(self, source: tuple[str, int], b1: int, ssrc: int, seq: int, ts: int, arrival: float) -> bool:
+    def _admit(
+        self, data: bytes, source: tuple[str, int], b1: int, ssrc: int, seq: int, ts: int, arrival: float
+    ) -> bool:
         """Latching and SSRC bookkeeping, off the per-packet fast path."""
         if 192 <= b1 <= 223:
             # RTCP multiplexed on the RTP port (RFC 5761 §4); its sender's words never match our SSRC
-            self.packets_rtcp += 1
+            self.push_rtcp(data, source, arrival)
             return False
         if source != self._source:
             if self._source is None:
@@ -375,6 +409,7 @@ class StreamTrack:
             self._expected_before += self._max_seq - self._base_seq + 1
             self._unique_before += self._unique
         base = (self._max_seq + 0x20000) & ~0xFFFF if self._max_seq else _FIRST_SEQ_BASE
+        self._space_floor = base - 0x8000  # below any reordered packet of this space, above the last
         self._unique = 0
         self._missing.clear()
         self._base_seq = base + seq
@@ -391,12 +426,83 @@ class StreamTrack:
         self._offset = pos - ext_ts
         self._best_drift = -math.inf
         self._best_since = arrival
+        self._anchor_shift = 0
         return pos
+
+    # ------------------------------------------------------------------ RTCP sender reports
+
+    def push_rtcp(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
+        """Take one RTCP datagram; sender reports are kept for :meth:`sender_lag`.
+
+        Any source is accepted: a report only counts for the SSRC it names, which must
+        be the SSRC this track is receiving when the report is used.
+        """
+        self.packets_rtcp += 1
+        try:
+            packets = parse_rtcp(data)
+        except RtpError:
+            self.malformed += 1
+            return
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self._sender_report(packet, arrival)
+
+    def _sender_report(self, report: SenderReport, arrival: float) -> None:
+        ntp = report.ntp_unix_time
+        first = self._report_offsets.get(report.ssrc)
+        if first is None:
+            if len(self._report_offsets) >= _MAX_SR_SSRCS:
+                return
+            self._report_offsets[report.ssrc] = ntp - arrival
+        elif abs(ntp - arrival - first) > _SR_TOLERANCE:
+            return  # the sender's wall clock jumped (or the report is forged): keep the old mapping
+        self._reports[report.ssrc] = (report.rtp_timestamp, ntp, arrival)
+        self.sender_reports += 1
+
+    def sender_lag(self) -> float | None:
+        """Timeline seconds minus the sender's NTP seconds for the same instant, from the latest
+        sender report of the current SSRC; None without a credible one.
+
+        Two streams stamped by one NTP clock are aligned when their lags are equal. A report
+        whose RTP timestamp would be placed more than a second from the report's own arrival
+        does not describe this stream's timestamps and is not used.
+        """
+        entry = self._reports.get(self._ssrc)
+        if entry is None or self._audio_pt < 0:
+            return None
+        rtp_ts, ntp, arrival = entry
+        t = (rtp_ts - self._last_ts) & 0xFFFFFFFF
+        if t >= 0x80000000:
+            t -= 0x100000000
+        ext_ts = self._last_ts + t
+        pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate / self._clock
+        seconds = pos / self._rate
+        if abs(seconds + self.start - arrival) > _SR_TOLERANCE:
+            return None
+        return seconds - ntp
+
+    def shift_earlier(self, samples: int) -> None:
+        """Place the current SSRC's packets ``samples`` earlier, including those waiting to be
+        rendered; audio that would land before what is already written is cut off at its start."""
+        if samples <= 0:
+            return
+        self._offset -= samples
+        self._anchor_pos -= samples
+        if self._best_drift > -math.inf:
+            self._best_drift -= samples
+        floor = self._space_floor
+        if self._pending:
+            self._pending = [(e, p - samples if e >= floor else p, pt, b) for e, p, pt, b in self._pending]
+            self._unordered = True
+        self._sender_shift += samples
+        self._anchor_shift += samples
+
+    # ------------------------------------------------------------------ clock tracking
 
     def _resync(self) -> None:
         """Move placement later when the sender's clock has fallen behind (see ``resync_threshold``);
         moving it earlier would overwrite audio, so a fast clock waits for the jump threshold."""
-        lag = -(self._best_drift + self.start * self._rate)
+        lag = -(self._best_drift + self.start * self._rate) - self._anchor_shift
         if lag > self._resync_threshold:
             shift = round(lag)
             self._offset += shift
@@ -579,6 +685,10 @@ class StreamTrack:
             self._carry = buf[n:].copy()
             self._carry_runs = [(max(a, end), b) for a, b in runs if b > end]
         out = buf[:n]
+        if runs and self.conceal_loss:
+            self._conceal(start, end, runs, out)
+        if self.conceal_loss:
+            self._history = np.concatenate([self._history, out])[-_PLC_HISTORY:]
         if runs:
             self._account(start, end, runs, out)
         self._rendered_until = max(self._rendered_until, end)
@@ -588,6 +698,27 @@ class StreamTrack:
             horizon = self._max_seq - 1024
             self._missing = {s for s in self._missing if s > horizon}
         return out
+
+    def _conceal(self, start: int, end: int, runs: list[tuple[int, int]], out: Pcm) -> None:
+        """Fill holes between received audio by repeating the last pitch period, fading out over
+        60 ms (G.711 Appendix I style). Only holes that start inside this block and end at audio
+        are filled; the start of a stream, comfort-noise silence and a trailing hole stay silent."""
+        covered = self._cov_end
+        slack = self.sample_rate // 50
+        for run_start, run_end in sorted(
+            (max(a, start), min(b, end)) for a, b in runs if b > start and a < end
+        ):
+            if (
+                covered is not None
+                and start <= covered < run_start
+                and not any(covered - slack <= p < run_start for p in self._cn_positions)
+            ):
+                lo, hi = covered - start, run_start - start
+                concealer = PitchRepeatConcealer()
+                concealer.observe(np.concatenate([self._history, out[:lo]])[-_PLC_HISTORY:])
+                out[lo:hi] = concealer.conceal(hi - lo)
+                self.concealed_samples += hi - lo
+            covered = run_end if covered is None else max(covered, run_end)
 
     def _account(self, start: int, end: int, runs: list[tuple[int, int]], out: Pcm) -> None:
         """Update captured samples, gaps and peak level from the covered runs of one block."""
@@ -660,4 +791,6 @@ class StreamTrack:
             last_packet_at=self._last_arrival if self._first_arrival is not None else None,
             peak=self._peak,
             dtmf=tuple(self._dtmf.events),
+            sender_reports=self.sender_reports,
+            sender_clock_shift_ms=self._sender_shift * 1000 // rate,
         )

@@ -128,6 +128,8 @@ class RtpReceiver:
         self.loop.add_reader(port.rtcp.fileno(), self._drain_rtcp, port)
 
     def unwatch(self, port: RtpPort) -> None:
+        """Stop watching; datagrams still queued (sent before the call ended) go to the sink first."""
+        self._drain_rtp(port)
         for sock in (port.rtp, port.rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(sock.fileno())

@@ -75,7 +75,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """One TCP or TLS connection: framed by Content-Length, garbage closes only this connection."""
+    """One TCP or TLS connection: framed by Content-Length, garbage closes only this connection.
+
+    Messages framed before the garbage are still delivered; then the stream-error
+    callback may answer (513/400 through :meth:`SipEdge.send`, which still finds
+    this connection) and the connection is closed, flushing that answer first.
+    """
 
     def __init__(self, edge: SipEdge, kind: Transport) -> None:
         self.edge = edge
@@ -84,6 +89,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = Address("", 0)
         self.local = Address("", 0)
+        self.failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -92,20 +98,20 @@ class _StreamProtocol(asyncio.Protocol):
         self.edge.connections[(self.kind, self.peer)] = self
 
     def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.framer.feed(data)
-        except ParseError as exc:
+        if self.failed:
+            return  # closing: the rest of a broken stream means nothing
+        messages, error = self.framer.feed_until_error(data)
+        pongs = self.framer.take_pongs()
+        if pongs:
+            self.write(pongs)  # RFC 5626 §4.4.1: CRLF answers a double-CRLF ping
+        for message in messages:
+            self.edge.handler(message, self.peer, self.kind, self.local)
+        if error is not None:
+            self.failed = True
             self.edge.counters["stream_errors"] += 1
-            self.edge.on_stream_error(self, exc)
+            self.edge.on_stream_error(self, error)
             if self.transport is not None:
                 self.transport.close()
-            return
-        for message in messages:
-            if not message.strip(b"\r\n"):
-                if self.transport is not None:
-                    self.transport.write(b"\r\n")  # RFC 5626 pong
-                continue
-            self.edge.handler(message, self.peer, self.kind, self.local)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.edge.connections.get((self.kind, self.peer)) is self:
@@ -186,8 +192,7 @@ class SipEdge:
 
     @staticmethod
     def framer_head(connection: _StreamProtocol) -> bytes:
-        buffered = getattr(connection.framer, "buffer", b"")
-        return bytes(buffered) if isinstance(buffered, (bytes, bytearray)) else b""
+        return connection.framer.head
 
     def send(self, outgoing: Outgoing) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ FILTER_KEYS = (
 )
 
 
+MAX_DURATION_S = 10 * 366 * 86_400  # far beyond any call, far below SQLite's integer range
+
+
 def _duration_ms(text: str | float | None, name: str) -> int | None:
     """Durations in filters are seconds (fractions allowed)."""
     if text is None or text == "":
@@ -23,8 +27,10 @@ def _duration_ms(text: str | float | None, name: str) -> int | None:
         seconds = float(text)
     except ValueError as exc:
         raise BadRequest(f"{name} must be a number of seconds, got {text!r}") from exc
-    if seconds < 0:
-        raise BadRequest(f"{name} must not be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadRequest(f"{name} must be a finite, non-negative number of seconds")
+    if seconds > MAX_DURATION_S:
+        raise BadRequest(f"{name} is at most {MAX_DURATION_S} seconds")
     return round(seconds * 1000)
 
 

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 
 from srs.errors import ParseError
-from srs.sip.headers import Via
+from srs.sip.grammar import split_unquoted
+from srs.sip.headers import CSeq, NameAddr, Via
 from srs.sip.message import REASON_PHRASES
 from srs.sip.routing import Address, Outgoing, Transport, response_destination
 
@@ -80,7 +81,7 @@ def read_headers(data: bytes) -> ReadableHeaders | None:
             text = value.decode("ascii")
         except UnicodeDecodeError:
             continue
-        if _UNSAFE.search(text):
+        if _UNSAFE.search(text) or not _readable(name, text):
             continue
         found.setdefault(name, []).append(text)
     if any(name not in found for name in ("Via", "From", "To", "Call-ID", "CSeq")):
@@ -95,6 +96,21 @@ def read_headers(data: bytes) -> ReadableHeaders | None:
         call_id=found["Call-ID"][0],
         cseq=cseq,
     )
+
+
+def _readable(name: str, value: str) -> bool:
+    """Only values the client's own parser can match on are echoed: a response must itself be valid."""
+    try:
+        if name == "Via":
+            for part in split_unquoted(value, ","):
+                Via.parse(part)
+        elif name in ("From", "To"):
+            NameAddr.parse(value)
+        elif name == "CSeq":
+            CSeq.parse(value)
+    except (ParseError, ValueError, IndexError):
+        return False
+    return True
 
 
 def error_response_bytes(

@@ -56,6 +56,29 @@ class StreamFramer:
             messages.append(message)
         return messages
 
+    def feed_until_error(self, data: bytes) -> tuple[list[bytes], SipParseError | None]:
+        """Like :meth:`feed`, but the messages framed before an error are kept, not lost.
+
+        Several messages can arrive in one segment with garbage after them; the
+        good ones are still delivered and the error is returned next to them.
+        """
+        self._buffer += data
+        messages: list[bytes] = []
+        try:
+            while self._skip_keepalives():
+                message = self._next_message()
+                if message is None:
+                    break
+                messages.append(message)
+        except SipParseError as exc:
+            return messages, exc
+        return messages, None
+
+    @property
+    def head(self) -> bytes:
+        """What is buffered of the message being framed (for answering it when framing fails)."""
+        return bytes(self._buffer[:8192])
+
     def _skip_keepalives(self) -> bool:
         """Drop CR/LF between messages; False when the buffer may still become a ping."""
         buffer = self._buffer

@@ -211,6 +211,8 @@ class NameAddr:
             if not closed:
                 raise SipParseError(f"unterminated <uri> in {text!r}")
             return cls(uri=SipUri.parse(uri_text), display_name=display, params=Params.parse(param_text))
+        if ">" in rest:
+            raise SipParseError(f"'>' without '<' in {text!r}")
         uri_text, _, param_text = rest.partition(";")
         if uri_text.count(":") == 0:
             raise SipParseError(f"not an address: {text!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 from lxml import etree
 
@@ -21,9 +21,12 @@ BROADWORKS_NS = "urn:ietf:params:xml:ns:siprec"
 AUDIOCODES_NS = "http://AudioCodes"
 MAX_METADATA_BYTES = 256 * 1024
 MAX_DEPTH = 32
+MAX_MERGED_EXTENSIONS = 4096
+"""Extension values (and, separately, extension elements) a merged snapshot keeps."""
 
 Dialect = Literal["rfc7865", "draft", "broadworks"]
 DataMode = Literal["complete", "partial"]
+_T = TypeVar("_T")
 _DIALECTS: dict[str, Dialect] = {RFC7865_NS: "rfc7865", DRAFT_NS: "draft", BROADWORKS_NS: "broadworks"}
 _RECORDING_NAMESPACES = frozenset(_DIALECTS)
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
@@ -144,10 +147,9 @@ def merge_metadata(previous: RecordingMetadata | None, update: RecordingMetadata
         )
     labels = {s.id: s.label for s in streams.values()}
     resolved = tuple(_with_labels(p, labels) for p in participants.values())
-    extensions = previous.extensions + tuple(e for e in update.extensions if e not in previous.extensions)
-    fragments = previous.extension_xml + tuple(
-        x for x in update.extension_xml if x not in previous.extension_xml
-    )
+    warnings = list(update.warnings)
+    extensions = _union(previous.extensions, update.extensions, "extension values", warnings)
+    fragments = _union(previous.extension_xml, update.extension_xml, "extension elements", warnings)
     return RecordingMetadata(
         dialect=previous.dialect,
         datamode=previous.datamode,
@@ -158,9 +160,20 @@ def merge_metadata(previous: RecordingMetadata | None, update: RecordingMetadata
         call_recording_id=update.call_recording_id or previous.call_recording_id,
         extensions=extensions,
         extension_xml=fragments,
-        warnings=update.warnings,
+        warnings=tuple(warnings),
         raw=update.raw,
     )
+
+
+def _union(old: tuple[_T, ...], new: tuple[_T, ...], what: str, warnings: list[str]) -> tuple[_T, ...]:
+    """``old`` plus what ``new`` adds, in linear time and capped: every update of a long call
+    may carry extensions, and the snapshot must not grow without bound."""
+    seen = set(old)
+    merged = old + tuple(item for item in new if item not in seen)
+    if len(merged) > MAX_MERGED_EXTENSIONS:
+        warnings.append(f"more than {MAX_MERGED_EXTENSIONS} {what} across updates; the newest dropped")
+        merged = merged[:MAX_MERGED_EXTENSIONS]
+    return merged
 
 
 def _merge_participant(old: Participant, new: Participant) -> Participant:
@@ -259,14 +272,14 @@ def _checked_root(root: etree._Element | None) -> etree._Element:
 
 
 def _check_depth(root: etree._Element) -> None:
-    for element in root.iter():
-        depth = 0
-        parent = element.getparent()
-        while parent is not None:
-            depth += 1
-            parent = parent.getparent()
-        if depth > MAX_DEPTH:
-            raise MetadataError(f"metadata nests deeper than {MAX_DEPTH} elements")
+    """One pass over the tree (not a walk up from every element: that is depth times slower)."""
+    level: list[etree._Element] = [root]
+    for _ in range(MAX_DEPTH):
+        level = [child for element in level for child in element]
+        if not level:
+            return
+    if any(len(element) for element in level):
+        raise MetadataError(f"metadata nests deeper than {MAX_DEPTH} elements")
 
 
 def _split(tag: object) -> tuple[str, str]:

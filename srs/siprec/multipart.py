@@ -19,6 +19,8 @@ _METADATA_TYPES = frozenset({METADATA_TYPE, "application/rs-metadata"})
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
 _PARAM = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+[ \t]*:")
+MAX_PARTS = 32
+"""A SIPREC body has two parts (SDP, metadata), a few more at most; thousands are an attack."""
 
 Header = tuple[str, str]
 
@@ -161,7 +163,7 @@ def _lines(data: bytes) -> list[tuple[int, int, int]]:
     return lines
 
 
-def split_multipart(body: bytes, boundary: str | None) -> MultipartBody:
+def split_multipart(body: bytes, boundary: str | None, max_parts: int = MAX_PARTS) -> MultipartBody:
     """Split a multipart body into parts, recovering the boundary from the body when it is missing."""
     warnings: list[str] = []
     lines = _lines(body)
@@ -192,6 +194,9 @@ def split_multipart(body: bytes, boundary: str | None) -> MultipartBody:
     if body[:first_start].strip():
         warnings.append("multipart preamble before the first delimiter ignored")
 
+    opening = next((i for i, (_start, _after, closing) in enumerate(delimiters) if closing), len(delimiters))
+    if opening > max_parts:
+        raise MultipartError(f"multipart body with {opening} delimiters; at most {max_parts} parts accepted")
     parts: list[BodyPart] = []
     closed = False
     for position, (_start, after, closing) in enumerate(delimiters):

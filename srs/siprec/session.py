@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import zlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,10 +22,12 @@ from srs.errors import ParseError, SdpError, SipParseError
 from srs.sdp.answer import Answer, build_answer
 from srs.sdp.model import Codec, SessionDescription
 from srs.sdp.parse import parse_sdp
+from srs.sip.badrequest import answer_unparseable, read_headers, safe_text
+from srs.sip.client import ClientTimeout, ClientTransactionLayer
 from srs.sip.dialog import Dialog
 from srs.sip.headers import NameAddr, SipUri
 from srs.sip.message import Request, Response, build_response, parse_message, serialize
-from srs.sip.routing import Address, Outgoing, Transport, stamp_received
+from srs.sip.routing import Address, Outgoing, Transport, response_destination, stamp_received
 from srs.sip.transaction import (
     DispositionKind,
     InviteServerTransaction,
@@ -34,6 +37,7 @@ from srs.sip.transaction import (
     new_branch,
 )
 from srs.sip.uas import AckTimeout, TwoXxRetransmitter
+from srs.siprec.admission import SourceAcl, SourceRateLimiter
 from srs.siprec.detect import detect_siprec
 from srs.siprec.events import (
     MessageDropped,
@@ -72,6 +76,9 @@ class UaSettings:
     max_duration: float = 86400.0
     max_sessions: int = 5000
     retry_after: int = 30
+    allowed_networks: tuple[str, ...] = ()
+    rate_limit_per_source: float = 0.0
+    rate_limit_burst: float = 20.0
 
 
 class CallPhase(enum.Enum):
@@ -89,16 +96,6 @@ class _PendingOffer:
     transaction: ServerTransaction
     request: Request
     offer: SessionDescription
-
-
-@dataclass
-class _ClientRequest:
-    """A request srs sent (BYE): retransmitted on UDP until any final response (RFC 3261 §17.1.2)."""
-
-    outgoing: Outgoing
-    interval: float
-    next_send: float
-    give_up: float
 
 
 @dataclass
@@ -122,10 +119,12 @@ class _Call:
     answer_due: float | None = None
     pending: _PendingOffer | None = None
     awaiting_ack: Hashable | None = None
+    offer_outstanding: bool = False
     session_interval: int | None = None
     refresher_uac: bool = True
     uac_supports_timer: bool = False
     expires_at: float | None = None
+    refresh_at: float | None = None
     max_end: float | None = None
 
     @property
@@ -135,6 +134,18 @@ class _Call:
 
 def _options(request: Request, name: str) -> set[str]:
     return {token.strip().lower() for value in request.headers.get_all(name) for token in value.split(",")}
+
+
+def _routable(uri: SipUri) -> bool:
+    """A target srs can put in a Request-URI or Route: SIP or SIPS, no whitespace or control bytes."""
+    text = str(uri)
+    return (
+        uri.scheme in ("sip", "sips")
+        and bool(uri.host)
+        and text.isascii()
+        and text.isprintable()
+        and " " not in text
+    )
 
 
 def _session_expires(request: Request) -> tuple[int | None, str | None]:
@@ -161,10 +172,14 @@ class SiprecUserAgent:
         self.settings = settings
         self.transactions = ServerTransactionLayer(settings.t1, settings.t2, settings.t4)
         self.retransmitter = TwoXxRetransmitter(settings.t1, settings.t2)
+        self.clients = ClientTransactionLayer(settings.t1, settings.t2, settings.t4)
+        self.acl = SourceAcl(settings.allowed_networks)
+        self.rate_limiter = SourceRateLimiter(settings.rate_limit_per_source, settings.rate_limit_burst)
         self._calls: dict[str, _Call] = {}
         self._by_dialog: dict[tuple[str, str, str], _Call] = {}
         self._by_invite: dict[int, _Call] = {}
-        self._clients: dict[str, _ClientRequest] = {}
+        self._awaiting_final: dict[tuple[str, str], str] = {}
+        self._refreshes: dict[tuple[str, str], str] = {}
         self.draining = False
 
     # ----------------------------------------------------------------- queries
@@ -176,14 +191,17 @@ class SiprecUserAgent:
         return list(self._calls)
 
     def has_pending_requests(self) -> bool:
-        """True while a BYE srs sent still waits for its final response."""
-        return bool(self._clients)
+        """True while a request srs sent (BYE) still waits for its final response."""
+        return bool(self._awaiting_final)
 
     def next_deadline(self) -> float | None:
-        candidates = [self.transactions.next_deadline(), self.retransmitter.next_deadline()]
+        candidates = [
+            self.transactions.next_deadline(),
+            self.retransmitter.next_deadline(),
+            self.clients.next_deadline(),
+        ]
         for call in self._calls.values():
-            candidates.extend((call.answer_due, call.expires_at, call.max_end))
-        candidates.extend(min(c.next_send, c.give_up) for c in self._clients.values())
+            candidates.extend((call.answer_due, call.expires_at, call.max_end, call.refresh_at))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
@@ -191,16 +209,58 @@ class SiprecUserAgent:
     def receive(
         self, data: bytes, source: Address, transport: Transport, local: Address, now: float
     ) -> list[UaEvent]:
+        """One received message in, what to send and what happened out; never raises.
+
+        Bad input is normal input: an unparseable request is answered when its
+        transaction headers can be read, otherwise dropped with an event.
+        """
+        try:
+            return self._receive(data, source, transport, local, now)
+        except Exception as exc:  # one bad message must never stop the recorder
+            return [MessageDropped(f"internal error on this message: {type(exc).__name__}: {exc}", source)]
+
+    def answer_unframeable(
+        self,
+        head: bytes,
+        error: ParseError,
+        source: Address,
+        transport: Transport,
+        local: Address,
+        now: float,
+    ) -> list[UaEvent]:
+        """A stream message that could not be framed (too large, no Content-Length).
+
+        The edge closes the connection afterwards; before that the client gets
+        513 (or 400) if the head it sent so far names its transaction.
+        """
+        try:
+            return self._answer_unparseable(head, error, source, transport)
+        except Exception as exc:
+            return [
+                MessageDropped(f"internal error on unframeable data: {type(exc).__name__}: {exc}", source)
+            ]
+
+    def _receive(
+        self, data: bytes, source: Address, transport: Transport, local: Address, now: float
+    ) -> list[UaEvent]:
         try:
             message = parse_message(data)
         except ParseError as exc:
-            return [MessageDropped(f"unparseable SIP message: {exc.message}", source)]
+            return self._answer_unparseable(data, exc, source, transport)
         if isinstance(message, Response):
-            return self._receive_response(message, source)
+            if not self.acl.allows(source.host):
+                return [MessageDropped("response from a source outside allowed_networks", source)]
+            return self._receive_response(message, source, now)
+        if not self.acl.allows(source.host):
+            return self._refuse_stateless(message, 403, "Forbidden", "source not allowed", source, transport)
+        if message.method != "ACK" and not self.rate_limiter.allow(source.host, now):
+            return [MessageDropped(f"{message.method} over the request rate limit for this source", source)]
         try:
             request = stamp_received(message, source)
         except ParseError as exc:
-            return [MessageDropped(f"bad Via: {exc.message}", source)]
+            return self._refuse_stateless(
+                message, 400, "Bad Request", f"bad Via: {exc.message}", source, transport
+            )
         disposition = self.transactions.receive_request(request, source, transport, now)
         kind = disposition.kind
         if kind is DispositionKind.RETRANSMISSION:
@@ -211,12 +271,60 @@ class SiprecUserAgent:
             return self._receive_ack(request, now)
         txn = disposition.transaction
         assert txn is not None
-        if kind is DispositionKind.CANCEL:
-            return self._receive_cancel(request, txn, disposition.cancelled, now)
         try:
+            if kind is DispositionKind.CANCEL:
+                return self._receive_cancel(request, txn, disposition.cancelled, now)
             return self._dispatch(request, txn, source, transport, local, now)
         except ParseError as exc:
             return self._refuse(txn, exc.status, exc.reason, exc.message, now)
+        except Exception as exc:  # answer 500 rather than leave the client hanging
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            return self._refuse(txn, 500, "Server Internal Error", detail, now)
+
+    def _answer_unparseable(
+        self, data: bytes, error: ParseError, source: Address, transport: Transport
+    ) -> list[UaEvent]:
+        if not self.acl.allows(source.host):
+            return [
+                MessageDropped(
+                    f"unparseable message from a source outside allowed_networks: {error.message}", source
+                )
+            ]
+        outgoing = answer_unparseable(data, error, source, transport, to_tag=self.settings.new_token())
+        if outgoing is None:
+            return [MessageDropped(f"unparseable SIP message: {error.message}", source)]
+        readable = read_headers(data)
+        method = readable.method if readable is not None else ""
+        call_id = readable.call_id if readable is not None else None
+        status = error.status if 400 <= error.status <= 699 else 400
+        return [outgoing, RequestRefused(method, status, error.reason, error.message, source, call_id)]
+
+    def _refuse_stateless(
+        self,
+        request: Request,
+        status: int,
+        reason: str,
+        detail: str,
+        source: Address,
+        transport: Transport,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> list[UaEvent]:
+        """An error without a transaction: admission refusals must not cost state."""
+        refused = RequestRefused(request.method, status, reason, detail, source, request.call_id)
+        if request.method == "ACK":
+            return [refused]
+        response = build_response(
+            request,
+            status,
+            reason,
+            to_tag=self.settings.new_token(),
+            extra_headers=[*extra, ("Warning", f'399 srs "{safe_text(detail)}"')],
+        )
+        try:
+            destination = response_destination(stamp_received(request, source).top_via, source, transport)
+        except ParseError:
+            destination = source
+        return [Outgoing(serialize(response), destination, transport), refused]
 
     def _dispatch(
         self,
@@ -237,7 +345,8 @@ class SiprecUserAgent:
             if method == "BYE":
                 return self._receive_bye(call, txn, now)
             if method == "INVITE":
-                return self._receive_reoffer(call, txn, request, now)
+                trying = self._respond(txn, 100, now)  # ports for a re-offer may take a while
+                return [*trying, *self._receive_reoffer(call, txn, request, now)]
             if method == "UPDATE":
                 return self._receive_reoffer(call, txn, request, now)
             if method in ("INFO", "OPTIONS", "NOTIFY"):
@@ -313,10 +422,11 @@ class SiprecUserAgent:
                 ),
             ]
         session_id = settings.new_token()
+        local_tag = settings.new_token()
         call = _Call(
             session_id=session_id,
             call_id=request.call_id,
-            local_tag=settings.new_token(),
+            local_tag=local_tag,
             invite=request,
             invite_transaction=txn,
             source=source,
@@ -324,8 +434,14 @@ class SiprecUserAgent:
             local=local,
             offer=parsed.session,
             metadata=metadata,
-            sdp_session_id=abs(hash(session_id)) % 10**9,
+            sdp_session_id=zlib.crc32(session_id.encode()) % 10**9,
         )
+        # §12.1.1: a dialog needs the peer's Contact; refuse now rather than fail at answer time
+        call.dialog = Dialog.from_invite(request, local_tag, self._contact(call))
+        if not _routable(call.dialog.remote_target):
+            raise SipParseError(f"Contact {call.dialog.remote_target} is not a usable SIP URI (§8.1.1.8)")
+        if not all(_routable(route.uri) for route in call.dialog.route_set):
+            raise SipParseError("Record-Route holds an unusable URI")
         call.uac_supports_timer = "timer" in (_options(request, "supported") | _options(request, "require"))
         if interval is not None and call.uac_supports_timer:
             call.session_interval = interval
@@ -372,14 +488,37 @@ class SiprecUserAgent:
 
     # ----------------------------------------------------- answers from above
     def accept(self, session_id: str, ports: Sequence[int], now: float) -> list[UaEvent]:
-        """Ports for the pending offer are bound: answer it (after ``answer_delay`` for an initial one)."""
+        """Ports for the pending offer are bound: answer it (after ``answer_delay`` for an initial one).
+
+        Never raises: an answer that cannot be built refuses the offer instead (488
+        or 500); for an initial offer that also ends the session (answered=False),
+        so the layer above releases what it bound.
+        """
         call = self._calls.get(session_id)
         if call is None:
             return []
+        try:
+            return self._accept(call, ports, now)
+        except Exception as exc:
+            status, reason = (
+                (exc.status, exc.reason) if isinstance(exc, ParseError) else (500, "Server Internal Error")
+            )
+            detail = f"no answer: {exc.message if isinstance(exc, ParseError) else repr(exc)}"
+            if call.phase is CallPhase.OFFERED:
+                events = self._refuse(call.invite_transaction, status, reason, detail, now)
+                self._forget(call)
+                return [*events, SessionEnded(call.session_id, now, detail, answered=False)]
+            pending, call.pending = call.pending, None
+            if pending is None:
+                return [MessageDropped(detail, call.source)]
+            return self._refuse(pending.transaction, status, reason, detail, now)
+
+    def _accept(self, call: _Call, ports: Sequence[int], now: float) -> list[UaEvent]:
+        session_id = call.session_id
         call.ports.extend(ports)
         if call.phase is CallPhase.OFFERED:
             call.answer = self._build_answer(call, call.offer)
-            call.dialog = Dialog.from_invite(call.invite, call.local_tag, self._contact(call))
+            assert call.dialog is not None
             self._by_dialog[call.dialog.key] = call
             if self.settings.answer_delay > 0:
                 call.phase = CallPhase.ANSWERING
@@ -389,9 +528,10 @@ class SiprecUserAgent:
         pending = call.pending
         if pending is None:
             return []
+        answer = self._build_answer(call, pending.offer)
         call.pending = None
         call.offer = pending.offer
-        call.answer = self._build_answer(call, pending.offer)
+        call.answer = answer
         events = self._send_2xx(call, pending.transaction, call.answer.sdp, now)
         events.append(SessionAnswered(session_id, now, call.answer.streams, initial=False))
         return events
@@ -449,6 +589,8 @@ class SiprecUserAgent:
         )
         if txn.request.method == "INVITE":
             key = (call.session_id, txn.request.cseq.number)
+            if call.awaiting_ack is not None and call.awaiting_ack != key:
+                self.retransmitter.cancel(call.awaiting_ack)
             for event in events:
                 if isinstance(event, Outgoing):
                     self.retransmitter.start(key, event.data, event.destination, event.transport, now)
@@ -470,11 +612,54 @@ class SiprecUserAgent:
         ]
 
     def _arm_session_timer(self, call: _Call, now: float) -> None:
-        """RFC 4028 §10: without a refresh, BYE min(32, interval/3) s before the session expires."""
+        """RFC 4028 §10: the refresher refreshes at half the interval; the other side, without a
+        refresh, sends BYE min(32, interval/3) s before the session expires.
+
+        srs is the refresher only when the UAC asked for it (refresher=uas, which §9
+        obliges the UAS to keep); it then refreshes with UPDATE and ends the session
+        itself when the interval passes without a successful refresh.
+        """
         if call.session_interval is None:
             return
         interval = call.session_interval
-        call.expires_at = now + interval - min(32, interval / 3)
+        if call.refresher_uac:
+            call.refresh_at = None
+            call.expires_at = now + interval - min(32, interval / 3)
+        else:
+            call.refresh_at = now + interval / 2
+            call.expires_at = now + interval
+
+    def _send_refresh(self, call: _Call, now: float) -> list[UaEvent]:
+        """RFC 4028 §7.4: a session refresh by srs, an UPDATE without an offer."""
+        assert call.dialog is not None and call.session_interval is not None
+        call.refresh_at = now + call.session_interval / 2
+        request = call.dialog.build_request(
+            "UPDATE",
+            via_host=call.local.host,
+            via_port=call.local.port,
+            transport=call.transport,
+            branch=new_branch(self.settings.new_token()),
+            extra_headers=[
+                ("Session-Expires", f"{call.session_interval};refresher=uas"),
+                ("Supported", "timer"),
+                ("User-Agent", self.settings.user_agent),
+            ],
+        )
+        txn, outgoing = self.clients.send_request(request, call.source, call.transport, now)
+        self._refreshes[txn.key] = call.session_id
+        return [outgoing]
+
+    def _refresh_answered(self, session_id: str, status: int, now: float) -> list[UaEvent]:
+        """§10: 408, 481 or no answer at all ends the session; a 2xx renews it; others wait for expiry."""
+        call = self._calls.get(session_id)
+        if call is None or call.session_interval is None:
+            return []
+        if 200 <= status < 300:
+            call.expires_at = now + call.session_interval
+            return []
+        if status in (408, 481):
+            return self._hangup(call, now, f"session refresh failed with {status}")
+        return []
 
     # ------------------------------------------------------------- ACK, CANCEL
     def _receive_ack(self, request: Request, now: float) -> list[UaEvent]:
@@ -485,6 +670,7 @@ class SiprecUserAgent:
         if call.awaiting_ack == (call.session_id, request.cseq.number):
             self.retransmitter.ack(call.awaiting_ack)
             call.awaiting_ack = None
+            call.offer_outstanding = False
         if call.phase is CallPhase.ANSWERED:
             call.phase = CallPhase.CONFIRMED
         return []
@@ -500,12 +686,22 @@ class SiprecUserAgent:
             return self._refuse(txn, 481, "Call/Transaction Does Not Exist", "CANCEL matches no INVITE", now)
         events = self._respond(txn, 200, now)
         call = self._by_invite.get(id(cancelled))
-        if call is None or call.phase not in (CallPhase.OFFERED, CallPhase.ANSWERING):
+        if call is None:
+            return events + self._cancel_reinvite(cancelled, now)
+        if call.phase not in (CallPhase.OFFERED, CallPhase.ANSWERING):
             return events
         events += self._respond(cancelled, 487, now, to_tag=call.local_tag)
         self._forget(call)
         events.append(SessionEnded(call.session_id, now, "cancelled", answered=False))
         return events
+
+    def _cancel_reinvite(self, cancelled: InviteServerTransaction, now: float) -> list[UaEvent]:
+        """§9.2: a re-INVITE still waiting for ports ends with 487 and the session stays as it was."""
+        for call in self._calls.values():
+            if call.pending is not None and call.pending.transaction is cancelled:
+                call.pending = None
+                return self._respond(cancelled, 487, now, to_tag=call.local_tag)
+        return []
 
     # --------------------------------------------------------------- in dialog
     def _receive_bye(self, call: _Call, txn: ServerTransaction, now: float) -> list[UaEvent]:
@@ -520,23 +716,32 @@ class SiprecUserAgent:
     def _receive_reoffer(
         self, call: _Call, txn: ServerTransaction, request: Request, now: float
     ) -> list[UaEvent]:
-        """re-INVITE or UPDATE: refresh, maybe new metadata, maybe a new offer on the same ports."""
+        """re-INVITE or UPDATE: refresh, maybe new metadata, maybe a new offer on the same ports.
+
+        Offer collisions: while an offer srs received is still unanswered, a new
+        INVITE or offer gets 500 with Retry-After (RFC 3261 §14.2, RFC 3311 §5.2);
+        while srs's own offer (in the 2xx to an offerless re-INVITE) waits for its
+        answer in the ACK, a new offer gets 491.
+        """
         is_invite = request.method == "INVITE"
-        if call.pending is not None:
-            status, reason = (500, "Server Internal Error") if is_invite else (491, "Request Pending")
-            return self._refuse(
-                txn, status, reason, "an offer is already pending", now, [("Retry-After", "1")]
-            )
-        if is_invite and call.awaiting_ack is not None and call.phase is CallPhase.CONFIRMED:
-            return self._refuse(txn, 491, "Request Pending", "previous re-INVITE not acknowledged", now)
+        retry = [("Retry-After", "1")]
         if call.phase in (CallPhase.OFFERED, CallPhase.ANSWERING):
-            return self._refuse(txn, 491, "Request Pending", "initial offer still being answered", now)
+            return self._refuse(
+                txn, 500, "Server Internal Error", "initial offer still being answered", now, retry
+            )
         body = self._body(request)
+        has_offer = body.sdp is not None
+        if call.pending is not None and (is_invite or has_offer):
+            return self._refuse(txn, 500, "Server Internal Error", "an offer is already pending", now, retry)
+        if call.offer_outstanding and (is_invite or has_offer):
+            return self._refuse(txn, 491, "Request Pending", "srs's offer is not yet answered", now)
+        self._peer_has_dialog(call)
         assert call.dialog is not None
         contact = request.headers.get("contact")
         if contact:
             with contextlib.suppress(ParseError):
-                call.dialog.update_target(contact)
+                if _routable(NameAddr.parse(contact).uri):
+                    call.dialog.update_target(contact)
         interval, refresher = _session_expires(request)
         if interval is not None:
             if interval < self.settings.min_se:
@@ -548,17 +753,21 @@ class SiprecUserAgent:
                     now,
                     [("Min-SE", str(self.settings.min_se))],
                 )
-            call.session_interval = interval if call.uac_supports_timer else call.session_interval
-            call.refresher_uac = refresher != "uas"
+            if "timer" in (_options(request, "supported") | _options(request, "require")):
+                call.uac_supports_timer = True
+                call.session_interval = interval
+                call.refresher_uac = refresher != "uas"
+        parsed = parse_sdp(body.sdp) if body.sdp is not None else None
         self._arm_session_timer(call, now)
         events = self._metadata_update(call, body, now)
-        if body.sdp is None:
+        if parsed is None:
             if is_invite:
+                # §14.2 / RFC 3264 §8: an offerless re-INVITE gets srs's current SDP as the offer,
+                # unchanged (same o= version) because nothing changed
                 assert call.answer is not None
-                call.answer = self._build_answer(call, call.offer)
+                call.offer_outstanding = True
                 return [*events, *self._send_2xx(call, txn, call.answer.sdp, now)]
             return [*events, *self._send_2xx(call, txn, b"", now)]
-        parsed = parse_sdp(body.sdp)
         call.pending = _PendingOffer(txn, request, parsed.session)
         events.append(
             SessionOffered(
@@ -576,6 +785,13 @@ class SiprecUserAgent:
             )
         )
         return events
+
+    def _peer_has_dialog(self, call: _Call) -> None:
+        """An in-dialog request proves the peer got our 2xx even if its ACK is lost or late."""
+        if call.phase is CallPhase.ANSWERED and call.awaiting_ack is not None and not call.offer_outstanding:
+            self.retransmitter.cancel(call.awaiting_ack)
+            call.awaiting_ack = None
+            call.phase = CallPhase.CONFIRMED
 
     def _metadata_only(self, call: _Call, request: Request, now: float) -> list[UaEvent]:
         if not request.body:
@@ -611,20 +827,28 @@ class SiprecUserAgent:
                 continue
             events.append(item2)
         for call in list(self._calls.values()):
+            if (
+                call.refresh_at is not None
+                and call.refresh_at <= now
+                and call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED)
+            ):
+                events += self._send_refresh(call, now)
             if call.answer_due is not None and call.answer_due <= now and call.phase is CallPhase.ANSWERING:
                 events += self._send_initial_answer(call, now)
             elif call.expires_at is not None and call.expires_at <= now:
                 events += self._hangup(call, now, "session expired")
             elif call.max_end is not None and call.max_end <= now:
                 events += self._hangup(call, now, "maximum duration reached")
-        for branch, client in list(self._clients.items()):
-            if client.give_up <= now:
-                del self._clients[branch]
+        for item3 in self.clients.on_timer(now):
+            if isinstance(item3, ClientTimeout):
+                # §8.1.3.1: Timer F counts as a 408
+                key = item3.transaction.key
+                self._awaiting_final.pop(key, None)
+                refreshed = self._refreshes.pop(key, None)
+                if refreshed is not None:
+                    events += self._refresh_answered(refreshed, 408, now)
                 continue
-            if client.outgoing.transport is Transport.UDP and client.next_send <= now:
-                events.append(client.outgoing)
-                client.interval = min(client.interval * 2, self.settings.t2)
-                client.next_send = now + client.interval
+            events.append(item3)
         return events
 
     # -------------------------------------------------------------- ending
@@ -673,22 +897,23 @@ class SiprecUserAgent:
             branch=branch,
             extra_headers=[("User-Agent", self.settings.user_agent)],
         )
-        outgoing = Outgoing(serialize(request), call.source, call.transport)
-        t1 = self.settings.t1
-        self._clients[branch] = _ClientRequest(outgoing, t1, now + t1, now + 64 * t1)
+        txn, outgoing = self.clients.send_request(request, call.source, call.transport, now)
+        self._awaiting_final[txn.key] = call.session_id
         return outgoing
 
-    def _receive_response(self, response: Response, source: Address) -> list[UaEvent]:
-        try:
-            branch = response.top_via.branch
-        except ParseError:
-            branch = None
-        if branch is not None and branch in self._clients and response.status >= 200:
-            del self._clients[branch]
+    def _receive_response(self, response: Response, source: Address, now: float) -> list[UaEvent]:
+        """Responses to srs's BYEs: any final one ends the wait; the rest is a stray."""
+        key = (response.top_via.branch or "", response.cseq.method)
+        known = key in self._awaiting_final or key in self._refreshes
+        matched = self.clients.receive_response(response, now)
+        if matched is not None and response.status >= 200:
+            self._awaiting_final.pop(matched.transaction.key, None)
+            refreshed = self._refreshes.pop(matched.transaction.key, None)
+            if refreshed is not None:
+                return self._refresh_answered(refreshed, response.status, now)
+        if matched is not None or known:
             return []
-        if branch is not None and branch in self._clients:
-            return []
-        return [MessageDropped(f"response {response.status} matches no request of ours", source)]
+        return [MessageDropped(f"response {response.status} matches no pending request of ours", source)]
 
     def _forget(self, call: _Call) -> None:
         call.phase = CallPhase.ENDED

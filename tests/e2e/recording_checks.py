@@ -31,10 +31,15 @@ def recorded_span(result: SippResult) -> tuple[float, float]:
 
 
 def assert_answer_is_siprec(result: SippResult) -> None:
+    """100 then 200; one recvonly m-line per offered one, on consecutive even ports, labels echoed."""
+    trying = result.find(sent=False, status=100, cseq=(1, "INVITE"))
     answer = result.find(sent=False, status=200, cseq=(1, "INVITE"))
-    assert answer.body.count("m=audio") == 2 and answer.body.count("a=recvonly") == 2, answer.text
+    assert trying.time <= answer.time
+    assert answer.body.count("a=recvonly") == 2, answer.text
     assert "a=label:1" in answer.body and "a=label:2" in answer.body, answer.text
     assert "+sip.srs" in (answer.header("Contact") or ""), answer.text
+    ports = [int(line.split()[1]) for line in answer.body.splitlines() if line.startswith("m=audio")]
+    assert len(ports) == 2 and ports[0] % 2 == 0 and ports[1] == ports[0] + 2, answer.text
 
 
 def assert_index_entry(

@@ -136,6 +136,29 @@ def test_metadata_update_carries_partial_metadata(
     assert "<datamode>partial</datamode>" in update and 'aor="sip:carol@example.org"' in update
 
 
+def test_metadata_update_via_update_carries_only_metadata(
+    start_stub: Callable[..., StubSrs], run_sipp: RunSipp, pcaps: dict[str, Path]
+) -> None:
+    stub = start_stub()
+    result = run_sipp(
+        "siprec_metadata_update_via_update.xml",
+        "-set",
+        "crid",
+        "SELF-7",
+        "-d",
+        "1500",
+        target=stub.sip_target,
+        pcaps={"two_tone_pcmu.pcap": pcaps["pcmu_2s"]},
+    )
+    summary = stub.stop()
+    assert result.returncode == 0, result.describe()
+    update = result.find(sent=True, method="UPDATE", cseq=(2, "UPDATE"))
+    assert update.header("Content-Type") == "application/rs-metadata+xml"
+    assert update.header("Content-Disposition") == "recording-session"
+    assert "<datamode>partial</datamode>" in update.body and "m=audio" not in update.body
+    assert summary["requests"] == {"INVITE": 1, "ACK": 1, "UPDATE": 1, "BYE": 1}
+
+
 def test_cancel_gets_487(start_stub: Callable[..., StubSrs], run_sipp: RunSipp) -> None:
     stub = start_stub(answer_delay_ms=1500)
     result = run_sipp("siprec_cancel.xml", "-set", "crid", "SELF-6", target=stub.sip_target)

@@ -105,6 +105,27 @@ def test_metadata_update_adds_participant_to_index(
     assert_tones(wav, EDGE, 2.0 - EDGE, "audio around the metadata update")
 
 
+def test_metadata_update_by_update_request_adds_participant_to_index(
+    srs_daemon: SrsDaemon, run_sipp: RunSipp, pcaps: dict[str, Path], crid: str
+) -> None:
+    result, rec, wav = record_call(
+        srs_daemon,
+        run_sipp,
+        "siprec_metadata_update_via_update.xml",
+        crid,
+        {"two_tone_pcmu.pcap": pcaps["pcmu_2s"]},
+        "-d",
+        "1500",
+    )
+    result.find(sent=False, status=200, cseq=(2, "UPDATE"))
+    aors = {p["aor"] for p in rec["participants"]}
+    assert aors == {"sip:alice@example.com", "sip:bob@example.net", "sip:carol@example.org"}, rec[
+        "participants"
+    ]
+    assert_duration(wav, rec, result)
+    assert_tones(wav, EDGE, 2.0 - EDGE, "audio around the UPDATE")
+
+
 def test_cancel_before_answer_leaves_no_open_recording(
     start_srs: Callable[..., SrsDaemon], run_sipp: RunSipp, crid: str
 ) -> None:

@@ -14,6 +14,7 @@ status is non-zero when any target crashed. New coverage is kept under
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -56,7 +57,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=0, help="inputs per target (0: no limit)")
     parser.add_argument("--seconds", type=int, default=0, help="time per target (0: no limit)")
     parser.add_argument("--jobs", type=int, default=1, help="targets fuzzed in parallel")
-    parser.add_argument("--timeout", type=int, default=2, help="seconds one input may take before it is a hang")
+    parser.add_argument("--timeout", type=int, default=2, help="seconds per input before a hang")
     parser.add_argument("--rss-limit-mb", type=int, default=2048, help="memory cap of one target process")
     parser.add_argument("--work", type=Path, default=Path("var/fuzz"), help="grown corpora and crash inputs")
     parser.add_argument("--replay", type=Path, help="run one saved input through --target in-process")
@@ -79,10 +80,8 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
     allowed = targets.ALLOWED
 
     def one_input(data: bytes) -> None:
-        try:
+        with contextlib.suppress(*allowed):
             target(data)
-        except allowed:
-            pass
 
     atheris.Setup([sys.argv[0], *libfuzzer_args], one_input)
     atheris.Fuzz()

@@ -8,7 +8,11 @@ smoke test, so both exercise exactly the same code paths.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable
+
+from srs_codecs import get_decoder, is_supported
 
 from srs.errors import ParseError
 from srs.media.track import PayloadFormat, StreamTrack
@@ -19,20 +23,20 @@ from srs.sdp.answer import build_answer
 from srs.sdp.model import Codec
 from srs.sdp.parse import parse_sdp
 from srs.sip.framing import StreamFramer
-from srs.sip.message import parse_message, serialize
+from srs.sip.message import Request, Response, parse_message, serialize
 from srs.sip.routing import Address, Transport
 from srs.siprec.events import SessionOffered
 from srs.siprec.metadata import merge_metadata, parse_metadata
 from srs.siprec.multipart import extract_siprec_body
 from srs.siprec.session import SiprecUserAgent, UaSettings
-from srs_codecs import get_decoder, is_supported
 
 ALLOWED: tuple[type[Exception], ...] = (ParseError,)
 """The only exceptions a target may let through: the parsers' documented refusal."""
 
 Target = Callable[[bytes], None]
 
-_SIP_MAX = 65535
+_SIP_MAX = 8192
+"""Below the 65535 default, so fuzz-sized inputs also reach the size refusals."""
 
 
 def _split_points(control: bytes, length: int) -> list[int]:
@@ -41,33 +45,64 @@ def _split_points(control: bytes, length: int) -> list[int]:
     return [0, *points, length]
 
 
+class InvariantBroken(AssertionError):
+    """A parser accepted the input but broke one of its own promises (a crash, like any other)."""
+
+
+def _without_length(message: Request | Response) -> tuple[tuple[str, str], ...]:
+    return message.headers.remove("content-length").items
+
+
 def sip_udp(data: bytes) -> None:
-    """One datagram: parse it, and a parsed message must serialize and parse again."""
+    """One datagram: a parsed message must serialize to bytes that parse back to the same message.
+
+    The caps are smaller than the defaults so fuzz-sized inputs reach the refusal paths too.
+    """
     try:
-        message = parse_message(data, max_size=_SIP_MAX)
+        message = parse_message(data, max_size=_SIP_MAX, max_headers=48, max_header_length=2048)
     except ParseError:
         return
     _ = message.call_id, message.cseq, message.from_addr, message.to_addr, message.vias
-    parse_message(serialize(message), max_size=4 * _SIP_MAX)
+    wire = serialize(message)
+    try:
+        again = parse_message(wire)
+    except ParseError as error:
+        raise InvariantBroken(f"serialized message does not parse: {error.message}; {wire[:200]!r}") from None
+    if isinstance(message, Request):
+        same_line = isinstance(again, Request) and (again.method, again.uri) == (message.method, message.uri)
+    else:
+        same_line = isinstance(again, Response) and again.status == message.status
+    if not same_line or _without_length(again) != _without_length(message) or again.body != message.body:
+        raise InvariantBroken(f"round trip changed the message: {wire[:200]!r}")
+
+
+def _frame(chunks: list[bytes]) -> tuple[list[bytes], int, bool]:
+    framer = StreamFramer(max_message_size=_SIP_MAX)
+    messages: list[bytes] = []
+    failed = False
+    try:
+        for chunk in chunks:
+            messages.extend(framer.feed(chunk))
+    except ParseError:
+        failed = True
+    return messages, framer.pending_pongs, failed
 
 
 def sip_tcp(data: bytes) -> None:
-    """A byte stream cut at fuzz-chosen points: the first 8 bytes pick the cuts, the rest is the stream."""
+    """A byte stream cut at fuzz-chosen points (the first 8 bytes pick the cuts, the rest is the stream).
+
+    However the stream is cut, the framer must find the same messages and pings, or fail on both.
+    """
     control, stream = data[:8], data[8:]
-    framer = StreamFramer(max_message_size=_SIP_MAX)
     points = _split_points(control, len(stream))
-    messages: list[bytes] = []
-    try:
-        for begin, end in zip(points, points[1:], strict=False):
-            messages.extend(framer.feed(stream[begin:end]))
-    except ParseError:
-        pass
-    framer.take_pongs()
+    chunks = [stream[begin:end] for begin, end in itertools.pairwise(points)]
+    messages, pongs, failed = _frame(chunks)
+    whole_messages, whole_pongs, whole_failed = _frame([stream])
+    if failed != whole_failed or (not failed and (messages, pongs) != (whole_messages, whole_pongs)):
+        raise InvariantBroken(f"framing depends on how the stream is cut: {points} of {stream[:120]!r}")
     for message in messages:
-        try:
+        with contextlib.suppress(ParseError):
             parse_message(message, max_size=_SIP_MAX)
-        except ParseError:
-            pass
 
 
 def multipart(data: bytes) -> None:
@@ -76,10 +111,8 @@ def multipart(data: bytes) -> None:
     second, _, body = rest.partition(b"\n")
     content_type = first.decode("utf-8", "surrogateescape") or None
     disposition = second.decode("utf-8", "surrogateescape") or None
-    try:
+    with contextlib.suppress(ParseError):
         extract_siprec_body(content_type, body, disposition)
-    except ParseError:
-        pass
 
 
 def _decodable(codec: Codec) -> bool:
@@ -106,7 +139,12 @@ def sdp(data: bytes) -> None:
         session_version=1,
         srtp_key=_srtp_key,
     )
-    parse_sdp(answer.sdp)
+    try:
+        reparsed = parse_sdp(answer.sdp).session
+    except ParseError as error:
+        raise InvariantBroken(f"our answer does not parse: {error.message}; {answer.sdp[:300]!r}") from None
+    if len(reparsed.media) != len(offer.media) or len(answer.streams) != len(offer.media):
+        raise InvariantBroken(f"answer has {len(reparsed.media)} m-lines for {len(offer.media)} offered")
 
 
 def metadata(data: bytes) -> None:
@@ -136,14 +174,18 @@ def rtp(data: bytes) -> None:
     except ParseError:
         packet = None
     try:
-        split_rtp(data)
+        split = split_rtp(data)
     except ParseError:
-        pass
+        split = None
+    if (packet is None) != (split is None):
+        raise InvariantBroken(f"parse_rtp and split_rtp disagree on {data[:16].hex()}")
+    if packet is not None and split is not None:
+        full = (packet.marker << 7 | packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc)
+        if split[:4] != full or bytes(split[4]) != packet.payload:
+            raise InvariantBroken(f"parse_rtp and split_rtp disagree on {data[:16].hex()}")
     if packet is not None and packet.payload_type == 101:
-        try:
+        with contextlib.suppress(ParseError):
             parse_telephone_event(packet.payload)
-        except ParseError:
-            pass
     track = StreamTrack(_TRACK_FORMATS, start=0.0, decoder_factory=get_decoder, label="fuzz")
     source = ("192.0.2.10", 40000)
     track.push(data, source, 0.01)
@@ -156,10 +198,8 @@ def rtp(data: bytes) -> None:
 
 
 def rtcp(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ParseError):
         parse_rtcp(data)
-    except ParseError:
-        pass
 
 
 def _settings() -> UaSettings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import signal
@@ -107,7 +108,7 @@ class Stub:
         for i in range(count):
             port = base + 2 * i
             transport, _ = await loop.create_datagram_endpoint(
-                lambda port=port: RtpCounter(self, port), local_addr=(self.host, port)
+                functools.partial(RtpCounter, self, port), local_addr=(self.host, port)
             )
             self.rtp_transports.append(transport)
         return base

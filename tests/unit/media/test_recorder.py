@@ -87,7 +87,7 @@ def test_length_is_wall_clock_even_without_packets(tmp_path: Path) -> None:
     result = recorder.close(START + 2.5)
     assert result.samples == 20000
     assert not read_samples(tmp_path / "empty.wav").any()
-    assert result.warnings == ("stream 0 received no RTP",)
+    assert result.warnings == ("stream 1 empty: received no RTP",)
 
 
 def test_silent_stream_is_flagged(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_silent_stream_is_flagged(tmp_path: Path) -> None:
     for i in range(50):
         b.push(rtp(i, 160 * i, b"\xff" * 160, ssrc=9), SRC, START + i / 50)
     result = recorder.close(START + 1.5)
-    assert result.warnings == ("stream 1 (b) is silent",)
+    assert result.warnings == ("stream 2 (b) silent",)
     assert result.streams[1].silent and not result.streams[0].silent
 
 
@@ -198,7 +198,7 @@ def test_late_packets_beyond_the_window_are_counted(tmp_path: Path) -> None:
     result = recorder.close(START + 2.0)
     stats = result.streams[0]
     assert (stats.packets_late, stats.packets_lost, stats.gaps) == (1, 0, ((200, 20),))
-    assert "stream 0 captured" not in " ".join(result.warnings)
+    assert "stream 1 captured" not in " ".join(result.warnings)
 
 
 def test_track_with_another_timeline_is_refused(tmp_path: Path) -> None:
@@ -260,3 +260,12 @@ def test_any_flush_schedule_gives_the_same_file(
         want = expected([(4000 + 160 * i, payload_for(i + salt)) for i in range(150)], 4 * RATE)
         np.testing.assert_array_equal(read_samples(path), want)
         assert result.streams[0].packets_late == 0
+
+
+def test_conceal_loss_is_switched_on_for_every_track(tmp_path: Path) -> None:
+    a, b = make_track(START), make_track(START)
+    recorder = Recorder(tmp_path / "c.wav", START, [a], conceal_loss=True)
+    recorder.add_track(b)
+    assert a.conceal_loss and b.conceal_loss
+    plain = Recorder(tmp_path / "p.wav", START, [make_track(START, conceal_loss=True), make_track(START)])
+    assert [t.conceal_loss for t in plain.tracks] == [True, False]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from srs_codecs.plc import HISTORY, PitchRepeatConcealer
 
 from srs.media.track import PayloadFormat, StreamTrack
 from srs.rtp.dtmf import DtmfEvent
@@ -20,6 +21,7 @@ from tests.unit.media.rtp_fixtures import (
     FORMATS,
     OTHER,
     SRC,
+    ULAW,
     expected,
     factory,
     make_track,
@@ -498,3 +500,63 @@ def test_rtcp_on_the_rtp_port_is_set_aside() -> None:
     np.testing.assert_array_equal(track.render(0, END), base())
     stats = track.stats()
     assert (stats.packets_rtcp, stats.ssrc_changes, stats.malformed) == (1, 0, 0)
+
+
+# ---------------------------------------------------------------------------------------- concealment
+
+PERIOD = 80  # 100 Hz: inside the concealer's pitch search range
+TONE_CODES = bytes(((i * 16) // PERIOD) | (0x80 if i < PERIOD // 2 else 0) for i in range(PERIOD)) * 2
+
+
+def tone_track(conceal: bool, missing: set[int], cn_at: int | None = None) -> np.ndarray:
+    track = make_track(0.0, conceal_loss=conceal)
+    for i in range(25):
+        if i == cn_at:
+            track.push(rtp(i, 160 * i, b"\x40", pt=13), SRC, i / 50)
+        elif i not in missing:
+            track.push(rtp(i, 160 * i, TONE_CODES), SRC, i / 50)
+    return np.concatenate([track.render(0, 2400), track.render(2400, 4000)])
+
+
+def test_loss_is_silence_by_default_and_concealed_on_request() -> None:
+    tone = ULAW[np.frombuffer(TONE_CODES, dtype=np.uint8)]
+    plain = tone_track(False, {5, 6})
+    np.testing.assert_array_equal(plain[800:1120], np.zeros(320, dtype=np.int16))
+    concealed = tone_track(True, {5, 6})
+    history = concealed[800 - HISTORY : 800]
+    concealer = PitchRepeatConcealer()
+    concealer.observe(history.copy())
+    np.testing.assert_array_equal(concealed[800:1120], concealer.conceal(320))
+    # the first 10 ms continue the waveform exactly; the rest fades to zero by 60 ms
+    np.testing.assert_array_equal(concealed[800:880], tone[:80])
+    assert 0 < np.abs(concealed[1040:1120]).max() < np.abs(concealed[800:880]).max()
+    # received audio is untouched
+    np.testing.assert_array_equal(concealed[:800], plain[:800])
+    np.testing.assert_array_equal(concealed[1120:], plain[1120:])
+
+
+def test_concealment_across_a_block_boundary_uses_the_previous_block() -> None:
+    # packet 15 (samples 2400-2560) is lost; the hole starts exactly at the second block
+    concealed = tone_track(True, {15})
+    concealer = PitchRepeatConcealer()
+    concealer.observe(concealed[2400 - HISTORY : 2400].copy())
+    np.testing.assert_array_equal(concealed[2400:2560], concealer.conceal(160))
+    assert concealed[2400:2560].any()
+
+
+def test_no_concealment_for_comfort_noise_or_before_the_first_packet() -> None:
+    concealed = tone_track(True, {0, 1, 7, 8}, cn_at=6)
+    assert not concealed[:320].any()
+    assert not concealed[960:1440].any()  # after CN the sender meant silence
+
+
+def test_concealed_samples_do_not_count_as_captured() -> None:
+    a, b = make_track(0.0), make_track(0.0, conceal_loss=True)
+    for track in (a, b):
+        for i in range(25):
+            if i != 5:
+                track.push(rtp(i, 160 * i, TONE_CODES), SRC, i / 50)
+        track.render(0, 4000)
+    assert a.stats().gaps == b.stats().gaps == ((100, 20),)
+    assert a.stats().captured_ms == b.stats().captured_ms == 480
+    assert (a.concealed_samples, b.concealed_samples) == (0, 160)

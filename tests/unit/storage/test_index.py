@@ -17,6 +17,7 @@ from srs.storage.records import (
     State,
     StreamInfo,
 )
+from srs.storage.schema import SCHEMA_VERSION
 from tests.unit.storage.factory import T0, add_recording
 
 
@@ -237,7 +238,7 @@ def test_schema_version_and_reopen(index: RecordingIndex, layout: DataLayout) ->
     again = RecordingIndex(layout.index_path, layout=layout)
     assert again.get(rid) is not None
     conn = sqlite3.connect(layout.index_path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     again.close()

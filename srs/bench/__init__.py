@@ -1,0 +1,1 @@
+"""Benchmarks of srs: `python -m srs.bench` (see __main__), the load generator and helpers."""

@@ -1,0 +1,285 @@
+"""``python -m srs.bench``: the performance figures of srs on this machine, as one JSON document.
+
+Sections (each measured on loopback, bounded in time and count):
+
+* ``media``: the largest number of concurrent two-stream G.711 calls one media worker pinned to
+  one core records with zero lost packets and every WAV right; CPU µs per packet (receive to
+  disk) and RSS per call at that level; ``media_in_process`` is the same ladder for the
+  in-process plane (readers on the daemon's uvloop), the shape srs had before workers.
+* ``setup``: SIPREC setups per second (INVITE→200→ACK, BYE→200) at zero failed calls, srs against
+  ``sipp -sn uas`` driven by the same SIPp client in the same run, and their ratio.
+* ``end_to_end``: the load generator against a running daemon (media in a worker): failed calls,
+  BYE → available p50/p99, every recording checked in the index and as a WAV.
+* ``index``: lookup by call-recording-id and API list p99 with ``rows`` recordings indexed.
+
+``--quick`` is the CI variant (small levels, a few minutes, no thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from srs.bench import index as index_bench
+from srs.bench import loadgen, media
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "sipp-scenarios"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((LOOPBACK, 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind((LOOPBACK, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def options_ok(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        local = s.getsockname()[1]
+        call_id = uuid.uuid4().hex
+        s.settimeout(0.3)
+        msg = (
+            f"OPTIONS sip:srs@{LOOPBACK}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOOPBACK}:{local};branch=z9hG4bK{call_id[:12]};rport\r\n"
+            f"From: <sip:bench@{LOOPBACK}>;tag={call_id[:8]}\r\nTo: <sip:srs@{LOOPBACK}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        try:
+            s.sendto(msg.encode(), (LOOPBACK, port))
+            return s.recv(65535).startswith(b"SIP/2.0 200")
+        except OSError:
+            return False
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+@contextlib.contextmanager
+def daemon(
+    data_dir: Path, *, workers: int, media_cpu: int | None, other_cpus: set[int] | None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``srs serve`` (media in ``workers`` processes) on free loopback ports; yields (SIP port, process)."""
+    sip = free_port()
+    low = 20000 + (os.getpid() % 100) * 100
+    cmd = [
+        sys.executable, "-m", "srs.bench.serve", "--media-workers", str(workers),
+        "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{low + 19999}",
+        "--data-dir", str(data_dir), "--http", "off", "--log-level", "warning",
+    ]  # fmt: skip
+    log = open(data_dir.parent / f"srs-{sip}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while not options_ok(sip):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"srs did not start: {(data_dir.parent / f'srs-{sip}.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        if other_cpus:
+            os.sched_setaffinity(process.pid, other_cpus)
+        if media_cpu is not None:
+            for child in children(process.pid):
+                os.sched_setaffinity(child, {media_cpu})
+        yield sip, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+# ------------------------------------------------------------------------------------------ setup rate
+
+
+def no_media_scenario(directory: Path) -> Path:
+    """siprec_load.xml without its pcap play and pause: signalling only."""
+    text = (SCENARIOS / "siprec_load.xml").read_text(encoding="iso-8859-1")
+    text = re.sub(r"<nop>\s*<action>\s*<exec play_pcap_audio=\"[^\"]*\"\s*/>\s*</action>\s*</nop>", "", text)
+    text = text.replace("<pause />", '<pause milliseconds="0" />')
+    path = directory / "siprec_setup_only.xml"
+    path.write_text(text, encoding="iso-8859-1")
+    return path
+
+
+def sipp_client(target_port: int, scenario: Path, calls: int, limit: int, workdir: Path) -> dict[str, Any]:
+    local = free_port()
+    screen = workdir / f"screen-{local}.txt"
+    cmd = [
+        shutil.which("sipp") or "sipp", f"{LOOPBACK}:{target_port}", "-sf", str(scenario),
+        "-set", "crid", f"SETUP-{uuid.uuid4().hex[:6]}", "-r", "100000", "-l", str(limit), "-m", str(calls),
+        "-i", LOOPBACK, "-p", str(local), "-nostdin", "-timeout", "300s", "-trace_screen", "-screen_file", str(screen),
+    ]  # fmt: skip
+    began = time.monotonic()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=330, check=False)
+    wall = time.monotonic() - began
+    text = screen.read_text(errors="replace") if screen.exists() else ""
+
+    def cumulative(label: str) -> float:
+        match = re.search(rf"{label}\s*\|\s*([\d.]+)[^|]*\|\s*([\d.]+)", text)
+        return float(match.group(2)) if match else float("nan")
+
+    return {
+        "calls": calls,
+        "concurrency": limit,
+        "successful": int(cumulative("Successful call")),
+        "failed": int(cumulative("Failed call")),
+        "setups_per_s": round(cumulative("Call Rate"), 1),
+        "wall_s": round(wall, 2),
+        "exit_code": proc.returncode,
+    }
+
+
+def setup_rate(work: Path, calls: int, limit: int, media_cpu: int | None, others: set[int] | None) -> dict[str, Any]:
+    if shutil.which("sipp") is None or not (SCENARIOS / "siprec_load.xml").exists():
+        return {"skipped": "sipp or sipp-scenarios/siprec_load.xml not found"}
+    scenario = no_media_scenario(work)
+    data = work / "setup-data"
+    data.mkdir()
+    with daemon(data, workers=1, media_cpu=media_cpu, other_cpus=others) as (sip, _):
+        srs_result = sipp_client(sip, scenario, calls, limit, work)
+    uas_port = free_port()
+    uas = subprocess.Popen(
+        [shutil.which("sipp") or "sipp", "-sn", "uas", "-i", LOOPBACK, "-p", str(uas_port), "-nostdin"],
+        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        if others:
+            os.sched_setaffinity(uas.pid, others)
+        time.sleep(0.5)
+        uas_result = sipp_client(uas_port, scenario, calls, limit, work)
+    finally:
+        uas.terminate()
+        uas.wait(10)
+    ratio = srs_result["setups_per_s"] / uas_result["setups_per_s"] if uas_result["setups_per_s"] else None
+    return {
+        "srs": srs_result,
+        "sipp_uas": uas_result,
+        "srs_setups_per_s_zero_failures": srs_result["setups_per_s"] if srs_result["failed"] == 0 else None,
+        "ratio_to_sipp_uas": round(ratio, 3) if ratio is not None else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def end_to_end(work: Path, calls: int, rate: float, hold: float, media_cpu: int | None, others: set[int] | None) -> dict[str, Any]:
+    data = work / "e2e-data"
+    data.mkdir()
+    with daemon(data, workers=1, media_cpu=media_cpu, other_cpus=others) as (sip, process):
+        worker_pids = children(process.pid)
+        result = loadgen.run_load(f"{LOOPBACK}:{sip}", data, calls=calls, rate=rate, hold=hold, timeout=120)
+        time.sleep(0.5)
+        checked = loadgen.verify(result, data)
+        summary = loadgen.summary(result, checked)
+        summary["media_workers"] = len(worker_pids)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m srs.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small CI variant (a few minutes)")
+    parser.add_argument("--only", action="append", choices=["media", "inprocess", "setup", "e2e", "index"])
+    parser.add_argument("--levels", help="comma-separated call counts for the media ladder")
+    parser.add_argument("--seconds", type=float, help="seconds per media level")
+    parser.add_argument("--rows", type=int, help="recordings in the index benchmark")
+    parser.add_argument("--media-cpu", type=int, default=0, help="the core the media path is pinned to")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    cpus = sorted(os.sched_getaffinity(0))
+    media_cpu = args.media_cpu if args.media_cpu in cpus and len(cpus) > 1 else None
+    others = {c for c in cpus if c != media_cpu} or None
+    if others:
+        os.sched_setaffinity(0, others)
+    levels = [int(x) for x in args.levels.split(",")] if args.levels else (
+        [50, 100] if quick else [250, 500, 1000, 1500, 2000, 2500]
+    )
+    seconds = args.seconds or (4.0 if quick else 10.0)
+    only = set(args.only or ["media", "inprocess", "setup", "e2e", "index"])
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "media_cpu": media_cpu,
+            "load_average_at_start": list(os.getloadavg()),
+            "quick": quick,
+        }
+    }
+    with tempfile.TemporaryDirectory(prefix="srs-bench-") as scratch:
+        work = Path(scratch)
+        if "media" in only:
+            best, runs = asyncio.run(media.ladder(levels, seconds, media_cpu=media_cpu, other_cpus=others))
+            at_best = next((r for r in runs if r["calls"] == best), runs[-1] if runs else {})
+            us = at_best.get("us_per_packet") or 0
+            report["media"] = {
+                "max_concurrent_calls_zero_loss_one_core": best,
+                "us_per_packet": us,
+                "rss_per_call_kb": at_best.get("rss_per_call_kb"),
+                "projected_calls_per_core": int(1e6 / (us * 100)) if us else None,
+                "levels": runs,
+            }
+        if "inprocess" in only:
+            base_levels = levels[: max(1, len(levels) - 2)]
+            best, runs = asyncio.run(
+                media.ladder(base_levels, seconds, media_cpu=media_cpu, other_cpus=others, in_process=True)
+            )
+            if others:
+                os.sched_setaffinity(0, others)
+            at_best = next((r for r in runs if r["calls"] == best), runs[-1] if runs else {})
+            report["media_in_process"] = {
+                "max_concurrent_calls_zero_loss_one_core": best,
+                "us_per_packet": at_best.get("us_per_packet"),
+                "levels": runs,
+            }
+        if "setup" in only:
+            calls = 500 if quick else 3000
+            report["setup"] = setup_rate(work, calls, 50 if quick else 100, media_cpu, others)
+        if "e2e" in only:
+            report["end_to_end"] = (
+                end_to_end(work, 40, 20.0, 2.0, media_cpu, others)
+                if quick
+                else end_to_end(work, 400, 40.0, 5.0, media_cpu, others)
+            )
+        if "index" in only:
+            rows = args.rows or (20_000 if quick else 1_000_000)
+            report["index"] = index_bench.run(rows, 500 if quick else 5000, 100 if quick else 300, directory=work)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Media worker processes: each an epoll loop that receives, places and writes its recordings.
+
+The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
+to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
+sockets ride along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure).
+``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
+
+Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
+microseconds of loop machinery; here it is one ``epoll`` result and one ``recvfrom``. Recorders
+are flushed a slice at a time (every ``flush_interval / slices``) so no single pause of the loop
+holds up more than a fraction of the calls' packets.
+
+Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
+the group (the daemon drains calls first); they exit on ``stop``, on end-of-file of the command
+socket (daemon gone), or on their parent-death signal, closing every WAV so it stays valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from srs.media.recorder import RecordingResult
+from srs.mediaplane import MediaPlane, PacketFilter, RecorderSpec, RecordingSet, StreamSpec, srtp_filter
+from srs.net.rtp_edge import RtpPort
+
+_MAX_COMMAND = 1 << 22
+_MAX_EARLY = 64
+_RECV_SIZE = 2048
+_PR_SET_PDEATHSIG = 1
+_STOP_WAIT_S = 10.0
+_SEND_WAIT_S = 5.0
+
+
+# ----------------------------------------------------------------------------------- worker side
+
+
+@dataclass
+class _Port:
+    port: int
+    key: str
+    rtp: socket.socket
+    rtcp: socket.socket
+    sink: Callable[[bytes, Any, float], None] | None = None
+    filter: PacketFilter | None = None
+    packets: int = 0
+    early: list[tuple[bytes, Any, float]] = field(default_factory=list)
+    """Datagrams that arrived before the stream was set up (RTP may follow the 200 OK at once)."""
+
+
+@dataclass
+class WorkerLoop:
+    """The worker's state and loop; ``run`` returns when told to stop or when the daemon is gone."""
+
+    control: socket.socket
+    flush_interval: float = 1.0
+    slices: int = 10
+    clock: Callable[[], float] = time.monotonic
+    recordings: RecordingSet = field(init=False)
+    by_fd: dict[int, _Port] = field(default_factory=dict)
+    by_port: dict[int, _Port] = field(default_factory=dict)
+    by_key: dict[str, list[_Port]] = field(default_factory=dict)
+    packets: int = 0
+    running: bool = True
+
+    def __post_init__(self) -> None:
+        import srs_codecs
+
+        self.recordings = RecordingSet(srs_codecs.get_decoder)
+        self.epoll = select.epoll()
+        self.control.setblocking(False)
+        self.epoll.register(self.control.fileno(), select.EPOLLIN)
+
+    # -------------------------------------------------------------- commands
+    def _reply(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):
+            self.control.setblocking(True)
+            try:
+                self.control.send(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            finally:
+                self.control.setblocking(False)
+
+    def _commands(self) -> None:
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, 4)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.running = False
+                return
+            if not data:
+                self.running = False
+                return
+            try:
+                self._command(pickle.loads(data), fds)
+            except Exception as exc:  # one bad command must not end every recording
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._reply(("error", repr(exc)))
+
+    def _command(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        op = message[0]
+        if op == "attach":
+            _, key, port_no = message
+            rtp = socket.socket(fileno=fds[0])
+            rtcp = socket.socket(fileno=fds[1])
+            entry = _Port(port_no, key, rtp, rtcp)
+            self.by_port[port_no] = entry
+            self.by_key.setdefault(key, []).append(entry)
+            for sock in (rtp, rtcp):
+                self.by_fd[sock.fileno()] = entry
+                self.epoll.register(sock.fileno(), select.EPOLLIN)
+        elif op == "detach":
+            self._detach(message[2])
+        elif op == "open":
+            _, key, spec = message
+            try:
+                self.recordings.open(key, spec)
+            except OSError as exc:
+                self._reply(("failed", key, f"cannot create file: {exc.strerror or exc}"))
+        elif op == "stream":
+            _, key, port_no, spec, at = message
+            track = self.recordings.set_stream(key, port_no, spec, at)
+            bound = self.by_port.get(port_no)
+            if bound is not None:
+                bound.sink = track.push if track is not None else None
+                bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+                early, bound.early = bound.early, []
+                for data, addr, arrival in early:
+                    self._deliver(bound, data, addr, arrival)
+        elif op == "relatch":
+            track = self.recordings.track(message[1], message[2])
+            if track is not None:
+                track.relatch()
+        elif op == "pause":
+            self.recordings.pause(message[1], message[2])
+        elif op == "resume":
+            self.recordings.resume(message[1], message[2])
+        elif op == "close":
+            _, key, at = message
+            try:
+                result = self.recordings.close(key, at)
+            except (OSError, KeyError) as exc:
+                self._reply(("closed", key, None, str(exc)))
+            else:
+                self._reply(("closed", key, result, None))
+        elif op == "abort":
+            self.recordings.abort(message[1])
+        elif op == "stop":
+            self.running = False
+
+    def _detach(self, port_no: int) -> None:
+        entry = self.by_port.pop(port_no, None)
+        if entry is None:
+            return
+        self._drain(entry)
+        siblings = self.by_key.get(entry.key, [])
+        if entry in siblings:
+            siblings.remove(entry)
+        if not siblings:
+            self.by_key.pop(entry.key, None)
+        for sock in (entry.rtp, entry.rtcp):
+            fd = sock.fileno()
+            self.by_fd.pop(fd, None)
+            with contextlib.suppress(OSError):
+                self.epoll.unregister(fd)
+            sock.close()
+
+    def _drain(self, entry: _Port) -> None:
+        """Take what is still queued on a port that is about to close (sent before the BYE)."""
+        arrival = self.clock()
+        while True:
+            try:
+                data, addr = entry.rtp.recvfrom(_RECV_SIZE)
+            except OSError:
+                return
+            self._deliver(entry, data, addr, arrival)
+
+    @staticmethod
+    def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
+        """The general (slow) path of one datagram: early buffering, SRTP, the track."""
+        if entry.sink is None:
+            if len(entry.early) < _MAX_EARLY:
+                entry.early.append((data, addr, arrival))
+            return
+        if entry.filter is not None:
+            clear = entry.filter(data)
+            if clear is None:
+                return
+            data = clear
+        entry.sink(data, addr, arrival)
+
+    # -------------------------------------------------------------- loop
+    def run(self) -> None:
+        control_fd = self.control.fileno()
+        by_fd = self.by_fd
+        clock = self.clock
+        step = self.flush_interval / self.slices
+        next_flush = clock() + step
+        slice_no = 0
+        poll = self.epoll.poll
+        while self.running:
+            timeout = max(0.0, next_flush - clock())
+            try:
+                events = poll(timeout, 4096)
+            except InterruptedError:
+                continue
+            arrival = clock()
+            received = 0
+            for fd, _mask in events:
+                entry = by_fd.get(fd)
+                if entry is None:
+                    if fd == control_fd:
+                        self._commands()
+                    continue
+                if fd != entry.rtp.fileno():
+                    with contextlib.suppress(OSError):  # RTCP: drained, counted by nobody yet
+                        entry.rtcp.recv(_RECV_SIZE)
+                    continue
+                try:
+                    data, addr = entry.rtp.recvfrom(_RECV_SIZE)
+                except OSError:
+                    continue
+                received += 1
+                sink = entry.sink
+                if sink is None or entry.filter is not None:
+                    self._deliver(entry, data, addr, arrival)
+                    continue
+                sink(data, addr, arrival)
+            self.packets += received
+            if arrival >= next_flush:
+                self._flush_slice(slice_no, arrival)
+                slice_no = (slice_no + 1) % self.slices
+                next_flush += step
+                if next_flush < arrival:
+                    next_flush = arrival + step
+        self.recordings.abort_all()
+
+    def _flush_slice(self, slice_no: int, now: float) -> None:
+        slices = self.slices
+        for i, key in enumerate(list(self.recordings.recordings)):
+            if i % slices == slice_no:
+                # after a stall the sockets hold what arrived meanwhile: take it before writing that stretch
+                for entry in self.by_key.get(key, ()):
+                    self._drain(entry)
+                failure = self.recordings.flush_one(key, now)
+                if failure is not None:
+                    self._reply(("failed", key, failure))
+
+
+def _set_parent_death_signal(sig: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def worker_main(argv: list[str]) -> int:
+    """Entry point of ``python -m srs.net.media_worker FD [FLUSH_INTERVAL]``."""
+    control = socket.socket(fileno=int(argv[0]))
+    interval = float(argv[1]) if len(argv) > 1 else 1.0
+    parent = os.getppid()
+    loop = WorkerLoop(control, flush_interval=interval)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if os.getppid() != parent:  # the daemon died (parent-death signal): close the files and go
+            loop.running = False
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+    _set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:
+        return 0
+    loop.run()
+    return 0
+
+
+# ----------------------------------------------------------------------------------- daemon side
+
+
+class _Worker:
+    def __init__(self, index: int, flush_interval: float) -> None:
+        self.index = index
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _MAX_COMMAND)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _MAX_COMMAND)
+        self.sock = ours
+        self.sock.setblocking(False)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "srs.net.media_worker", str(theirs.fileno()), str(flush_interval)],
+            pass_fds=[theirs.fileno()],
+            close_fds=True,
+        )
+        theirs.close()
+        self.keys: set[str] = set()
+        self.alive = True
+
+    def send(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+        if not self.alive:
+            raise OSError("media worker is not running")
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        deadline = time.monotonic() + _SEND_WAIT_S
+        while True:
+            try:
+                if fds:
+                    socket.send_fds(self.sock, [data], fds)
+                else:
+                    self.sock.send(data)
+                return
+            except BlockingIOError:
+                # the worker is behind by megabytes of commands: wait a little, then call it dead
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.alive = False
+                    raise OSError("media worker does not take commands") from None
+                select.select([], [self.sock], [], remaining)
+            except OSError:
+                self.alive = False
+                raise
+
+
+class WorkerPlane(MediaPlane):
+    """Recordings spread over ``workers`` processes (each recording lives in one of them)."""
+
+    def __init__(self, workers: int = 1, *, flush_interval: float = 1.0, log: Any = None) -> None:
+        self.count = max(1, workers)
+        self.flush_interval = flush_interval
+        self.log = log
+        self.workers: list[_Worker] = []
+        self._route: dict[str, _Worker] = {}
+        self._pending: dict[str, asyncio.Future[RecordingResult]] = {}
+        self._failed: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.workers = [self._spawn(i) for i in range(self.count)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self.workers]
+
+    def _spawn(self, index: int) -> _Worker:
+        worker = _Worker(index, self.flush_interval)
+        assert self._loop is not None
+        self._loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
+        return worker
+
+    def _on_readable(self, worker: _Worker) -> None:
+        while True:
+            try:
+                data = worker.sock.recv(_MAX_COMMAND, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost(worker)
+                return
+            message = pickle.loads(data)
+            if message[0] == "closed":
+                _, key, result, error = message
+                future = self._pending.pop(key, None)
+                if future is not None and not future.done():
+                    if result is not None:
+                        future.set_result(result)
+                    else:
+                        future.set_exception(OSError(error or "recording could not be closed"))
+            elif message[0] == "failed":
+                self._failed.append(message[1])
+            elif message[0] == "error" and self.log is not None:
+                self.log.error("media_worker_error", worker=worker.index, error=message[1])
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: its recordings fail (the daemon hangs them up); a new worker takes its place."""
+        assert self._loop is not None
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(worker.sock.fileno())
+        worker.alive = False
+        worker.sock.close()
+        with contextlib.suppress(OSError):
+            worker.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(1.0)
+        if self.log is not None:
+            self.log.error(
+                "media_worker_exited",
+                worker=worker.index,
+                code=worker.process.returncode,
+                recordings=len(worker.keys),
+            )
+        for key in worker.keys:
+            future = self._pending.pop(key, None)
+            if future is not None and not future.done():
+                future.set_exception(OSError("media worker exited"))
+            else:
+                self._failed.append(key)
+        if worker in self.workers:
+            self.workers[self.workers.index(worker)] = self._spawn(worker.index)
+
+    def _worker(self, key: str) -> _Worker:
+        return self._route[key]
+
+    def _send(self, key: str, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+        worker = self._route.get(key)
+        if worker is None:
+            return
+        try:
+            worker.send(message, fds)
+        except OSError:
+            if worker.alive is False and worker in self.workers:
+                self._lost(worker)
+
+    # -------------------------------------------------------------- MediaPlane
+    def _assign(self, key: str) -> None:
+        """A recording's worker is chosen at its first port (the least loaded one) and kept."""
+        if key in self._route:
+            return
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise OSError("no media worker is running")
+        worker = min(live, key=lambda w: len(w.keys))
+        worker.keys.add(key)
+        self._route[key] = worker
+
+    def open(self, key: str, spec: RecorderSpec) -> None:
+        self._assign(key)
+        self._send(key, ("open", key, spec))
+
+    def attach(self, key: str, port: RtpPort) -> None:
+        self._assign(key)
+        self._send(key, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+
+    def detach(self, key: str, port: RtpPort) -> None:
+        self._send(key, ("detach", key, port.port))
+
+    def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
+        self._send(key, ("stream", key, port, spec, at))
+
+    def relatch(self, key: str, port: int) -> None:
+        self._send(key, ("relatch", key, port))
+
+    def pause(self, key: str, at: float) -> None:
+        self._send(key, ("pause", key, at))
+
+    def resume(self, key: str, at: float) -> None:
+        self._send(key, ("resume", key, at))
+
+    def packets_received(self, key: str, port: int) -> int:
+        return 0
+
+    def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
+        assert self._loop is not None
+        future: asyncio.Future[RecordingResult] = self._loop.create_future()
+        worker = self._route.pop(key, None)
+        if worker is None or not worker.alive:
+            future.set_exception(OSError("media worker exited"))
+            return future
+        worker.keys.discard(key)
+        self._pending[key] = future
+        try:
+            worker.send(("close", key, at))
+        except OSError:
+            self._pending.pop(key, None)
+            future.set_exception(OSError("media worker exited"))
+            self._lost(worker)
+        return future
+
+    def abort(self, key: str) -> None:
+        self._send(key, ("abort", key))
+        worker = self._route.pop(key, None)
+        if worker is not None:
+            worker.keys.discard(key)
+
+    def flush(self, now: float) -> list[str]:
+        failed, self._failed = self._failed, []
+        return failed
+
+    def stop(self) -> None:
+        """Ask every worker to close its files and exit; kill what has not exited in time."""
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            if self._loop is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    self._loop.remove_reader(worker.sock.fileno())
+            with contextlib.suppress(OSError):
+                worker.send(("stop",))
+        deadline = time.monotonic() + _STOP_WAIT_S
+        for worker in workers:
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

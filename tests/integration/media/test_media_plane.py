@@ -1,0 +1,208 @@
+"""Both media planes on real loopback sockets: what is sent is what is recorded, in either shape.
+
+The worker plane runs a real worker process (the one the daemon runs): sockets bound here travel
+to it over SCM_RIGHTS, results come back pickled.  Its failure modes are part of the contract:
+a worker that dies fails its recordings (it never hangs a close) and is replaced; workers stay in
+the caller's process group and exit with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import struct
+import time
+import wave
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+import srs_codecs
+
+from srs.bench.loadgen import LEVEL, tone_payload
+from srs.media.recorder import RecordingResult
+from srs.media.track import PayloadFormat
+from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
+from srs.net.media_worker import WorkerPlane
+from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
+
+T = TypeVar("T")
+PCMU = {0: PayloadFormat("PCMU", 8000)}
+TONES = (500, 1500)
+
+
+def _free_range(count: int) -> tuple[int, int]:
+    for low in range(41000, 60000, count + 2):
+        socks = []
+        try:
+            for port in range(low, low + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return low, low + count - 1
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def _plane(kind: str, loop: asyncio.AbstractEventLoop) -> MediaPlane:
+    if kind == "in-process":
+        return InProcessPlane(RtpReceiver(loop, time.monotonic), srs_codecs.get_decoder)
+    plane = WorkerPlane(1)
+    plane.start(loop)
+    return plane
+
+
+def _packet(seq: int, ssrc: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + payload
+
+
+def run(make: Callable[[asyncio.AbstractEventLoop], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await make(asyncio.get_running_loop())
+
+    return asyncio.run(main())
+
+
+async def _open_call(plane: MediaPlane, allocator: PortAllocator, path: Path, key: str = "k") -> list[RtpPort]:
+    ports = allocator.allocate(2)
+    assert ports is not None
+    start = time.monotonic()
+    for port in ports:
+        plane.attach(key, port)
+    plane.open(key, RecorderSpec(str(path), start))
+    for i, port in enumerate(ports):
+        plane.set_stream(key, port.port, StreamSpec(PCMU, str(i + 1)), start)
+    await asyncio.sleep(0.3 if isinstance(plane, WorkerPlane) else 0)
+    return ports
+
+
+async def _send(ports: list[RtpPort], packets: int, *, pace: float = 0.02) -> None:
+    payloads = [tone_payload(f) for f in TONES]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for seq in range(packets):
+            for i, port in enumerate(ports):
+                tx.sendto(_packet(seq, 0x100 + i, payloads[i]), ("127.0.0.1", port.port))
+            if pace:
+                await asyncio.sleep(pace)
+
+
+async def _close(plane: MediaPlane, allocator: PortAllocator, ports: list[RtpPort], key: str = "k") -> RecordingResult:
+    for port in ports:
+        plane.detach(key, port)
+        allocator.release(port)
+    return await asyncio.wait_for(plane.close(key, time.monotonic()), 10)
+
+
+@pytest.mark.parametrize("kind", ["in-process", "worker"])
+def test_two_streams_are_recorded_completely_with_both_tones(kind: str, tmp_path: Path) -> None:
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+    path = tmp_path / "call.wav"
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> RecordingResult:
+        plane = _plane(kind, loop)
+        try:
+            ports = await _open_call(plane, allocator, path)
+            await _send(ports, 100)
+            return await _close(plane, allocator, ports)
+        finally:
+            plane.stop()
+
+    result = run(scenario)
+    assert [s.packets_received for s in result.streams] == [100, 100]
+    assert [s.packets_lost for s in result.streams] == [0, 0]
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert result.samples == len(pcm)
+    spectrum = np.abs(np.fft.rfft(pcm[4000:12000].astype(np.float64))) * 2 / 8000
+    for freq in TONES:
+        assert 0.8 * LEVEL < spectrum[freq] < 1.2 * LEVEL
+
+
+@pytest.mark.parametrize("kind", ["in-process", "worker"])
+def test_datagrams_queued_when_the_call_ends_are_still_recorded(kind: str, tmp_path: Path) -> None:
+    """RTP sent just before the BYE may still sit in the socket when the ports are released."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> RecordingResult:
+        plane = _plane(kind, loop)
+        try:
+            ports = await _open_call(plane, allocator, tmp_path / "burst.wav")
+            if isinstance(plane, InProcessPlane):
+                plane.receiver.loop.remove_reader(ports[0].rtp.fileno())  # nothing read before the end
+            await _send(ports, 40, pace=0)
+            return await _close(plane, allocator, ports)
+        finally:
+            plane.stop()
+
+    result = run(scenario)
+    assert result.streams[0].packets_received == 40
+
+
+def test_a_worker_that_dies_fails_its_recordings_and_is_replaced(tmp_path: Path) -> None:
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> tuple[list[str], str, RecordingResult]:
+        plane = WorkerPlane(1)
+        plane.start(loop)
+        try:
+            first = plane.pids[0]
+            doomed = await _open_call(plane, allocator, tmp_path / "doomed.wav", "doomed")
+            os.kill(first, signal.SIGKILL)
+            for _ in range(100):
+                if plane.pids[0] != first:
+                    break
+                await asyncio.sleep(0.05)
+            failed = plane.flush(time.monotonic())
+            try:
+                await _close(plane, allocator, doomed, "doomed")
+                outcome = "closed"
+            except OSError as exc:
+                outcome = str(exc)
+            ports = await _open_call(plane, allocator, tmp_path / "after.wav", "after")
+            await _send(ports, 20)
+            return failed, outcome, await _close(plane, allocator, ports, "after")
+        finally:
+            plane.stop()
+
+    failed, outcome, after = run(scenario)
+    assert failed == ["doomed"]
+    assert outcome == "media worker exited"
+    assert after.streams[0].packets_received == 20
+
+
+def test_workers_share_the_process_group_and_exit_with_the_plane() -> None:
+    async def scenario(loop: asyncio.AbstractEventLoop) -> tuple[list[int], list[int | None]]:
+        plane = WorkerPlane(2)
+        plane.start(loop)
+        workers = list(plane.workers)
+        groups = [os.getpgid(pid) for pid in plane.pids]
+        plane.stop()
+        return groups, [w.process.returncode for w in workers]
+
+    groups, codes = run(scenario)
+    assert groups == [os.getpgid(0)] * 2
+    assert codes == [0, 0]
+
+
+def test_a_worker_exits_when_the_daemon_side_of_its_socket_closes() -> None:
+    async def scenario(loop: asyncio.AbstractEventLoop) -> int | None:
+        plane = WorkerPlane(1)
+        plane.start(loop)
+        worker = plane.workers[0]
+        loop.remove_reader(worker.sock.fileno())
+        worker.sock.close()
+        try:
+            return await loop.run_in_executor(None, worker.process.wait, 20)
+        finally:
+            plane.workers = []
+
+    assert run(scenario) == 0
