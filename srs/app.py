@@ -30,7 +30,6 @@ from typing import Any
 import srs_codecs
 
 import srs
-
 from srs.config import Config
 from srs.errors import ParseError
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
