@@ -65,6 +65,17 @@ def _srtp_key(suite: str) -> str:
     return make_inline_key(suite, os.urandom(_SRTP_KEY_BYTES.get(suite, 30)))
 
 
+def warm_up_codecs() -> list[str]:
+    """Load every decoder library once at start, so the first call with G.722/Opus/AMR/G.729
+    does not stall the event loop (and stamp its first packets late) while FFmpeg loads."""
+    loaded = []
+    for encoding, clock_rate in srs_codecs.supported_codecs():
+        with contextlib.suppress(Exception):
+            srs_codecs.get_decoder(encoding, clock_rate)
+            loaded.append(f"{encoding}/{clock_rate}")
+    return loaded
+
+
 def _token() -> str:
     return secrets.token_hex(8)
 
@@ -160,6 +171,7 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        codecs = warm_up_codecs()
         repaired = self.repair_unfinished()
         if repaired:
             self.log.warning("recordings_repaired", count=repaired)
@@ -200,6 +212,7 @@ class Daemon:
             if hasattr(self.layout, "data_dir")
             else self.config.storage.data_dir,
             http=str(self.config.http.listen) if self.config.http.listen else None,
+            codecs=codecs,
         )
         await self._stop.wait()
         await self._drain()

@@ -46,6 +46,7 @@ T1 = 0.5
 _M_LINE = re.compile(rb"^m=audio (\d+)", re.MULTILINE)
 _HDR = struct.Struct("!BBHII")
 _TICK = 0.001
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 def tones(index: int) -> tuple[int, int]:
@@ -81,11 +82,11 @@ def sender_main(conn: Connection, host: str) -> None:
     # receiver's backlog; take a large one where permitted.
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUFFORCE, 256 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 256 << 20)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 20)
     sock.bind((host, 0))
-    slots = int(round(PTIME / _TICK))
+    slots = round(PTIME / _TICK)
     buckets: list[dict[int, list[Any]]] = [{} for _ in range(slots)]
     where: dict[int, int] = {}
     payloads: dict[int, bytes] = {}
@@ -134,8 +135,8 @@ def sender_main(conn: Connection, host: str) -> None:
                 where[sid] = bucket
             elif msg[0] == "stop":
                 bucket = where.pop(msg[1], -1)
-                st = buckets[bucket].pop(msg[1], None) if bucket >= 0 else None
-                conn.send(("sent", msg[1], st[5] if st is not None else 0))
+                stopped = buckets[bucket].pop(msg[1], None) if bucket >= 0 else None
+                conn.send(("sent", msg[1], stopped[5] if stopped is not None else 0))
             elif msg[0] == "done":
                 running = False
                 for sid, bucket in where.items():
@@ -179,7 +180,8 @@ def _invite(call: Call, target: str, local: str, media_port: int) -> bytes:
         f"o=SBC {call.index} 1 IN IP4 {host}\r\ns=SIPREC\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
         f"m=audio {media_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
         "a=ptime:20\r\na=sendonly\r\na=label:1\r\n"
-        f"m=audio {media_port + 2} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        f"m=audio {media_port + 2} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
         "a=ptime:20\r\na=sendonly\r\na=label:2\r\n"
     )
     metadata = (
@@ -193,8 +195,10 @@ def _invite(call: Call, target: str, local: str, media_port: int) -> bytes:
         "</nameID></participant>"
         f'<stream stream_id="st1" session_id="{session}"><label>1</label></stream>'
         f'<stream stream_id="st2" session_id="{session}"><label>2</label></stream>'
-        '<participantstreamassoc participant_id="pa"><send>st1</send><recv>st2</recv></participantstreamassoc>'
-        '<participantstreamassoc participant_id="pb"><send>st2</send><recv>st1</recv></participantstreamassoc>'
+        '<participantstreamassoc participant_id="pa"><send>st1</send><recv>st2</recv>'
+        "</participantstreamassoc>"
+        '<participantstreamassoc participant_id="pb"><send>st2</send><recv>st1</recv>'
+        "</participantstreamassoc>"
         "</recording>\r\n"
     )
     body = (
@@ -220,7 +224,8 @@ def _in_dialog(call: Call, method: str, cseq: int, target: str, local: str, bran
         f"Via: SIP/2.0/UDP {local};branch=z9hG4bK{call.tag}{branch}\r\n"
         f'From: "SBC" <sip:sbc@{local}>;tag={call.tag}\r\n'
         + call.to_header.decode()
-        + f"\r\nCall-ID: {call.call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        + f"\r\nCall-ID: {call.call_id}\r\nCSeq: {cseq} {method}\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
 
 
@@ -267,7 +272,8 @@ class AvailabilityWatcher(threading.Thread):
                 marks = ",".join("?" * len(crids))
                 try:
                     rows = db.execute(
-                        f"SELECT call_recording_id, state FROM recordings WHERE call_recording_id IN ({marks})",
+                        "SELECT call_recording_id, state FROM recordings"
+                        f" WHERE call_recording_id IN ({marks})",
                         crids,
                     ).fetchall()
                 except sqlite3.OperationalError:
@@ -397,9 +403,10 @@ def run_load(
             if not head.startswith(b"SIP/2.0 "):
                 continue
             status = int(head[8:11])
-            call = by_id.get(_header(head, b"call-id") or _header(head, b"i"))
-            if call is None:
+            answered = by_id.get(_header(head, b"call-id") or _header(head, b"i"))
+            if answered is None:
                 continue
+            call = answered
             method = _header(head, b"cseq").split(b" ")[-1]
             now = time.monotonic()
             if method == b"INVITE":
@@ -559,7 +566,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary(result: LoadResult, checked: dict[str, Any]) -> dict[str, Any]:

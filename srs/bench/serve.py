@@ -42,11 +42,11 @@ class WorkerDaemon(Daemon):
         )
         plane.start(loop)
         self.plane = plane
-        app_module.LiveRecordings = functools.partial(LiveRecordings, plane=plane)  # type: ignore[misc]
+        setattr(app_module, "LiveRecordings", functools.partial(LiveRecordings, plane=plane))  # noqa: B010
         try:
             return await super().run()
         finally:
-            app_module.LiveRecordings = LiveRecordings  # type: ignore[misc]
+            setattr(app_module, "LiveRecordings", LiveRecordings)  # noqa: B010
             plane.stop()
 
     def _ended(self, event: SessionEnded) -> None:

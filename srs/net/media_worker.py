@@ -242,8 +242,13 @@ class WorkerLoop:
                     continue
                 sink(data, addr, arrival)
             self.packets += received
+            t_dbg = clock()
+            if t_dbg - arrival > 0.1:
+                print("DBG slow events", len(events), t_dbg - arrival, file=sys.stderr)
             if arrival >= next_flush:
                 self._flush_slice(slice_no, arrival)
+                if clock() - t_dbg > 0.1:
+                    print("DBG slow flush", clock() - t_dbg, file=sys.stderr)
                 slice_no = (slice_no + 1) % self.slices
                 next_flush += step
                 if next_flush < arrival:

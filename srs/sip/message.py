@@ -289,6 +289,8 @@ def parse_message(
     if b"\n" in head_bytes.replace(b"\r\n", b""):
         warnings.append("LF-only line endings")
     start_line = lines[0]
+    if len(start_line) > max_header_length:
+        raise SipParseError(f"start line longer than {max_header_length} characters")
     headers = _parse_header_lines(lines[1:], max_headers, max_header_length, warnings)
     body = _apply_content_length(headers, body, warnings)
 

@@ -31,7 +31,8 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     log = tmp_path / "srs.log"
     cmd = [
         sys.executable, "-m", "srs.bench.serve", "--media-workers", str(request.param),
-        "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{high}", "--data-dir", str(data), "--http", "off",
+        "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{high}",
+        "--data-dir", str(data), "--http", "off",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

@@ -6,7 +6,7 @@
 Each target runs in its own subprocess, so a crash, hang (``--timeout`` per input)
 or memory blow-up (``--rss-limit-mb``) of one target is reported without stopping
 the others. One JSON line per target is printed:
-``{"target", "inputs", "crashes", "seconds", "exec_per_s", "artifact"}``; the exit
+``{"target", "inputs", "crashes", "seconds", "exec_per_s", "artifact", "kind"}``; the exit
 status is non-zero when any target crashed. New coverage is kept under
 ``--work`` (not in the seed corpus), crash inputs are written there too.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,6 +49,8 @@ class Summary:
     seconds: float
     exec_per_s: int
     artifact: str | None
+    kind: str | None
+    """``exception``, ``timeout`` (hang), ``oom`` (memory) or ``abort``; None without a crash."""
     detail: str | None
 
 
@@ -56,8 +59,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", action="append", choices=TARGET_NAMES, help="repeatable; default: all")
     parser.add_argument("--runs", type=int, default=0, help="inputs per target (0: no limit)")
     parser.add_argument("--seconds", type=int, default=0, help="time per target (0: no limit)")
-    parser.add_argument("--jobs", type=int, default=1, help="targets fuzzed in parallel")
-    parser.add_argument("--timeout", type=int, default=2, help="seconds per input before a hang")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="targets fuzzed in parallel")
+    parser.add_argument("--timeout", type=int, default=1, help="seconds per input before a hang")
     parser.add_argument("--rss-limit-mb", type=int, default=2048, help="memory cap of one target process")
     parser.add_argument("--work", type=Path, default=Path("var/fuzz"), help="grown corpora and crash inputs")
     parser.add_argument("--replay", type=Path, help="run one saved input through --target in-process")
@@ -140,7 +143,17 @@ def _summarize(name: str, output: str, returncode: int, seconds: float) -> Summa
     artifact = _ARTIFACT_RE.findall(output)
     crashed = returncode != 0 or any(marker in output for marker in _CRASH_MARKERS)
     detail = None
+    kind = None
     if crashed:
+        kind = (
+            "timeout"
+            if "libFuzzer: timeout" in output
+            else "oom"
+            if "libFuzzer: out-of-memory" in output
+            else "exception"
+            if "Uncaught Python exception" in output
+            else "abort"
+        )
         lines = [line for line in output.splitlines() if line.strip()]
         key = next((i for i, line in enumerate(lines) if any(m in line for m in _CRASH_MARKERS)), None)
         detail = "\n".join(lines[key : key + 25] if key is not None else lines[-25:])
@@ -151,6 +164,7 @@ def _summarize(name: str, output: str, returncode: int, seconds: float) -> Summa
         seconds=seconds,
         exec_per_s=exec_per_s,
         artifact=artifact[-1] if artifact else None,
+        kind=kind,
         detail=detail,
     )
 

@@ -110,4 +110,55 @@ def test_runner_counts_a_crash() -> None:
     output = "=== Uncaught Python exception: ===\nIndexError: x\nTest unit written to var/fuzz/crash-1\n"
     summary = _summarize("rtp", output, 1, 0.5)
     assert summary.crashes == 1 and summary.artifact == "var/fuzz/crash-1"
+    assert summary.kind == "exception"
     assert summary.detail is not None and "IndexError" in summary.detail
+
+
+def test_runner_counts_hangs_and_memory_blowups() -> None:
+    from tests.fuzz.run import _summarize
+
+    hang = _summarize("sdp", "==1== ERROR: libFuzzer: timeout after 2 seconds\n", 70, 3.0)
+    oom = _summarize("sdp", "==1== ERROR: libFuzzer: out-of-memory (used: 2100Mb)\n", 71, 3.0)
+    clean = _summarize(
+        "sdp", "#1000\tDONE   cov: 10 ft: 10 exec/s: 500 rss: 60Mb\nDone 1000 runs in 2 second(s)\n", 0, 2.1
+    )
+    assert (hang.crashes, hang.kind) == (1, "timeout")
+    assert (oom.crashes, oom.kind) == (1, "oom")
+    assert (clean.crashes, clean.kind, clean.inputs, clean.exec_per_s) == (0, None, 1000, 500)
+
+
+_SIP_TEXT = st.text(alphabet=st.sampled_from("abcXYZ019 .;,:=<>\"@/\\-_~!%*+`'[]?&\t\r\n\x00é"), max_size=40)
+
+
+@st.composite
+def sip_messages(draw: st.DrawFn) -> bytes:
+    """Messages that get past the start line: the mandatory headers with grammar-stressing values."""
+    method = draw(st.sampled_from(["INVITE", "ACK", "BYE", "OPTIONS", "INFO", "UPDATE", "CANCEL", "X"]))
+    start = draw(
+        st.sampled_from(
+            [f"{method} sip:srs@192.0.2.1 SIP/2.0", "SIP/2.0 200 OK", f"{method} tel:+123 SIP/2.0"]
+        )
+    )
+    headers = [
+        f"Via: SIP/2.0/{draw(st.sampled_from(['UDP', 'TCP', 'TLS']))} 192.0.2.10:5060"
+        f";branch=z9hG4bK{draw(_SIP_TEXT)}",
+        f"From: {draw(_SIP_TEXT)}<sip:a@b>;tag={draw(_SIP_TEXT)}",
+        f"To: <sip:{draw(_SIP_TEXT)}@example.com>{draw(_SIP_TEXT)}",
+        f"Call-ID: {draw(_SIP_TEXT)}",
+        f"CSeq: {draw(st.integers(0, 2**32))} {method}",
+    ]
+    extra = draw(
+        st.lists(st.tuples(st.sampled_from(["v", "m", "l", "c", "Contact", "X-A"]), _SIP_TEXT), max_size=4)
+    )
+    headers += [f"{name}:{value}" for name, value in extra]
+    order = draw(st.permutations(headers))
+    body = draw(st.binary(max_size=64))
+    return ("\r\n".join([start, *order]) + "\r\n\r\n").encode("utf-8", "surrogatepass") + body
+
+
+@FUZZ_SETTINGS
+@given(sip_messages())
+def test_structured_sip_messages(data: bytes) -> None:
+    for name in ("sip_udp", "siprec_ua"):
+        run_target(name, data)
+    run_target("sip_tcp", b"\x00" * 8 + data)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from srs.errors import MultipartError
+from srs.errors import MultipartError, SipParseError
+from srs.sip.message import Request, parse_message
 from srs.siprec.metadata import MAX_MERGED_EXTENSIONS, merge_metadata, parse_metadata
 from srs.siprec.multipart import MAX_PARTS, extract_siprec_body, split_multipart
 
@@ -56,3 +57,16 @@ def test_delimiters_in_the_epilogue_do_not_count_as_parts() -> None:
     split = split_multipart(body, "b")
     assert len(split.parts) == 2
     assert any("epilogue" in warning for warning in split.warnings)
+
+
+def test_start_line_is_capped_like_a_header_line() -> None:
+    head = (
+        "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\n"
+        "Call-ID: 1\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    )
+    short = f"OPTIONS sip:{'a' * 100}@example.com SIP/2.0\r\n{head}".encode()
+    long = f"OPTIONS sip:{'a' * 9000}@example.com SIP/2.0\r\n{head}".encode()
+    parsed = parse_message(short, max_header_length=200)
+    assert isinstance(parsed, Request) and parsed.method == "OPTIONS"
+    with pytest.raises(SipParseError, match="start line"):
+        parse_message(long)

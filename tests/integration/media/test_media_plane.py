@@ -71,7 +71,9 @@ def run(make: Callable[[asyncio.AbstractEventLoop], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def _open_call(plane: MediaPlane, allocator: PortAllocator, path: Path, key: str = "k") -> list[RtpPort]:
+async def _open_call(
+    plane: MediaPlane, allocator: PortAllocator, path: Path, key: str = "k"
+) -> list[RtpPort]:
     ports = allocator.allocate(2)
     assert ports is not None
     start = time.monotonic()
@@ -94,7 +96,9 @@ async def _send(ports: list[RtpPort], packets: int, *, pace: float = 0.02) -> No
                 await asyncio.sleep(pace)
 
 
-async def _close(plane: MediaPlane, allocator: PortAllocator, ports: list[RtpPort], key: str = "k") -> RecordingResult:
+async def _close(
+    plane: MediaPlane, allocator: PortAllocator, ports: list[RtpPort], key: str = "k"
+) -> RecordingResult:
     for port in ports:
         plane.detach(key, port)
         allocator.release(port)
