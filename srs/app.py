@@ -23,7 +23,7 @@ import signal
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,11 @@ import srs_codecs
 import srs
 from srs.config import Config
 from srs.errors import ParseError
+from srs.http_runtime import HttpRuntime, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
+from srs.metrics import DaemonMetrics
 from srs.net.rtp_edge import PortAllocator, RtpReceiver
 from srs.net.sip_edge import SipEdge
 from srs.rtp.srtp import make_inline_key
@@ -120,6 +122,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
         self.stats = {"refused": 0, "dropped": 0}
+        self.metrics = DaemonMetrics()
+        self.http: HttpRuntime | None = None
         self.disk_low = False
         self._disk_warned = False
 
@@ -201,7 +205,8 @@ class Daemon:
         await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        http_task = await self._start_http()
+        self.metrics.set_live_source(self._live_metrics)
+        self.http = await self._start_http()
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
         self.log.info(
@@ -218,10 +223,7 @@ class Daemon:
         await self._drain()
         flusher.cancel()
         disk_watch.cancel()
-        if http_task is not None:
-            self._http_server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(http_task, 5)
+        await self.http.stop()
         self.edge.close()
         self.index.close()
         self.log.info("stopped")
@@ -236,38 +238,25 @@ class Daemon:
             context.verify_mode = ssl.CERT_REQUIRED
         return context
 
-    async def _start_http(self) -> asyncio.Task[None] | None:
-        listen = self.config.http.listen
-        if listen is None:
-            return None
-        import uvicorn
-
-        from srs.api.app import create_app
-        from srs.service.exports import ExportManager
-        from srs.service.recordings import RecordingService
-        from srs.service.tokens import TokenService
-
-        service = RecordingService(
-            self.index,
-            self.layout,
-            self.layout.secret(),
-            max_link_validity_s=self.config.http.link_max_validity_min * 60,
+    async def _start_http(self) -> HttpRuntime:
+        """The API (when [http] listen is set), webhooks, retention and /metrics, on this loop."""
+        http, storage = self.config.http, self.config.storage
+        return await start_http_runtime(
+            data_dir=self.layout.data_dir,
+            listen_host=http.listen.host if http.listen is not None else None,
+            listen_port=http.listen.port if http.listen is not None else 0,
+            link_max_validity_min=http.link_max_validity_min,
+            webhook_urls=http.webhook_urls,
+            retention_days=storage.retention_days,
+            retention_overrides=storage.retention_overrides,
+            retention_interval_s=storage.retention_interval_s,
+            metrics=self.metrics,
         )
-        app = create_app(service, TokenService(self.index), ExportManager(service))
 
-        class _EmbeddedServer(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Generator[None, None, None]:
-                yield  # the daemon owns SIGTERM/SIGINT
-
-        server = _EmbeddedServer(
-            uvicorn.Config(
-                app, host=listen.host, port=listen.port, log_config=None, access_log=False, lifespan="off"
-            )
-        )
-        self._http_server = server
-        assert self.loop is not None
-        return self.loop.create_task(server.serve())
+    def _live_metrics(self) -> dict[str, float]:
+        live = self.live
+        streams = sum(len(s.slots) for s in live.sessions.values()) if live is not None else 0
+        return {"active_sessions": self.ua.active_sessions, "active_streams": streams}
 
     # ----------------------------------------------------------- SIP
     def _on_sip(self, data: bytes, source: Address, transport: Transport, local: Address) -> None:
@@ -294,12 +283,17 @@ class Daemon:
             elif isinstance(event, SessionAnswered):
                 if self._guarded(event.session_id, self.live.answered, event, pending) and event.initial:
                     self.log.info("recording_started", session=event.session_id, streams=len(event.streams))
+                    session = self.live.sessions.get(event.session_id)
+                    if session is not None and self.http is not None:
+                        self.metrics.session_started()
+                        self.http.recording_event("recording_started", session.recording_id)
             elif isinstance(event, MetadataReceived):
                 self._guarded(event.session_id, self.live.metadata, event, pending)
             elif isinstance(event, SessionEnded):
                 self._guarded(event.session_id, self._ended, event, pending)
             elif isinstance(event, RequestRefused):
                 self.stats["refused"] += 1
+                self.metrics.request_refused(event.status)
                 self.log.info(
                     "request_refused",
                     method=event.method,
@@ -310,6 +304,7 @@ class Daemon:
                 )
             elif isinstance(event, MessageDropped):
                 self.stats["dropped"] += 1
+                self.metrics.message_dropped()
                 self.log.info("sip_dropped", detail=event.detail, source=str(event.source))
         self._arm_timer()
 
@@ -362,6 +357,17 @@ class Daemon:
         self.log.info(
             "recording_ended", session=event.session_id, recording=finished.recording_id, reason=event.reason
         )
+        self.metrics.session_ended()
+        if finished.final is not None:
+            for stats in finished.final.completeness.get("streams", {}).values():
+                self.metrics.packets(
+                    received=stats["packets_received"],
+                    lost=stats["packets_lost"],
+                    dropped=stats["packets_late"] + stats["packets_duplicate"]
+                    + stats["packets_dropped_source"] + stats["malformed"],
+                )
+        if self.http is not None:
+            self.http.recording_event("recording_finished", finished.recording_id)
         task = self.loop.create_task(self._publish(finished))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
@@ -373,6 +379,8 @@ class Daemon:
             digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
             finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))
         self.live.publish(finished)
+        if finished.final is not None and self.http is not None:
+            self.http.recording_event("recording_available", finished.recording_id)
         self.log.info(
             "recording_available" if finished.final else "recording_failed",
             recording=finished.recording_id,

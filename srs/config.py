@@ -86,12 +86,15 @@ class LimitSettings:
 class HttpSettings:
     listen: HostPort | None = HostPort("127.0.0.1", 8080)
     link_max_validity_min: int = 1440
+    webhook_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: str = "./var"
     retention_days: int = 0
+    retention_overrides: Mapping[str, int] = field(default_factory=dict)
+    retention_interval_s: float = 3600.0
     min_free_mb: int = 100
     warn_free_mb: int = 1000
 
@@ -147,6 +150,16 @@ def _convert(section: str, key: str, current: Any, value: Any) -> Any:
             raise ConfigError(f'{where}: expected "HOST:PORT" or a list of them')
         parsed = tuple(HostPort.parse(i, what=where) for i in items)
         return parsed[0] if section == "http" else parsed
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number, got {value!r}")
+        return float(value)
+    if isinstance(current, dict):
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise ConfigError(f"{where}: expected a table of SOURCE = DAYS")
+        return dict(value)
     if isinstance(current, tuple):
         if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
             raise ConfigError(f"{where}: expected a list of strings")
