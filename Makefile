@@ -35,8 +35,12 @@ lint: install
 	$(VENV)/bin/ruff check srs codecs tests
 	$(VENV)/bin/mypy
 
+# One JSON document with the performance figures (long); bench-quick is the small variant CI runs.
 bench: install
 	$(PY) -m srs.bench
+
+bench-quick: install
+	$(PY) -m srs.bench --quick
 
 # >= 1M inputs per target (hours on 2 cores); fuzz-ci is the bounded pass CI runs.
 fuzz: install

@@ -23,7 +23,7 @@ import signal
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ from srs.http_runtime import HttpRuntime, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
+from srs.mediaplane import MediaPlane
 from srs.metrics import DaemonMetrics
+from srs.net.media_worker import WorkerPlane
 from srs.net.rtp_edge import PortAllocator, RtpReceiver
 from srs.net.sip_edge import SipEdge
 from srs.rtp.srtp import make_inline_key
@@ -180,6 +182,15 @@ class Daemon:
         if repaired:
             self.log.warning("recordings_repaired", count=repaired)
         receiver = RtpReceiver(loop, loop.time)
+        plane: MediaPlane | None = None
+        if self.config.media.workers > 0:
+            worker_plane = WorkerPlane(
+                self.config.media.workers,
+                flush_interval=self.config.media.flush_interval_ms / 1000,
+                log=self.log,
+            )
+            worker_plane.start(loop)
+            plane = worker_plane
         media = self.config.media
         self.live = LiveRecordings(
             index=self.index,
@@ -193,6 +204,7 @@ class Daemon:
                 relatch_after=media.relatch_silence_ms / 1000,
             ),
             log=self.log,
+            plane=plane,
         )
         sip = self.config.sip
         self.edge = SipEdge(
@@ -225,6 +237,7 @@ class Daemon:
         disk_watch.cancel()
         await self.http.stop()
         self.edge.close()
+        self.live.plane.stop()
         self.index.close()
         self.log.info("stopped")
         return 0
@@ -351,13 +364,25 @@ class Daemon:
 
     def _ended(self, event: SessionEnded) -> None:
         assert self.live is not None and self.loop is not None
-        finished = self.live.ended(event)
-        if finished is None:
+        session = self.live.sessions.get(event.session_id)
+        pending = self.live.end(event)
+        if pending is None:
             return
         self.log.info(
-            "recording_ended", session=event.session_id, recording=finished.recording_id, reason=event.reason
+            "recording_ended",
+            session=event.session_id,
+            recording=session.recording_id if session is not None else None,
+            reason=event.reason,
         )
         self.metrics.session_ended()
+        task = self.loop.create_task(self._publish(pending))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, pending: Awaitable[Finished]) -> None:
+        """Wait for the media plane to close the file, hash it off the loop, then mark it available."""
+        assert self.live is not None
+        finished = await pending
         if finished.final is not None:
             for stats in finished.final.completeness.get("streams", {}).values():
                 self.metrics.packets(
@@ -368,13 +393,6 @@ class Daemon:
                 )
         if self.http is not None:
             self.http.recording_event("recording_finished", finished.recording_id)
-        task = self.loop.create_task(self._publish(finished))
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
-
-    async def _publish(self, finished: Finished) -> None:
-        """Hash the file off the loop, then mark the recording available."""
-        assert self.live is not None
         if finished.final is not None and finished.final.file_path:
             digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
             finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))

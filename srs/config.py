@@ -73,6 +73,7 @@ class MediaSettings:
     codec_preference: tuple[str, ...] = ()
     output: str = "mono"
     relatch_silence_ms: int = 1000
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f'[media] pause: expected "silence" or "cut", got {media.pause!r}')
     if media.output not in ("mono", "stereo", "per-stream"):
         raise ConfigError(f"[media] output: expected mono, stereo or per-stream, got {media.output!r}")
+    if not 0 <= media.workers <= 64:
+        raise ConfigError(f"[media] workers: expected 0..64, got {media.workers}")
     if not 0 <= media.reorder_window_ms <= 2000:
         raise ConfigError("[media] reorder_window_ms: expected 0..2000")
     if config.limits.drain_seconds < 0:

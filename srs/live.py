@@ -31,6 +31,7 @@ from srs.storage.records import (
     FinalizedRecording,
     NewRecording,
     Participant,
+    SessionInfo,
     State,
     StreamInfo,
 )
@@ -224,6 +225,10 @@ class LiveRecordings:
             [Participant(p.id, p.aor, p.name, tuple(p.send), tuple(p.recv)) for p in merged.participants],
             self._stream_infos(session),
             list(merged.extensions),
+            [
+                SessionInfo(s.id, tuple(s.sip_session_ids), s.start_time, s.stop_time, s.group)
+                for s in merged.sessions
+            ],
         )
         for warning in event.update.warnings:
             if warning not in session.warnings:
@@ -333,6 +338,13 @@ class LiveRecordings:
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded
     ) -> FinalizedRecording:
         warnings = list(session.warnings) + list(result.warnings)
+        dropped = self.plane.srtp_dropped(session.session_id)
+        srtp_by_label: dict[str, int] = {}
+        for i, slot in enumerate(session.slots):
+            negotiated = slot.negotiated
+            if negotiated is not None and slot.port.port in dropped:
+                label = negotiated.label if negotiated.label is not None else str(i + 1)
+                srtp_by_label[label] = dropped[slot.port.port]
         streams: dict[str, Any] = {}
         dtmf: list[DtmfEvent] = []
         for stats in result.streams:
@@ -350,7 +362,12 @@ class LiveRecordings:
                 "captured_ms": stats.captured_ms,
                 "completeness": round(stats.completeness, 4),
                 "silent": stats.silent,
+                "packets_dropped_srtp": srtp_by_label.get(stats.label, 0),
             }
+            if srtp_by_label.get(stats.label):
+                warnings.append(
+                    f"stream {stats.label}: {srtp_by_label[stats.label]} SRTP packets failed authentication"
+                )
         for index, dtmf_event in result.dtmf:
             label = result.streams[index].label if index < len(result.streams) else str(index)
             dtmf.append(DtmfEvent(label, dtmf_event.digit, dtmf_event.offset_ms, dtmf_event.duration_ms))

@@ -206,6 +206,10 @@ class MediaPlane(ABC):
     def abort(self, key: str) -> None: ...
 
     @abstractmethod
+    def srtp_dropped(self, key: str) -> dict[int, int]:
+        """SRTP datagrams that failed authentication, by RTP port, once ``close`` has completed."""
+
+    @abstractmethod
     def flush(self, now: float) -> list[str]:
         """Write what is due (or collect what workers wrote); returns keys whose file failed."""
 
@@ -221,6 +225,7 @@ class InProcessPlane(MediaPlane):
         self.receiver = receiver
         self.set = RecordingSet(decoder_factory)
         self._ports: dict[int, RtpPort] = {}
+        self._dropped: dict[str, dict[int, int]] = {}
 
     def open(self, key: str, spec: RecorderSpec) -> None:
         self.set.open(key, spec)
@@ -233,6 +238,8 @@ class InProcessPlane(MediaPlane):
         self._ports.pop(port.port, None)
         self.receiver.unwatch(port)
         port.sink = None
+        if port.counters.dropped_srtp:
+            self._dropped.setdefault(key, {})[port.port] = port.counters.dropped_srtp
 
     def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
         track = self.set.set_stream(key, port, spec, at)
@@ -241,6 +248,9 @@ class InProcessPlane(MediaPlane):
             return
         rtp_port.sink = track.push if track is not None else None
         rtp_port.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+        # sender reports align streams; SRTCP is not decrypted yet, so encrypted streams go without
+        plain = spec is not None and spec.srtp is None
+        rtp_port.rtcp_sink = track.push_rtcp if track is not None and plain else None
 
     def relatch(self, key: str, port: int) -> None:
         track = self.set.track(key, port)
@@ -267,6 +277,10 @@ class InProcessPlane(MediaPlane):
 
     def abort(self, key: str) -> None:
         self.set.abort(key)
+        self._dropped.pop(key, None)
+
+    def srtp_dropped(self, key: str) -> dict[int, int]:
+        return self._dropped.pop(key, {})
 
     def flush(self, now: float) -> list[str]:
         return self.set.flush(now)

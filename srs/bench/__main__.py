@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 "projected_calls_per_core": int(1e6 / (us * 100)) if us else None,
                 "levels": runs,
             }
+            _progress(report, "media")
         if "inprocess" in only:
             base_levels = levels[: max(1, len(levels) - 2)]
             best, runs = _uvloop_run(
@@ -293,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
                 "us_per_packet": at_best.get("us_per_packet"),
                 "levels": runs,
             }
+            _progress(report, "media_in_process")
         if "setup" in only:
             calls = 500 if quick else 3000
             report["setup"] = setup_rate(work, calls, 50 if quick else 100, media_cpu, others)
+            _progress(report, "setup")
         if "e2e" in only:
             report["end_to_end"] = (
                 end_to_end(work, 40, 20.0, 2.0, media_cpu, others)
@@ -309,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _progress(report: dict[str, Any], name: str) -> None:
+    """Each section to stderr as soon as it is done, so a long run that is cut short keeps its results."""
+    print(json.dumps({name: report.get(name)}), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

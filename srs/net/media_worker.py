@@ -38,6 +38,7 @@ from srs.net.rtp_edge import RtpPort
 
 _MAX_COMMAND = 1 << 22
 _MAX_EARLY = 64
+_COMMANDS_PER_ROUND = 32
 _RECV_SIZE = 2048
 _PR_SET_PDEATHSIG = 1
 _STOP_WAIT_S = 10.0
@@ -47,15 +48,18 @@ _SEND_WAIT_S = 5.0
 # ----------------------------------------------------------------------------------- worker side
 
 
-@dataclass
+@dataclass(slots=True)
 class _Port:
     port: int
     key: str
     rtp: socket.socket
     rtcp: socket.socket
+    recvfrom: Callable[[int], tuple[bytes, Any]]
     sink: Callable[[bytes, Any, float], None] | None = None
+    rtcp_sink: Callable[[bytes, Any, float], None] | None = None
     filter: PacketFilter | None = None
     packets: int = 0
+    dropped_srtp: int = 0
     early: list[tuple[bytes, Any, float]] = field(default_factory=list)
     """Datagrams that arrived before the stream was set up (RTP may follow the 200 OK at once)."""
 
@@ -70,10 +74,13 @@ class WorkerLoop:
     clock: Callable[[], float] = time.monotonic
     recordings: RecordingSet = field(init=False)
     by_fd: dict[int, _Port] = field(default_factory=dict)
+    rtcp_by_fd: dict[int, _Port] = field(default_factory=dict)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
     packets: int = 0
     running: bool = True
+    dropped: dict[str, dict[int, int]] = field(default_factory=dict)
+    """SRTP authentication failures of detached ports, by recording, until its close is answered."""
 
     def __post_init__(self) -> None:
         import srs_codecs
@@ -93,7 +100,9 @@ class WorkerLoop:
                 self.control.setblocking(False)
 
     def _commands(self) -> None:
-        while True:
+        """A bounded batch of commands: a burst of new calls must not hold up the packets of running ones
+        (the socket stays readable, the rest comes with the next poll)."""
+        for _ in range(_COMMANDS_PER_ROUND):
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, 4)
             except BlockingIOError:
@@ -118,11 +127,12 @@ class WorkerLoop:
             _, key, port_no = message
             rtp = socket.socket(fileno=fds[0])
             rtcp = socket.socket(fileno=fds[1])
-            entry = _Port(port_no, key, rtp, rtcp)
+            entry = _Port(port_no, key, rtp, rtcp, rtp.recvfrom)
             self.by_port[port_no] = entry
             self.by_key.setdefault(key, []).append(entry)
+            self.by_fd[rtp.fileno()] = entry
+            self.rtcp_by_fd[rtcp.fileno()] = entry
             for sock in (rtp, rtcp):
-                self.by_fd[sock.fileno()] = entry
                 self.epoll.register(sock.fileno(), select.EPOLLIN)
         elif op == "detach":
             self._detach(message[2])
@@ -138,6 +148,8 @@ class WorkerLoop:
             bound = self.by_port.get(port_no)
             if bound is not None:
                 bound.sink = track.push if track is not None else None
+                plain = spec is not None and spec.srtp is None
+                bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
                 bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
                 early, bound.early = bound.early, []
                 for data, addr, arrival in early:
@@ -155,11 +167,12 @@ class WorkerLoop:
             try:
                 result = self.recordings.close(key, at)
             except (OSError, KeyError) as exc:
-                self._reply(("closed", key, None, str(exc)))
+                self._reply(("closed", key, None, str(exc), self.dropped.pop(key, {})))
             else:
-                self._reply(("closed", key, result, None))
+                self._reply(("closed", key, result, None, self.dropped.pop(key, {})))
         elif op == "abort":
             self.recordings.abort(message[1])
+            self.dropped.pop(message[1], None)
         elif op == "stop":
             self.running = False
 
@@ -168,6 +181,8 @@ class WorkerLoop:
         if entry is None:
             return
         self._drain(entry)
+        if entry.dropped_srtp:
+            self.dropped.setdefault(entry.key, {})[port_no] = entry.dropped_srtp
         siblings = self.by_key.get(entry.key, [])
         if entry in siblings:
             siblings.remove(entry)
@@ -176,6 +191,7 @@ class WorkerLoop:
         for sock in (entry.rtp, entry.rtcp):
             fd = sock.fileno()
             self.by_fd.pop(fd, None)
+            self.rtcp_by_fd.pop(fd, None)
             with contextlib.suppress(OSError):
                 self.epoll.unregister(fd)
             sock.close()
@@ -185,7 +201,7 @@ class WorkerLoop:
         arrival = self.clock()
         while True:
             try:
-                data, addr = entry.rtp.recvfrom(_RECV_SIZE)
+                data, addr = entry.recvfrom(_RECV_SIZE)
             except OSError:
                 return
             self._deliver(entry, data, addr, arrival)
@@ -200,6 +216,7 @@ class WorkerLoop:
         if entry.filter is not None:
             clear = entry.filter(data)
             if clear is None:
+                entry.dropped_srtp += 1
                 return
             data = clear
         entry.sink(data, addr, arrival)
@@ -224,15 +241,10 @@ class WorkerLoop:
             for fd, _mask in events:
                 entry = by_fd.get(fd)
                 if entry is None:
-                    if fd == control_fd:
-                        self._commands()
-                    continue
-                if fd != entry.rtp.fileno():
-                    with contextlib.suppress(OSError):  # RTCP: drained, counted by nobody yet
-                        entry.rtcp.recv(_RECV_SIZE)
+                    self._other(fd, control_fd)
                     continue
                 try:
-                    data, addr = entry.rtp.recvfrom(_RECV_SIZE)
+                    data, addr = entry.recvfrom(_RECV_SIZE)
                 except OSError:
                     continue
                 received += 1
@@ -242,18 +254,27 @@ class WorkerLoop:
                     continue
                 sink(data, addr, arrival)
             self.packets += received
-            t_dbg = clock()
-            if t_dbg - arrival > 0.1:
-                print("DBG slow events", len(events), t_dbg - arrival, file=sys.stderr)
             if arrival >= next_flush:
                 self._flush_slice(slice_no, arrival)
-                if clock() - t_dbg > 0.1:
-                    print("DBG slow flush", clock() - t_dbg, file=sys.stderr)
                 slice_no = (slice_no + 1) % self.slices
                 next_flush += step
                 if next_flush < arrival:
                     next_flush = arrival + step
         self.recordings.abort_all()
+
+    def _other(self, fd: int, control_fd: int) -> None:
+        if fd == control_fd:
+            self._commands()
+            return
+        entry = self.rtcp_by_fd.get(fd)
+        if entry is None:
+            return
+        try:
+            data, addr = entry.rtcp.recvfrom(_RECV_SIZE)
+        except OSError:
+            return
+        if entry.rtcp_sink is not None:
+            entry.rtcp_sink(data, addr, self.clock())
 
     def _flush_slice(self, slice_no: int, now: float) -> None:
         slices = self.slices
@@ -349,6 +370,7 @@ class WorkerPlane(MediaPlane):
         self._route: dict[str, _Worker] = {}
         self._pending: dict[str, asyncio.Future[RecordingResult]] = {}
         self._failed: list[str] = []
+        self._dropped: dict[str, dict[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -378,7 +400,9 @@ class WorkerPlane(MediaPlane):
                 return
             message = pickle.loads(data)
             if message[0] == "closed":
-                _, key, result, error = message
+                _, key, result, error, dropped = message
+                if dropped:
+                    self._dropped[key] = dropped
                 future = self._pending.pop(key, None)
                 if future is not None and not future.done():
                     if result is not None:
@@ -490,6 +514,9 @@ class WorkerPlane(MediaPlane):
         worker = self._route.pop(key, None)
         if worker is not None:
             worker.keys.discard(key)
+
+    def srtp_dropped(self, key: str) -> dict[int, int]:
+        return self._dropped.pop(key, {})
 
     def flush(self, now: float) -> list[str]:
         failed, self._failed = self._failed, []

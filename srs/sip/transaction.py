@@ -8,6 +8,8 @@ Timers are absolute deadlines compared with the ``now`` the caller passes in.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -287,13 +289,24 @@ def transaction_key(request: Request, method: str | None = None, *, to_tag: str 
 
 
 class ServerTransactionLayer:
-    """Matches requests to server transactions and runs their timers."""
+    """Matches requests to server transactions and runs their timers.
+
+    Deadlines sit in a heap with lazy deletion: every time a transaction's
+    earliest deadline changes an entry is pushed, and an entry whose
+    transaction has ended or moved on is dropped when it reaches the top.
+    Finding the next deadline is O(1) amortised and a timer tick touches only
+    the transactions that are due, however many thousands are alive.
+    """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self._transactions: dict[Hashable, ServerTransaction] = {}
+        self._heap: list[tuple[float, int, ServerTransaction]] = []
+        self._armed: dict[int, float] = {}  # id(txn) -> deadline of its newest heap entry
+        self._order: dict[int, int] = {}  # id(txn) -> insertion rank (the dict's iteration order)
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._transactions)
@@ -301,6 +314,11 @@ class ServerTransactionLayer:
     @property
     def transactions(self) -> list[ServerTransaction]:
         return list(self._transactions.values())
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
+        return len(self._heap)
 
     def receive_request(
         self, request: Request, source: Address, transport: Transport, now: float
@@ -317,6 +335,7 @@ class ServerTransactionLayer:
         else:
             txn = NonInviteServerTransaction(key, request, source, transport, self.t1, self.t2, self.t4)
         self._transactions[key] = txn
+        self._order[id(txn)] = next(self._seq)
         if request.method == "CANCEL":
             target = self._transactions.get(transaction_key(request, "INVITE"))
             cancelled = target if isinstance(target, InviteServerTransaction) else None
@@ -325,6 +344,7 @@ class ServerTransactionLayer:
 
     def _retransmission(self, txn: ServerTransaction, now: float) -> Disposition:
         action = txn.step(Input.REQUEST, now)
+        self._track(txn)
         outgoing = txn.resend_outgoing() if action is Action.RESEND else None
         return Disposition(DispositionKind.RETRANSMISSION, txn, tuple(o for o in (outgoing,) if o))
 
@@ -364,6 +384,7 @@ class ServerTransactionLayer:
             txn.reliable = reliable
         action = txn.step(response_input(response.status), now)
         if action is not Action.SEND:
+            self._track(txn)
             return b""
         data = serialize(response)
         txn.last_response = response
@@ -379,16 +400,67 @@ class ServerTransactionLayer:
                 break
             txn.step(event, now)
         if txn.terminated:
-            self._transactions.pop(txn.key, None)
+            self._drop(txn)
+        else:
+            self._track(txn)
+
+    # ------------------------------------------------------------ deadline heap
+    def _track(self, txn: ServerTransaction) -> None:
+        """Push an entry if the transaction's earliest deadline is not the one already queued."""
+        deadline = txn.next_deadline()
+        ident = id(txn)
+        if deadline is None:
+            self._armed.pop(ident, None)
+            return
+        if self._armed.get(ident) == deadline or self._transactions.get(txn.key) is not txn:
+            return
+        self._armed[ident] = deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), txn))
+        if len(self._heap) > 2 * len(self._armed) + 64:
+            self._compact()
+
+    def _drop(self, txn: ServerTransaction) -> None:
+        if self._transactions.get(txn.key) is txn:
+            del self._transactions[txn.key]
+        self._armed.pop(id(txn), None)
+        self._order.pop(id(txn), None)
+
+    def _live(self, entry: tuple[float, int, ServerTransaction]) -> bool:
+        deadline, _, txn = entry
+        return self._armed.get(id(txn)) == deadline and self._transactions.get(txn.key) is txn
+
+    def _compact(self) -> None:
+        """Rebuild from live entries only: stale ones outnumber them (amortised O(1) per push)."""
+        kept: dict[int, tuple[float, int, ServerTransaction]] = {}
+        for entry in self._heap:
+            if self._live(entry):
+                kept.setdefault(id(entry[2]), entry)
+        self._heap = list(kept.values())
+        heapq.heapify(self._heap)
+        self._armed = {ident: d for ident, d in self._armed.items() if ident in kept}
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (t.next_deadline() for t in self._transactions.values()) if d is not None]
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def on_timer(self, now: float) -> list[Outgoing | TransactionTimeout]:
-        """Fire every timer due at ``now`` in deadline order (several per transaction if late)."""
+        """Fire every timer due at ``now`` in deadline order (several per transaction if late).
+
+        Due transactions are handled in the order they were created, as a scan of
+        all of them would; transactions with nothing due are not touched.
+        """
+        heap = self._heap
+        due: dict[int, ServerTransaction] = {}
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                txn = entry[2]
+                due[id(txn)] = txn
+                self._armed.pop(id(txn), None)
         events: list[Outgoing | TransactionTimeout] = []
-        for txn in list(self._transactions.values()):
+        for txn in sorted(due.values(), key=lambda t: self._order.get(id(t), 0)):
             while txn.timers and not txn.terminated:
                 event, deadline = min(txn.timers.items(), key=lambda item: item[1])
                 if deadline > now:
@@ -401,7 +473,9 @@ class ServerTransactionLayer:
                 elif action is Action.TIMEOUT:
                     events.append(TransactionTimeout(txn))
             if txn.terminated:
-                del self._transactions[txn.key]
+                self._drop(txn)
+            else:
+                self._track(txn)
         return events
 
     def find_invite(self, request: Request) -> InviteServerTransaction | None:

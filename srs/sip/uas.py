@@ -6,6 +6,8 @@ the 2xx is the core's job. Sans-IO: the edge sends what :meth:`on_timer` returns
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -28,21 +30,33 @@ class _Pending:
     interval: float
     next_send: float
     give_up: float
+    order: int
 
 
 class TwoXxRetransmitter:
-    """Retransmits each accepted INVITE's 2xx at T1, 2T1, 4T1 … capped at T2 (unreliable only)."""
+    """Retransmits each accepted INVITE's 2xx at T1, 2T1, 4T1 … capped at T2 (unreliable only).
+
+    Deadlines sit in a heap with lazy deletion (an entry is stale once its 2xx
+    is acknowledged or its deadline moved on), so a tick touches only due 2xx.
+    """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0) -> None:
         self.t1 = t1
         self.t2 = t2
         self._pending: dict[Hashable, _Pending] = {}
+        self._heap: list[tuple[float, int, Hashable, _Pending]] = []
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def __contains__(self, key: object) -> bool:
         return key in self._pending
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
+        return len(self._heap)
 
     def start(
         self,
@@ -55,7 +69,8 @@ class TwoXxRetransmitter:
     ) -> None:
         """Track a 2xx the edge has just sent once; a second start for the key replaces the first."""
         is_reliable = transport.reliable if reliable is None else reliable
-        self._pending[key] = _Pending(
+        previous = self._pending.get(key)
+        pending = _Pending(
             data=data,
             destination=destination,
             transport=transport,
@@ -63,7 +78,10 @@ class TwoXxRetransmitter:
             interval=self.t1,
             next_send=now + self.t1,
             give_up=now + 64 * self.t1,
+            order=previous.order if previous is not None else next(self._seq),
         )
+        self._pending[key] = pending
+        self._push(key, pending)
 
     def ack(self, key: Hashable) -> bool:
         """The ACK arrived; True if it was awaited."""
@@ -72,9 +90,21 @@ class TwoXxRetransmitter:
     def cancel(self, key: Hashable) -> None:
         self._pending.pop(key, None)
 
+    def _push(self, key: Hashable, pending: _Pending) -> None:
+        heapq.heappush(self._heap, (self._deadline(pending), next(self._seq), key, pending))
+        if len(self._heap) > 2 * len(self._pending) + 64:
+            self._heap = [entry for entry in self._heap if self._live(entry)]
+            heapq.heapify(self._heap)
+
+    def _live(self, entry: tuple[float, int, Hashable, _Pending]) -> bool:
+        deadline, _, key, pending = entry
+        return self._pending.get(key) is pending and self._deadline(pending) == deadline
+
     def next_deadline(self) -> float | None:
-        deadlines = [self._deadline(p) for p in self._pending.values()]
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     @staticmethod
     def _deadline(pending: _Pending) -> float:
@@ -83,8 +113,15 @@ class TwoXxRetransmitter:
         return min(pending.next_send, pending.give_up)
 
     def on_timer(self, now: float) -> list[Outgoing | AckTimeout]:
+        """Due 2xx in the order they were first started, as a scan of all of them would give."""
+        heap = self._heap
+        due: dict[int, tuple[Hashable, _Pending]] = {}
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                due[id(entry[3])] = (entry[2], entry[3])
         events: list[Outgoing | AckTimeout] = []
-        for key, pending in list(self._pending.items()):
+        for key, pending in sorted(due.values(), key=lambda item: item[1].order):
             while not pending.reliable and pending.next_send < pending.give_up and pending.next_send <= now:
                 events.append(Outgoing(pending.data, pending.destination, pending.transport))
                 pending.interval = min(pending.interval * 2, self.t2)
@@ -92,6 +129,8 @@ class TwoXxRetransmitter:
             if pending.give_up <= now:
                 del self._pending[key]
                 events.append(AckTimeout(key))
+            else:
+                self._push(key, pending)
         return events
 
 
