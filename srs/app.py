@@ -202,6 +202,8 @@ class Daemon:
                 reorder_window=media.reorder_window_ms / 1000,
                 pause_mode=media.pause,
                 relatch_after=media.relatch_silence_ms / 1000,
+                output=media.output,
+                file_format=media.format,
             ),
             log=self.log,
             plane=plane,

@@ -72,6 +72,7 @@ class MediaSettings:
     pause: str = "silence"
     codec_preference: tuple[str, ...] = ()
     output: str = "mono"
+    format: str = "wav"
     relatch_silence_ms: int = 1000
     workers: int = 0
 
@@ -179,6 +180,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f'[media] pause: expected "silence" or "cut", got {media.pause!r}')
     if media.output not in ("mono", "stereo", "per-stream"):
         raise ConfigError(f"[media] output: expected mono, stereo or per-stream, got {media.output!r}")
+    if media.format not in ("wav", "flac", "ogg-opus", "mp3"):
+        raise ConfigError(f"[media] format: expected wav, flac, ogg-opus or mp3, got {media.format!r}")
     if not 0 <= media.workers <= 64:
         raise ConfigError(f"[media] workers: expected 0..64, got {media.workers}")
     if not 0 <= media.reorder_window_ms <= 2000:

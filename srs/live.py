@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srs.media.channels import stereo_groups
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory, PayloadFormat
 from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
@@ -44,6 +45,9 @@ class MediaOptions:
     reorder_window: float = 0.5
     pause_mode: str = "silence"
     relatch_after: float = 1.0
+    output: str = "mono"
+    """"mono", "stereo" (sides by RFC 7865 participant, else m-line order) or "per-stream"."""
+    file_format: str = "wav"
 
 
 @dataclass
@@ -144,6 +148,7 @@ class LiveRecordings:
         if event.initial and not session.opened:
             path = self.layout.recording_path(session.recording_id, session.started_wall)
             path.parent.mkdir(parents=True, exist_ok=True)
+            extra = self._recorder_extra(session, event)
             self.plane.open(
                 key,
                 RecorderSpec(
@@ -151,7 +156,7 @@ class LiveRecordings:
                     at,
                     reorder_window=self.options.reorder_window,
                     pause_mode="cut" if self.options.pause_mode == "cut" else "silence",
-                    extra=self.recorder_options,
+                    extra=extra,
                 ),
             )
             session.opened = True
@@ -210,6 +215,21 @@ class LiveRecordings:
         self.plane.set_stream(key, port, spec, at)
         slot.has_track = True
         slot.codec_key = codec_key
+
+    def _recorder_extra(self, session: LiveSession, event: SessionAnswered) -> dict[str, Any]:
+        """Output options for one recording; the stereo split needs its streams and metadata."""
+        extra = dict(self.recorder_options)
+        if self.options.file_format != "wav":
+            extra["output_format"] = self.options.file_format
+        if self.options.output == "per-stream":
+            extra["per_stream"] = True
+        elif self.options.output == "stereo":
+            labels = [
+                s.label if s.label is not None else str(s.index + 1) for s in event.streams if not s.refused
+            ]
+            participants = session.metadata.participants if session.metadata is not None else None
+            extra["stereo"] = stereo_groups(labels, participants)
+        return extra
 
     # ------------------------------------------------------------- metadata
     def metadata(self, event: MetadataReceived) -> None:
@@ -393,6 +413,8 @@ class LiveRecordings:
             warnings=warnings,
             completeness={"end_reason": event.reason, "paused_ms": result.paused_ms, "streams": streams},
             dtmf=dtmf,
+            file_format=self.options.file_format,
+            channels=2 if self.options.output == "stereo" else 1,
         )
 
     def publish(self, finished: Finished) -> None:

@@ -29,7 +29,7 @@ from srs.storage.records import RecordingFilter, State
 
 Clock = Callable[[], float]
 API_PREFIX = "/api/v1"
-CONTENT_TYPES = {"wav": "audio/wav"}
+CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg-opus": "audio/ogg", "mp3": "audio/mpeg"}
 EXPORT_FORMATS = ("tar.gz", "zip")
 DEFAULT_LINK_VALIDITY_S = 300
 MAX_LINK_VALIDITY_S = 86_400
