@@ -48,4 +48,6 @@ def test_inspect_garbage_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
 def test_recordings_on_an_empty_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recordings", "list", "--data-dir", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"items": []}
-    assert main(["recordings", "show", "--call-recording-id", "X", "--data-dir", str(tmp_path), "--json"]) == 1
+    assert (
+        main(["recordings", "show", "--call-recording-id", "X", "--data-dir", str(tmp_path), "--json"]) == 1
+    )
