@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import hmac
 import http.server
@@ -667,3 +668,22 @@ def _serve(argv: list[str]) -> int:  # pragma: no cover - runs in the daemon pro
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(_serve(sys.argv[1:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets stay out of the logs (runs last: every request above has been logged by then)
+
+
+def test_secrets_never_reach_the_log(world: World) -> None:
+    rec = world.recs[world.crids[0]]
+    with world.client(world.admin) as c:
+        link = c.post(f"{PREFIX}/recordings/{rec['id']}/link", params={"validity": 5}).json()["link"]
+    with httpx.Client(timeout=20) as anonymous:
+        assert anonymous.get(link).status_code == 200
+        assert anonymous.get(link[:-4] + "0000").status_code == 403
+    signature = link.split("sig=", 1)[1].split("&", 1)[0]
+    log = world.log_text()
+    assert log, "the daemon logged nothing at all"
+    secret = world.secret()
+    for needle in (world.admin, world.reader, signature, secret.hex(), base64.b64encode(secret).decode()):
+        assert needle and needle not in log
