@@ -41,6 +41,7 @@ from srs.metrics import DaemonMetrics
 from srs.net.media_worker import WorkerPlane
 from srs.net.rtp_edge import PortAllocator, RtpReceiver
 from srs.net.sip_edge import SipEdge
+from srs.overload import LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
 from srs.sip.routing import Address, Outgoing, Transport
@@ -127,6 +128,7 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self.http: HttpRuntime | None = None
         self.disk_low = False
+        self.lag = LagMonitor(config.limits.max_loop_lag_ms / 1000) if config.limits.max_loop_lag_ms else None
         self._disk_warned = False
 
     # ----------------------------------------------------------- startup
@@ -223,6 +225,7 @@ class Daemon:
         self.http = await self._start_http()
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
+        lag_watch = loop.create_task(self._lag_watch()) if self.lag is not None else None
         self.log.info(
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
@@ -237,6 +240,8 @@ class Daemon:
         await self._drain()
         flusher.cancel()
         disk_watch.cancel()
+        if lag_watch is not None:
+            lag_watch.cancel()
         await self.http.stop()
         self.edge.close()
         self.live.plane.stop()
@@ -342,6 +347,11 @@ class Daemon:
     def _offered(self, event: SessionOffered) -> list[UaEvent]:
         assert self.loop is not None and self.live is not None
         now = self.loop.time()
+        if event.initial and self.lag is not None and self.lag.overloaded:
+            self.log.warning(
+                "call_refused_overload", call_id=event.call_id, loop_lag_ms=round(self.lag.lag * 1000)
+            )
+            return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if event.initial and self.disk_low:
             self.log.warning("call_refused_disk_low", call_id=event.call_id, source=str(event.source))
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=60)
@@ -390,8 +400,10 @@ class Daemon:
                 self.metrics.packets(
                     received=stats["packets_received"],
                     lost=stats["packets_lost"],
-                    dropped=stats["packets_late"] + stats["packets_duplicate"]
-                    + stats["packets_dropped_source"] + stats["malformed"],
+                    dropped=stats["packets_late"]
+                    + stats["packets_duplicate"]
+                    + stats["packets_dropped_source"]
+                    + stats["malformed"],
                 )
         if self.http is not None:
             self.http.recording_event("recording_finished", finished.recording_id)
@@ -454,6 +466,21 @@ class Daemon:
             self._disk_warned = warn
             if warn:
                 self.log.warning("disk_low", free_bytes=free, warn_free_mb=storage.warn_free_mb)
+
+    async def _lag_watch(self) -> None:
+        """Measure how late a 100 ms tick runs; the monitor decides when to shed new calls."""
+        assert self.loop is not None and self.lag is not None
+        period = 0.1
+        was = False
+        while True:
+            due = self.loop.time() + period
+            await asyncio.sleep(period)
+            now_overloaded = self.lag.observe(self.loop.time() - due)
+            if now_overloaded != was:
+                was = now_overloaded
+                self.log.warning(
+                    "overload" if was else "overload_cleared", loop_lag_ms=round(self.lag.lag * 1000)
+                )
 
     async def _disk_watch(self) -> None:
         while True:

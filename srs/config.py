@@ -82,6 +82,7 @@ class LimitSettings:
     max_sessions: int = 5000
     max_duration_s: int = 86400
     drain_seconds: int = 30
+    max_loop_lag_ms: int = 250
 
 
 @dataclass(frozen=True)
