@@ -6,8 +6,11 @@ Timer F gives up; the core learns the outcome from the events returned here.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 from srs.errors import SipParseError
 from srs.sip.message import Request, Response, serialize
@@ -87,8 +90,9 @@ class NonInviteClientTransaction:
     timers: dict[ClientInput, float] = field(default_factory=dict, init=False)
     timer_e_interval: float = field(default=0.0, init=False)
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, str]:
+        """Read once: the deadline heap asks for it on every look at the top entry."""
         branch = self.request.top_via.branch
         if branch is None:
             raise SipParseError("client request without branch")
@@ -125,16 +129,30 @@ class NonInviteClientTransaction:
 
 
 class ClientTransactionLayer:
-    """Owns the client transactions srs starts and matches responses to them (§17.1.3)."""
+    """Owns the client transactions srs starts and matches responses to them (§17.1.3).
+
+    Deadlines sit in a heap with lazy deletion, as in the server transaction
+    layer: an entry is stale once its transaction ended or its earliest
+    deadline moved, and is dropped when it reaches the top.
+    """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self._transactions: dict[tuple[str, str], NonInviteClientTransaction] = {}
+        self._heap: list[tuple[float, int, NonInviteClientTransaction]] = []
+        self._armed: dict[int, float] = {}  # id(txn) -> deadline of its newest heap entry
+        self._order: dict[int, int] = {}  # id(txn) -> insertion rank
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._transactions)
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
+        return len(self._heap)
 
     def send_request(
         self, request: Request, destination: Address, transport: Transport, now: float
@@ -145,7 +163,12 @@ class ClientTransactionLayer:
         data = serialize(request)
         txn = NonInviteClientTransaction(request, data, destination, transport, self.t1, self.t2, self.t4)
         txn.start(now)
+        replaced = self._transactions.get(txn.key)
+        if replaced is not None:
+            self._drop(replaced)
         self._transactions[txn.key] = txn
+        self._order[id(txn)] = next(self._seq)
+        self._track(txn)
         return txn, Outgoing(data, destination, transport)
 
     def receive_response(self, response: Response, now: float) -> ClientResponse | None:
@@ -166,15 +189,68 @@ class ClientTransactionLayer:
             if deadline <= now and event is ClientInput.TIMER_K:
                 txn.step(event, now)
         if txn.terminated:
-            self._transactions.pop(txn.key, None)
+            self._drop(txn)
+        else:
+            self._track(txn)
+
+    # ------------------------------------------------------------ deadline heap
+    @staticmethod
+    def _earliest(txn: NonInviteClientTransaction) -> float | None:
+        return min(txn.timers.values()) if txn.timers else None
+
+    def _track(self, txn: NonInviteClientTransaction) -> None:
+        deadline = self._earliest(txn)
+        ident = id(txn)
+        if deadline is None:
+            self._armed.pop(ident, None)
+            return
+        if self._armed.get(ident) == deadline or self._transactions.get(txn.key) is not txn:
+            return
+        self._armed[ident] = deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), txn))
+        self._maybe_compact()
+
+    def _drop(self, txn: NonInviteClientTransaction) -> None:
+        if self._transactions.get(txn.key) is txn:
+            del self._transactions[txn.key]
+        self._armed.pop(id(txn), None)
+        self._order.pop(id(txn), None)
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
+        if len(self._heap) <= 2 * len(self._armed) + 64:
+            return
+        kept: dict[int, tuple[float, int, NonInviteClientTransaction]] = {}
+        for entry in self._heap:
+            if self._live(entry):
+                kept.setdefault(id(entry[2]), entry)
+        self._heap = list(kept.values())
+        heapq.heapify(self._heap)
+        self._armed = {i: d for i, d in self._armed.items() if i in kept}
+
+    def _live(self, entry: tuple[float, int, NonInviteClientTransaction]) -> bool:
+        deadline, _, txn = entry
+        return self._armed.get(id(txn)) == deadline and self._transactions.get(txn.key) is txn
 
     def next_deadline(self) -> float | None:
-        deadlines = [min(t.timers.values()) for t in self._transactions.values() if t.timers]
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def on_timer(self, now: float) -> list[Outgoing | ClientTimeout]:
+        """Due transactions in the order they were started; the others are not touched."""
+        heap = self._heap
+        due: dict[int, NonInviteClientTransaction] = {}
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                txn = entry[2]
+                due[id(txn)] = txn
+                self._armed.pop(id(txn), None)
         events: list[Outgoing | ClientTimeout] = []
-        for txn in list(self._transactions.values()):
+        for txn in sorted(due.values(), key=lambda t: self._order.get(id(t), 0)):
             while txn.timers and not txn.terminated:
                 event, deadline = min(txn.timers.items(), key=lambda item: item[1])
                 if deadline > now:
@@ -185,5 +261,7 @@ class ClientTransactionLayer:
                 elif action is ClientAction.TIMEOUT:
                     events.append(ClientTimeout(txn))
             if txn.terminated:
-                del self._transactions[txn.key]
+                self._drop(txn)
+            else:
+                self._track(txn)
         return events

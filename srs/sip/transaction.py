@@ -416,14 +416,18 @@ class ServerTransactionLayer:
             return
         self._armed[ident] = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), txn))
-        if len(self._heap) > 2 * len(self._armed) + 64:
-            self._compact()
+        self._maybe_compact()
 
     def _drop(self, txn: ServerTransaction) -> None:
         if self._transactions.get(txn.key) is txn:
             del self._transactions[txn.key]
         self._armed.pop(id(txn), None)
         self._order.pop(id(txn), None)
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        if len(self._heap) > 2 * len(self._armed) + 64:
+            self._compact()
 
     def _live(self, entry: tuple[float, int, ServerTransaction]) -> bool:
         deadline, _, txn = entry

@@ -85,13 +85,20 @@ class TwoXxRetransmitter:
 
     def ack(self, key: Hashable) -> bool:
         """The ACK arrived; True if it was awaited."""
-        return self._pending.pop(key, None) is not None
+        found = self._pending.pop(key, None) is not None
+        self._maybe_compact()
+        return found
 
     def cancel(self, key: Hashable) -> None:
         self._pending.pop(key, None)
+        self._maybe_compact()
 
     def _push(self, key: Hashable, pending: _Pending) -> None:
         heapq.heappush(self._heap, (self._deadline(pending), next(self._seq), key, pending))
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
         if len(self._heap) > 2 * len(self._pending) + 64:
             self._heap = [entry for entry in self._heap if self._live(entry)]
             heapq.heapify(self._heap)

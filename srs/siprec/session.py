@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
+import itertools
 import zlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +128,7 @@ class _Call:
     expires_at: float | None = None
     refresh_at: float | None = None
     max_end: float | None = None
+    rank: int = 0  # creation order: due calls fire in it, as a scan of all calls would
 
     @property
     def remote_tag(self) -> str:
@@ -180,6 +183,11 @@ class SiprecUserAgent:
         self._by_invite: dict[int, _Call] = {}
         self._awaiting_final: dict[tuple[str, str], str] = {}
         self._refreshes: dict[tuple[str, str], str] = {}
+        # call deadlines in a heap with lazy deletion: an entry is stale once its call
+        # ended or the call's earliest deadline is no longer the one it holds
+        self._call_heap: list[tuple[float, int, _Call]] = []
+        self._call_armed: dict[str, float] = {}  # session id -> deadline of its newest entry
+        self._seq = itertools.count()
         self.draining = False
 
     # ----------------------------------------------------------------- queries
@@ -195,15 +203,73 @@ class SiprecUserAgent:
         return bool(self._awaiting_final)
 
     def next_deadline(self) -> float | None:
+        """The earliest timer of all layers; O(1) amortised, called after every message."""
         candidates = [
             self.transactions.next_deadline(),
             self.retransmitter.next_deadline(),
             self.clients.next_deadline(),
+            self._next_call_deadline(),
         ]
-        for call in self._calls.values():
-            candidates.extend((call.answer_due, call.expires_at, call.max_end, call.refresh_at))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
+
+    @property
+    def call_heap_size(self) -> int:
+        """Entries in the call deadline heap, stale ones included (bounded by a multiple of live ones)."""
+        return len(self._call_heap)
+
+    @staticmethod
+    def _call_deadline(call: _Call) -> float | None:
+        present = [
+            d for d in (call.answer_due, call.expires_at, call.max_end, call.refresh_at) if d is not None
+        ]
+        return min(present) if present else None
+
+    def _rearm(self, call: _Call) -> None:
+        """Queue the call's earliest deadline; every change of a deadline field ends here."""
+        deadline = self._call_deadline(call)
+        session_id = call.session_id
+        if deadline is None:
+            self._call_armed.pop(session_id, None)
+            return
+        if self._call_armed.get(session_id) == deadline or self._calls.get(session_id) is not call:
+            return
+        self._call_armed[session_id] = deadline
+        heapq.heappush(self._call_heap, (deadline, next(self._seq), call))
+        self._maybe_compact_calls()
+
+    def _maybe_compact_calls(self) -> None:
+        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
+        if len(self._call_heap) > 2 * len(self._call_armed) + 64:
+            kept: dict[str, tuple[float, int, _Call]] = {}
+            for entry in self._call_heap:
+                if self._call_live(entry):
+                    kept.setdefault(entry[2].session_id, entry)
+            self._call_heap = list(kept.values())
+            heapq.heapify(self._call_heap)
+            self._call_armed = {sid: d for sid, d in self._call_armed.items() if sid in kept}
+
+    def _call_live(self, entry: tuple[float, int, _Call]) -> bool:
+        deadline, _, call = entry
+        session_id = call.session_id
+        return self._call_armed.get(session_id) == deadline and self._calls.get(session_id) is call
+
+    def _next_call_deadline(self) -> float | None:
+        heap = self._call_heap
+        while heap and not self._call_live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _due_calls(self, now: float) -> list[_Call]:
+        heap = self._call_heap
+        due: dict[str, _Call] = {}
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._call_live(entry):
+                call = entry[2]
+                due[call.session_id] = call
+                self._call_armed.pop(call.session_id, None)
+        return sorted(due.values(), key=lambda c: c.rank)
 
     # --------------------------------------------------------------- receiving
     def receive(
@@ -446,6 +512,7 @@ class SiprecUserAgent:
         if interval is not None and call.uac_supports_timer:
             call.session_interval = interval
             call.refresher_uac = refresher != "uas"
+        call.rank = next(self._seq)
         self._calls[session_id] = call
         self._by_invite[id(txn)] = call
         events: list[UaEvent] = [*trying]
@@ -523,6 +590,7 @@ class SiprecUserAgent:
             if self.settings.answer_delay > 0:
                 call.phase = CallPhase.ANSWERING
                 call.answer_due = now + self.settings.answer_delay
+                self._rearm(call)
                 return []
             return self._send_initial_answer(call, now)
         pending = call.pending
@@ -575,6 +643,7 @@ class SiprecUserAgent:
         call.phase = CallPhase.ANSWERED
         self._arm_session_timer(call, now)
         call.max_end = now + self.settings.max_duration
+        self._rearm(call)
         events.append(SessionAnswered(call.session_id, now, call.answer.streams, initial=True))
         return events
 
@@ -628,11 +697,13 @@ class SiprecUserAgent:
         else:
             call.refresh_at = now + interval / 2
             call.expires_at = now + interval
+        self._rearm(call)
 
     def _send_refresh(self, call: _Call, now: float) -> list[UaEvent]:
         """RFC 4028 §7.4: a session refresh by srs, an UPDATE without an offer."""
         assert call.dialog is not None and call.session_interval is not None
         call.refresh_at = now + call.session_interval / 2
+        self._rearm(call)
         request = call.dialog.build_request(
             "UPDATE",
             via_host=call.local.host,
@@ -656,6 +727,7 @@ class SiprecUserAgent:
             return []
         if 200 <= status < 300:
             call.expires_at = now + call.session_interval
+            self._rearm(call)
             return []
         if status in (408, 481):
             return self._hangup(call, now, f"session refresh failed with {status}")
@@ -697,10 +769,11 @@ class SiprecUserAgent:
 
     def _cancel_reinvite(self, cancelled: InviteServerTransaction, now: float) -> list[UaEvent]:
         """§9.2: a re-INVITE still waiting for ports ends with 487 and the session stays as it was."""
-        for call in self._calls.values():
-            if call.pending is not None and call.pending.transaction is cancelled:
-                call.pending = None
-                return self._respond(cancelled, 487, now, to_tag=call.local_tag)
+        request = cancelled.request
+        call = self._by_dialog.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
+        if call is not None and call.pending is not None and call.pending.transaction is cancelled:
+            call.pending = None
+            return self._respond(cancelled, 487, now, to_tag=call.local_tag)
         return []
 
     # --------------------------------------------------------------- in dialog
@@ -826,7 +899,9 @@ class SiprecUserAgent:
                     events += self._hangup(call, now, "no ACK for 2xx")
                 continue
             events.append(item2)
-        for call in list(self._calls.values()):
+        for call in self._due_calls(now):
+            if self._calls.get(call.session_id) is not call:
+                continue  # ended by an earlier event of this tick
             if (
                 call.refresh_at is not None
                 and call.refresh_at <= now
@@ -839,6 +914,7 @@ class SiprecUserAgent:
                 events += self._hangup(call, now, "session expired")
             elif call.max_end is not None and call.max_end <= now:
                 events += self._hangup(call, now, "maximum duration reached")
+            self._rearm(call)  # ignored if the call ended
         for item3 in self.clients.on_timer(now):
             if isinstance(item3, ClientTimeout):
                 # §8.1.3.1: Timer F counts as a 408
@@ -917,7 +993,10 @@ class SiprecUserAgent:
 
     def _forget(self, call: _Call) -> None:
         call.phase = CallPhase.ENDED
-        self._calls.pop(call.session_id, None)
+        if self._calls.get(call.session_id) is call:
+            del self._calls[call.session_id]
+            self._call_armed.pop(call.session_id, None)
+            self._maybe_compact_calls()
         self._by_invite.pop(id(call.invite_transaction), None)
         if call.dialog is not None:
             self._by_dialog.pop(call.dialog.key, None)
