@@ -10,10 +10,11 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# SIPp (Debian: sip-tester) drives the end-to-end and load tests; libsndfile backs soundfile.
+# SIPp (Debian: sip-tester) drives the end-to-end and load tests; libbcg729 encodes the G.729
+# test captures (the decoder srs uses comes with PyAV).
 system-deps:
-	@if ! command -v sipp >/dev/null 2>&1; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester; \
+	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0; \
 	fi
 
 $(STAMP): pyproject.toml codecs/pyproject.toml | system-deps

@@ -6,13 +6,13 @@ Timer F gives up; the core learns the outcome from the events returned here.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 
 from srs.errors import SipParseError
+from srs.sip.deadlines import DeadlineHeap
 from srs.sip.message import Request, Response, serialize
 from srs.sip.routing import Address, Outgoing, Transport
 
@@ -131,9 +131,9 @@ class NonInviteClientTransaction:
 class ClientTransactionLayer:
     """Owns the client transactions srs starts and matches responses to them (§17.1.3).
 
-    Deadlines sit in a heap with lazy deletion, as in the server transaction
-    layer: an entry is stale once its transaction ended or its earliest
-    deadline moved, and is dropped when it reaches the top.
+    Deadlines sit in a :class:`DeadlineHeap`, as in the server transaction
+    layer: re-armed whenever a transaction's earliest deadline moves, disarmed
+    when it ends.
     """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
@@ -141,8 +141,7 @@ class ClientTransactionLayer:
         self.t2 = t2
         self.t4 = t4
         self._transactions: dict[tuple[str, str], NonInviteClientTransaction] = {}
-        self._heap: list[tuple[float, int, NonInviteClientTransaction]] = []
-        self._armed: dict[int, float] = {}  # id(txn) -> deadline of its newest heap entry
+        self._deadlines: DeadlineHeap[NonInviteClientTransaction] = DeadlineHeap()
         self._order: dict[int, int] = {}  # id(txn) -> insertion rank
         self._seq = itertools.count()
 
@@ -152,7 +151,7 @@ class ClientTransactionLayer:
     @property
     def heap_size(self) -> int:
         """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
-        return len(self._heap)
+        return len(self._deadlines)
 
     def send_request(
         self, request: Request, destination: Address, transport: Transport, now: float
@@ -200,57 +199,24 @@ class ClientTransactionLayer:
 
     def _track(self, txn: NonInviteClientTransaction) -> None:
         deadline = self._earliest(txn)
-        ident = id(txn)
-        if deadline is None:
-            self._armed.pop(ident, None)
+        if deadline is not None and self._transactions.get(txn.key) is not txn:
             return
-        if self._armed.get(ident) == deadline or self._transactions.get(txn.key) is not txn:
-            return
-        self._armed[ident] = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), txn))
-        self._maybe_compact()
+        self._deadlines.arm(txn, deadline)
 
     def _drop(self, txn: NonInviteClientTransaction) -> None:
         if self._transactions.get(txn.key) is txn:
             del self._transactions[txn.key]
-        self._armed.pop(id(txn), None)
+        self._deadlines.disarm(txn)
         self._order.pop(id(txn), None)
-        self._maybe_compact()
-
-    def _maybe_compact(self) -> None:
-        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
-        if len(self._heap) <= 2 * len(self._armed) + 64:
-            return
-        kept: dict[int, tuple[float, int, NonInviteClientTransaction]] = {}
-        for entry in self._heap:
-            if self._live(entry):
-                kept.setdefault(id(entry[2]), entry)
-        self._heap = list(kept.values())
-        heapq.heapify(self._heap)
-        self._armed = {i: d for i, d in self._armed.items() if i in kept}
-
-    def _live(self, entry: tuple[float, int, NonInviteClientTransaction]) -> bool:
-        deadline, _, txn = entry
-        return self._armed.get(id(txn)) == deadline and self._transactions.get(txn.key) is txn
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self._deadlines.earliest()
 
     def on_timer(self, now: float) -> list[Outgoing | ClientTimeout]:
         """Due transactions in the order they were started; the others are not touched."""
-        heap = self._heap
-        due: dict[int, NonInviteClientTransaction] = {}
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                txn = entry[2]
-                due[id(txn)] = txn
-                self._armed.pop(id(txn), None)
+        due = self._deadlines.pop_due(now)
         events: list[Outgoing | ClientTimeout] = []
-        for txn in sorted(due.values(), key=lambda t: self._order.get(id(t), 0)):
+        for txn in sorted(due, key=lambda t: self._order.get(id(t), 0)):
             while txn.timers and not txn.terminated:
                 event, deadline = min(txn.timers.items(), key=lambda item: item[1])
                 if deadline > now:

@@ -8,13 +8,13 @@ Timers are absolute deadlines compared with the ``now`` the caller passes in.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from srs.errors import SrsError
+from srs.sip.deadlines import DeadlineHeap
 from srs.sip.grammar import MAGIC_COOKIE
 from srs.sip.message import Request, Response, serialize
 from srs.sip.routing import Address, Outgoing, Transport, response_destination
@@ -291,11 +291,11 @@ def transaction_key(request: Request, method: str | None = None, *, to_tag: str 
 class ServerTransactionLayer:
     """Matches requests to server transactions and runs their timers.
 
-    Deadlines sit in a heap with lazy deletion: every time a transaction's
-    earliest deadline changes an entry is pushed, and an entry whose
-    transaction has ended or moved on is dropped when it reaches the top.
-    Finding the next deadline is O(1) amortised and a timer tick touches only
-    the transactions that are due, however many thousands are alive.
+    Deadlines sit in a :class:`DeadlineHeap` (lazy deletion): every time a
+    transaction's earliest deadline changes it is re-armed, and an ended
+    transaction is disarmed. Finding the next deadline is O(1) amortised and a
+    timer tick touches only the transactions that are due, however many
+    thousands are alive.
     """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
@@ -303,8 +303,7 @@ class ServerTransactionLayer:
         self.t2 = t2
         self.t4 = t4
         self._transactions: dict[Hashable, ServerTransaction] = {}
-        self._heap: list[tuple[float, int, ServerTransaction]] = []
-        self._armed: dict[int, float] = {}  # id(txn) -> deadline of its newest heap entry
+        self._deadlines: DeadlineHeap[ServerTransaction] = DeadlineHeap()
         self._order: dict[int, int] = {}  # id(txn) -> insertion rank (the dict's iteration order)
         self._seq = itertools.count()
 
@@ -318,7 +317,7 @@ class ServerTransactionLayer:
     @property
     def heap_size(self) -> int:
         """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
-        return len(self._heap)
+        return len(self._deadlines)
 
     def receive_request(
         self, request: Request, source: Address, transport: Transport, now: float
@@ -406,48 +405,20 @@ class ServerTransactionLayer:
 
     # ------------------------------------------------------------ deadline heap
     def _track(self, txn: ServerTransaction) -> None:
-        """Push an entry if the transaction's earliest deadline is not the one already queued."""
+        """Arm the transaction's earliest deadline (disarm if it has none) while it is in the table."""
         deadline = txn.next_deadline()
-        ident = id(txn)
-        if deadline is None:
-            self._armed.pop(ident, None)
+        if deadline is not None and self._transactions.get(txn.key) is not txn:
             return
-        if self._armed.get(ident) == deadline or self._transactions.get(txn.key) is not txn:
-            return
-        self._armed[ident] = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), txn))
-        self._maybe_compact()
+        self._deadlines.arm(txn, deadline)
 
     def _drop(self, txn: ServerTransaction) -> None:
         if self._transactions.get(txn.key) is txn:
             del self._transactions[txn.key]
-        self._armed.pop(id(txn), None)
+        self._deadlines.disarm(txn)
         self._order.pop(id(txn), None)
-        self._maybe_compact()
-
-    def _maybe_compact(self) -> None:
-        if len(self._heap) > 2 * len(self._armed) + 64:
-            self._compact()
-
-    def _live(self, entry: tuple[float, int, ServerTransaction]) -> bool:
-        deadline, _, txn = entry
-        return self._armed.get(id(txn)) == deadline and self._transactions.get(txn.key) is txn
-
-    def _compact(self) -> None:
-        """Rebuild from live entries only: stale ones outnumber them (amortised O(1) per push)."""
-        kept: dict[int, tuple[float, int, ServerTransaction]] = {}
-        for entry in self._heap:
-            if self._live(entry):
-                kept.setdefault(id(entry[2]), entry)
-        self._heap = list(kept.values())
-        heapq.heapify(self._heap)
-        self._armed = {ident: d for ident, d in self._armed.items() if ident in kept}
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self._deadlines.earliest()
 
     def on_timer(self, now: float) -> list[Outgoing | TransactionTimeout]:
         """Fire every timer due at ``now`` in deadline order (several per transaction if late).
@@ -455,16 +426,9 @@ class ServerTransactionLayer:
         Due transactions are handled in the order they were created, as a scan of
         all of them would; transactions with nothing due are not touched.
         """
-        heap = self._heap
-        due: dict[int, ServerTransaction] = {}
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                txn = entry[2]
-                due[id(txn)] = txn
-                self._armed.pop(id(txn), None)
+        due = self._deadlines.pop_due(now)
         events: list[Outgoing | TransactionTimeout] = []
-        for txn in sorted(due.values(), key=lambda t: self._order.get(id(t), 0)):
+        for txn in sorted(due, key=lambda t: self._order.get(id(t), 0)):
             while txn.timers and not txn.terminated:
                 event, deadline = min(txn.timers.items(), key=lambda item: item[1])
                 if deadline > now:

@@ -6,11 +6,11 @@ the 2xx is the core's job. Sans-IO: the edge sends what :meth:`on_timer` returns
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from srs.sip.deadlines import DeadlineHeap
 from srs.sip.routing import Address, Outgoing, Transport
 
 
@@ -23,6 +23,7 @@ class AckTimeout:
 
 @dataclass(slots=True)
 class _Pending:
+    key: Hashable
     data: bytes
     destination: Address
     transport: Transport
@@ -36,15 +37,15 @@ class _Pending:
 class TwoXxRetransmitter:
     """Retransmits each accepted INVITE's 2xx at T1, 2T1, 4T1 … capped at T2 (unreliable only).
 
-    Deadlines sit in a heap with lazy deletion (an entry is stale once its 2xx
-    is acknowledged or its deadline moved on), so a tick touches only due 2xx.
+    Deadlines sit in a :class:`DeadlineHeap` (re-armed when a 2xx's deadline
+    moves on, disarmed once it is acknowledged), so a tick touches only due 2xx.
     """
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0) -> None:
         self.t1 = t1
         self.t2 = t2
         self._pending: dict[Hashable, _Pending] = {}
-        self._heap: list[tuple[float, int, Hashable, _Pending]] = []
+        self._deadlines: DeadlineHeap[_Pending] = DeadlineHeap()
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -56,7 +57,7 @@ class TwoXxRetransmitter:
     @property
     def heap_size(self) -> int:
         """Entries in the deadline heap, stale ones included (bounded by a multiple of live ones)."""
-        return len(self._heap)
+        return len(self._deadlines)
 
     def start(
         self,
@@ -71,6 +72,7 @@ class TwoXxRetransmitter:
         is_reliable = transport.reliable if reliable is None else reliable
         previous = self._pending.get(key)
         pending = _Pending(
+            key=key,
             data=data,
             destination=destination,
             transport=transport,
@@ -80,38 +82,23 @@ class TwoXxRetransmitter:
             give_up=now + 64 * self.t1,
             order=previous.order if previous is not None else next(self._seq),
         )
+        if previous is not None:
+            self._deadlines.disarm(previous)
         self._pending[key] = pending
-        self._push(key, pending)
+        self._deadlines.arm(pending, self._deadline(pending))
 
     def ack(self, key: Hashable) -> bool:
         """The ACK arrived; True if it was awaited."""
-        found = self._pending.pop(key, None) is not None
-        self._maybe_compact()
-        return found
+        found = self._pending.pop(key, None)
+        if found is not None:
+            self._deadlines.disarm(found)
+        return found is not None
 
     def cancel(self, key: Hashable) -> None:
-        self._pending.pop(key, None)
-        self._maybe_compact()
-
-    def _push(self, key: Hashable, pending: _Pending) -> None:
-        heapq.heappush(self._heap, (self._deadline(pending), next(self._seq), key, pending))
-        self._maybe_compact()
-
-    def _maybe_compact(self) -> None:
-        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
-        if len(self._heap) > 2 * len(self._pending) + 64:
-            self._heap = [entry for entry in self._heap if self._live(entry)]
-            heapq.heapify(self._heap)
-
-    def _live(self, entry: tuple[float, int, Hashable, _Pending]) -> bool:
-        deadline, _, key, pending = entry
-        return self._pending.get(key) is pending and self._deadline(pending) == deadline
+        self.ack(key)
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self._deadlines.earliest()
 
     @staticmethod
     def _deadline(pending: _Pending) -> float:
@@ -121,23 +108,18 @@ class TwoXxRetransmitter:
 
     def on_timer(self, now: float) -> list[Outgoing | AckTimeout]:
         """Due 2xx in the order they were first started, as a scan of all of them would give."""
-        heap = self._heap
-        due: dict[int, tuple[Hashable, _Pending]] = {}
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                due[id(entry[3])] = (entry[2], entry[3])
+        due = self._deadlines.pop_due(now)
         events: list[Outgoing | AckTimeout] = []
-        for key, pending in sorted(due.values(), key=lambda item: item[1].order):
+        for pending in sorted(due, key=lambda item: item.order):
             while not pending.reliable and pending.next_send < pending.give_up and pending.next_send <= now:
                 events.append(Outgoing(pending.data, pending.destination, pending.transport))
                 pending.interval = min(pending.interval * 2, self.t2)
                 pending.next_send += pending.interval
             if pending.give_up <= now:
-                del self._pending[key]
-                events.append(AckTimeout(key))
+                del self._pending[pending.key]
+                events.append(AckTimeout(pending.key))
             else:
-                self._push(key, pending)
+                self._deadlines.arm(pending, self._deadline(pending))
         return events
 
 

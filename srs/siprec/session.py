@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import heapq
 import itertools
 import zlib
 from collections.abc import Callable, Hashable, Sequence
@@ -26,6 +25,7 @@ from srs.sdp.model import Codec, SessionDescription
 from srs.sdp.parse import parse_sdp
 from srs.sip.badrequest import answer_unparseable, read_headers, safe_text
 from srs.sip.client import ClientTimeout, ClientTransactionLayer
+from srs.sip.deadlines import DeadlineHeap
 from srs.sip.dialog import Dialog
 from srs.sip.headers import NameAddr, SipUri
 from srs.sip.message import Request, Response, build_response, parse_message, serialize
@@ -183,10 +183,8 @@ class SiprecUserAgent:
         self._by_invite: dict[int, _Call] = {}
         self._awaiting_final: dict[tuple[str, str], str] = {}
         self._refreshes: dict[tuple[str, str], str] = {}
-        # call deadlines in a heap with lazy deletion: an entry is stale once its call
-        # ended or the call's earliest deadline is no longer the one it holds
-        self._call_heap: list[tuple[float, int, _Call]] = []
-        self._call_armed: dict[str, float] = {}  # session id -> deadline of its newest entry
+        # each live call's earliest deadline, re-armed on every change, disarmed when it ends
+        self._call_deadlines: DeadlineHeap[_Call] = DeadlineHeap()
         self._seq = itertools.count()
         self.draining = False
 
@@ -216,7 +214,7 @@ class SiprecUserAgent:
     @property
     def call_heap_size(self) -> int:
         """Entries in the call deadline heap, stale ones included (bounded by a multiple of live ones)."""
-        return len(self._call_heap)
+        return len(self._call_deadlines)
 
     @staticmethod
     def _call_deadline(call: _Call) -> float | None:
@@ -228,48 +226,15 @@ class SiprecUserAgent:
     def _rearm(self, call: _Call) -> None:
         """Queue the call's earliest deadline; every change of a deadline field ends here."""
         deadline = self._call_deadline(call)
-        session_id = call.session_id
-        if deadline is None:
-            self._call_armed.pop(session_id, None)
+        if deadline is not None and self._calls.get(call.session_id) is not call:
             return
-        if self._call_armed.get(session_id) == deadline or self._calls.get(session_id) is not call:
-            return
-        self._call_armed[session_id] = deadline
-        heapq.heappush(self._call_heap, (deadline, next(self._seq), call))
-        self._maybe_compact_calls()
-
-    def _maybe_compact_calls(self) -> None:
-        """Rebuild from live entries once stale ones outnumber them (amortised O(1) per change)."""
-        if len(self._call_heap) > 2 * len(self._call_armed) + 64:
-            kept: dict[str, tuple[float, int, _Call]] = {}
-            for entry in self._call_heap:
-                if self._call_live(entry):
-                    kept.setdefault(entry[2].session_id, entry)
-            self._call_heap = list(kept.values())
-            heapq.heapify(self._call_heap)
-            self._call_armed = {sid: d for sid, d in self._call_armed.items() if sid in kept}
-
-    def _call_live(self, entry: tuple[float, int, _Call]) -> bool:
-        deadline, _, call = entry
-        session_id = call.session_id
-        return self._call_armed.get(session_id) == deadline and self._calls.get(session_id) is call
+        self._call_deadlines.arm(call, deadline)
 
     def _next_call_deadline(self) -> float | None:
-        heap = self._call_heap
-        while heap and not self._call_live(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self._call_deadlines.earliest()
 
     def _due_calls(self, now: float) -> list[_Call]:
-        heap = self._call_heap
-        due: dict[str, _Call] = {}
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._call_live(entry):
-                call = entry[2]
-                due[call.session_id] = call
-                self._call_armed.pop(call.session_id, None)
-        return sorted(due.values(), key=lambda c: c.rank)
+        return sorted(self._call_deadlines.pop_due(now), key=lambda c: c.rank)
 
     # --------------------------------------------------------------- receiving
     def receive(
@@ -995,8 +960,7 @@ class SiprecUserAgent:
         call.phase = CallPhase.ENDED
         if self._calls.get(call.session_id) is call:
             del self._calls[call.session_id]
-            self._call_armed.pop(call.session_id, None)
-            self._maybe_compact_calls()
+            self._call_deadlines.disarm(call)
         self._by_invite.pop(id(call.invite_transaction), None)
         if call.dialog is not None:
             self._by_dialog.pop(call.dialog.key, None)
