@@ -24,6 +24,7 @@ from srs.sip.transaction import (
     TransactionTimeout,
 )
 from srs.sip.uas import AckTimeout, TwoXxRetransmitter
+from tests.unit.counting import CountingDict
 from tests.unit.sip.fixtures import SIPREC_INVITE, request
 
 SOURCE = Address("192.0.2.10", 5060)
@@ -75,26 +76,8 @@ class StepCounter:
         self.reads = 0
 
 
-class CountingDict(dict[object, ServerTransaction]):
-    """The transaction table, counting every walk over it."""
-
-    walks = 0
-
-    def values(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().values()
-
-    def items(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().items()
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().__iter__()
-
-
-def watch_table(layer: ServerTransactionLayer) -> CountingDict:
-    table = CountingDict(layer._transactions)
+def watch_table(layer: ServerTransactionLayer) -> CountingDict[object, ServerTransaction]:
+    table = CountingDict[object, ServerTransaction](layer._transactions)
     layer._transactions = table
     return table
 

@@ -12,6 +12,7 @@ import pytest
 from srs.sip.message import Request, Response
 from srs.siprec.events import SessionEnded, SessionOffered
 from srs.siprec.session import SiprecUserAgent, _Call
+from tests.unit.counting import CountingDict
 
 from .sbc import Sbc, ack_for, invite, make_ua, of_type, request, requests, responses
 
@@ -33,26 +34,8 @@ def open_calls(ua: SiprecUserAgent, count: int, *, spacing: float = 0.01) -> lis
     return opened
 
 
-class CountingDict(dict[str, _Call]):
-    """The calls table, counting every walk over it."""
-
-    walks = 0
-
-    def values(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().values()
-
-    def items(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().items()
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        self.walks += 1
-        return super().__iter__()
-
-
-def watch_calls(ua: SiprecUserAgent) -> CountingDict:
-    table = CountingDict(ua._calls)
+def watch_calls(ua: SiprecUserAgent) -> CountingDict[str, _Call]:
+    table = CountingDict[str, _Call](ua._calls)
     ua._calls = table
     return table
 
