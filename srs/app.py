@@ -124,7 +124,6 @@ class Daemon:
         self._timer_at: float | None = None
         self._stop = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
-        self.stats = {"refused": 0, "dropped": 0}
         self.metrics = DaemonMetrics()
         self.http: HttpRuntime | None = None
         self.disk_low = False
@@ -312,7 +311,6 @@ class Daemon:
             elif isinstance(event, SessionEnded):
                 self._guarded(event.session_id, self._ended, event, pending)
             elif isinstance(event, RequestRefused):
-                self.stats["refused"] += 1
                 self.metrics.request_refused(event.status)
                 self.log.info(
                     "request_refused",
@@ -323,7 +321,6 @@ class Daemon:
                     call_id=event.call_id,
                 )
             elif isinstance(event, MessageDropped):
-                self.stats["dropped"] += 1
                 self.metrics.message_dropped()
                 self.log.info("sip_dropped", detail=event.detail, source=str(event.source))
         self._arm_timer()

@@ -96,7 +96,6 @@ class LiveRecordings:
         wall_clock: Callable[[], float] = time.time,
         log: Any = None,
         plane: MediaPlane | None = None,
-        recorder_options: dict[str, Any] | None = None,
     ) -> None:
         self.index = index
         self.layout = layout
@@ -107,8 +106,6 @@ class LiveRecordings:
         self.wall_clock = wall_clock
         self.log = log
         self.plane: MediaPlane = plane if plane is not None else InProcessPlane(receiver, decoder_factory)
-        self.recorder_options = dict(recorder_options or {})
-        """Extra keyword arguments for each Recorder (output options), passed through unchanged."""
         self.sessions: dict[str, LiveSession] = {}
 
     # ------------------------------------------------------------- offers
@@ -218,7 +215,7 @@ class LiveRecordings:
 
     def _recorder_extra(self, session: LiveSession, event: SessionAnswered) -> dict[str, Any]:
         """Output options for one recording; the stereo split needs its streams and metadata."""
-        extra = dict(self.recorder_options)
+        extra: dict[str, Any] = {}
         if self.options.file_format != "wav":
             extra["output_format"] = self.options.file_format
         if self.options.output == "per-stream":
@@ -327,32 +324,6 @@ class LiveRecordings:
         except OSError as exc:
             return Finished(session.recording_id, None, str(exc) or "write failed")
         return Finished(session.recording_id, self._finalized(session, result, ended_wall, event), None)
-
-    def ended(self, event: SessionEnded) -> Finished | None:
-        """:meth:`end` for planes that close synchronously (the in-process plane)."""
-        session = self.sessions.get(event.session_id)
-        if session is None:
-            return None
-        if not session.opened or session.failure is not None:
-            pending = self.end(event)
-            assert isinstance(pending, _Ready)
-            return pending.value
-        self.sessions.pop(event.session_id)
-        key = session.session_id
-        for slot in session.slots:
-            self.plane.detach(key, slot.port)
-            self.allocator.release(slot.port)
-        ended_wall = self.wall_clock()
-        self.index.advance_state(session.recording_id, State.STOPPING)
-        closing = self.plane.close(key, event.at)
-        if not closing.done():
-            raise RuntimeError("the media plane closes asynchronously: use LiveRecordings.end")
-        error = closing.exception()
-        if error is not None:
-            return Finished(session.recording_id, None, str(error) or "write failed")
-        return Finished(
-            session.recording_id, self._finalized(session, closing.result(), ended_wall, event), None
-        )
 
     def _finalized(
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded

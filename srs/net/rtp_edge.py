@@ -121,7 +121,6 @@ class RtpReceiver:
     def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
         self.loop = loop
         self.clock = clock
-        self.totals = RtpCounters()
 
     def watch(self, port: RtpPort) -> None:
         self.loop.add_reader(port.rtp.fileno(), self._drain_rtp, port)
@@ -133,15 +132,6 @@ class RtpReceiver:
         for sock in (port.rtp, port.rtcp):
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(sock.fileno())
-        self._add(port.counters)
-
-    def _add(self, counters: RtpCounters) -> None:
-        totals = self.totals
-        totals.packets += counters.packets
-        totals.dropped_no_stream += counters.dropped_no_stream
-        totals.dropped_srtp += counters.dropped_srtp
-        totals.rtcp_packets += counters.rtcp_packets
-        totals.receive_errors += counters.receive_errors
 
     def _drain_rtp(self, port: RtpPort) -> None:
         recv = port.rtp.recvfrom

@@ -1021,7 +1021,3 @@ class SiprecUserAgent:
         events.append(RequestRefused(request.method, status, reason, detail, txn.source, request.call_id))
         return events
 
-
-def contact_uri(call_contact: str) -> SipUri:
-    """The URI inside a Contact value (used by tests that follow srs's Contact)."""
-    return NameAddr.parse(call_contact).uri

@@ -10,8 +10,6 @@ Until the daemon starts the HTTP runtime itself, this module launches it through
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,7 +19,6 @@ import json
 import socket
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -53,11 +50,6 @@ PREFIX = "/api/v1"
 CALLS = 4
 RETENTION_DAYS = 1
 DAY_S = 86_400.0
-
-
-def daemon_has_runtime() -> bool:
-    """True once ``srs serve`` itself starts the HTTP runtime (webhooks, retention, metrics)."""
-    return "start_http_runtime" in (REPO / "srs" / "app.py").read_text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,13 +170,9 @@ def launch(tmp: Path, hooks: HookReceiver) -> World:
     data_dir.mkdir()
     args = ["--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{high}", "--data-dir", str(data_dir),
             "--http", f"{LOOPBACK}:{http_port}"]
-    if daemon_has_runtime():
-        config = tmp / "srs.toml"
-        config.write_text(config_toml(hooks.url))
-        cmd = [*srs_command(), "serve", "--config", str(config), *args]
-    else:
-        extra = {"webhook_urls": [hooks.url], "retention_days": RETENTION_DAYS, "retention_interval_s": 1}
-        cmd = [sys.executable, "-m", "tests.e2e.test_step4_api", *args, "--extra", json.dumps(extra)]
+    config = tmp / "srs.toml"
+    config.write_text(config_toml(hooks.url))
+    cmd = [*srs_command(), "serve", "--config", str(config), *args]
     log_path = tmp / "srs.stderr.log"
     with log_path.open("wb") as err:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=REPO)
@@ -541,133 +529,6 @@ def test_retention_deletes_only_aged_recordings_not_on_hold(world: World) -> Non
             "SELECT actor, action, recording_id FROM audit_log WHERE action = 'retention_delete'"
         )
         assert list(rows) == [("retention", "retention_delete", aged["id"])]
-
-
-# ---------------------------------------------------------------------------------------------
-# the launcher used until ``srs serve`` starts the HTTP runtime itself
-
-
-def _serve(argv: list[str]) -> int:  # pragma: no cover - runs in the daemon process
-    from srs.app import Daemon
-    from srs.config import load_config, with_overrides
-    from srs.http_runtime import HttpRuntime, start_http_runtime
-    from srs.live import Finished
-    from srs.log import configure_logging
-    from srs.metrics import DaemonMetrics
-    from srs.siprec.events import MetadataReceived, RequestRefused, SessionAnswered, UaEvent
-    from srs.storage.records import Participant, SessionInfo
-
-    parser = argparse.ArgumentParser()
-    for name in ("--sip", "--rtp-ports", "--data-dir", "--http", "--extra"):
-        parser.add_argument(name)
-    args = parser.parse_args(argv)
-    extra = json.loads(args.extra)
-    config = with_overrides(
-        load_config(None), sip=args.sip, rtp_ports=args.rtp_ports, data_dir=args.data_dir, http=args.http
-    )
-
-    class _Stopper:
-        def __init__(self, event: asyncio.Event) -> None:
-            self.event = event
-
-        @property
-        def should_exit(self) -> bool:
-            return self.event.is_set()
-
-        @should_exit.setter
-        def should_exit(self, value: bool) -> None:
-            self.event.set()
-
-    class TestDaemon(Daemon):
-        runtime: HttpRuntime
-
-        async def _start_http(self) -> asyncio.Task[None] | None:
-            assert self.live is not None and self.config.http.listen is not None
-            live = self.live
-            metrics = DaemonMetrics()
-            metrics.set_live_source(lambda: {
-                "active_sessions": self.ua.active_sessions,
-                "active_streams": sum(len(s.slots) for s in live.sessions.values()),
-            })
-            listen = self.config.http.listen
-            runtime = await start_http_runtime(
-                data_dir=self.layout.data_dir, listen_host=listen.host, listen_port=listen.port,
-                link_max_validity_min=self.config.http.link_max_validity_min,
-                webhook_urls=extra["webhook_urls"], retention_days=extra["retention_days"],
-                retention_overrides={}, retention_interval_s=extra["retention_interval_s"], metrics=metrics,
-            )
-            self.runtime = runtime
-            original_publish, original_ended = live.publish, live.ended
-            original_answered, original_metadata = live.answered, live.metadata
-
-            def answered(event: SessionAnswered) -> None:
-                original_answered(event)
-                session = live.sessions.get(event.session_id)
-                if event.initial and session is not None:
-                    metrics.session_started()
-                    runtime.recording_event("recording_started", session.recording_id)
-
-            def metadata(event: MetadataReceived) -> None:
-                original_metadata(event)
-                session = live.sessions.get(event.session_id)
-                merged = event.merged
-                if session is not None:
-                    self.index.set_metadata(
-                        session.recording_id, merged.call_recording_id,
-                        [Participant(p.id, p.aor, p.name, tuple(p.send), tuple(p.recv))
-                         for p in merged.participants],
-                        live._stream_infos(session), list(merged.extensions),
-                        [SessionInfo(s.id, tuple(s.sip_session_ids), s.start_time, s.stop_time, s.group)
-                         for s in merged.sessions],
-                    )
-
-            def publish(finished: Finished) -> None:
-                original_publish(finished)
-                if finished.final is not None:
-                    runtime.recording_event("recording_available", finished.recording_id)
-
-            def ended(event: Any) -> Finished | None:
-                finished = original_ended(event)
-                if finished is not None:
-                    metrics.session_ended()
-                    runtime.recording_event("recording_finished", finished.recording_id)
-                    if finished.final is not None:
-                        for stats in finished.final.completeness.get("streams", {}).values():
-                            metrics.packets(
-                                received=stats["packets_received"], lost=stats["packets_lost"],
-                                dropped=stats["packets_late"] + stats["packets_duplicate"]
-                                + stats["packets_dropped_source"] + stats["malformed"],
-                            )
-                return finished
-
-            live.answered = answered  # type: ignore[method-assign]
-            live.metadata = metadata  # type: ignore[method-assign]
-            live.publish = publish  # type: ignore[method-assign]
-            live.ended = ended  # type: ignore[method-assign]
-            self._metrics = metrics
-            stop = asyncio.Event()
-            self._http_server = _Stopper(stop)  # type: ignore[assignment]
-
-            async def serve_until_stopped() -> None:
-                await stop.wait()
-                await runtime.stop()
-
-            assert self.loop is not None
-            return self.loop.create_task(serve_until_stopped())
-
-        def _handle(self, events: list[UaEvent]) -> None:
-            for event in events:
-                if isinstance(event, RequestRefused):
-                    self._metrics.request_refused(event.status)
-            super()._handle(events)
-
-    configure_logging(config.log.level)
-    daemon = TestDaemon(config)
-    return int(asyncio.run(daemon.run()))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_serve(sys.argv[1:]))
 
 
 # ---------------------------------------------------------------------------------------------
