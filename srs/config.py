@@ -74,7 +74,7 @@ class MediaSettings:
     output: str = "mono"
     format: str = "wav"
     relatch_silence_ms: int = 1000
-    workers: int = 0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
