@@ -180,6 +180,8 @@ class SiprecUserAgent:
         self.rate_limiter = SourceRateLimiter(settings.rate_limit_per_source, settings.rate_limit_burst)
         self._calls: dict[str, _Call] = {}
         self._by_dialog: dict[tuple[str, str, str], _Call] = {}
+        self._by_origin: dict[tuple[str, str, int], _Call] = {}
+        """Live calls by their initial INVITE's Call-ID, From tag and CSeq (§8.2.2.2 merged requests)."""
         self._by_invite: dict[int, _Call] = {}
         self._awaiting_final: dict[tuple[str, str], str] = {}
         self._refreshes: dict[tuple[str, str], str] = {}
@@ -387,6 +389,10 @@ class SiprecUserAgent:
                 txn, 405, "Method Not Allowed", f"{method} in dialog", now, [("Allow", ALLOW)]
             )
         if method == "INVITE":
+            origin = (request.call_id, request.from_addr.tag or "", request.cseq.number)
+            if origin in self._by_origin:
+                # §8.2.2.2: the same request by another path (or resent with a new branch) is not a new call
+                return self._refuse(txn, 482, "Loop Detected", "merged request", now)
             return self._receive_invite(request, txn, source, transport, local, now)
         if method == "OPTIONS":
             return self._respond(txn, 200, now, extra=self._capabilities(), to_tag=self.settings.new_token())
@@ -480,6 +486,7 @@ class SiprecUserAgent:
         call.rank = next(self._seq)
         self._calls[session_id] = call
         self._by_invite[id(txn)] = call
+        self._by_origin[(request.call_id, request.from_addr.tag or "", request.cseq.number)] = call
         events: list[UaEvent] = [*trying]
         events.append(
             SessionOffered(
@@ -962,6 +969,10 @@ class SiprecUserAgent:
             del self._calls[call.session_id]
             self._call_deadlines.disarm(call)
         self._by_invite.pop(id(call.invite_transaction), None)
+        invite = call.invite
+        origin = (invite.call_id, invite.from_addr.tag or "", invite.cseq.number)
+        if self._by_origin.get(origin) is call:
+            del self._by_origin[origin]
         if call.dialog is not None:
             self._by_dialog.pop(call.dialog.key, None)
         if call.awaiting_ack is not None:

@@ -275,3 +275,46 @@ def test_response_from_first_retransmission_is_byte_identical() -> None:
     ok = of_type(events, Outgoing)[0].data
     assert isinstance(parse_message(ok), Response)
     assert [o.data for o in of_type(ua.on_timer(0.5), Outgoing)] == [ok]
+
+
+# ------------------------------------------------------------------ §8.2.2.2 merged requests
+
+
+def test_initial_invite_resent_with_a_new_branch_is_a_merged_request_482() -> None:
+    """Same Call-ID, From tag and CSeq but another transaction: the request arrived twice, one call."""
+    ua = make_ua()
+    sbc = Sbc(ua)
+    first = sbc.send(invite(branch="z9hG4bKfirst"), 0.0)
+    assert len(of_type(first, SessionOffered)) == 1
+    again = sbc.send(invite(branch="z9hG4bKsecond"), 0.6)
+    assert of_type(again, SessionOffered) == []
+    assert statuses(again) == [482]
+    refused = of_type(again, RequestRefused)
+    assert refused and refused[0].status == 482 and refused[0].detail == "merged request"
+    assert ua.active_sessions == 1
+
+
+def test_merged_request_detection_keys_on_call_id_from_tag_and_cseq() -> None:
+    """Another Call-ID, another From tag or another CSeq is another request: each is a new call."""
+    ua = make_ua()
+    sbc = Sbc(ua)
+    sbc.send(invite(branch="z9hG4bKa"), 0.0)
+    others = [
+        invite(branch="z9hG4bKb", call_id="other-call@sbc.example.com"),
+        invite(branch="z9hG4bKc", from_tag="sbc-tag-2"),
+        invite(branch="z9hG4bKd", cseq=2),
+    ]
+    for data in others:
+        assert len(of_type(sbc.send(data, 0.1), SessionOffered)) == 1
+    assert ua.active_sessions == 4
+
+
+def test_the_same_request_after_its_call_ended_is_a_new_call() -> None:
+    ua, sbc, _, answered = offer_and_accept()
+    (ok,) = responses(answered)
+    sbc.send(ack_for(ok), 0.1)
+    bye = request("BYE", branch="z9hG4bKbye", cseq=2, to_tag=ok.to_addr.tag)
+    assert len(of_type(sbc.send(bye, 1.0), SessionEnded)) == 1
+    assert ua.active_sessions == 0
+    fresh = sbc.send(invite(branch="z9hG4bKlater"), 40.0)
+    assert len(of_type(fresh, SessionOffered)) == 1
