@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srs.log import get_logger
 from srs.media.channels import stereo_groups
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory, PayloadFormat
@@ -96,6 +97,7 @@ class LiveRecordings:
         wall_clock: Callable[[], float] = time.time,
         log: Any = None,
         plane: MediaPlane | None = None,
+        write_behind: bool = True,
     ) -> None:
         self.index = index
         self.layout = layout
@@ -107,6 +109,15 @@ class LiveRecordings:
         self.log = log
         self.plane: MediaPlane = plane if plane is not None else InProcessPlane(receiver, decoder_factory)
         self.sessions: dict[str, LiveSession] = {}
+        if write_behind:
+            # The index rows of a call are written by the index's own thread, batched, so SQLite
+            # commits and metadata files never hold up SIP on the loop.
+            index.start_write_behind(self._index_write_failed)
+
+    def _index_write_failed(self, what: str, exc: BaseException) -> None:
+        """From the index writer thread: a queued write that could not be committed as asked."""
+        log = self.log if self.log is not None else get_logger("srs")
+        log.error("index_write_failed", write=what, error=f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------- offers
     def offered(self, event: SessionOffered, now: float) -> list[int] | None:
@@ -144,7 +155,7 @@ class LiveRecordings:
         key = session.session_id
         if event.initial and not session.opened:
             path = self.layout.recording_path(session.recording_id, session.started_wall)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.layout.make_dirs(path.parent)
             extra = self._recorder_extra(session, event)
             self.plane.open(
                 key,

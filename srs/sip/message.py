@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from srs.errors import MessageTooLarge, SipParseError
 from srs.sip.grammar import HEADER_LINE_RE, REQUEST_LINE_RE, STATUS_LINE_RE, split_unquoted
@@ -91,10 +92,21 @@ REASON_PHRASES: dict[int, str] = {
 }
 
 
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_LIMIT = 2048
+"""Names seen so far (bounded: header names come from the network)."""
+
+
 def canonical_name(name: str) -> str:
     """Lower-case long form, so ``v`` and ``VIA`` both become ``via``."""
+    known = _CANONICAL.get(name)
+    if known is not None:
+        return known
     lowered = name.strip().lower()
-    return COMPACT_FORMS.get(lowered, lowered)
+    canonical = COMPACT_FORMS.get(lowered, lowered)
+    if len(_CANONICAL) < _CANONICAL_LIMIT:
+        _CANONICAL[name] = canonical
+    return canonical
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,8 @@ class Headers:
     """Header fields as written: ordered (name, value) pairs, one per header line."""
 
     items: tuple[tuple[str, str], ...] = ()
+    _names: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    """Each line's canonical name, worked out on the first look-up (a message is read many times)."""
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items)
@@ -112,22 +126,33 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    def _canonical_names(self) -> tuple[str, ...]:
+        names = self._names
+        if names is None:
+            names = tuple(canonical_name(key) for key, _ in self.items)
+            object.__setattr__(self, "_names", names)
+        return names
+
     def get(self, name: str) -> str | None:
         """The first header line with this name (compact or long form, any case)."""
         wanted = canonical_name(name)
-        for key, value in self.items:
-            if canonical_name(key) == wanted:
-                return value
-        return None
+        names = self._canonical_names()
+        if wanted not in names:
+            return None
+        return self.items[names.index(wanted)][1]
 
     def get_all(self, name: str) -> list[str]:
         """Every value; list headers are also split at commas (outside quotes and <>)."""
         wanted = canonical_name(name)
+        names = self._canonical_names()
+        if wanted not in names:
+            return []
         values: list[str] = []
-        for key, value in self.items:
-            if canonical_name(key) != wanted:
+        split = wanted in LIST_HEADERS
+        for key, (_, value) in zip(names, self.items, strict=True):
+            if key != wanted:
                 continue
-            if wanted in LIST_HEADERS:
+            if split:
                 values.extend(part.strip() for part in split_unquoted(value, ",") if part.strip())
             else:
                 values.append(value)
@@ -173,10 +198,15 @@ class Headers:
 
 
 class _MessageFields:
-    """Typed accessors shared by requests and responses."""
+    """Typed accessors shared by requests and responses.
+
+    A message is immutable, so each structured header is parsed once and kept (``_parsed``):
+    the transaction layer, the dialog and the response builder all ask for the same ones.
+    """
 
     __slots__ = ()
     headers: Headers
+    _parsed: dict[str, Any]
 
     @property
     def call_id(self) -> str:
@@ -187,31 +217,46 @@ class _MessageFields:
 
     @property
     def cseq(self) -> CSeq:
-        value = self.headers.get("cseq")
-        if value is None:
-            raise SipParseError("missing CSeq")
-        return CSeq.parse(value)
+        cached = self._parsed.get("cseq")
+        if cached is None:
+            value = self.headers.get("cseq")
+            if value is None:
+                raise SipParseError("missing CSeq")
+            cached = self._parsed["cseq"] = CSeq.parse(value)
+        return cast(CSeq, cached)
 
     @property
     def from_addr(self) -> NameAddr:
-        value = self.headers.get("from")
-        if value is None:
-            raise SipParseError("missing From")
-        return NameAddr.parse(value)
+        cached = self._parsed.get("from")
+        if cached is None:
+            value = self.headers.get("from")
+            if value is None:
+                raise SipParseError("missing From")
+            cached = self._parsed["from"] = NameAddr.parse(value)
+        return cast(NameAddr, cached)
 
     @property
     def to_addr(self) -> NameAddr:
-        value = self.headers.get("to")
-        if value is None:
-            raise SipParseError("missing To")
-        return NameAddr.parse(value)
+        cached = self._parsed.get("to")
+        if cached is None:
+            value = self.headers.get("to")
+            if value is None:
+                raise SipParseError("missing To")
+            cached = self._parsed["to"] = NameAddr.parse(value)
+        return cast(NameAddr, cached)
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(value) for value in self.headers.get_all("via")]
+        cached = self._parsed.get("vias")
+        if cached is None:
+            cached = self._parsed["vias"] = tuple(Via.parse(value) for value in self.headers.get_all("via"))
+        return list(cached)
 
     @property
     def top_via(self) -> Via:
+        cached = self._parsed.get("vias")
+        if cached:
+            return cast(Via, cached[0])
         values = self.headers.get_all("via")
         if not values:
             raise SipParseError("missing Via")
@@ -237,6 +282,7 @@ class Request(_MessageFields):
     body: bytes = b""
     version: str = "SIP/2.0"
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    _parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +293,7 @@ class Response(_MessageFields):
     body: bytes = b""
     version: str = "SIP/2.0"
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    _parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 Message = Request | Response

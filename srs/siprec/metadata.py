@@ -109,8 +109,7 @@ def parse_metadata(xml: bytes) -> RecordingMetadata:
             raise MetadataError(f"root element {local!r} is not recording metadata")
         warnings.append(f"unknown metadata namespace {namespace!r}; read as RFC 7865")
         dialect = "rfc7865"
-    _check_depth(root)
-    return _read(root, dialect, namespace, xml, warnings)
+    return _read(_Tree(root, namespace), dialect, xml, warnings)
 
 
 def merge_metadata(previous: RecordingMetadata | None, update: RecordingMetadata) -> RecordingMetadata:
@@ -271,17 +270,6 @@ def _checked_root(root: etree._Element | None) -> etree._Element:
     return root
 
 
-def _check_depth(root: etree._Element) -> None:
-    """One pass over the tree (not a walk up from every element: that is depth times slower)."""
-    level: list[etree._Element] = [root]
-    for _ in range(MAX_DEPTH):
-        level = [child for element in level for child in element]
-        if not level:
-            return
-    if any(len(element) for element in level):
-        raise MetadataError(f"metadata nests deeper than {MAX_DEPTH} elements")
-
-
 def _split(tag: object) -> tuple[str, str]:
     if not isinstance(tag, str):
         return "", ""
@@ -291,10 +279,6 @@ def _split(tag: object) -> tuple[str, str]:
     return "", tag
 
 
-def _local(element: etree._Element) -> str:
-    return _split(element.tag)[1].lower()
-
-
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
@@ -302,17 +286,74 @@ def _text(element: etree._Element | None) -> str | None:
     return value or None
 
 
-def _children(element: etree._Element, *names: str) -> list[etree._Element]:
-    wanted = {n.lower() for n in names}
-    return [child for child in element if isinstance(child.tag, str) and _local(child) in wanted]
+class _Tree:
+    """The document read in one walk: every element's children by lower-case local name, the
+    extension elements and the AudioCodes call-recording-id, with the depth limit enforced on the
+    way (a walk that stops at the limit, so a deep document costs no more than a shallow one)."""
 
+    def __init__(self, root: etree._Element, namespace: str) -> None:
+        self.root = root
+        self._kids: dict[etree._Element, dict[str, list[etree._Element]]] = {}
+        pairs: list[tuple[str, str]] = []
+        fragments: list[str] = []
+        call_recording_id: str | None = None
+        own = _RECORDING_NAMESPACES | {namespace}
+        _, root_local = _split(root.tag)
+        # (element, its namespace, its local name, depth, whether its parent is in our namespaces)
+        stack: list[tuple[etree._Element, str, str, int, bool]] = [(root, namespace, root_local, 0, True)]
+        while stack:
+            element, element_ns, local, depth, parent_own = stack.pop()
+            if depth >= MAX_DEPTH and len(element):
+                raise MetadataError(f"metadata nests deeper than {MAX_DEPTH} elements")
+            table: dict[str, list[etree._Element]] = {}
+            children: list[tuple[etree._Element, str, str, int, bool]] = []
+            is_own = element_ns in own
+            for child in element:
+                tag = child.tag
+                if not isinstance(tag, str):
+                    continue
+                child_ns, child_local = _split(tag)
+                table.setdefault(child_local.lower(), []).append(child)
+                children.append((child, child_ns, child_local, depth + 1, is_own))
+            self._kids[element] = table
+            if depth:
+                if call_recording_id is None and element_ns == AUDIOCODES_NS and local == "call-recording-id":
+                    call_recording_id = _text(element)
+                if not is_own:
+                    if parent_own:
+                        fragments.append(etree.tostring(element, encoding="unicode", with_tail=False))
+                    if not children and (value := _text(element)) is not None:
+                        prefix = element.prefix
+                        key = f"{element_ns}:{local}" if element_ns else local
+                        pairs.append((f"{prefix}:{local}" if prefix else key, value))
+            stack.extend(reversed(children))
+        self.extensions = tuple(pairs)
+        self.extension_xml = tuple(fragments)
+        self.call_recording_id = call_recording_id
 
-def _child_text(element: etree._Element, *names: str) -> str | None:
-    for child in _children(element, *names):
-        value = _text(child)
-        if value is not None:
-            return value
-    return None
+    def children(self, element: etree._Element, name: str) -> list[etree._Element]:
+        """Element children named ``name`` (lower case, any namespace), in document order."""
+        return self._kids.get(element, {}).get(name, [])
+
+    def child_text(self, element: etree._Element, name: str) -> str | None:
+        for child in self.children(element, name):
+            value = _text(child)
+            if value is not None:
+                return value
+        return None
+
+    def stream_refs(self, element: etree._Element, name: str) -> list[str]:
+        """``<send>id</send>`` (RFC 7865, draft) or ``<send><id>id</id></send>`` (BroadWorks)."""
+        refs: list[str] = []
+        for ref in self.children(element, name):
+            nested = self.children(ref, "id")
+            if nested:
+                refs.extend(t for t in (_text(n) for n in nested) if t)
+            else:
+                value = _text(ref)
+                if value:
+                    refs.append(value)
+        return refs
 
 
 def _attr(element: etree._Element, *names: str) -> str | None:
@@ -321,20 +362,6 @@ def _attr(element: etree._Element, *names: str) -> str | None:
         if isinstance(value, str):
             return value.strip()
     return None
-
-
-def _stream_refs(element: etree._Element, name: str) -> list[str]:
-    """``<send>id</send>`` (RFC 7865, draft) or ``<send><id>id</id></send>`` (BroadWorks)."""
-    refs: list[str] = []
-    for ref in _children(element, name):
-        nested = _children(ref, "id")
-        if nested:
-            refs.extend(t for t in (_text(n) for n in nested) if t)
-        else:
-            value = _text(ref)
-            if value:
-                refs.append(value)
-    return refs
 
 
 @dataclass
@@ -349,59 +376,58 @@ class _ParticipantDraft:
     send: list[str] = field(default_factory=list)
     recv: list[str] = field(default_factory=list)
 
-    def absorb(self, element: etree._Element) -> None:
-        self.associate_time = _child_text(element, "associate-time") or self.associate_time
-        self.disassociate_time = _child_text(element, "disassociate-time") or self.disassociate_time
-        self.send.extend(_stream_refs(element, "send"))
-        self.recv.extend(_stream_refs(element, "recv"))
+    def absorb(self, tree: _Tree, element: etree._Element) -> None:
+        self.associate_time = tree.child_text(element, "associate-time") or self.associate_time
+        self.disassociate_time = tree.child_text(element, "disassociate-time") or self.disassociate_time
+        self.send.extend(tree.stream_refs(element, "send"))
+        self.recv.extend(tree.stream_refs(element, "recv"))
 
 
-def _read(
-    root: etree._Element, dialect: Dialect, namespace: str, raw: bytes, warnings: list[str]
-) -> RecordingMetadata:
-    datamode_text = (_child_text(root, "datamode") or "complete").lower()
+def _read(tree: _Tree, dialect: Dialect, raw: bytes, warnings: list[str]) -> RecordingMetadata:
+    root = tree.root
+    datamode_text = (tree.child_text(root, "datamode") or "complete").lower()
     datamode: DataMode = "partial" if datamode_text == "partial" else "complete"
     if datamode_text not in ("complete", "partial"):
         warnings.append(f"unknown datamode {datamode_text!r}; read as complete")
 
     groups = [
-        Group(gid, _child_text(g, "associate-time"), _child_text(g, "disassociate-time"))
-        for g in _children(root, "group")
+        Group(gid, tree.child_text(g, "associate-time"), tree.child_text(g, "disassociate-time"))
+        for g in tree.children(root, "group")
         if (gid := _attr(g, "group_id", "id")) is not None
     ]
     sessions = [
         Session(
             sid,
-            tuple(t for t in (_text(s) for s in _children(el, "sipSessionID")) if t),
-            _child_text(el, "start-time"),
-            _child_text(el, "stop-time"),
-            _child_text(el, "group-ref") or _attr(el, "group", "group_id"),
+            tuple(t for t in (_text(s) for s in tree.children(el, "sipsessionid")) if t),
+            tree.child_text(el, "start-time"),
+            tree.child_text(el, "stop-time"),
+            tree.child_text(el, "group-ref") or _attr(el, "group", "group_id"),
         )
-        for el in _children(root, "session")
+        for el in tree.children(root, "session")
         if (sid := _attr(el, "session_id", "id")) is not None
     ]
     streams = [
-        Stream(stid, _child_text(el, "label"), _attr(el, "session_id", "session"))
-        for el in _children(root, "stream")
+        Stream(stid, tree.child_text(el, "label"), _attr(el, "session_id", "session"))
+        for el in tree.children(root, "stream")
         if (stid := _attr(el, "stream_id", "id")) is not None
     ]
 
     drafts: dict[str, _ParticipantDraft] = {}
-    for element in _children(root, "participant"):
+    for element in tree.children(root, "participant"):
         pid = _attr(element, "participant_id", "id")
         if pid is None:
             warnings.append("participant without an id ignored")
             continue
         draft = drafts.setdefault(pid, _ParticipantDraft())
-        name_id = next(iter(_children(element, "nameID")), None)
+        name_id = next(iter(tree.children(element, "nameid")), None)
         if name_id is not None:
             draft.aor = draft.aor or _attr(name_id, "aor")
-            draft.name = draft.name or _child_text(name_id, "name")
-        draft.aor = draft.aor or _child_text(element, "aor")
-        draft.name = draft.name or _child_text(element, "name")
+            draft.name = draft.name or tree.child_text(name_id, "name")
+        draft.aor = draft.aor or tree.child_text(element, "aor")
+        draft.name = draft.name or tree.child_text(element, "name")
         draft.session = draft.session or _attr(element, "session", "session_id")
-        draft.absorb(element)
-    for assoc in _children(root, "participantstreamassoc"):
+        draft.absorb(tree, element)
+    for assoc in tree.children(root, "participantstreamassoc"):
         pid = _attr(assoc, "participant_id", "participant", "id")
         if pid is None:
             warnings.append("participantstreamassoc without participant_id ignored")
@@ -409,15 +435,15 @@ def _read(
         if pid not in drafts and datamode == "complete":
             warnings.append(f"participantstreamassoc for unknown participant {pid!r} ignored")
             continue
-        drafts.setdefault(pid, _ParticipantDraft()).absorb(assoc)
-    for assoc in _children(root, "participantsessionassoc"):
+        drafts.setdefault(pid, _ParticipantDraft()).absorb(tree, assoc)
+    for assoc in tree.children(root, "participantsessionassoc"):
         pid = _attr(assoc, "participant_id", "participant")
         if pid is None or (pid not in drafts and datamode == "complete"):
             warnings.append(f"participantsessionassoc for unknown participant {pid!r} ignored")
             continue
         draft = drafts.setdefault(pid, _ParticipantDraft())
         draft.session = draft.session or _attr(assoc, "session_id", "session")
-        draft.absorb(assoc)
+        draft.absorb(tree, assoc)
 
     labels = {s.id: s.label for s in streams}
     participants: list[Participant] = []
@@ -442,17 +468,6 @@ def _read(
             )
         )
 
-    extensions, fragments = _extensions(root, namespace)
-    call_recording_id = next(
-        (
-            value
-            for element in root.iter()
-            if isinstance(element.tag, str)
-            and _split(element.tag) == (AUDIOCODES_NS, "call-recording-id")
-            and (value := _text(element)) is not None
-        ),
-        None,
-    )
     return RecordingMetadata(
         dialect=dialect,
         datamode=datamode,
@@ -460,34 +475,9 @@ def _read(
         streams=tuple(streams),
         sessions=tuple(sessions),
         groups=tuple(groups),
-        call_recording_id=call_recording_id,
-        extensions=extensions,
-        extension_xml=fragments,
+        call_recording_id=tree.call_recording_id,
+        extensions=tree.extensions,
+        extension_xml=tree.extension_xml,
         warnings=tuple(warnings),
         raw=raw,
     )
-
-
-def _extensions(root: etree._Element, namespace: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """Elements outside the recording namespace: leaves as key/value pairs, subtrees verbatim."""
-    pairs: list[tuple[str, str]] = []
-    fragments: list[str] = []
-    own = _RECORDING_NAMESPACES | {namespace}
-    for element in root.iter():
-        if not isinstance(element.tag, str) or element is root:
-            continue
-        element_ns, local = _split(element.tag)
-        if element_ns in own:
-            continue
-        parent = element.getparent()
-        if parent is None or _split(parent.tag)[0] in own:
-            fragments.append(etree.tostring(element, encoding="unicode", with_tail=False))
-        if any(isinstance(child.tag, str) for child in element):
-            continue
-        value = _text(element)
-        if value is None:
-            continue
-        prefix = element.prefix
-        key = f"{prefix}:{local}" if prefix else (f"{element_ns}:{local}" if element_ns else local)
-        pairs.append((key, value))
-    return tuple(pairs), tuple(fragments)

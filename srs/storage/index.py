@@ -7,11 +7,12 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from srs.storage.admin import AdminStore
-from srs.storage.db import Database
+from srs.storage.db import Database, ErrorHandler, Operation, WriteBehind
 from srs.storage.errors import InvalidStateTransition, RecordingNotFound
 from srs.storage.ids import new_id
 from srs.storage.layout import DataLayout
@@ -30,55 +31,132 @@ from srs.storage.records import (
 
 Clock = Callable[[], float]
 _MAX_IN_LIST = 500
+_PREDECESSORS = {
+    requested: tuple(s.value for s in State if transition_allowed(s, requested)) for requested in State
+}
+"""The states each state may be reached from, so a transition is one guarded UPDATE."""
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+@dataclass(slots=True)
+class _Queued:
+    """What the write-behind path knows of a recording it created, so calls can be checked at once."""
+
+    state: State
+    started_at: float
+    versions: int = 0
 
 
 class RecordingIndex:
     """Sorted newest first (``started_at`` descending, ties by id descending) unless the filter asks
-    for oldest first."""
+    for oldest first.
+
+    After :meth:`start_write_behind` the daemon write API returns at once for the recordings it
+    creates from then on: the writes go to one writer thread that commits them in order, many to a
+    transaction, off the caller's thread. State transitions are still checked when called (and
+    raise there); reads through any index on the same file in this process wait for the writes
+    queued before them.
+    """
 
     def __init__(self, path: Path | str, clock: Clock = time.time, layout: DataLayout | None = None) -> None:
         self.db = Database(path)
         self.clock = clock
         self.layout = layout
         self.admin = AdminStore(self.db, clock)
+        self._writer: WriteBehind | None = None
+        self._queued: dict[str, _Queued] = {}
 
     def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.db.close()
+
+    # ---- write-behind -----------------------------------------------------------------------
+
+    def start_write_behind(self, on_error: ErrorHandler) -> None:
+        """Queue the daemon's writes from now on (one caller thread); ``on_error(what, exc)`` hears of
+        every write that had to be given up, and of metadata kept in the row when its file failed."""
+        if self._writer is None:
+            self._writer = WriteBehind(self.db, on_error)
+
+    @property
+    def write_behind(self) -> bool:
+        return self._writer is not None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write queued so far is committed (or given up); False on timeout."""
+        return True if self._writer is None else self._writer.wait(timeout)
+
+    def _apply(self, recording_id: str, what: str, operation: Operation) -> None:
+        if self._writer is not None and recording_id in self._queued:
+            self._writer.submit(f"{what} {recording_id}", operation)
+            return
+        with self.db.write() as conn:
+            operation(conn)
+
+    def _checked(self, recording_id: str, requested: State) -> _Queued | None:
+        """The queued recording, after checking the transition against its last requested state."""
+        queued = self._queued.get(recording_id) if self._writer is not None else None
+        if queued is not None and not transition_allowed(queued.state, requested):
+            raise InvalidStateTransition(recording_id, queued.state.value, requested.value)
+        return queued
 
     # ---- daemon write API -------------------------------------------------------------------
 
     def create_recording(self, new: NewRecording, recording_id: str | None = None) -> str:
         rid = recording_id or new_id(new.started_at)
         now = self.clock()
-        with self.db.write() as conn:
+        state = State(new.state)
+        values = (
+            rid, new.call_recording_id, new.sip_call_id, new.source, new.tenant, state.value,
+            new.started_at, new.file_format, new.sample_rate, new.channels, now, now,
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO recordings (id, call_recording_id, sip_call_id, source, tenant, state,"
                 " started_at,"
                 " file_format, sample_rate, channels, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rid, new.call_recording_id, new.sip_call_id, new.source, new.tenant,
-                    State(new.state).value,
-                    new.started_at, new.file_format, new.sample_rate, new.channels, now, now,
-                ),
+                values,
             )
+
+        if self._writer is not None and rid not in self._queued:
+            self._queued[rid] = _Queued(state, new.started_at)
+        self._apply(rid, "create", insert)
         return rid
 
     def advance_state(self, recording_id: str, state: State | str) -> None:
-        with self.db.write() as conn:
-            self._advance(conn, recording_id, State(state))
+        requested = State(state)
+        queued = self._checked(recording_id, requested)
+        if queued is not None:
+            queued.state = requested
+        now = self.clock()
+        self._apply(
+            recording_id, f"advance to {requested.value}",
+            lambda conn: self._advance(conn, recording_id, requested, now),
+        )  # fmt: skip
 
-    def _advance(self, conn: sqlite3.Connection, recording_id: str, requested: State) -> None:
+    def _advance(
+        self, conn: sqlite3.Connection, recording_id: str, requested: State, now: float | None = None
+    ) -> None:
+        predecessors = _PREDECESSORS[requested]
+        changed = conn.execute(
+            "UPDATE recordings SET state = ?, updated_at = ?"
+            f" WHERE id = ? AND state IN ({_marks(predecessors)})",
+            (requested.value, self.clock() if now is None else now, recording_id, *predecessors),
+        ).rowcount
+        if changed:
+            return
         row = conn.execute("SELECT state FROM recordings WHERE id = ?", (recording_id,)).fetchone()
         if row is None:
             raise RecordingNotFound(recording_id)
-        current = State(row["state"])
-        if not transition_allowed(current, requested):
-            raise InvalidStateTransition(recording_id, current.value, requested.value)
-        conn.execute(
-            "UPDATE recordings SET state = ?, updated_at = ? WHERE id = ?",
-            (requested.value, self.clock(), recording_id),
-        )
+        raise InvalidStateTransition(recording_id, row["state"], requested.value)
 
     def set_metadata(
         self,
@@ -91,13 +169,17 @@ class RecordingIndex:
     ) -> None:
         """Replace everything the rs-metadata says (called for every metadata version)."""
         pairs = list(extensions.items()) if isinstance(extensions, Mapping) else list(extensions)
-        with self.db.write() as conn:
-            self._require(conn, recording_id)
-            conn.execute(
+        participants, streams, sessions = tuple(participants), tuple(streams), tuple(sessions)
+        now = self.clock()
+
+        def replace(conn: sqlite3.Connection) -> None:
+            found = conn.execute(
                 "UPDATE recordings SET call_recording_id = COALESCE(?, call_recording_id), updated_at = ?"
                 " WHERE id = ?",
-                (call_recording_id, self.clock(), recording_id),
-            )
+                (call_recording_id, now, recording_id),
+            ).rowcount
+            if not found:
+                raise RecordingNotFound(recording_id)
             conn.execute("DELETE FROM participants WHERE recording_id = ?", (recording_id,))
             conn.executemany(
                 "INSERT INTO participants (recording_id, position, participant_id, aor, name, send, recv)"
@@ -126,11 +208,17 @@ class RecordingIndex:
             conn.execute("DELETE FROM streams WHERE recording_id = ?", (recording_id,))
             self._insert_streams(conn, recording_id, streams)
 
+        self._apply(recording_id, "metadata", replace)
+
     def update_streams(self, recording_id: str, streams: Sequence[StreamInfo]) -> None:
         """Upsert per-stream statistics by label (streams not mentioned are kept)."""
-        with self.db.write() as conn:
+        streams = tuple(streams)
+
+        def upsert(conn: sqlite3.Connection) -> None:
             self._require(conn, recording_id)
             self._insert_streams(conn, recording_id, streams)
+
+        self._apply(recording_id, "streams", upsert)
 
     @staticmethod
     def _insert_streams(conn: sqlite3.Connection, recording_id: str, streams: Sequence[StreamInfo]) -> None:
@@ -155,24 +243,52 @@ class RecordingIndex:
         With a data layout the XML goes to ``<id>.metadata/NNN.xml`` beside the audio (the row keeps the
         path); without one it is stored in the row itself.
         """
+        data = bytes(xml)
+        queued = self._queued.get(recording_id) if self._writer is not None else None
+        if queued is not None and self._writer is not None:
+            queued.versions += 1
+            seq, started_at, writer = queued.versions, queued.started_at, self._writer
+
+            def store(conn: sqlite3.Connection) -> None:
+                try:
+                    self._store_version(conn, recording_id, started_at, seq, received_at, data)
+                except OSError as exc:
+                    # The XML is worth more than where it lives: keep it in the row.
+                    self._insert_version(conn, recording_id, seq, received_at, None, data)
+                    writer.on_error(f"metadata version {seq} of {recording_id} kept in the index", exc)
+
+            writer.submit(f"metadata version {seq} {recording_id}", store)
+            return seq
         with self.db.write() as conn:
             row = conn.execute("SELECT started_at FROM recordings WHERE id = ?", (recording_id,)).fetchone()
             if row is None:
                 raise RecordingNotFound(recording_id)
             seq = self._next_seq(conn, recording_id)
-            path: str | None = None
-            blob: bytes | None = bytes(xml)
-            if self.layout is not None:
-                target = self.layout.metadata_version_path(recording_id, float(row["started_at"]), seq)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(xml)
-                path, blob = str(target), None
-            conn.execute(
-                "INSERT INTO metadata_versions (recording_id, seq, received_at, path, xml)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (recording_id, seq, received_at, path, blob),
-            )
+            self._store_version(conn, recording_id, float(row["started_at"]), seq, received_at, data)
         return seq
+
+    def _store_version(
+        self, conn: sqlite3.Connection, recording_id: str, started_at: float, seq: int, received_at: float,
+        xml: bytes,
+    ) -> None:  # fmt: skip
+        if self.layout is None:
+            self._insert_version(conn, recording_id, seq, received_at, None, xml)
+            return
+        target = self.layout.metadata_version_path(recording_id, started_at, seq)
+        self.layout.make_dirs(target.parent)
+        target.write_bytes(xml)
+        self._insert_version(conn, recording_id, seq, received_at, str(target), None)
+
+    @staticmethod
+    def _insert_version(
+        conn: sqlite3.Connection, recording_id: str, seq: int, received_at: float, path: str | None,
+        xml: bytes | None,
+    ) -> None:  # fmt: skip
+        conn.execute(
+            "INSERT INTO metadata_versions (recording_id, seq, received_at, path, xml)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (recording_id, seq, received_at, path, xml),
+        )
 
     @staticmethod
     def _next_seq(conn: sqlite3.Connection, recording_id: str) -> int:
@@ -206,8 +322,12 @@ class RecordingIndex:
     def finalize(self, recording_id: str, final: FinalizedRecording) -> None:
         if final.state not in (State.AVAILABLE, State.FAILED):
             raise ValueError("finalize needs state available or failed")
-        with self.db.write() as conn:
-            self._advance(conn, recording_id, State(final.state))
+        state = State(final.state)
+        queued = self._checked(recording_id, state)
+        now = self.clock()
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._advance(conn, recording_id, state, now)
             conn.execute(
                 "UPDATE recordings SET ended_at = ?, duration_ms = ?, file_path = ?, file_size = ?,"
                 " file_format = ?, sample_rate = ?, channels = ?, sha256 = ?, incomplete = ?,"
@@ -216,7 +336,7 @@ class RecordingIndex:
                     final.ended_at, final.duration_ms, final.file_path, final.file_size, final.file_format,
                     final.sample_rate, final.channels, final.sha256, int(final.incomplete),
                     final.incomplete_reason, json.dumps(list(final.warnings)),
-                    json.dumps(dict(final.completeness), sort_keys=True), self.clock(), recording_id,
+                    json.dumps(dict(final.completeness), sort_keys=True), now, recording_id,
                 ),
             )
             conn.execute("DELETE FROM dtmf WHERE recording_id = ?", (recording_id,))
@@ -225,6 +345,10 @@ class RecordingIndex:
                 " VALUES (?, ?, ?, ?, ?)",
                 [(recording_id, d.label, d.digit, d.offset_ms, d.duration_ms) for d in final.dtmf],
             )
+
+        self._apply(recording_id, f"finalize as {state.value}", write)
+        if queued is not None:
+            del self._queued[recording_id]
 
     def unfinished(self) -> list[str]:
         marks = ",".join("?" * len(UNFINISHED_STATES))
@@ -244,6 +368,7 @@ class RecordingIndex:
             )
 
     def delete(self, recording_id: str) -> None:
+        self._queued.pop(recording_id, None)
         with self.db.write() as conn:
             self._require(conn, recording_id)
             conn.execute("DELETE FROM recordings WHERE id = ?", (recording_id,))
@@ -278,7 +403,7 @@ class RecordingIndex:
         order = "ASC" if filt.oldest_first else "DESC"
         page = 1 if page < 1 else page
         with self.db.read() as conn:
-            total = int(conn.execute(f"SELECT COUNT(*) FROM recordings r{where}", params).fetchone()[0])
+            total = self._total(conn, filt, where, params)
             sql = f"SELECT * FROM recordings r{where} ORDER BY r.started_at {order}, r.id {order}"
             args = list(params)
             if max is not None:
@@ -292,10 +417,20 @@ class RecordingIndex:
             pages, current = math.ceil(total / max) if max > 0 else 0, page
         return Page(items=items, total=total, pages=pages, current=current, max=max)
 
+    @staticmethod
+    def _total(conn: sqlite3.Connection, filt: RecordingFilter, where: str, params: list[Any]) -> int:
+        """Unfiltered and state-only totals come from the trigger-kept counts, the rest from COUNT(*)."""
+        if not where:
+            return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM recording_counts").fetchone()[0])
+        if filt.state is not None and where == " WHERE r.state = ?":
+            row = conn.execute("SELECT n FROM recording_counts WHERE state = ?", params).fetchone()
+            return int(row[0]) if row is not None else 0
+        return int(conn.execute(f"SELECT COUNT(*) FROM recordings r{where}", params).fetchone()[0])
+
     def count_by_state(self) -> dict[str, int]:
         counts = {s.value: 0 for s in State}
         with self.db.read() as conn:
-            for row in conn.execute("SELECT state, COUNT(*) AS n FROM recordings GROUP BY state"):
+            for row in conn.execute("SELECT state, n FROM recording_counts"):
                 counts[row["state"]] = int(row["n"])
         return counts
 

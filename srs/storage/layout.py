@@ -21,6 +21,8 @@ SECRET_BYTES = 32
 class DataLayout:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self._days: dict[int, Path] = {}
+        self._made: set[Path] = set()
 
     @property
     def index_path(self) -> Path:
@@ -54,10 +56,38 @@ class DataLayout:
         return self.recordings_dir / f"{day.tm_year:04d}" / f"{day.tm_mon:02d}" / f"{day.tm_mday:02d}"
 
     def recording_path(self, recording_id: str, started_at: float) -> Path:
-        return self.contain(self.day_dir(started_at) / f"{self.check_id(recording_id)}.wav")
+        return self._in_day(started_at, f"{self.check_id(recording_id)}.wav")
 
     def metadata_dir(self, recording_id: str, started_at: float) -> Path:
-        return self.contain(self.day_dir(started_at) / f"{self.check_id(recording_id)}.metadata")
+        return self._in_day(started_at, f"{self.check_id(recording_id)}.metadata")
+
+    def _in_day(self, started_at: float, name: str) -> Path:
+        """``contain(day_dir / name)`` for a checked file name, without resolving the day every call.
+
+        The day directory is resolved (and judged) once; the name has no separator and no dots of
+        its own, so only a symlink planted under that name could lead elsewhere: that one case
+        takes the full check.
+        """
+        key = int(started_at // 86400)
+        day = self._days.get(key)
+        if day is None:
+            day = self.contain(self.day_dir(started_at))
+            if len(self._days) > 64:
+                self._days.clear()
+            self._days[key] = day
+        candidate = day / name
+        if os.path.islink(candidate):
+            return self.contain(candidate)
+        return candidate
+
+    def make_dirs(self, directory: Path) -> None:
+        """``mkdir -p`` that remembers what it made: the day directories are asked for on every call."""
+        if directory in self._made:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        if len(self._made) > 4096:
+            self._made.clear()
+        self._made.add(directory)
 
     def metadata_version_path(self, recording_id: str, started_at: float, seq: int) -> Path:
         if seq < 0 or seq > 999_999:

@@ -140,6 +140,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (recording_id, position)
     );
     """,
+    # 3: recordings per state, kept by triggers, so the unfiltered (or state-only) list's total is
+    # one row read instead of a COUNT(*) over millions of rows.
+    """
+    CREATE TABLE recording_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO recording_counts (state, n) SELECT state, COUNT(*) FROM recordings GROUP BY state;
+    CREATE TRIGGER recording_counts_insert AFTER INSERT ON recordings BEGIN
+        INSERT INTO recording_counts (state, n) VALUES (NEW.state, 1)
+            ON CONFLICT (state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER recording_counts_delete AFTER DELETE ON recordings BEGIN
+        UPDATE recording_counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER recording_counts_state AFTER UPDATE OF state ON recordings
+        WHEN OLD.state IS NOT NEW.state BEGIN
+        UPDATE recording_counts SET n = n - 1 WHERE state = OLD.state;
+        INSERT INTO recording_counts (state, n) VALUES (NEW.state, 1)
+            ON CONFLICT (state) DO UPDATE SET n = n + 1;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

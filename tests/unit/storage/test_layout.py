@@ -94,3 +94,30 @@ def test_truncated_secret_is_refused(layout: DataLayout) -> None:
     layout.secret_path.write_bytes(b"short")
     with pytest.raises(UnsafePath):
         layout.secret()
+
+
+def test_a_symlink_planted_at_a_recording_name_is_judged_every_time(
+    layout: DataLayout, tmp_path: Path
+) -> None:
+    rid = new_id(0)
+    honest = layout.recording_path(rid, 1_700_000_000.0)  # the day directory is now remembered
+    outside = tmp_path / "elsewhere.wav"
+    outside.write_bytes(b"x")
+    honest.parent.mkdir(parents=True)
+    honest.symlink_to(outside)
+    with pytest.raises(UnsafePath):
+        layout.recording_path(rid, 1_700_000_000.0)
+    inside = layout.data_dir / "inside.wav"
+    inside.write_bytes(b"x")
+    honest.unlink()
+    honest.symlink_to(inside)
+    assert layout.recording_path(rid, 1_700_000_000.0) == inside
+    assert layout.metadata_dir(rid, 1_700_000_000.0) == honest.parent / f"{rid}.metadata"
+
+
+def test_make_dirs_creates_each_directory_once(layout: DataLayout) -> None:
+    day = layout.recording_path(new_id(0), 1_700_000_000.0).parent
+    layout.make_dirs(day)
+    assert day.is_dir()
+    layout.make_dirs(day)  # remembered: no second mkdir needed, and no error
+    assert day.is_dir()
