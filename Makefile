@@ -6,7 +6,7 @@ SRS    := $(VENV)/bin/srs
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps run test test-fast lint bench bench-quick fuzz fuzz-ci clean
+.PHONY: install system-deps run test test-fast lint bench bench-quick soak overload fuzz fuzz-ci clean
 
 install: $(STAMP)
 
@@ -42,6 +42,14 @@ bench: install
 
 bench-quick: install
 	$(PY) -m srs.bench --quick
+
+# Half capacity for 30 minutes: RSS slope, descriptors and RTP sockets at every quiet point (JSON).
+soak: install
+	$(PY) -m srs.bench.soak --minutes 30 --calls 500
+
+# Calls offered beyond max_sessions and beyond what the SIP loop sustains: accepted vs 503 (JSON).
+overload: install
+	$(PY) -m srs.bench.overload --compare
 
 # >= 1M inputs per target (hours on 2 cores); fuzz-ci is the bounded pass CI runs.
 fuzz: install

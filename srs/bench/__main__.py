@@ -184,6 +184,11 @@ def setup_rate(
             os.sched_setaffinity(uas.pid, others)
         time.sleep(0.5)
         uas_result = sipp_client(uas_port, scenario, calls, limit, work)
+        if uas_result["failed"]:
+            # a burst of retransmissions on a busy 2-core box: the reference gets one more try
+            retry = sipp_client(uas_port, scenario, calls, limit, work)
+            retry["earlier_attempt"] = uas_result
+            uas_result = retry
     finally:
         uas.terminate()
         uas.wait(10)
