@@ -24,7 +24,7 @@ import itertools
 import math
 import struct
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Protocol
@@ -79,6 +79,7 @@ _SR_TOLERANCE = 1.0
 _MAX_SR_SSRCS = 16
 _EMPTY: Pcm = np.zeros(0, dtype=np.int16)
 _position_of = itemgetter(1)
+_unpack_header = FIXED_HEADER.unpack_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,10 +269,58 @@ class StreamTrack:
     def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
         """Take one datagram; every outcome other than placement is a counter, never an exception."""
         try:
-            b0, b1, seq, ts, ssrc = FIXED_HEADER.unpack_from(data)
+            b0, b1, seq, ts, ssrc = _unpack_header(data)
         except struct.error:
             self.malformed += 1
             return
+        if (
+            b0 != 0x80
+            or b1 != self._audio_pt
+            or ssrc != self._ssrc
+            or (seq - self._max_seq) & 0xFFFF != 1
+            or source != self._source
+        ):
+            self._push_general(data, source, arrival, b0, b1, seq, ts, ssrc)
+            return
+        # the next packet of the latched source and SSRC, plain header, current audio type, no
+        # marker: the common case, kept free of calls (the general path gives the same result)
+        self._last_arrival = arrival
+        ext = self._max_seq + 1
+        self._max_seq = ext
+        last_ts = self._last_ts
+        t = (ts - last_ts) & 0xFFFFFFFF
+        if t >= 0x80000000:
+            t -= 0x100000000
+        ext_ts = last_ts + t
+        self._last_ts = ext_ts
+        self._unique += 1
+        if self._unit:
+            pos = ext_ts + self._offset
+        else:
+            pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
+        drift = pos - arrival * self._rate
+        if drift > self._drift_hi or drift < self._drift_lo:
+            pos = self._reanchor(ext_ts, arrival)
+        elif drift > self._best_drift:
+            self._best_drift = drift
+        if pos < self._rendered_until:
+            pos = self._late(ext, ext_ts, arrival, True)
+            if pos < 0:
+                return
+        self._pending.append((ext, pos, b1, data[12:]))
+
+    def _push_general(
+        self,
+        data: bytes,
+        source: tuple[str, int],
+        arrival: float,
+        b0: int,
+        b1: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+    ) -> None:
+        """Every datagram the fast path of :meth:`push` does not take."""
         if b0 == 0x80:
             payload = data[12:]
         else:
@@ -289,7 +338,7 @@ class StreamTrack:
         if d == 0 or d > _MAX_DROPOUT:
             self._out_of_order(d, seq, ts, b1 & 0x7F, payload, arrival)
             return
-        # in order: the common case, kept free of calls
+        # in order (after a hole, with the marker bit or another payload type)
         ext = self._max_seq + d
         if d != 1:
             self._missing.update(range(self._max_seq + 1, ext))
@@ -576,13 +625,13 @@ class StreamTrack:
 
     def _decode_group(
         self, pt: int, group: list[tuple[int, int, int, bytes]]
-    ) -> tuple[Pcm, list[int], list[int]]:
+    ) -> tuple[Pcm, Sequence[int], Sequence[int]]:
         """Decode one payload type's packets in sequence order; returns samples, positions, lengths."""
         decoder = self._decoder(pt)
         if decoder is None:
             self.decoder_errors += len(group)
             return _EMPTY, [], []
-        payloads = [p[3] for p in group]
+        _, positions, _, payloads = zip(*group, strict=True)
         if self._formats[pt].encoding.upper() in SAMPLE_CODECS:
             joined = b"".join(payloads)
             try:
@@ -592,25 +641,25 @@ class StreamTrack:
             if pcm is not None and joined:
                 produced, total = len(pcm), len(joined)
                 if produced == total:
-                    return pcm, [p[1] for p in group], [len(p) for p in payloads]
+                    return pcm, positions, list(map(len, payloads))
                 lengths = [len(p) * produced // total for p in payloads]
                 if sum(lengths) == produced:
-                    return pcm, [p[1] for p in group], lengths
+                    return pcm, positions, lengths
         pieces: list[Pcm] = []
-        positions: list[int] = []
+        kept: list[int] = []
         lengths = []
-        for _, pos, _, payload in group:
+        for pos, payload in zip(positions, payloads, strict=True):
             try:
                 piece = np.asarray(decoder.decode(payload), dtype=np.int16)
             except Exception:
                 self.decoder_errors += 1
                 continue
             pieces.append(piece)
-            positions.append(pos)
+            kept.append(pos)
             lengths.append(len(piece))
         if not pieces:
             return _EMPTY, [], []
-        return np.concatenate(pieces), positions, lengths
+        return np.concatenate(pieces), kept, lengths
 
     def _take_ready(self, end: int) -> list[tuple[int, int, int, bytes]]:
         pending = self._pending
@@ -657,6 +706,16 @@ class StreamTrack:
                 groups = {ready[0][2]: ready}
             for pt, group in groups.items():
                 pcm, positions, lengths = self._decode_group(pt, group)
+                count = len(positions)
+                if count and (size := lengths[0]) > 0 and lengths.count(size) == count:
+                    first = positions[0]
+                    if positions[-1] == first + (count - 1) * size and list(positions) == list(
+                        range(first, first + count * size, size)
+                    ):
+                        # equal packets end to end (the usual second of a call): one segment
+                        pieces.append((first, pcm))
+                        runs.append((first, first + count * size))
+                        continue
                 # contiguous packets become one slice copy; a hole or overlap starts a new segment
                 seg_pos = seg_end = seg_off = 0
                 off = 0

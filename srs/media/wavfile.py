@@ -75,17 +75,19 @@ class WavWriter:
         """Append int16 samples (shape (n,) or (n, channels) interleaved) and re-validate the header."""
         if self._fd is None:
             raise ValueError("write to a closed WavWriter")
-        data = np.ascontiguousarray(samples, dtype="<i2").tobytes()
-        if not data:
+        # the array's own memory goes to the file (no intermediate bytes copy)
+        data = np.ascontiguousarray(samples, dtype="<i2").data.cast("B")
+        size = data.nbytes
+        if not size:
             return
-        if len(data) % (2 * self.channels):
-            raise ValueError(f"{len(data) // 2} samples do not fill whole {self.channels}-channel frames")
-        if self._data_size + len(data) > _MAX_DATA:
+        if size % (2 * self.channels):
+            raise ValueError(f"{size // 2} samples do not fill whole {self.channels}-channel frames")
+        if self._data_size + size > _MAX_DATA:
             raise OSError(errno.EFBIG, "WAV data would exceed the 4 GiB RIFF limit", self.path)
         _write_all(self._fd, data)
-        self._data_size += len(data)
-        os.pwrite(self._fd, _SIZE.pack(36 + self._data_size), 4)
-        os.pwrite(self._fd, _SIZE.pack(self._data_size), 40)
+        self._data_size += size
+        # both sizes in one write (the constant fmt chunk between them is rewritten as it is)
+        os.pwrite(self._fd, _header(self.sample_rate, self.channels, self._data_size)[4:], 4)
 
     def close(self) -> None:
         if self._fd is None:
