@@ -167,6 +167,8 @@ class StreamTrack:
         self._resync_every = resync_every
         self._best_drift = -math.inf
         self._best_since = 0.0
+        self._lagging: float | None = None
+        """The lag of the previous resync window when it was over the threshold."""
         self._kinds: dict[int, int] = {}
         self._audio_pt = -1
         for pt, fmt in self._formats.items():
@@ -299,7 +301,9 @@ class StreamTrack:
         else:
             pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
         drift = pos - arrival * self._rate
-        if drift > self._drift_hi or drift < self._drift_lo:
+        if drift > self._drift_hi or (drift < self._drift_lo and pos < self._rendered_until):
+            # too early, or so late that its place is written: the sender's timeline moved. Late
+            # but still placeable is the receiver's own delay (a stall, a disk write): keep it.
             pos = self._reanchor(ext_ts, arrival)
         elif drift > self._best_drift:
             self._best_drift = drift
@@ -358,7 +362,7 @@ class StreamTrack:
         else:
             pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
         drift = pos - arrival * self._rate
-        if drift > self._drift_hi or drift < self._drift_lo:
+        if drift > self._drift_hi or (drift < self._drift_lo and pos < self._rendered_until):
             pos = self._reanchor(ext_ts, arrival)
         elif drift > self._best_drift:
             self._best_drift = drift
@@ -414,7 +418,7 @@ class StreamTrack:
         pos = self._position(ext_ts)
         if in_order:
             drift = pos - arrival * self._rate
-            if drift > self._drift_hi or drift < self._drift_lo:
+            if drift > self._drift_hi or (drift < self._drift_lo and pos < self._rendered_until):
                 pos = self._reanchor(ext_ts, arrival)
             elif drift > self._best_drift:
                 self._best_drift = drift
@@ -553,10 +557,18 @@ class StreamTrack:
         moving it earlier would overwrite audio, so a fast clock waits for the jump threshold."""
         lag = -(self._best_drift + self.start * self._rate) - self._anchor_shift
         if lag > self._resync_threshold:
-            shift = round(lag)
-            self._offset += shift
-            self._anchor_pos += shift
-            self.clock_adjustments += 1
+            # a slow clock keeps lagging; a receiver stall (every packet of the window read late)
+            # does not: move only after two windows in a row, by what both agree on
+            if self._lagging is not None:
+                shift = round(min(lag, self._lagging))
+                self._offset += shift
+                self._anchor_pos += shift
+                self.clock_adjustments += 1
+                self._lagging = None
+            else:
+                self._lagging = lag
+        else:
+            self._lagging = None
         self._best_drift = -math.inf
         self._best_since = self._last_arrival
 

@@ -560,3 +560,60 @@ def test_concealed_samples_do_not_count_as_captured() -> None:
     assert a.stats().gaps == b.stats().gaps == ((100, 20),)
     assert a.stats().captured_ms == b.stats().captured_ms == 480
     assert (a.concealed_samples, b.concealed_samples) == (0, 160)
+
+
+def test_a_receiver_stall_longer_than_the_jump_threshold_keeps_every_packet_in_place() -> None:
+    """The receiving process stalls 2.5 s (a blocked disk write): what queued in the socket meanwhile
+    is read in one burst, long after it was sent, but its place is not written yet, so it goes
+    where its timestamp says: no re-anchor, no gap, nothing late."""
+    track = make_track()
+    total = 300
+    stall = range(100, 225)
+    for i in range(total):
+        at = arrival(i)
+        if i in stall:
+            at = arrival(stall.stop) + 0.001 * (i - stall.start) / len(stall)
+        track.push(rtp(i, 160 * i, payload_for(i)), SRC, at)
+    end = 8000 + total * 160
+    want = expected([(8000 + 160 * i, payload_for(i)) for i in range(total)], end)
+    np.testing.assert_array_equal(track.render(0, end), want)
+    stats = track.stats()
+    assert (stats.reanchors, stats.packets_late, stats.packets_lost, stats.gaps) == (0, 0, 0, ())
+
+
+def test_a_stall_does_not_read_as_a_slow_clock() -> None:
+    """Every packet of more than a resync window (2 s) read 300 ms late (the receiver fell behind),
+    rendered as it goes: the placement stays, because the next window is on time again."""
+    track = make_track()
+    out = []
+    behind_until = 1.0 + 300 * 0.02 + 0.3
+    for i in range(600):
+        at = 1.0 + i * 0.02
+        if 100 <= i < 300:
+            at += 0.3
+        elif i >= 300:
+            at = max(at, behind_until + 0.0001 * (i - 299))  # the backlog clears
+        track.push(rtp(i, 160 * i), SRC, at)
+        if i % 25 == 24:
+            written = track.rendered_until
+            out.append(track.render(written, max(written, round((at - 0.9) * 8000))))
+    stats = track.stats()
+    assert stats.clock_adjustments == 0
+    assert (stats.reanchors, stats.packets_late, stats.gaps) == (0, 0, ())
+
+
+def test_a_sender_that_pauses_without_advancing_its_timestamps_is_re_anchored() -> None:
+    """Timestamps continue from where the sender paused 4 s ago, but that stretch of the recording
+    is already written: real time passed, so the audio goes where it arrived."""
+    track = make_track()
+    for i in range(50):
+        track.push(rtp(i, 160 * i, payload_for(i)), SRC, arrival(i))
+    track.render(0, 8000 + 50 * 160 + 8000)  # one second of silence after the last packet is written
+    late_start = arrival(50) + 4.0
+    for i in range(50, 100):
+        track.push(rtp(i, 160 * i, payload_for(i)), SRC, late_start + (i - 50) / 50)
+    stats = track.stats()
+    assert stats.reanchors == 1 and stats.packets_late == 0
+    rest = track.render(8000 + 50 * 160 + 8000, round((late_start + 1.0) * 8000) + 800)
+    first = round(late_start * 8000) - (8000 + 50 * 160 + 8000)
+    np.testing.assert_array_equal(rest[first : first + 160], expected([(0, payload_for(50))], 160))
