@@ -169,15 +169,24 @@ def sipp_client(target_port: int, scenario: Path, calls: int, limit: int, workdi
     }
 
 
-def setup_rate(
-    work: Path, calls: int, limit: int, media_cpu: int | None, others: set[int] | None
-) -> dict[str, Any]:
+def setup_rate(work: Path, calls: int, limit: int) -> dict[str, Any]:
+    """Signalling only, nothing pinned: srs (its SIP loop and index writer thread) and SIPp's UAS each
+    get the whole machine, shared with the SIPp client, as they would in production."""
     if shutil.which("sipp") is None or not (SCENARIOS / "siprec_load.xml").exists():
         return {"skipped": "sipp or sipp-scenarios/siprec_load.xml not found"}
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        return _setup_rate(work, calls, limit)
+    finally:
+        os.sched_setaffinity(0, pinned)
+
+
+def _setup_rate(work: Path, calls: int, limit: int) -> dict[str, Any]:
     scenario = no_media_scenario(work)
     data = work / "setup-data"
     data.mkdir()
-    with daemon(data, workers=1, media_cpu=media_cpu, other_cpus=others) as (sip, _):
+    with daemon(data, workers=1, media_cpu=None, other_cpus=None) as (sip, _):
         srs_result = sipp_client(sip, scenario, calls, limit, work)
     uas_port = free_port()
     uas = subprocess.Popen(
@@ -188,8 +197,6 @@ def setup_rate(
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        if others:
-            os.sched_setaffinity(uas.pid, others)
         time.sleep(0.5)
         uas_result = sipp_client(uas_port, scenario, calls, limit, work)
         if uas_result["failed"]:
@@ -310,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             _progress(report, "media_in_process")
         if "setup" in only:
             calls = 500 if quick else 3000
-            report["setup"] = setup_rate(work, calls, 50 if quick else 100, media_cpu, others)
+            report["setup"] = setup_rate(work, calls, 50 if quick else 100)
             _progress(report, "setup")
         if "e2e" in only:
             report["end_to_end"] = (

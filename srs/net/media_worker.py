@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import os
 import pickle
 import select
@@ -35,16 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from srs.collector import tune_collector
 from srs.media.recorder import RecordingResult
 from srs.mediaplane import MediaPlane, PacketFilter, RecorderSpec, RecordingSet, StreamSpec, srtp_filter
 from srs.net.rtp_edge import RtpPort
 
 _MAX_COMMAND = 1 << 22
+_MAX_BATCH_FDS = 250
+"""Descriptors one batch may carry (the kernel's SCM_MAX_FD is 253)."""
+_MAX_BATCH = 256
 _MAX_EARLY = 64
 _COMMANDS_PER_ROUND = 32
 _RECV_SIZE = 2048
 _MAX_EVENTS = 4096
-_GC_YOUNG = 10_000
 _PR_SET_PDEATHSIG = 1
 _STOP_WAIT_S = 10.0
 _SEND_WAIT_S = 5.0
@@ -117,7 +119,7 @@ class WorkerLoop:
         (the socket stays readable, the rest comes with the next poll)."""
         for _ in range(_COMMANDS_PER_ROUND):
             try:
-                data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, 4)
+                data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, _MAX_BATCH_FDS)
             except BlockingIOError:
                 return
             except OSError:
@@ -127,12 +129,25 @@ class WorkerLoop:
                 self.running = False
                 return
             try:
-                self._command(pickle.loads(data), fds)
-            except Exception as exc:  # one bad command must not end every recording
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+                message = pickle.loads(data)
+            except Exception as exc:
+                _close_all(fds)
                 self._reply(("error", repr(exc)))
+                continue
+            if message[0] != "batch":
+                self._guarded(message, fds)
+                continue
+            for item, count in message[1]:
+                taken, fds = fds[:count], fds[count:]
+                self._guarded(item, taken)
+            _close_all(fds)
+
+    def _guarded(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        try:
+            self._command(message, fds)
+        except Exception as exc:  # one bad command must not end every recording
+            _close_all(fds)
+            self._reply(("error", repr(exc)))
 
     def _command(self, message: tuple[Any, ...], fds: list[int]) -> None:
         op = message[0]
@@ -327,20 +342,16 @@ class WorkerLoop:
                     self._reply(("failed", key, failure))
 
 
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _set_parent_death_signal(sig: int) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-
-
-def _tune_collector() -> None:
-    """Every queued packet is a new tuple, so the default cycle collector (a young-generation pass
-    every 700 allocations) runs over a thousand times a second at full load and costs more than
-    the mixing. The objects alive after start-up (modules, codec tables) are frozen out of every
-    pass; the young generation is collected every ``_GC_YOUNG`` allocations, the older ones
-    rarely: the worker's data holds few reference cycles."""
-    gc.freeze()
-    gc.set_threshold(_GC_YOUNG, 20, 20)
 
 
 def worker_main(argv: list[str]) -> int:
@@ -359,7 +370,7 @@ def worker_main(argv: list[str]) -> int:
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:
         return 0
-    _tune_collector()
+    tune_collector()
     loop.run()
     return 0
 
@@ -384,6 +395,31 @@ class _Worker:
         theirs.close()
         self.keys: set[str] = set()
         self.alive = True
+        self.outbox: list[tuple[tuple[Any, ...], int]] = []
+        self.outbox_fds: list[int] = []
+
+    def queue(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+        """Keep a command for :meth:`flush`; the descriptors are duplicated, so the caller may close
+        its own before the batch leaves."""
+        if not self.alive:
+            raise OSError("media worker is not running")
+        if (fds and len(self.outbox_fds) + len(fds) > _MAX_BATCH_FDS) or len(self.outbox) >= _MAX_BATCH:
+            self.flush()
+        copies = [os.dup(fd) for fd in fds or ()]
+        self.outbox.append((message, len(copies)))
+        self.outbox_fds.extend(copies)
+
+    def flush(self) -> None:
+        """Everything queued as one datagram: a call's open, attach and stream commands cost one
+        pickle and one system call instead of one each."""
+        if not self.outbox:
+            return
+        batch, fds = self.outbox, self.outbox_fds
+        self.outbox, self.outbox_fds = [], []
+        try:
+            self.send(("batch", batch), fds)
+        finally:
+            _close_all(fds)
 
     def send(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
         if not self.alive:
@@ -422,6 +458,7 @@ class WorkerPlane(MediaPlane):
         self._failed: list[str] = []
         self._dropped: dict[str, dict[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -471,6 +508,8 @@ class WorkerPlane(MediaPlane):
             self._loop.remove_reader(worker.sock.fileno())
         worker.alive = False
         worker.sock.close()
+        _close_all(worker.outbox_fds)
+        worker.outbox, worker.outbox_fds = [], []
         with contextlib.suppress(OSError):
             worker.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -498,11 +537,29 @@ class WorkerPlane(MediaPlane):
         worker = self._route.get(key)
         if worker is None:
             return
+        with contextlib.suppress(OSError):  # a lost worker fails its recordings in _lost
+            self._queue(worker, message, fds)
+
+    def _queue(self, worker: _Worker, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+        """Commands leave once per loop iteration, in order, as one batch per worker."""
         try:
-            worker.send(message, fds)
+            worker.queue(message, fds)
         except OSError:
             if worker.alive is False and worker in self.workers:
                 self._lost(worker)
+            raise
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_batches)
+
+    def _flush_batches(self) -> None:
+        self._flush_scheduled = False
+        for worker in list(self.workers):
+            try:
+                worker.flush()
+            except OSError:
+                if worker.alive is False and worker in self.workers:
+                    self._lost(worker)
 
     # -------------------------------------------------------------- MediaPlane
     def _assign(self, key: str) -> None:
@@ -552,11 +609,11 @@ class WorkerPlane(MediaPlane):
         worker.keys.discard(key)
         self._pending[key] = future
         try:
-            worker.send(("close", key, at))
+            self._queue(worker, ("close", key, at))
         except OSError:
             self._pending.pop(key, None)
-            future.set_exception(OSError("media worker exited"))
-            self._lost(worker)
+            if not future.done():
+                future.set_exception(OSError("media worker exited"))
         return future
 
     def abort(self, key: str) -> None:
@@ -580,6 +637,7 @@ class WorkerPlane(MediaPlane):
                 with contextlib.suppress(ValueError, OSError):
                     self._loop.remove_reader(worker.sock.fileno())
             with contextlib.suppress(OSError):
+                worker.flush()
                 worker.send(("stop",))
         deadline = time.monotonic() + _STOP_WAIT_S
         for worker in workers:
