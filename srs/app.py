@@ -41,7 +41,7 @@ from srs.metrics import DaemonMetrics
 from srs.net.media_worker import WorkerPlane
 from srs.net.rtp_edge import PortAllocator, RtpReceiver
 from srs.net.sip_edge import SipEdge
-from srs.overload import LagMonitor
+from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
 from srs.sip.routing import Address, Outgoing, Transport
@@ -143,6 +143,8 @@ class Daemon:
         self.http: HttpRuntime | None = None
         self.disk_low = False
         self.lag = LagMonitor(config.limits.max_loop_lag_ms / 1000) if config.limits.max_loop_lag_ms else None
+        limits = config.limits
+        self.backlog = BacklogMonitor(limits.max_sip_backlog_kb * 1024) if limits.max_sip_backlog_kb else None
         self._disk_warned = False
 
     # ----------------------------------------------------------- startup
@@ -240,7 +242,8 @@ class Daemon:
         self.http = await self._start_http()
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
-        lag_watch = loop.create_task(self._lag_watch()) if self.lag is not None else None
+        watching = self.lag is not None or self.backlog is not None
+        lag_watch = loop.create_task(self._lag_watch()) if watching else None
         self.log.info(
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
@@ -328,6 +331,8 @@ class Daemon:
                 self._guarded(event.session_id, self._ended, event, pending)
             elif isinstance(event, RequestRefused):
                 self.metrics.request_refused(event.status)
+                if event.status == 503 and event.detail.startswith("overloaded"):
+                    self.log.warning("call_refused_overload", call_id=event.call_id, detail=event.detail)
                 self.log.info(
                     "request_refused",
                     method=event.method,
@@ -360,11 +365,6 @@ class Daemon:
     def _offered(self, event: SessionOffered) -> list[UaEvent]:
         assert self.loop is not None and self.live is not None
         now = self.loop.time()
-        if event.initial and self.lag is not None and self.lag.overloaded:
-            self.log.warning(
-                "call_refused_overload", call_id=event.call_id, loop_lag_ms=round(self.lag.lag * 1000)
-            )
-            return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if event.initial and self.disk_low:
             self.log.warning("call_refused_disk_low", call_id=event.call_id, source=str(event.source))
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=60)
@@ -481,19 +481,30 @@ class Daemon:
                 self.log.warning("disk_low", free_bytes=free, warn_free_mb=storage.warn_free_mb)
 
     async def _lag_watch(self) -> None:
-        """Measure how late a 100 ms tick runs; the monitor decides when to shed new calls."""
-        assert self.loop is not None and self.lag is not None
+        """Every 100 ms: how late this tick ran and how much SIP waits unread; while either monitor
+        says overloaded, the user agent refuses new INVITEs (503) before reading their bodies."""
+        assert self.loop is not None
         period = 0.1
-        was = False
+        was: str | None = None
         while True:
             due = self.loop.time() + period
             await asyncio.sleep(period)
-            now_overloaded = self.lag.observe(self.loop.time() - due)
-            if now_overloaded != was:
-                was = now_overloaded
+            reason: str | None = None
+            if self.lag is not None and self.lag.observe(self.loop.time() - due):
+                reason = f"overloaded: event loop {round(self.lag.lag * 1000)} ms behind"
+            backlog = self.edge.udp_backlog() if self.backlog is not None and self.edge is not None else None
+            if self.backlog is not None and backlog is not None and self.backlog.observe(backlog):
+                reason = reason or f"overloaded: {backlog // 1024} KB of SIP queued"
+            if self.ua is not None:
+                self.ua.shedding = reason
+            if (reason is None) != (was is None):
                 self.log.warning(
-                    "overload" if was else "overload_cleared", loop_lag_ms=round(self.lag.lag * 1000)
+                    "overload" if reason else "overload_cleared",
+                    loop_lag_ms=round(self.lag.lag * 1000) if self.lag is not None else None,
+                    sip_backlog_kb=backlog // 1024 if backlog is not None else None,
+                    reason=reason or was,
                 )
+            was = reason
 
     async def _disk_watch(self) -> None:
         while True:

@@ -83,6 +83,7 @@ class LimitSettings:
     max_duration_s: int = 86400
     drain_seconds: int = 30
     max_loop_lag_ms: int = 250
+    max_sip_backlog_kb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[media] reorder_window_ms: expected 0..2000")
     if config.limits.drain_seconds < 0:
         raise ConfigError("[limits] drain_seconds: must not be negative")
+    if config.limits.max_sip_backlog_kb < 0:
+        raise ConfigError("[limits] max_sip_backlog_kb: must not be negative")
     if not 300 <= config.sip.reject_status <= 699:
         raise ConfigError("[sip] reject_status: expected a final status 300..699")
     for network in config.sip.allowed_networks:

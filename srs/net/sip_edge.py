@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ _WILDCARDS = ("0.0.0.0", "::", "")
 def _address(peer: Any) -> Address:
     return Address(str(peer[0]), int(peer[1]))
 
+
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 
 class _LocalAddressGuess:
     """Which local address reaches a peer, for listeners bound to a wildcard address."""
@@ -139,10 +142,26 @@ class SipEdge:
         self.connections: dict[tuple[Transport, Address], _StreamProtocol] = {}
         self.counters = {"udp_errors": 0, "stream_errors": 0, "send_errors": 0}
         self._udp: list[_UdpProtocol] = []
+        self._udp_sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._stream_error_handler = on_stream_error
         self._client_ssl: ssl.SSLContext | None = None
         self.bound: list[tuple[Transport, Address]] = []
+
+    def udp_backlog(self) -> int | None:
+        """Bytes of SIP waiting unread in the kernel on the UDP listeners (``SO_MEMINFO``'s receive
+        allocation, Linux); None where the kernel does not say. A backlog is work the event loop's
+        lag cannot see yet: the datagrams are not in the process."""
+        total = 0
+        for sock in self._udp_sockets:
+            try:
+                info = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 64)
+            except OSError:
+                return None
+            if len(info) < 4:
+                return None
+            total += int.from_bytes(info[:4], sys.byteorder)
+        return total
 
     async def start(
         self,
@@ -159,6 +178,7 @@ class SipEdge:
             if family == socket.AF_INET6:
                 udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             udp_sock.bind((hp.host, hp.port))
+            self._udp_sockets.append(udp_sock)
             bound = _address(udp_sock.getsockname())
             protocol = _UdpProtocol(self, bound)
             await loop.create_datagram_endpoint(lambda p=protocol: p, sock=udp_sock)  # type: ignore[misc]
@@ -244,6 +264,7 @@ class SipEdge:
         protocol.write(outgoing.data)
 
     def close(self) -> None:
+        self._udp_sockets.clear()
         for protocol in self._udp:
             if protocol.transport is not None:
                 protocol.transport.close()

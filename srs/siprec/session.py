@@ -189,6 +189,8 @@ class SiprecUserAgent:
         self._call_deadlines: DeadlineHeap[_Call] = DeadlineHeap()
         self._seq = itertools.count()
         self.draining = False
+        self.shedding: str | None = None
+        """Set by the daemon while it is overloaded: new INVITEs get 503 before their bodies are read."""
 
     # ----------------------------------------------------------------- queries
     @property
@@ -420,6 +422,8 @@ class SiprecUserAgent:
         retry = [("Retry-After", str(settings.retry_after))]
         if self.draining:
             return [*trying, *self._refuse(txn, 503, "Service Unavailable", "shutting down", now, retry)]
+        if self.shedding is not None:
+            return [*trying, *self._refuse(txn, 503, "Service Unavailable", self.shedding, now, retry)]
         if len(self._calls) >= settings.max_sessions:
             return [
                 *trying,

@@ -311,3 +311,24 @@ def test_options_over_tls(tmp_path: Path) -> None:
         writer.close()
 
     run(scenario, tls=server)
+
+
+def test_udp_backlog_counts_what_waits_unread_in_the_kernel() -> None:
+    """Datagrams sent while the loop is busy stay in the socket: the edge reports their bytes, and
+    nothing once the loop has read them."""
+
+    async def scenario(agent: WiredAgent) -> None:
+        address = agent.address(Transport.UDP)
+        assert agent.edge.udp_backlog() == 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(20):  # no await: the loop cannot read any of them yet
+                sock.sendto(options(f"z9hG4bKbacklog{i}"), (address.host, address.port))
+            queued = agent.edge.udp_backlog()
+            assert queued is not None and queued >= 20 * len(options("z9hG4bKbacklog0"))
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while len(agent.received) < 20:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert agent.edge.udp_backlog() == 0
+
+    run(scenario)

@@ -39,3 +39,19 @@ def test_negative_lag_counts_as_none() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         LagMonitor(0)
+
+
+# ------------------------------------------------------------------ shedding by SIP queue
+
+
+def test_backlog_over_the_limit_sheds_and_clears_below_half() -> None:
+    from srs.overload import BacklogMonitor
+
+    monitor = BacklogMonitor(limit=1_000_000)
+    assert monitor.observe(0) is False
+    assert monitor.observe(1_000_000) is False  # at the limit: not over it
+    assert monitor.observe(1_000_001) is True
+    assert monitor.observe(600_000) is True  # hysteresis: still above half
+    assert monitor.observe(500_000) is False
+    with pytest.raises(ValueError):
+        BacklogMonitor(limit=0)

@@ -10,8 +10,9 @@ from srs.sip.badrequest import answer_unparseable, read_headers, safe_text
 from srs.sip.message import Response, parse_message
 from srs.sip.routing import Address, Transport
 from srs.siprec.admission import SourceAcl, SourceRateLimiter
+from srs.siprec.events import RequestRefused, SessionOffered
 
-from .sbc import SBC, invite
+from .sbc import SBC, Sbc, invite, make_ua, of_type, responses, statuses
 
 HEAD = (
     b"INVITE sip:srs@198.51.100.1 SIP/2.0\r\n"
@@ -93,3 +94,20 @@ def test_any_truncated_or_spliced_head_gets_a_parseable_answer_or_none(cut: int,
     out = answer_unparseable(data, SipParseError("x"), Address("192.0.2.10", 5060), Transport.UDP, to_tag="t")
     if out is not None:
         assert isinstance(parse_message(out.data), Response)
+
+
+def test_while_shedding_a_new_invite_gets_503_before_its_body_is_read() -> None:
+    """The daemon sets ``shedding`` while overloaded: refusing must cost less than accepting, so
+    even an INVITE whose body would not parse gets the 503 (an SBC fails over on it)."""
+    ua = make_ua()
+    ua.shedding = "overloaded: 2048 KB of SIP queued"
+    broken = invite(content=("multipart/mixed;boundary=nothere", b"not a multipart body"))
+    events = Sbc(ua).send(broken, 0.0)
+    assert statuses(events) == [100, 503]
+    (refusal,) = [r for r in responses(events) if r.status == 503]
+    assert refusal.headers.get("retry-after") == "30"
+    assert of_type(events, SessionOffered) == []
+    refused = of_type(events, RequestRefused)
+    assert refused and refused[0].detail == "overloaded: 2048 KB of SIP queued"
+    ua.shedding = None
+    assert len(of_type(Sbc(ua).send(invite(branch="z9hG4bKlater"), 1.0), SessionOffered)) == 1
