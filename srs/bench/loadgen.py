@@ -209,7 +209,7 @@ def _invite(call: Call, target: str, local: str, media_port: int) -> bytes:
     ).encode()
     head = (
         f"INVITE sip:srs@{target} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {local};branch=z9hG4bK{call.tag}i{call.retries}\r\n"
+        f"Via: SIP/2.0/UDP {local};branch=z9hG4bK{call.tag}i\r\n"
         f'From: "SBC" <sip:sbc@{local}>;tag={call.tag}\r\nTo: <sip:srs@{target}>\r\n'
         f"Call-ID: {call.call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:sbc@{local}>;+sip.src\r\n"
         "Max-Forwards: 70\r\nRequire: siprec\r\nContent-Type: multipart/mixed;boundary=bnd7866\r\n"
@@ -379,8 +379,8 @@ def run_load(
                 if call.retries > 5:
                     call.state, call.failure = "failed", "BYE timed out"
                     active.pop(call.call_id)
-                else:
-                    send(_in_dialog(call, "BYE", 2, target, local, f"b{call.retries}"))
+                else:  # a retransmission is the same request, same branch (RFC 3261 §17.1.2)
+                    send(_in_dialog(call, "BYE", 2, target, local, "b0"))
         for pipe in pipes:
             while pipe.poll():
                 msg = pipe.recv()
@@ -413,6 +413,12 @@ def run_load(
                 if status < 200:
                     continue
                 if status >= 300:
+                    # the ACK of a non-2xx answer belongs to the INVITE's transaction (§17.1.1.3)
+                    to_line = next(
+                        (ln for ln in head.split(b"\r\n") if ln.lower().startswith((b"to:", b"t:"))), b""
+                    )
+                    call.to_header = b"To: " + to_line.partition(b":")[2].strip()
+                    send(_in_dialog(call, "ACK", 1, target, local, "i"))
                     if call.state == "inviting":
                         call.state, call.failure = "failed", f"INVITE answered {status}"
                         active.pop(call.call_id, None)
