@@ -338,7 +338,8 @@ def by_loop_lag(
     """``background`` calls recording (with RTP), then ``burst`` setups offered at ``burst_rate``/s."""
     if shutil.which("sipp") is None:
         return {"skipped": "sipp not found"}
-    config = f"[limits]\nmax_loop_lag_ms = {lag_ms}\n"
+    # the "off" run turns both kinds of shedding off; otherwise the queue limit keeps its default
+    config = f"[limits]\nmax_loop_lag_ms = {lag_ms}\n" + ("" if lag_ms else "max_sip_backlog_kb = 0\n")
     background_rate = 50.0
     ramp = background / background_rate
     burst_span = burst / burst_rate + 10.0
@@ -366,8 +367,12 @@ def by_loop_lag(
         "max_loop_lag_ms": lag_ms,
         "shedding_triggered": bool(overloads),
         "overload_events": len(overloads),
-        "worst_reported_loop_lag_ms": max((int(e.get("loop_lag_ms", 0)) for e in overloads), default=None),
-        "refused_by_loop_lag": len(refusals),
+        "worst_reported_loop_lag_ms": max((int(e.get("loop_lag_ms") or 0) for e in overloads), default=None),
+        "worst_reported_sip_backlog_kb": max(
+            (int(e.get("sip_backlog_kb") or 0) for e in overloads), default=None
+        ),
+        "shedding_reasons": sorted({str(e.get("reason")) for e in overloads})[:4],
+        "refused_by_shedding": len(refusals),
         "daemon_503_during_burst": refused_by_burst,
         "sip_datagrams_dropped_by_kernel": sip_drops,
         "burst": offered,
