@@ -106,20 +106,30 @@ def daemon(
                     f"srs did not start: {(data_dir.parent / f'srs-{sip}.log').read_text()[-2000:]}"
                 )
             time.sleep(0.1)
-        if other_cpus:
-            os.sched_setaffinity(process.pid, other_cpus)
-        if media_cpu is not None:
-            for child in children(process.pid):
-                os.sched_setaffinity(child, {media_cpu})
+        pin(process.pid, media_cpu=media_cpu, other_cpus=other_cpus)
         yield sip, process
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 30)
         log.close()
+
+
+def pin(pid: int, *, media_cpu: int | None, other_cpus: set[int] | None) -> None:
+    """The daemon on ``other_cpus``, its media workers (its children) on ``media_cpu``."""
+    if other_cpus:
+        os.sched_setaffinity(pid, other_cpus)
+    if media_cpu is not None:
+        for child in children(pid):
+            os.sched_setaffinity(child, {media_cpu})
+
+
+def stop(process: subprocess.Popen[bytes], wait_s: float) -> None:
+    """SIGTERM (the daemon drains and closes its files), SIGKILL after ``wait_s``."""
+    process.terminate()
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # ------------------------------------------------------------------------------------------ setup rate

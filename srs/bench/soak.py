@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from srs.bench import loadgen
-from srs.bench.__main__ import LOOPBACK, children, free_port, options_ok
+from srs.bench.__main__ import LOOPBACK, children, free_port, options_ok, pin, stop
 
 _UNFINISHED = ("starting", "recording", "stopping")
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
@@ -224,19 +224,10 @@ def launch(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"srs did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.1)
-        if other_cpus:
-            os.sched_setaffinity(process.pid, other_cpus)
-        if media_cpu is not None:
-            for child in children(process.pid):
-                os.sched_setaffinity(child, {media_cpu})
+        pin(process.pid, media_cpu=media_cpu, other_cpus=other_cpus)
         yield Running(process, sip, http, low, low + 19999, data, log_path, token)
     finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 60)
         log.close()
 
 
