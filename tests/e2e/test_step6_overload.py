@@ -158,6 +158,10 @@ def test_a_late_loop_sheds_new_calls_and_spares_the_running_ones(
     refused = probe_invite(srs.target, "LATE-probe")
     assert (refused.status, refused.reason) == (503, "Service Unavailable"), refused
     assert refused.retry_after is not None and int(refused.retry_after) > 0, refused
+    # the 503 leaves before its log line is written: give the log a moment
+    deadline = time.monotonic() + 2
+    while not srs.events("call_refused_overload") and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert srs.events("overload") and len(srs.events("call_refused_overload")) == 1
 
     deadline = time.monotonic() + 10
