@@ -353,24 +353,7 @@ class StreamTrack:
         ext_ts = self._last_ts + t
         self._last_ts = ext_ts
         self._unique += 1
-        pt = b1 & 0x7F
-        if pt != self._audio_pt:
-            self._other(pt, ext, ext_ts, payload, arrival, True)
-            return
-        if self._unit:
-            pos = ext_ts + self._offset
-        else:
-            pos = self._anchor_pos + (ext_ts - self._anchor_ts) * self.sample_rate // self._clock
-        drift = pos - arrival * self._rate
-        if drift > self._drift_hi or (drift < self._drift_lo and pos < self._rendered_until):
-            pos = self._reanchor(ext_ts, arrival)
-        elif drift > self._best_drift:
-            self._best_drift = drift
-        if pos < self._rendered_until:
-            pos = self._late(ext, ext_ts, arrival, True)
-            if pos < 0:
-                return
-        self._pending.append((ext, pos, pt, payload))
+        self._place(b1 & 0x7F, ext, ext_ts, payload, arrival, True)
 
     def _out_of_order(self, d: int, seq: int, ts: int, pt: int, payload: bytes, arrival: float) -> None:
         """Older packets (reordered, duplicated, late) and sequence restarts."""

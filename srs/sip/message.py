@@ -8,7 +8,7 @@ leading blank lines, folded headers, compact names. What it tolerates it reports
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -108,6 +108,9 @@ def canonical_name(name: str) -> str:
         _CANONICAL[name] = canonical
     return canonical
 
+
+
+_DISPLAY_NAMES = {"cseq": "CSeq", "from": "From", "to": "To"}
 
 @dataclass(frozen=True, slots=True)
 class Headers:
@@ -215,35 +218,27 @@ class _MessageFields:
             raise SipParseError("missing Call-ID")
         return value.strip()
 
+    def _header_once(self, name: str, parse: Callable[[str], Any]) -> Any:
+        """``parse`` of the first ``name`` header, worked out on the first look-up and kept."""
+        cached = self._parsed.get(name)
+        if cached is None:
+            value = self.headers.get(name)
+            if value is None:
+                raise SipParseError(f"missing {_DISPLAY_NAMES[name]}")
+            cached = self._parsed[name] = parse(value)
+        return cached
+
     @property
     def cseq(self) -> CSeq:
-        cached = self._parsed.get("cseq")
-        if cached is None:
-            value = self.headers.get("cseq")
-            if value is None:
-                raise SipParseError("missing CSeq")
-            cached = self._parsed["cseq"] = CSeq.parse(value)
-        return cast(CSeq, cached)
+        return cast(CSeq, self._header_once("cseq", CSeq.parse))
 
     @property
     def from_addr(self) -> NameAddr:
-        cached = self._parsed.get("from")
-        if cached is None:
-            value = self.headers.get("from")
-            if value is None:
-                raise SipParseError("missing From")
-            cached = self._parsed["from"] = NameAddr.parse(value)
-        return cast(NameAddr, cached)
+        return cast(NameAddr, self._header_once("from", NameAddr.parse))
 
     @property
     def to_addr(self) -> NameAddr:
-        cached = self._parsed.get("to")
-        if cached is None:
-            value = self.headers.get("to")
-            if value is None:
-                raise SipParseError("missing To")
-            cached = self._parsed["to"] = NameAddr.parse(value)
-        return cast(NameAddr, cached)
+        return cast(NameAddr, self._header_once("to", NameAddr.parse))
 
     @property
     def vias(self) -> list[Via]:
