@@ -226,6 +226,7 @@ class Daemon:
             ),
             log=self.log,
             plane=plane,
+            soon=loop.call_soon,
         )
         sip = self.config.sip
         self.edge = SipEdge(

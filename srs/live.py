@@ -98,6 +98,7 @@ class LiveRecordings:
         log: Any = None,
         plane: MediaPlane | None = None,
         write_behind: bool = True,
+        soon: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.index = index
         self.layout = layout
@@ -110,12 +111,13 @@ class LiveRecordings:
         self.plane: MediaPlane = plane if plane is not None else InProcessPlane(receiver, decoder_factory)
         self.sessions: dict[str, LiveSession] = {}
         if write_behind:
-            # The index rows of a call are written by the index's own thread, batched, so SQLite
-            # commits and metadata files never hold up SIP on the loop.
-            index.start_write_behind(self._index_write_failed)
+            # The index rows of a call are written by the index writer process, batched, so SQLite
+            # never holds up SIP on the loop (nor takes its interpreter lock).
+            # ``soon`` (the loop's call_soon) sends a loop turn's writes as one message.
+            index.start_write_behind(self._index_write_failed, soon)
 
     def _index_write_failed(self, what: str, exc: BaseException) -> None:
-        """From the index writer thread: a queued write that could not be committed as asked."""
+        """From the index writer's listener thread: a queued write that could not be committed."""
         log = self.log if self.log is not None else get_logger("srs")
         log.error("index_write_failed", write=what, error=f"{type(exc).__name__}: {exc}")
 
@@ -154,7 +156,7 @@ class LiveRecordings:
         at = event.at
         key = session.session_id
         if event.initial and not session.opened:
-            path = self.layout.recording_path(session.recording_id, session.started_wall)
+            path = self.layout.new_recording_path(session.recording_id, session.started_wall)
             self.layout.make_dirs(path.parent)
             extra = self._recorder_extra(session, event)
             self.plane.open(

@@ -57,7 +57,13 @@ class Outgoing:
 
 
 def same_host(a: str, b: str) -> bool:
-    """Compare hosts as IP addresses when both are literals, else case-insensitively."""
+    """Compare hosts as IP addresses when both are literals, else case-insensitively.
+
+    Equal strings are the same host whatever they are; that is every request whose Via names the
+    address it came from, so the costly literal parse only runs for spellings that differ.
+    """
+    if a == b:
+        return True
     try:
         return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
     except ValueError:

@@ -8,6 +8,7 @@ refused outright.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
@@ -213,7 +214,21 @@ def _with_labels(participant: Participant, labels: dict[str, str | None]) -> Par
 # -- XML --------------------------------------------------------------------------------------
 
 
+_PARSERS = threading.local()
+
+
 def _parser(*, recover: bool) -> etree.XMLParser:
+    """One strict parser per thread, made once (a parser costs more to build than a document of
+    ours to parse; lxml parsers must not be shared between threads); recovering ones are rare."""
+    if not recover:
+        parser: etree.XMLParser | None = getattr(_PARSERS, "strict", None)
+        if parser is None:
+            parser = _PARSERS.strict = _new_parser(recover=False)
+        return parser
+    return _new_parser(recover=True)
+
+
+def _new_parser(*, recover: bool) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -270,18 +285,34 @@ def _checked_root(root: etree._Element | None) -> etree._Element:
     return root
 
 
+_SPLIT: dict[str, tuple[str, str]] = {}
+_SPLIT_LIMIT = 4096
+"""Tags seen before, split: the same few dozen come in every document."""
+
+
 def _split(tag: object) -> tuple[str, str]:
     if not isinstance(tag, str):
         return "", ""
+    known = _SPLIT.get(tag)
+    if known is not None:
+        return known
     if tag.startswith("{"):
         namespace, _, local = tag[1:].partition("}")
-        return namespace, local
-    return "", tag
+        split = (namespace, local)
+    else:
+        split = ("", tag)
+    if len(_SPLIT) >= _SPLIT_LIMIT:  # a sender inventing tags cannot grow it
+        _SPLIT.clear()
+    _SPLIT[tag] = split
+    return split
 
 
 def _text(element: etree._Element | None) -> str | None:
     if element is None:
         return None
+    if not len(element):  # no child elements (comments are removed by the parser): its text is all
+        text = element.text
+        return (text.strip() or None) if text else None
     value = "".join(element.itertext()).strip()
     return value or None
 

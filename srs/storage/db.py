@@ -4,23 +4,21 @@ WAL lets readers in other processes run while the daemon writes; ``busy_timeout`
 writer/writer collision into a short wait instead of an error. Writes use ``BEGIN IMMEDIATE`` so a
 transaction takes the write lock up front and never fails half-way on lock upgrade.
 
-:class:`WriteBehind` takes the daemon's per-call writes off its event loop: one thread runs them in
-the order they were queued, many to a transaction. Every read or write through any
-:class:`Database` of the same file in this process first waits for the writes queued before it,
-so the API and the webhooks never see an older state than the daemon has already reported.
+:class:`srs.storage.write_behind.WriteBehind` takes the daemon's per-call writes off its event loop
+(to the index writer process). It registers here, so every read or write through any
+:class:`Database` of the same file in this process first waits for the writes queued before it:
+the API and the webhooks never see an older state than the daemon has already reported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
-import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from srs.storage.errors import StorageError
 from srs.storage.schema import MIGRATIONS, SCHEMA_VERSION
@@ -28,12 +26,6 @@ from srs.storage.schema import MIGRATIONS, SCHEMA_VERSION
 BUSY_TIMEOUT_MS = 10_000
 SETTLE_TIMEOUT_S = BUSY_TIMEOUT_MS / 1000
 """The longest a reader waits for queued writes; past it, it reads what is committed."""
-
-Operation = Callable[[sqlite3.Connection], None]
-ErrorHandler = Callable[[str, BaseException], None]
-
-_TRANSIENT_CODES = frozenset({5, 6, 10, 13})
-"""SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL: worth another try, the data is still good."""
 
 
 class Database:
@@ -117,152 +109,35 @@ class Database:
             writer.wait(SETTLE_TIMEOUT_S)
 
 
-_WRITERS: dict[str, weakref.WeakSet[WriteBehind]] = {}
+class PendingWrites(Protocol):
+    """Writes to this database queued in this process and not yet committed."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+_WRITERS: dict[str, weakref.WeakSet[PendingWrites]] = {}
 _ROLE = threading.local()
-"""``writer`` is set on writer threads: they never wait for each other."""
+"""``writer`` is set on threads that commit queued writes: they never wait for the queue."""
 _WRITERS_LOCK = threading.Lock()
 
 
-class WriteBehind:
-    """A queue of write operations and the one thread that commits them, in order, in batches.
-
-    An operation is a function of the connection, run inside a transaction. A batch that fails is
-    rolled back and its operations are run again one transaction each, so one bad operation costs
-    only itself. Busy, locked, I/O and disk-full errors are retried (with a growing pause, for up
-    to ``retry_for`` seconds) before the operation is given up; every operation given up goes to
-    ``on_error`` with the description it was queued with. Nothing queued is ever silently dropped.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        on_error: ErrorHandler,
-        *,
-        retry_for: float = 30.0,
-        max_batch: int = 1000,
-        linger: float = 0.01,
-        name: str = "index-writer",
-    ) -> None:
-        self.db = db
-        self.on_error = on_error
-        self.retry_for = retry_for
-        self.max_batch = max_batch
-        self.linger = linger
-        """How long the writer lets a batch fill once there is work (unless someone waits for it)."""
-        self._queue: deque[tuple[str, Operation]] = deque()
-        self._changed = threading.Condition(threading.Lock())
-        self._queued = 0
-        self._done = 0
-        self._waiting = 0
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        with _WRITERS_LOCK:
-            _WRITERS.setdefault(db._key, weakref.WeakSet()).add(self)
-        self._thread.start()
-
-    @property
-    def pending(self) -> int:
-        with self._changed:
-            return self._queued - self._done
-
-    def submit(self, what: str, operation: Operation) -> None:
-        """Queue ``operation``; ``what`` names it in the error report if it has to be given up."""
-        with self._changed:
-            if self._closing:
-                raise StorageError("the index writer is closed")
-            self._queue.append((what, operation))
-            self._queued += 1
-            if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
-                self._changed.notify_all()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until everything queued before this call is committed or given up (False on timeout)."""
-        if threading.current_thread() is self._thread:
-            return True
-        with self._changed:
-            target = self._queued
-            if self._done >= target:
-                return True
-            self._waiting += 1
-            self._changed.notify_all()
-            try:
-                return self._changed.wait_for(lambda: self._done >= target, timeout)
-            finally:
-                self._waiting -= 1
-
-    def close(self) -> None:
-        """Run what is queued, then stop the thread."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
-        with _WRITERS_LOCK:
-            writers = _WRITERS.get(self.db._key)
-            if writers is not None:
-                writers.discard(self)
-                if not writers:
-                    del _WRITERS[self.db._key]
-
-    def _run(self) -> None:
-        _ROLE.writer = True
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: bool(self._queue) or self._closing)
-                if not self._queue:
-                    return
-                # Let the batch fill: one transaction (and one wake-up) for many writes.
-                self._changed.wait_for(self._batch_due, self.linger)
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-            try:
-                self._commit(batch)
-            finally:
-                with self._changed:
-                    self._done += len(batch)
-                    self._changed.notify_all()
-
-    def _batch_due(self) -> bool:
-        return self._closing or self._waiting > 0 or len(self._queue) >= self.max_batch
-
-    def _commit(self, batch: list[tuple[str, Operation]]) -> None:
-        try:
-            with self.db.write() as conn:
-                for _, operation in batch:
-                    operation(conn)
-            return
-        except Exception:
-            pass  # rolled back; found out below, one operation at a time
-        for what, operation in batch:
-            self._one(what, operation)
-
-    def _one(self, what: str, operation: Operation) -> None:
-        pause = 0.01
-        give_up_at = time.monotonic() + self.retry_for
-        while True:
-            try:
-                with self.db.write() as conn:
-                    operation(conn)
-                return
-            except sqlite3.Error as exc:
-                if not _transient(exc) or time.monotonic() + pause > give_up_at:
-                    self._report(what, exc)
-                    return
-            except Exception as exc:  # reported, never raised into the thread's loop
-                self._report(what, exc)
-                return
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-
-    def _report(self, what: str, exc: BaseException) -> None:
-        with contextlib.suppress(Exception):  # a broken error handler must not stop the writer
-            self.on_error(what, exc)
+def register_writer(db: Database, writer: PendingWrites) -> None:
+    with _WRITERS_LOCK:
+        _WRITERS.setdefault(db._key, weakref.WeakSet()).add(writer)
 
 
-def _transient(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return isinstance(exc, sqlite3.OperationalError)
-    return (int(code) & 0xFF) in _TRANSIENT_CODES
+def unregister_writer(db: Database, writer: PendingWrites) -> None:
+    with _WRITERS_LOCK:
+        writers = _WRITERS.get(db._key)
+        if writers is not None:
+            writers.discard(writer)
+            if not writers:
+                del _WRITERS[db._key]
+
+
+def mark_writer_thread() -> None:
+    """This thread commits queued writes itself: its reads and writes must not wait for the queue."""
+    _ROLE.writer = True
 
 
 def _split(script: str) -> list[str]:

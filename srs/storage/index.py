@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from srs.storage import writes
 from srs.storage.admin import AdminStore
-from srs.storage.db import Database, ErrorHandler, Operation, WriteBehind
-from srs.storage.errors import InvalidStateTransition, RecordingNotFound
+from srs.storage.db import Database
+from srs.storage.errors import InvalidStateTransition
 from srs.storage.ids import new_id
 from srs.storage.layout import DataLayout
 from srs.storage.records import (
@@ -28,17 +29,15 @@ from srs.storage.records import (
     StreamInfo,
     transition_allowed,
 )
+from srs.storage.write_behind import ErrorHandler, Soon, WriteBehind
 
 Clock = Callable[[], float]
 _MAX_IN_LIST = 500
-_PREDECESSORS = {
-    requested: tuple(s.value for s in State if transition_allowed(s, requested)) for requested in State
-}
-"""The states each state may be reached from, so a transition is one guarded UPDATE."""
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
+def _stream_rows(streams: Sequence[StreamInfo]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(
+        (s.label, s.stream_id, s.codec, s.packets_received, s.packets_lost, tuple(dict(s.stats).items()))
+        for s in streams
+    )
 
 
 @dataclass(slots=True)
@@ -46,7 +45,6 @@ class _Queued:
     """What the write-behind path knows of a recording it created, so calls can be checked at once."""
 
     state: State
-    started_at: float
     versions: int = 0
 
 
@@ -78,11 +76,12 @@ class RecordingIndex:
 
     # ---- write-behind -----------------------------------------------------------------------
 
-    def start_write_behind(self, on_error: ErrorHandler) -> None:
-        """Queue the daemon's writes from now on (one caller thread); ``on_error(what, exc)`` hears of
-        every write that had to be given up, and of metadata kept in the row when its file failed."""
+    def start_write_behind(self, on_error: ErrorHandler, soon: Soon | None = None) -> None:
+        """Queue the daemon's writes from now on (one caller thread) to the index writer process;
+        ``on_error(what, exc)`` hears of every write that had to be given up; ``soon`` (the loop's
+        ``call_soon``) sends a loop turn's writes together."""
         if self._writer is None:
-            self._writer = WriteBehind(self.db, on_error)
+            self._writer = WriteBehind(self.db, on_error, soon=soon)
 
     @property
     def write_behind(self) -> bool:
@@ -92,12 +91,12 @@ class RecordingIndex:
         """Wait until every write queued so far is committed (or given up); False on timeout."""
         return True if self._writer is None else self._writer.wait(timeout)
 
-    def _apply(self, recording_id: str, what: str, operation: Operation) -> None:
+    def _apply(self, recording_id: str, what: str, write: writes.Write) -> None:
         if self._writer is not None and recording_id in self._queued:
-            self._writer.submit(f"{what} {recording_id}", operation)
+            self._writer.submit(f"{what} {recording_id}", write)
             return
         with self.db.write() as conn:
-            operation(conn)
+            writes.run(conn, write)
 
     def _checked(self, recording_id: str, requested: State) -> _Queued | None:
         """The queued recording, after checking the transition against its last requested state."""
@@ -115,20 +114,10 @@ class RecordingIndex:
         values = (
             rid, new.call_recording_id, new.sip_call_id, new.source, new.tenant, state.value,
             new.started_at, new.file_format, new.sample_rate, new.channels, now, now,
-        )
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO recordings (id, call_recording_id, sip_call_id, source, tenant, state,"
-                " started_at,"
-                " file_format, sample_rate, channels, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-
+        )  # fmt: skip
         if self._writer is not None and rid not in self._queued:
-            self._queued[rid] = _Queued(state, new.started_at)
-        self._apply(rid, "create", insert)
+            self._queued[rid] = _Queued(state)
+        self._apply(rid, "create", ("create", (values,)))
         return rid
 
     def advance_state(self, recording_id: str, state: State | str) -> None:
@@ -136,27 +125,8 @@ class RecordingIndex:
         queued = self._checked(recording_id, requested)
         if queued is not None:
             queued.state = requested
-        now = self.clock()
-        self._apply(
-            recording_id, f"advance to {requested.value}",
-            lambda conn: self._advance(conn, recording_id, requested, now),
-        )  # fmt: skip
-
-    def _advance(
-        self, conn: sqlite3.Connection, recording_id: str, requested: State, now: float | None = None
-    ) -> None:
-        predecessors = _PREDECESSORS[requested]
-        changed = conn.execute(
-            "UPDATE recordings SET state = ?, updated_at = ?"
-            f" WHERE id = ? AND state IN ({_marks(predecessors)})",
-            (requested.value, self.clock() if now is None else now, recording_id, *predecessors),
-        ).rowcount
-        if changed:
-            return
-        row = conn.execute("SELECT state FROM recordings WHERE id = ?", (recording_id,)).fetchone()
-        if row is None:
-            raise RecordingNotFound(recording_id)
-        raise InvalidStateTransition(recording_id, row["state"], requested.value)
+        write = ("advance", (recording_id, requested.value, self.clock()))
+        self._apply(recording_id, f"advance to {requested.value}", write)
 
     def set_metadata(
         self,
@@ -168,134 +138,50 @@ class RecordingIndex:
         sessions: Sequence[SessionInfo] = (),
     ) -> None:
         """Replace everything the rs-metadata says (called for every metadata version)."""
-        pairs = list(extensions.items()) if isinstance(extensions, Mapping) else list(extensions)
-        participants, streams, sessions = tuple(participants), tuple(streams), tuple(sessions)
-        now = self.clock()
-
-        def replace(conn: sqlite3.Connection) -> None:
-            found = conn.execute(
-                "UPDATE recordings SET call_recording_id = COALESCE(?, call_recording_id), updated_at = ?"
-                " WHERE id = ?",
-                (call_recording_id, now, recording_id),
-            ).rowcount
-            if not found:
-                raise RecordingNotFound(recording_id)
-            conn.execute("DELETE FROM participants WHERE recording_id = ?", (recording_id,))
-            conn.executemany(
-                "INSERT INTO participants (recording_id, position, participant_id, aor, name, send, recv)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (recording_id, pos, p.participant_id, p.aor, p.name, json.dumps(list(p.send)),
-                     json.dumps(list(p.recv)))
-                    for pos, p in enumerate(participants)
-                ],
-            )
-            conn.execute("DELETE FROM extensions WHERE recording_id = ?", (recording_id,))
-            conn.executemany(
-                "INSERT INTO extensions (recording_id, key, value) VALUES (?, ?, ?)",
-                [(recording_id, str(k), str(v)) for k, v in pairs],
-            )
-            conn.execute("DELETE FROM sessions WHERE recording_id = ?", (recording_id,))
-            conn.executemany(
-                "INSERT INTO sessions (recording_id, position, session_id, sip_session_ids, start_time,"
-                " stop_time, group_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (recording_id, pos, s.session_id, json.dumps(list(s.sip_session_ids)), s.start_time,
-                     s.stop_time, s.group_id)
-                    for pos, s in enumerate(sessions)
-                ],
-            )
-            conn.execute("DELETE FROM streams WHERE recording_id = ?", (recording_id,))
-            self._insert_streams(conn, recording_id, streams)
-
-        self._apply(recording_id, "metadata", replace)
+        pairs = extensions.items() if isinstance(extensions, Mapping) else extensions
+        write = (
+            "metadata",
+            (
+                recording_id, call_recording_id, self.clock(),
+                tuple((p.participant_id, p.aor, p.name, tuple(p.send), tuple(p.recv)) for p in participants),
+                tuple((str(k), str(v)) for k, v in pairs),
+                tuple(
+                    (s.session_id, tuple(s.sip_session_ids), s.start_time, s.stop_time, s.group_id)
+                    for s in sessions
+                ),
+                _stream_rows(streams),
+            ),
+        )  # fmt: skip
+        self._apply(recording_id, "metadata", write)
 
     def update_streams(self, recording_id: str, streams: Sequence[StreamInfo]) -> None:
         """Upsert per-stream statistics by label (streams not mentioned are kept)."""
-        streams = tuple(streams)
-
-        def upsert(conn: sqlite3.Connection) -> None:
-            self._require(conn, recording_id)
-            self._insert_streams(conn, recording_id, streams)
-
-        self._apply(recording_id, "streams", upsert)
-
-    @staticmethod
-    def _insert_streams(conn: sqlite3.Connection, recording_id: str, streams: Sequence[StreamInfo]) -> None:
-        conn.executemany(
-            "INSERT INTO streams"
-            " (recording_id, label, stream_id, codec, packets_received, packets_lost, stats)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (recording_id, label) DO UPDATE SET"
-            " stream_id = COALESCE(excluded.stream_id, stream_id), codec = COALESCE(excluded.codec, codec),"
-            " packets_received = excluded.packets_received, packets_lost = excluded.packets_lost,"
-            " stats = excluded.stats",
-            [
-                (recording_id, s.label, s.stream_id, s.codec, s.packets_received, s.packets_lost,
-                 json.dumps(dict(s.stats), sort_keys=True))
-                for s in streams
-            ],
-        )
+        self._apply(recording_id, "streams", ("streams", (recording_id, _stream_rows(streams))))
 
     def add_metadata_version(self, recording_id: str, received_at: float, xml: bytes) -> int:
         """Keep one raw rs-metadata version; returns its sequence number (from 1).
 
-        With a data layout the XML goes to ``<id>.metadata/NNN.xml`` beside the audio (the row keeps the
-        path); without one it is stored in the row itself.
+        The XML lives in the index row: one INSERT in the writer's transaction, where a file per
+        version cost a directory, an open and a write per call (half the writer's time at 300
+        setups/s). Rows from older releases that name a file under ``<id>.metadata/`` are still read.
         """
         data = bytes(xml)
         queued = self._queued.get(recording_id) if self._writer is not None else None
         if queued is not None and self._writer is not None:
             queued.versions += 1
-            seq, started_at, writer = queued.versions, queued.started_at, self._writer
-
-            def store(conn: sqlite3.Connection) -> None:
-                try:
-                    self._store_version(conn, recording_id, started_at, seq, received_at, data)
-                except OSError as exc:
-                    # The XML is worth more than where it lives: keep it in the row.
-                    self._insert_version(conn, recording_id, seq, received_at, None, data)
-                    writer.on_error(f"metadata version {seq} of {recording_id} kept in the index", exc)
-
-            writer.submit(f"metadata version {seq} {recording_id}", store)
+            seq = queued.versions
+            self._writer.submit(
+                f"metadata version {seq} {recording_id}", ("version", (recording_id, seq, received_at, data))
+            )
             return seq
         with self.db.write() as conn:
-            row = conn.execute("SELECT started_at FROM recordings WHERE id = ?", (recording_id,)).fetchone()
-            if row is None:
-                raise RecordingNotFound(recording_id)
-            seq = self._next_seq(conn, recording_id)
-            self._store_version(conn, recording_id, float(row["started_at"]), seq, received_at, data)
+            writes.require(conn, recording_id)
+            row = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM metadata_versions WHERE recording_id = ?", (recording_id,)
+            ).fetchone()
+            seq = int(row[0]) + 1
+            writes.add_version(conn, recording_id, seq, received_at, data)
         return seq
-
-    def _store_version(
-        self, conn: sqlite3.Connection, recording_id: str, started_at: float, seq: int, received_at: float,
-        xml: bytes,
-    ) -> None:  # fmt: skip
-        if self.layout is None:
-            self._insert_version(conn, recording_id, seq, received_at, None, xml)
-            return
-        target = self.layout.metadata_version_path(recording_id, started_at, seq)
-        self.layout.make_dirs(target.parent)
-        target.write_bytes(xml)
-        self._insert_version(conn, recording_id, seq, received_at, str(target), None)
-
-    @staticmethod
-    def _insert_version(
-        conn: sqlite3.Connection, recording_id: str, seq: int, received_at: float, path: str | None,
-        xml: bytes | None,
-    ) -> None:  # fmt: skip
-        conn.execute(
-            "INSERT INTO metadata_versions (recording_id, seq, received_at, path, xml)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (recording_id, seq, received_at, path, xml),
-        )
-
-    @staticmethod
-    def _next_seq(conn: sqlite3.Connection, recording_id: str) -> int:
-        row = conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM metadata_versions WHERE recording_id = ?", (recording_id,)
-        ).fetchone()
-        return int(row[0]) + 1
 
     def metadata_versions(self, recording_id: str) -> list[dict[str, Any]]:
         """Every stored version, oldest first, as {seq, received_at, path, xml: bytes}."""
@@ -324,28 +210,18 @@ class RecordingIndex:
             raise ValueError("finalize needs state available or failed")
         state = State(final.state)
         queued = self._checked(recording_id, state)
-        now = self.clock()
-
-        def write(conn: sqlite3.Connection) -> None:
-            self._advance(conn, recording_id, state, now)
-            conn.execute(
-                "UPDATE recordings SET ended_at = ?, duration_ms = ?, file_path = ?, file_size = ?,"
-                " file_format = ?, sample_rate = ?, channels = ?, sha256 = ?, incomplete = ?,"
-                " incomplete_reason = ?, warnings = ?, completeness = ?, updated_at = ? WHERE id = ?",
-                (
-                    final.ended_at, final.duration_ms, final.file_path, final.file_size, final.file_format,
-                    final.sample_rate, final.channels, final.sha256, int(final.incomplete),
-                    final.incomplete_reason, json.dumps(list(final.warnings)),
-                    json.dumps(dict(final.completeness), sort_keys=True), now, recording_id,
-                ),
-            )
-            conn.execute("DELETE FROM dtmf WHERE recording_id = ?", (recording_id,))
-            conn.executemany(
-                "INSERT INTO dtmf (recording_id, label, digit, offset_ms, duration_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(recording_id, d.label, d.digit, d.offset_ms, d.duration_ms) for d in final.dtmf],
-            )
-
+        values = (
+            final.ended_at, final.duration_ms, final.file_path, final.file_size, final.file_format,
+            final.sample_rate, final.channels, final.sha256, int(final.incomplete), final.incomplete_reason,
+        )  # fmt: skip
+        write = (
+            "finalize",
+            (
+                recording_id, state.value, self.clock(), values, tuple(final.warnings),
+                tuple(dict(final.completeness).items()),
+                tuple((d.label, d.digit, d.offset_ms, d.duration_ms) for d in final.dtmf),
+            ),
+        )  # fmt: skip
         self._apply(recording_id, f"finalize as {state.value}", write)
         if queued is not None:
             del self._queued[recording_id]
@@ -361,7 +237,7 @@ class RecordingIndex:
 
     def set_legal_hold(self, recording_id: str, on: bool) -> None:
         with self.db.write() as conn:
-            self._require(conn, recording_id)
+            writes.require(conn, recording_id)
             conn.execute(
                 "UPDATE recordings SET legal_hold = ?, updated_at = ? WHERE id = ?",
                 (int(on), self.clock(), recording_id),
@@ -370,13 +246,8 @@ class RecordingIndex:
     def delete(self, recording_id: str) -> None:
         self._queued.pop(recording_id, None)
         with self.db.write() as conn:
-            self._require(conn, recording_id)
+            writes.require(conn, recording_id)
             conn.execute("DELETE FROM recordings WHERE id = ?", (recording_id,))
-
-    @staticmethod
-    def _require(conn: sqlite3.Connection, recording_id: str) -> None:
-        if conn.execute("SELECT 1 FROM recordings WHERE id = ?", (recording_id,)).fetchone() is None:
-            raise RecordingNotFound(recording_id)
 
     # ---- query API --------------------------------------------------------------------------
 

@@ -58,7 +58,15 @@ class DataLayout:
     def recording_path(self, recording_id: str, started_at: float) -> Path:
         return self._in_day(started_at, f"{self.check_id(recording_id)}.wav")
 
+    def new_recording_path(self, recording_id: str, started_at: float) -> Path:
+        """Where a recording about to be created goes, without the symlink check of
+        :meth:`recording_path`: its files are opened with ``O_CREAT | O_EXCL``, which fails on any
+        name already taken, a planted symlink included, and never follows one."""
+        day = self._day(started_at)
+        return day / f"{self.check_id(recording_id)}.wav"
+
     def metadata_dir(self, recording_id: str, started_at: float) -> Path:
+        """Where releases before the index kept metadata versions as files (deleted with the recording)."""
         return self._in_day(started_at, f"{self.check_id(recording_id)}.metadata")
 
     def _in_day(self, started_at: float, name: str) -> Path:
@@ -68,6 +76,12 @@ class DataLayout:
         its own, so only a symlink planted under that name could lead elsewhere: that one case
         takes the full check.
         """
+        candidate = self._day(started_at) / name
+        if os.path.islink(candidate):
+            return self.contain(candidate)
+        return candidate
+
+    def _day(self, started_at: float) -> Path:
         key = int(started_at // 86400)
         day = self._days.get(key)
         if day is None:
@@ -75,10 +89,7 @@ class DataLayout:
             if len(self._days) > 64:
                 self._days.clear()
             self._days[key] = day
-        candidate = day / name
-        if os.path.islink(candidate):
-            return self.contain(candidate)
-        return candidate
+        return day
 
     def make_dirs(self, directory: Path) -> None:
         """``mkdir -p`` that remembers what it made: the day directories are asked for on every call."""
@@ -88,11 +99,6 @@ class DataLayout:
         if len(self._made) > 4096:
             self._made.clear()
         self._made.add(directory)
-
-    def metadata_version_path(self, recording_id: str, started_at: float, seq: int) -> Path:
-        if seq < 0 or seq > 999_999:
-            raise UnsafePath(f"metadata version {seq} out of range")
-        return self.metadata_dir(recording_id, started_at) / f"{seq:03d}.xml"
 
     def export_path(self, export_id: str, fmt: str) -> Path:
         if not _FORMAT_PATTERN.fullmatch(fmt):

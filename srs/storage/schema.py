@@ -159,6 +159,15 @@ MIGRATIONS: tuple[str, ...] = (
             ON CONFLICT (state) DO UPDATE SET n = n + 1;
     END;
     """,
+    # 4: how far the index writer process has committed the queue of its daemon run, in the same
+    # transactions as the writes: a writer started again after a crash skips what is already in.
+    """
+    CREATE TABLE index_writer_progress (
+        run TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -81,16 +81,30 @@ def test_update_streams_upserts_by_label(index: RecordingIndex) -> None:
     assert streams["2"]["codec"] == "PCMA"
 
 
-def test_metadata_versions_are_kept_as_files_beside_the_audio(
-    index: RecordingIndex, layout: DataLayout
-) -> None:
+def test_metadata_versions_live_in_the_index_row(index: RecordingIndex, layout: DataLayout) -> None:
     rid = index.create_recording(NewRecording(started_at=T0))
     assert index.add_metadata_version(rid, T0, b"<v1/>") == 1
     assert index.add_metadata_version(rid, T0 + 5, b"<v2/>") == 2
     versions = index.metadata_versions(rid)
-    assert [(v["seq"], v["xml"]) for v in versions] == [(1, b"<v1/>"), (2, b"<v2/>")]
-    assert layout.metadata_version_path(rid, T0, 2).read_bytes() == b"<v2/>"
-    assert layout.metadata_version_path(rid, T0, 2).parent.parent == layout.recording_path(rid, T0).parent
+    assert [(v["seq"], v["xml"], v["path"]) for v in versions] == [(1, b"<v1/>", None), (2, b"<v2/>", None)]
+    assert not layout.metadata_dir(rid, T0).exists()
+
+
+def test_metadata_versions_kept_as_files_by_older_releases_are_still_read(
+    index: RecordingIndex, layout: DataLayout
+) -> None:
+    rid = index.create_recording(NewRecording(started_at=T0))
+    legacy = layout.metadata_dir(rid, T0) / "001.xml"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"<from-a-file/>")
+    with index.db.write() as conn:
+        conn.execute(
+            "INSERT INTO metadata_versions (recording_id, seq, received_at, path, xml)"
+            " VALUES (?, 1, ?, ?, NULL)",
+            (rid, T0, str(legacy)),
+        )
+    assert index.add_metadata_version(rid, T0 + 1, b"<v2/>") == 2
+    assert [v["xml"] for v in index.metadata_versions(rid)] == [b"<from-a-file/>", b"<v2/>"]
 
 
 def test_metadata_versions_without_layout_live_in_the_row(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from srs.media.wavfile import WavWriter
 from srs.storage.errors import InvalidId, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
 from srs.storage.layout import DataLayout
@@ -26,8 +27,7 @@ def test_recording_path_is_dated_by_utc_start(layout: DataLayout) -> None:
     rid = new_id(0)
     path = layout.recording_path(rid, 1_700_000_000.0)  # 2023-11-14T22:13:20Z
     assert path == layout.data_dir / "recordings" / "2023" / "11" / "14" / f"{rid}.wav"
-    assert layout.metadata_version_path(rid, 1_700_000_000.0, 7).name == "007.xml"
-    assert layout.metadata_version_path(rid, 1_700_000_000.0, 7).parent.name == f"{rid}.metadata"
+    assert layout.metadata_dir(rid, 1_700_000_000.0) == path.with_name(f"{rid}.metadata")
 
 
 @pytest.mark.parametrize(
@@ -77,11 +77,6 @@ def test_export_path_accepts_known_formats_only(layout: DataLayout) -> None:
         layout.export_path(rid, "../tar")
 
 
-def test_metadata_seq_range(layout: DataLayout) -> None:
-    with pytest.raises(UnsafePath):
-        layout.metadata_version_path(new_id(0), 0, -1)
-
-
 def test_secret_is_created_once_with_mode_0600(layout: DataLayout) -> None:
     first = layout.secret()
     assert len(first) == 32
@@ -113,6 +108,21 @@ def test_a_symlink_planted_at_a_recording_name_is_judged_every_time(
     honest.symlink_to(inside)
     assert layout.recording_path(rid, 1_700_000_000.0) == inside
     assert layout.metadata_dir(rid, 1_700_000_000.0) == honest.parent / f"{rid}.metadata"
+
+
+def test_a_symlink_planted_at_a_new_recording_name_is_never_written_through(
+    layout: DataLayout, tmp_path: Path
+) -> None:
+    rid = new_id(0)
+    path = layout.new_recording_path(rid, 1_700_000_000.0)
+    assert path == layout.recording_path(rid, 1_700_000_000.0)
+    outside = tmp_path / "elsewhere.wav"
+    outside.write_bytes(b"precious")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        WavWriter(layout.new_recording_path(rid, 1_700_000_000.0))
+    assert outside.read_bytes() == b"precious"
 
 
 def test_make_dirs_creates_each_directory_once(layout: DataLayout) -> None:

@@ -1,18 +1,25 @@
-"""The index writer thread: same rows as writing in place, in order, nothing lost, readers never behind."""
+"""The index writer process: same rows as writing in place, in order, exactly once, readers never behind."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from srs.storage.db import Database, WriteBehind
+from srs.storage import writes
+from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition, RecordingNotFound
 from srs.storage.index import RecordingIndex
+from srs.storage.index_writer import MAX_FRAME, Committer, FrameError, FrameReader, encode
 from srs.storage.layout import DataLayout
 from srs.storage.records import (
     DtmfEvent,
@@ -98,41 +105,43 @@ def test_a_queued_call_leaves_the_same_rows_as_writing_in_place(
         in_place.close()
 
 
-def test_writes_wait_in_the_queue_until_the_thread_commits_them(
+def hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's write transaction on the index: the writer must wait behind it."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_writes_wait_in_the_queue_until_the_writer_commits_them(
     layout: DataLayout, queued: RecordingIndex
 ) -> None:
-    gate = threading.Event()
-    writer = queued._writer
-    assert writer is not None
-    writer.submit("gate", lambda conn: _wait(gate))
+    other = hold_write_lock(layout.index_path)
     rid = queued.create_recording(NewRecording(started_at=T0))
     queued.advance_state(rid, State.RECORDING)
-    outside = sqlite3.connect(layout.index_path)  # another process's view: only what is committed
-    try:
-        assert outside.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
-        gate.set()
-        assert queued.flush()
-        assert outside.execute("SELECT state FROM recordings WHERE id = ?", (rid,)).fetchone() == (
-            "recording",
-        )
-    finally:
-        outside.close()
+    time.sleep(0.2)  # time enough to commit, were the database free
+    assert other.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
+    other.execute("ROLLBACK")
+    assert queued.flush(30)
+    assert other.execute("SELECT state FROM recordings WHERE id = ?", (rid,)).fetchone() == ("recording",)
+    other.close()
 
 
 def test_a_reader_in_this_process_waits_for_the_writes_queued_before_it(
     layout: DataLayout, queued: RecordingIndex, clock: FakeClock
 ) -> None:
-    writer = queued._writer
-    assert writer is not None
-    # The first write holds the queue until somebody waits for it, so the read below can only
-    # see the recording if it waited.
-    writer.submit("hold", lambda conn: _until(lambda: writer._waiting > 0))
+    other = hold_write_lock(layout.index_path)
     rid = queued.create_recording(NewRecording(started_at=T0, call_recording_id="crid-9"))
+    release = threading.Timer(0.5, lambda: other.execute("ROLLBACK"))
+    release.start()
+    began = time.monotonic()
     api = RecordingIndex(layout.index_path, clock=clock, layout=layout)  # the API's own connection
     try:
-        row = api.get(rid)
+        row = api.get(rid)  # only there if the read waited for the queue
         assert row is not None and row["call_recording_id"] == "crid-9"
+        assert time.monotonic() - began >= 0.3
     finally:
+        release.join()
+        other.close()
         api.close()
 
 
@@ -166,21 +175,6 @@ def test_recordings_it_did_not_create_are_written_in_place(layout: DataLayout, c
         index.close()
 
 
-def test_metadata_whose_file_cannot_be_written_is_kept_in_the_row(
-    layout: DataLayout, queued: RecordingIndex, errors: Errors
-) -> None:
-    rid = queued.create_recording(NewRecording(started_at=T0))
-    blocker = layout.metadata_dir(rid, T0)
-    blocker.parent.mkdir(parents=True)
-    blocker.write_bytes(b"a file where the directory should be")
-    queued.add_metadata_version(rid, T0, b"<recording/>")
-    assert queued.flush()
-    versions = queued.metadata_versions(rid)
-    assert [(v["seq"], v["path"], v["xml"]) for v in versions] == [(1, None, b"<recording/>")]
-    assert [what for what, _ in errors] == [f"metadata version 1 of {rid} kept in the index"]
-    assert isinstance(errors[0][1], OSError)
-
-
 def test_closing_commits_everything_still_queued(layout: DataLayout, clock: FakeClock) -> None:
     index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
     index.start_write_behind(lambda what, exc: None)
@@ -195,23 +189,137 @@ def test_closing_commits_everything_still_queued(layout: DataLayout, clock: Fake
         reopened.close()
 
 
-# ---- the writer itself -----------------------------------------------------------------------
+def test_the_writer_is_a_child_in_the_daemons_process_group(queued: RecordingIndex) -> None:
+    writer = queued._writer
+    assert writer is not None and writer.process is not None
+    assert os.getpgid(writer.process.pid) == os.getpgid(0)
+    assert writer.process.poll() is None
+
+
+def test_a_write_the_writer_gives_up_is_reported_and_costs_only_itself(
+    layout: DataLayout, queued: RecordingIndex, errors: Errors
+) -> None:
+    other = hold_write_lock(layout.index_path)  # so all three land in one batch
+    first = queued.create_recording(NewRecording(started_at=T0))
+    writer = queued._writer
+    assert writer is not None
+    row = (first, None, None, None, None, "starting", T0, "wav", 8000, 1, T0, T0)
+    writer.submit("duplicate", ("create", (row,)))
+    second = queued.create_recording(NewRecording(started_at=T0 + 1))
+    other.execute("ROLLBACK")
+    other.close()
+    assert queued.flush(30)
+    assert queued.get(first) is not None and queued.get(second) is not None
+    assert [what for what, _ in errors] == ["duplicate"]
+    assert "IntegrityError" in str(errors[0][1])
+
+
+def test_a_writer_killed_mid_stream_is_started_again_and_every_write_lands_once(
+    layout: DataLayout, queued: RecordingIndex, errors: Errors
+) -> None:
+    writer = queued._writer
+    assert writer is not None and writer.process is not None
+    ids = []
+    for i in range(3000):
+        ids.append(queued.create_recording(NewRecording(started_at=T0 + i)))
+        if i == 1500:
+            writer.process.send_signal(signal.SIGKILL)
+    for rid in ids:
+        queued.advance_state(rid, State.RECORDING)
+    assert queued.flush(60)
+    assert writer.restarts == 1
+    assert queued.count_by_state()["recording"] == 3000
+    assert [what for what, _ in errors] == ["index writer process"]
+    assert "started again" in str(errors[0][1])
+
+
+def test_a_writer_that_keeps_dying_is_given_up_and_the_daemon_writes_in_place(
+    layout: DataLayout, queued: RecordingIndex, errors: Errors
+) -> None:
+    writer = queued._writer
+    assert writer is not None
+    rid = queued.create_recording(NewRecording(started_at=T0))
+    for _ in range(4):
+        process = writer.process
+        assert process is not None
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while writer.process is process and writer._in_place is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert writer._in_place is not None
+    queued.advance_state(rid, State.RECORDING)
+    assert queued.get(rid)["state"] == "recording"  # type: ignore[index]
+    assert "too often" in str(errors[-1][1])
+
+
+def test_when_the_daemon_dies_the_writer_commits_what_it_was_sent(layout: DataLayout) -> None:
+    script = (
+        "import os, sys\n"
+        "from srs.storage.index import RecordingIndex\n"
+        "from srs.storage.records import NewRecording\n"
+        "index = RecordingIndex(sys.argv[1])\n"
+        "index.start_write_behind(lambda what, exc: None)\n"
+        "for i in range(500):\n"
+        "    index.create_recording(NewRecording(started_at=1.7e9 + i))\n"
+        "print(index._writer.process.pid, flush=True)\n"
+        "os._exit(0)\n"  # no close: as after kill -9
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(layout.index_path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    writer_pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while _alive(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(writer_pid)
+    with sqlite3.connect(layout.index_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM recordings").fetchone() == (500,)
+
+
+def test_a_closed_writer_refuses_new_work(layout: DataLayout, clock: FakeClock) -> None:
+    index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+    index.start_write_behind(lambda what, exc: None)
+    writer = index._writer
+    assert writer is not None
+    index.close()
+    with pytest.raises(Exception, match="closed"):
+        writer.submit("late", ("advance", ("x", "recording", 0.0)))
+    assert writer.process is not None and writer.process.returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of a parent that is gone is reaped by init; ours: look at its state
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ---- the committer and the stream, in process -------------------------------------------------
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     database = Database(tmp_path / "w.sqlite3")
     with database.write() as conn:
         conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    insert = "INSERT INTO t (n) VALUES (?)"
+    monkeypatch.setitem(writes.WRITES, "insert", lambda conn, n: conn.execute(insert, (n,)))
     yield database
     database.close()
 
 
-def _insert(n: int) -> Callable[[sqlite3.Connection], None]:
-    def insert(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t (n) VALUES (?)", (n,))
+Reports = list[tuple[int, str, BaseException]]
 
-    return insert
+
+def _committer(db: Database, reports: Reports, **kwargs: Any) -> Committer:
+    return Committer(db, "run-1", lambda seq, what, exc: reports.append((seq, what, exc)), **kwargs)
 
 
 def _rows(db: Database) -> list[int]:
@@ -219,22 +327,19 @@ def _rows(db: Database) -> list[int]:
         return [row[0] for row in conn.execute("SELECT n FROM t ORDER BY n")]
 
 
-def test_one_bad_write_in_a_batch_costs_only_itself(db: Database, errors: Errors) -> None:
-    gate = threading.Event()
-    writer = WriteBehind(db, lambda what, exc: errors.append((what, exc)))
-    writer.submit("gate", lambda conn: _wait(gate))
-    writer.submit("one", _insert(1))
-    writer.submit("duplicate", _insert(1))
-    writer.submit("two", _insert(2))
-    gate.set()
-    assert writer.wait()
-    writer.close()
+def test_one_bad_write_in_a_batch_costs_only_itself(db: Database) -> None:
+    reports: Reports = []
+    committer = _committer(db, reports)
+    committer.commit(
+        [(1, "one", ("insert", (1,))), (2, "duplicate", ("insert", (1,))), (3, "two", ("insert", (2,)))]
+    )
     assert _rows(db) == [1, 2]
-    assert [what for what, _ in errors] == ["duplicate"]
-    assert isinstance(errors[0][1], sqlite3.IntegrityError)
+    assert [(seq, what) for seq, what, _ in reports] == [(2, "duplicate")]
+    assert isinstance(reports[0][2], sqlite3.IntegrityError)
+    assert committer.committed() == 3
 
 
-def test_a_busy_database_is_tried_again_not_given_up(db: Database, errors: Errors) -> None:
+def test_a_busy_database_is_tried_again_not_given_up(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     attempts: list[int] = []
 
     def flaky(conn: sqlite3.Connection) -> None:
@@ -243,55 +348,62 @@ def test_a_busy_database_is_tried_again_not_given_up(db: Database, errors: Error
             raise sqlite3.OperationalError("database is locked")
         conn.execute("INSERT INTO t (n) VALUES (7)")
 
-    writer = WriteBehind(db, lambda what, exc: errors.append((what, exc)))
-    writer.submit("flaky", flaky)
-    writer.close()
-    assert _rows(db) == [7]
-    assert errors == [] and len(attempts) == 3
+    monkeypatch.setitem(writes.WRITES, "flaky", flaky)
+    reports: Reports = []
+    _committer(db, reports, sleep=lambda s: None).commit([(1, "flaky", ("flaky", ()))])
+    assert _rows(db) == [7] and reports == [] and len(attempts) == 3
 
 
-def test_a_write_that_stays_busy_is_reported_once_it_is_given_up(db: Database, errors: Errors) -> None:
+def test_a_write_that_stays_busy_is_reported_once_it_is_given_up(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def locked(conn: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    writer = WriteBehind(db, lambda what, exc: errors.append((what, exc)), retry_for=0.05)
-    writer.submit("locked", locked)
-    writer.submit("after", _insert(3))
-    writer.close()
-    assert [what for what, _ in errors] == ["locked"]
-    assert _rows(db) == [3]
+    monkeypatch.setitem(writes.WRITES, "locked", locked)
+    reports: Reports = []
+    clock = FakeClock(0.0)
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    committer = _committer(db, reports, retry_for=1.0, sleep=sleep, clock=clock)
+    committer.commit([(1, "locked", ("locked", ())), (2, "after", ("insert", (3,)))])
+    assert [what for _, what, _ in reports] == ["locked"]
+    assert _rows(db) == [3] and 0.5 <= clock.now <= 1.0
 
 
-def test_a_closed_writer_refuses_new_work(db: Database) -> None:
-    writer = WriteBehind(db, lambda what, exc: None)
-    writer.close()
-    with pytest.raises(Exception, match="closed"):
-        writer.submit("late", _insert(1))
-
-
-def test_a_broken_error_handler_does_not_stop_the_writer(db: Database) -> None:
-    def handler(what: str, exc: BaseException) -> None:
+def test_a_broken_report_does_not_stop_the_committer(db: Database) -> None:
+    def report(seq: int, what: str, exc: BaseException) -> None:
         raise RuntimeError("handler broke")
 
-    writer = WriteBehind(db, handler)
-    writer.submit("bad", lambda conn: _raise(ValueError("no")))
-    writer.submit("good", _insert(5))
-    writer.close()
-    assert _rows(db) == [5]
+    committer = Committer(db, "run-1", report)
+    committer.commit([(1, "bad", ("insert", ("not a number",))), (2, "good", ("insert", (5,)))])
+    assert _rows(db) == [5] and committer.committed() == 2
 
 
-def _wait(gate: threading.Event) -> None:
-    assert gate.wait(30), "the test never opened the gate"
+def test_progress_is_kept_per_run_and_dropped_when_the_run_closes(db: Database) -> None:
+    first, second = _committer(db, []), Committer(db, "run-2", lambda *a: None)
+    first.commit([(1, "a", ("insert", (1,))), (2, "b", ("insert", (2,)))])
+    second.commit([(1, "c", ("insert", (3,)))])
+    assert (first.committed(), second.committed()) == (2, 1)
+    first.forget_run()
+    assert (first.committed(), second.committed()) == (0, 1)
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    done = threading.Event()
-    for _ in range(3000):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError("nobody waited for the queue")
+def test_frames_are_read_whole_however_the_stream_splits_them() -> None:
+    messages = [
+        ("w", 1, "create x", ("create", ((1, None),))),
+        ("flush",),
+        ("w", 2, "v", ("version", (b"\x00" * 70000,))),
+    ]
+    stream = b"".join(encode(m) for m in messages)
+    for step in (1, 3, 4096, len(stream)):
+        reader = FrameReader()
+        got = [m for i in range(0, len(stream), step) for m in reader.feed(stream[i : i + step])]
+        assert got == messages
 
 
-def _raise(exc: Exception) -> Any:
-    raise exc
+def test_a_frame_longer_than_any_write_is_refused() -> None:
+    with pytest.raises(FrameError):
+        FrameReader().feed((MAX_FRAME + 1).to_bytes(4, "big"))

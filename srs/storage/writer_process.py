@@ -1,0 +1,36 @@
+"""Entry point of the index writer process (``python -m srs.storage.writer_process``).
+
+A module of its own, so that running it does not import it twice: the package imports
+:mod:`srs.storage.index_writer` on the way in.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+
+from srs.storage.db import Database, mark_writer_thread
+from srs.storage.index_writer import Committer, WriterLoop
+
+
+def writer_main(argv: list[str]) -> int:
+    """``python -m srs.storage.writer_process FD DB_PATH RUN [RETRY_FOR [LINGER]]``."""
+    sock = socket.socket(fileno=int(argv[0]))
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the daemon drains its
+    # calls and then closes this writer, which must keep committing until it does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    mark_writer_thread()
+    db = Database(argv[1])
+    retry_for = float(argv[3]) if len(argv) > 3 else 30.0
+    linger = float(argv[4]) if len(argv) > 4 else 0.01
+    committer = Committer(db, argv[2], lambda seq, what, exc: None, retry_for=retry_for)
+    try:
+        return WriterLoop(sock, committer, linger=linger).run()
+    finally:
+        db.close()
+
+
+if __name__ == "__main__":
+    sys.exit(writer_main(sys.argv[1:]))
