@@ -108,6 +108,10 @@ def _split_hostport(text: str, what: str) -> tuple[str, int | None]:
     return host, port
 
 
+_URI_CACHE: dict[str, SipUri] = {}
+_URI_CACHE_LIMIT = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class SipUri:
     """A sip:, sips: or tel: URI (other schemes keep their opaque part in ``user``).
@@ -125,6 +129,19 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        """Parsed once per distinct text: a trunk repeats the same request URI, Contact and From/To
+        addresses in every call, and the result is immutable, so it can be shared."""
+        known = _URI_CACHE.get(text)
+        if known is not None:
+            return known
+        uri = cls._parse(text)
+        if len(_URI_CACHE) >= _URI_CACHE_LIMIT:  # a sender inventing URIs cannot grow it
+            _URI_CACHE.clear()
+        _URI_CACHE[text] = uri
+        return uri
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         text = text.strip()
         match = SCHEME_RE.match(text)
         if not match:
