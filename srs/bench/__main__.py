@@ -150,7 +150,16 @@ def no_media_scenario(directory: Path) -> Path:
     return path
 
 
+def settle_disk(pause_s: float = 2.0) -> None:
+    """Write back what earlier stages left dirty before a rate is measured: otherwise the kernel's
+    writeback of the media stage's files runs on both cores during the next stage and the figure
+    swings by a third from run to run."""
+    os.sync()
+    time.sleep(pause_s)
+
+
 def sipp_client(target_port: int, scenario: Path, calls: int, limit: int, workdir: Path) -> dict[str, Any]:
+    settle_disk()
     local = free_port()
     screen = workdir / f"screen-{local}.txt"
     cmd = [
