@@ -128,10 +128,6 @@ class WriteBehind:
         with self._acked:
             return self._acked.wait_for(lambda: self._done >= target, timeout)
 
-    @property
-    def pending(self) -> int:
-        return self._seq - self._done
-
     def close(self) -> None:
         """Commit what is queued, stop the writer and the listener."""
         with self._lock:
@@ -184,7 +180,7 @@ class WriteBehind:
             self._report("index writer listener", IndexWriteError(f"{type(exc).__name__}: {exc}"))
             with self._lock:
                 if self._in_place is None:
-                    self._commit_here(-1)
+                    self._commit_here("its listener failed")
 
     def _listen_to_writers(self) -> None:
         sock: socket.socket | None = None
@@ -240,7 +236,11 @@ class WriteBehind:
     def _writer_ended(self) -> bool:
         """The writer's end of the stream closed: start another (True), or finish here (False)."""
         assert self.process is not None
-        status = self.process.wait()
+        try:
+            status = self.process.wait(30)
+        except subprocess.TimeoutExpired:  # closed its end but lives on: not a writer to trust
+            self.process.kill()
+            status = self.process.wait()
         with self._lock:
             if self._closing and not self._unacked:
                 self._closed = True
@@ -250,7 +250,7 @@ class WriteBehind:
             while self._deaths and self._deaths[0] < now - RESTART_WINDOW_S:
                 self._deaths.popleft()
             if self._closing or len(self._deaths) > MAX_RESTARTS:
-                self._commit_here(status)
+                self._commit_here(f"exited with status {status} too often")
                 return False
             self.restarts += 1
             self._report(
@@ -267,13 +267,12 @@ class WriteBehind:
             self._push()
             return True
 
-    def _commit_here(self, status: int) -> None:
+    def _commit_here(self, why: str) -> None:
         """With ``self._lock``: no more writer processes; what is left, and all after, is written here."""
         committer = Committer(self.db, self.run, self._report_in_place, retry_for=self.retry_for)
         if not self._closing:
             self._report(
-                "index writer process",
-                IndexWriteError(f"exited with status {status} too often; the daemon writes the index itself"),
+                "index writer process", IndexWriteError(f"{why}; the daemon writes the index itself")
             )
         committed = committer.committed()
         committer.commit([item for item in self._unacked if item[0] > committed])
