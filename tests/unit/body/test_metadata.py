@@ -201,3 +201,27 @@ def test_doctype_in_utf16_is_refused_after_parsing() -> None:
     ).encode("utf-16")
     with pytest.raises(MetadataError, match="DTD"):
         parse_metadata(document)
+
+
+def test_invented_tag_names_cannot_grow_the_split_cache() -> None:
+    limit = metadata_module._SPLIT_LIMIT
+    extensions = "".join(f"<x:t{n}>v</x:t{n}>" for n in range(limit + 10))
+    xml = (
+        '<recording xmlns="urn:ietf:params:xml:ns:recording:1" xmlns:x="urn:example:ext">'
+        f"<datamode>complete</datamode>{extensions}</recording>"
+    ).encode()
+    parsed = parse_metadata(xml)
+    assert len(parsed.extensions) == limit + 10
+    assert len(metadata_module._SPLIT) <= limit
+
+
+def test_text_of_an_element_with_and_without_children_reads_the_same() -> None:
+    xml = (
+        b'<recording xmlns="urn:ietf:params:xml:ns:recording:1">'
+        b'<participant participant_id="p1"><nameID aor="sip:a@example.com">'
+        b"<name>  Alice <!-- dropped --> Smith </name></nameID></participant>"
+        b'<participant participant_id="p2"><nameID aor="sip:b@example.com">'
+        b"<name>Bob <b>Jones</b></name></nameID></participant></recording>"
+    )
+    names = [p.name for p in parse_metadata(xml).participants]
+    assert names == ["Alice  Smith", "Bob Jones"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from srs.errors import SipParseError
+from srs.sip import headers
 from srs.sip.headers import CSeq, NameAddr, Params, SipUri, Via
 
 
@@ -47,6 +48,20 @@ def test_user_with_phone_params_and_tel_uri() -> None:
 def test_bad_uris(text: str) -> None:
     with pytest.raises(SipParseError):
         SipUri.parse(text)
+
+
+def test_a_uri_text_is_parsed_once_and_bad_ones_always_fail() -> None:
+    first = SipUri.parse("sip:srs@192.0.2.10:5060;transport=udp")
+    assert SipUri.parse("sip:srs@192.0.2.10:5060;transport=udp") is first
+    for _ in range(2):  # a refusal is not remembered as a result
+        with pytest.raises(SipParseError):
+            SipUri.parse("sip:a@host:99999")
+
+
+def test_the_uri_cache_is_bounded_against_senders_inventing_uris() -> None:
+    for n in range(headers._URI_CACHE_LIMIT + 10):
+        assert SipUri.parse(f"sip:u{n}@192.0.2.1").user == f"u{n}"
+    assert len(headers._URI_CACHE) <= headers._URI_CACHE_LIMIT
 
 
 def test_name_addr_forms() -> None:
