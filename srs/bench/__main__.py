@@ -84,6 +84,19 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def media_workers(pid: int) -> list[int]:
+    """The daemon's media worker processes (its other child is the index writer)."""
+    workers = []
+    for child in children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"srs.net.media_worker" in command:
+            workers.append(child)
+    return workers
+
+
 @contextlib.contextmanager
 def daemon(
     data_dir: Path, *, workers: int, media_cpu: int | None, other_cpus: set[int] | None
@@ -114,12 +127,14 @@ def daemon(
 
 
 def pin(pid: int, *, media_cpu: int | None, other_cpus: set[int] | None) -> None:
-    """The daemon on ``other_cpus``, its media workers (its children) on ``media_cpu``."""
+    """The daemon and its index writer on ``other_cpus``, its media workers on ``media_cpu``."""
+    workers = set(media_workers(pid))
     if other_cpus:
-        os.sched_setaffinity(pid, other_cpus)
+        for process in (pid, *(child for child in children(pid) if child not in workers)):
+            os.sched_setaffinity(process, other_cpus)
     if media_cpu is not None:
-        for child in children(pid):
-            os.sched_setaffinity(child, {media_cpu})
+        for worker in workers:
+            os.sched_setaffinity(worker, {media_cpu})
 
 
 def stop(process: subprocess.Popen[bytes], wait_s: float) -> None:
@@ -254,7 +269,7 @@ def end_to_end(
     data = work / "e2e-data"
     data.mkdir()
     with daemon(data, workers=1, media_cpu=media_cpu, other_cpus=others) as (sip, process):
-        worker_pids = children(process.pid)
+        worker_pids = media_workers(process.pid)
         result = loadgen.run_load(f"{LOOPBACK}:{sip}", data, calls=calls, rate=rate, hold=hold, timeout=120)
         time.sleep(0.5)
         checked = loadgen.verify(result, data)

@@ -7,8 +7,8 @@ began, so about ``--calls`` calls are up most of the time and every call's setup
 teardown is exercised many times.  Between rounds the daemon is quiet (no session, every
 recording available); those quiet points are where a leak shows without the noise of live calls.
 
-Every ``--interval`` s a sampler thread records, for the daemon and each media worker: RSS
-(``/proc/PID/status``), open descriptors (``/proc/PID/fd``), UDP sockets they own bound in the
+Every ``--interval`` s a sampler thread records, for the daemon, its index writer and each media
+worker: RSS (``/proc/PID/status``), open descriptors (``/proc/PID/fd``), UDP sockets they own bound in the
 RTP range and those sockets' kernel drop counters (``/proc/net/udp``); plus live sessions (the
 daemon's ``/metrics``) and index rows by state.  Every round's recordings are verified (index and
 WAV, as ``srs.bench.loadgen.verify``) and their WAVs deleted afterwards, so disk use stays flat.
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from srs.bench import loadgen
-from srs.bench.__main__ import LOOPBACK, children, free_port, options_ok, pin, stop
+from srs.bench.__main__ import LOOPBACK, children, free_port, media_workers, options_ok, pin, stop
 
 _UNFINISHED = ("starting", "recording", "stopping")
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
@@ -257,8 +257,11 @@ def index_states(data_dir: Path) -> dict[str, int]:
 
 
 def sample(daemon: Running, started: float) -> dict[str, Any]:
-    """One observation of the daemon and its media workers."""
-    pids = {"daemon": daemon.process.pid} | {f"worker-{pid}": pid for pid in children(daemon.process.pid)}
+    """One observation of the daemon, its media workers and its index writer."""
+    workers = set(media_workers(daemon.process.pid))
+    pids = {"daemon": daemon.process.pid} | {
+        f"{'worker' if pid in workers else 'index-writer'}-{pid}": pid for pid in children(daemon.process.pid)
+    }
     table = {
         s.inode: s
         for s in udp_table()
