@@ -37,6 +37,7 @@ from srs.storage.records import (
     State,
     StreamInfo,
 )
+from srs.storage.write_behind import Soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class LiveRecordings:
         log: Any = None,
         plane: MediaPlane | None = None,
         write_behind: bool = True,
-        soon: Callable[[Callable[[], None]], object] | None = None,
+        soon: Soon | None = None,
     ) -> None:
         self.index = index
         self.layout = layout

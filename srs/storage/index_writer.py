@@ -177,10 +177,17 @@ class WriterLoop:
     """Reads the daemon's stream, lets a batch fill for ``linger`` seconds, commits, acknowledges."""
 
     def __init__(
-        self, sock: socket.socket, committer: Committer, *, linger: float = 0.01, max_batch: int = 1000
+        self,
+        sock: socket.socket,
+        db: Database,
+        run: str,
+        *,
+        retry_for: float = 30.0,
+        linger: float = 0.01,
+        max_batch: int = 1000,
     ) -> None:
         self.sock = sock
-        self.committer = committer
+        self.committer = Committer(db, run, self._report, retry_for=retry_for)
         self.linger = linger
         self.max_batch = max_batch
         self.reader = FrameReader()
@@ -189,7 +196,6 @@ class WriterLoop:
         self.urgent = False
         self.closing = False
         self.peer_gone = False
-        committer.report = self._report
 
     def run(self) -> int:
         self.done = self.committer.committed()

@@ -11,7 +11,7 @@ import socket
 import sys
 
 from srs.storage.db import Database, mark_writer_thread
-from srs.storage.index_writer import Committer, WriterLoop
+from srs.storage.index_writer import WriterLoop
 
 
 def writer_main(argv: list[str]) -> int:
@@ -25,9 +25,8 @@ def writer_main(argv: list[str]) -> int:
     db = Database(argv[1])
     retry_for = float(argv[3]) if len(argv) > 3 else 30.0
     linger = float(argv[4]) if len(argv) > 4 else 0.01
-    committer = Committer(db, argv[2], lambda seq, what, exc: None, retry_for=retry_for)
     try:
-        return WriterLoop(sock, committer, linger=linger).run()
+        return WriterLoop(sock, db, argv[2], retry_for=retry_for, linger=linger).run()
     finally:
         db.close()
 
