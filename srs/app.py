@@ -36,10 +36,11 @@ from srs.http_runtime import HttpRuntime, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
-from srs.mediaplane import MediaPlane
+from srs.mediaplane.contract import MediaPlane
+from srs.mediaplane.inprocess import RtpReceiver
+from srs.mediaplane.ports import PortAllocator
+from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
-from srs.net.media_worker import WorkerPlane
-from srs.net.rtp_edge import PortAllocator, RtpReceiver
 from srs.net.sip_edge import SipEdge
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key

@@ -21,8 +21,9 @@ from srs.log import get_logger
 from srs.media.channels import stereo_groups
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory, PayloadFormat
-from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
-from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
+from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
+from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
+from srs.mediaplane.ports import PortAllocator, RtpPort
 from srs.sdp.answer import NegotiatedStream
 from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
 from srs.siprec.metadata import RecordingMetadata

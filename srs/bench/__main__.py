@@ -92,7 +92,7 @@ def media_workers(pid: int) -> list[int]:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"srs.net.media_worker" in command:
+        if b"srs.mediaplane.worker_loop" in command:
             workers.append(child)
     return workers
 

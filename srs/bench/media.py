@@ -1,6 +1,6 @@
 """The media path alone: how many concurrent two-stream calls one worker process records at 0 loss.
 
-The recordings are opened through the same :class:`~srs.net.media_worker.WorkerPlane` the daemon
+The recordings are opened through the same :class:`~srs.mediaplane.worker_plane.WorkerPlane` the daemon
 uses (ports bound here and passed to the worker, tracks and recorders built from the same
 specs), without SIP in the way, so the number measures the receive → place → decode → mix →
 write path of one process pinned to one core.  RTP comes from the load generator's sender
@@ -33,9 +33,10 @@ import srs_codecs
 from srs.bench.loadgen import LEVEL, sender_main, tones
 from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
-from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
-from srs.net.media_worker import WorkerPlane
-from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
+from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
+from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
+from srs.mediaplane.ports import PortAllocator, RtpPort
+from srs.mediaplane.worker_plane import WorkerPlane
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

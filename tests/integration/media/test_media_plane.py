@@ -26,9 +26,10 @@ import srs_codecs
 from srs.bench.loadgen import LEVEL, tone_payload
 from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
-from srs.mediaplane import InProcessPlane, MediaPlane, RecorderSpec, StreamSpec
-from srs.net.media_worker import WorkerPlane
-from srs.net.rtp_edge import PortAllocator, RtpPort, RtpReceiver
+from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
+from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
+from srs.mediaplane.ports import PortAllocator, RtpPort
+from srs.mediaplane.worker_plane import WorkerPlane
 
 T = TypeVar("T")
 PCMU = {0: PayloadFormat("PCMU", 8000)}

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from srs.media.track import PayloadFormat
-from srs.mediaplane import RecorderSpec, StreamSpec
-from srs.net.media_worker import WorkerLoop
+from srs.mediaplane.contract import RecorderSpec, StreamSpec
+from srs.mediaplane.worker_loop import WorkerLoop
 
 PCMU = {0: PayloadFormat("PCMU", 8000)}
 KEY = "call"

@@ -1,26 +1,17 @@
-"""RTP/RTCP sockets: port allocation and the receive loop.
+"""RTP/RTCP ports: one model of a bound port pair, and their allocation.
 
 Each recorded stream owns an even RTP port P and P+1 for RTCP; a call's streams
 sit on consecutive even ports P, P+2, P+4 … (SIPp's pcap play keeps the pcap's
 port offsets, and it costs nothing).  Ports that cannot be bound are skipped.
-
-The receive path is the hot path of srs: one readable event drains the socket
-with ``recvfrom`` on a small buffer until it would block, stamping every
-datagram of the batch with one arrival time, and hands the bytes to the
-stream's sink (a :class:`~srs.media.track.StreamTrack` ``push``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Sink = Callable[[bytes, tuple[str, int], float], None]
-_RECV_SIZE = 2048
 
 
 @dataclass
@@ -113,64 +104,3 @@ class PortAllocator:
 
     def release(self, rtp_port: RtpPort) -> None:
         self._close(rtp_port)
-
-
-class RtpReceiver:
-    """Registers bound ports with the event loop and drains them as they become readable."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
-        self.loop = loop
-        self.clock = clock
-
-    def watch(self, port: RtpPort) -> None:
-        self.loop.add_reader(port.rtp.fileno(), self._drain_rtp, port)
-        self.loop.add_reader(port.rtcp.fileno(), self._drain_rtcp, port)
-
-    def unwatch(self, port: RtpPort) -> None:
-        """Stop watching; datagrams still queued (sent before the call ended) go to the sink first."""
-        self._drain_rtp(port)
-        for sock in (port.rtp, port.rtcp):
-            with contextlib.suppress(ValueError, OSError):
-                self.loop.remove_reader(sock.fileno())
-
-    def _drain_rtp(self, port: RtpPort) -> None:
-        recv = port.rtp.recvfrom
-        sink = port.sink
-        transform = port.filter
-        arrival = self.clock()
-        counters = port.counters
-        n = 0
-        while True:
-            try:
-                data, addr = recv(_RECV_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                counters.receive_errors += 1
-                break
-            n += 1
-            if sink is None:
-                counters.dropped_no_stream += 1
-                continue
-            if transform is not None:
-                clear = transform(data)
-                if clear is None:
-                    counters.dropped_srtp += 1
-                    continue
-                data = clear
-            sink(data, addr, arrival)
-        counters.packets += n
-
-    def _drain_rtcp(self, port: RtpPort) -> None:
-        arrival = self.clock()
-        while True:
-            try:
-                data, addr = port.rtcp.recvfrom(_RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError:
-                port.counters.receive_errors += 1
-                return
-            port.counters.rtcp_packets += 1
-            if port.rtcp_sink is not None:
-                port.rtcp_sink(data, addr, arrival)

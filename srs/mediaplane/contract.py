@@ -1,0 +1,119 @@
+"""The media plane's contract: what :class:`~srs.live.LiveRecordings` asks of a plane, and its specs.
+
+:class:`~srs.live.LiveRecordings` decides *what* happens to a recording (opened, a stream set up
+or ended, paused, closed); a plane does it. Two planes share this contract:
+
+* :class:`~srs.mediaplane.inprocess.InProcessPlane` receives on the daemon's own event loop (simple;
+  used by tests and small installations);
+* :class:`~srs.mediaplane.worker_plane.WorkerPlane` hands each recording to one of N worker
+  processes (:mod:`srs.mediaplane.worker_loop`), each an epoll loop of its own, so media work never
+  waits behind SIP or HTTP and scales by adding processes.
+
+Ports are always bound by the daemon (so an unbindable port is skipped while the offer is
+answered); a worker plane passes the bound sockets to its worker.  Closing is asynchronous:
+:meth:`MediaPlane.close` returns a future of the :class:`~srs.media.recorder.RecordingResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from srs.errors import RtpError
+from srs.media.recorder import RecordingResult
+from srs.media.track import PayloadFormat
+from srs.mediaplane.ports import RtpPort
+
+PacketFilter = Callable[[bytes], "bytes | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSpec:
+    """Everything needed to open one recording's file, as plain (picklable) values."""
+
+    path: str
+    start: float
+    reorder_window: float = 0.5
+    pause_mode: str = "silence"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further keyword arguments of :class:`Recorder` (output options), passed through as given."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One m-line's receive side: payload formats, label and the SRTP key, if any."""
+
+    formats: Mapping[int, PayloadFormat]
+    label: str
+    relatch_after: float = 1.0
+    srtp: tuple[str, str] | None = None
+    """(crypto suite, inline key parameters) of the sender."""
+
+
+def srtp_filter(srtp: tuple[str, str]) -> PacketFilter:
+    """A datagram transform that decrypts SRTP and drops (returns None) what fails to authenticate."""
+    from srs.rtp.srtp import SrtpInbound
+
+    inbound = SrtpInbound(srtp[0], srtp[1])
+
+    def unprotect(data: bytes) -> bytes | None:
+        try:
+            return inbound.unprotect(data)
+        except RtpError:
+            return None
+
+    return unprotect
+
+
+class MediaPlane(ABC):
+    """The operations :class:`~srs.live.LiveRecordings` needs; ``key`` names a recording (its session)."""
+
+    @abstractmethod
+    def open(self, key: str, spec: RecorderSpec) -> None: ...
+
+    @abstractmethod
+    def attach(self, key: str, port: RtpPort) -> None:
+        """Start receiving on a bound port; datagrams are dropped until a stream is set on it."""
+
+    @abstractmethod
+    def detach(self, key: str, port: RtpPort) -> None:
+        """Stop receiving on ``port`` (the daemon closes and releases it afterwards)."""
+
+    @abstractmethod
+    def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
+        """Feed a new track of ``key`` from ``port`` (ending the previous one at ``at``); None only ends."""
+
+    @abstractmethod
+    def relatch(self, key: str, port: int) -> None: ...
+
+    @abstractmethod
+    def pause(self, key: str, at: float) -> None: ...
+
+    @abstractmethod
+    def resume(self, key: str, at: float) -> None: ...
+
+    @abstractmethod
+    def packets_received(self, key: str, port: int) -> int:
+        """Packets accepted so far on ``port`` (0 where the plane cannot tell without asking)."""
+
+    @abstractmethod
+    def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
+        """Finish the file at ``at``; the future fails with OSError when it could not be written."""
+
+    @abstractmethod
+    def abort(self, key: str) -> None: ...
+
+    @abstractmethod
+    def srtp_dropped(self, key: str) -> dict[int, int]:
+        """SRTP datagrams that failed authentication, by RTP port, once ``close`` has completed."""
+
+    @abstractmethod
+    def flush(self, now: float) -> list[str]:
+        """Write what is due (or collect what workers wrote); returns keys whose file failed."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Release the plane's processes and files, if any."""

@@ -1,0 +1,161 @@
+"""The in-process plane: media received on the daemon's own event loop (``loop.add_reader``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from srs.media.recorder import RecordingResult
+from srs.media.track import DecoderFactory
+from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec, srtp_filter
+from srs.mediaplane.ports import RtpPort
+from srs.mediaplane.recordings import RecordingSet
+
+_RECV_SIZE = 2048
+
+
+class RtpReceiver:
+    """Registers bound ports with the event loop and drains them as they become readable."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
+        self.loop = loop
+        self.clock = clock
+
+    def watch(self, port: RtpPort) -> None:
+        self.loop.add_reader(port.rtp.fileno(), self._drain_rtp, port)
+        self.loop.add_reader(port.rtcp.fileno(), self._drain_rtcp, port)
+
+    def unwatch(self, port: RtpPort) -> None:
+        """Stop watching; datagrams still queued (sent before the call ended) go to the sink first."""
+        self._drain_rtp(port)
+        for sock in (port.rtp, port.rtcp):
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(sock.fileno())
+
+    def _drain_rtp(self, port: RtpPort) -> None:
+        recv = port.rtp.recvfrom
+        sink = port.sink
+        transform = port.filter
+        arrival = self.clock()
+        counters = port.counters
+        n = 0
+        while True:
+            try:
+                data, addr = recv(_RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                counters.receive_errors += 1
+                break
+            n += 1
+            if sink is None:
+                counters.dropped_no_stream += 1
+                continue
+            if transform is not None:
+                clear = transform(data)
+                if clear is None:
+                    counters.dropped_srtp += 1
+                    continue
+                data = clear
+            sink(data, addr, arrival)
+        counters.packets += n
+
+    def _drain_rtcp(self, port: RtpPort) -> None:
+        arrival = self.clock()
+        while True:
+            try:
+                data, addr = port.rtcp.recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                port.counters.receive_errors += 1
+                return
+            port.counters.rtcp_packets += 1
+            if port.rtcp_sink is not None:
+                port.rtcp_sink(data, addr, arrival)
+
+
+class InProcessPlane(MediaPlane):
+    """Media on the daemon's event loop: readers registered with ``loop.add_reader``."""
+
+    def __init__(self, receiver: RtpReceiver, decoder_factory: DecoderFactory) -> None:
+        self.receiver = receiver
+        self.set = RecordingSet(decoder_factory)
+        self._ports: dict[int, RtpPort] = {}
+        self._dropped: dict[str, dict[int, int]] = {}
+
+    def open(self, key: str, spec: RecorderSpec) -> None:
+        self.set.open(key, spec)
+
+    def attach(self, key: str, port: RtpPort) -> None:
+        self._ports[port.port] = port
+        self.receiver.watch(port)
+
+    def detach(self, key: str, port: RtpPort) -> None:
+        self._ports.pop(port.port, None)
+        self.receiver.unwatch(port)
+        port.sink = None
+        if port.counters.dropped_srtp:
+            self._dropped.setdefault(key, {})[port.port] = port.counters.dropped_srtp
+
+    def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
+        track = self.set.set_stream(key, port, spec, at)
+        rtp_port = self._ports.get(port)
+        if rtp_port is None:
+            return
+        rtp_port.sink = track.push if track is not None else None
+        rtp_port.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+        # sender reports align streams; SRTCP is not decrypted yet, so encrypted streams go without
+        plain = spec is not None and spec.srtp is None
+        rtp_port.rtcp_sink = track.push_rtcp if track is not None and plain else None
+
+    def relatch(self, key: str, port: int) -> None:
+        track = self.set.track(key, port)
+        if track is not None:
+            track.relatch()
+
+    def pause(self, key: str, at: float) -> None:
+        self.set.pause(key, at)
+
+    def resume(self, key: str, at: float) -> None:
+        self.set.resume(key, at)
+
+    def packets_received(self, key: str, port: int) -> int:
+        track = self.set.track(key, port)
+        return track.packets_received if track is not None else 0
+
+    def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
+        future: asyncio.Future[RecordingResult] = _detached_future()
+        try:
+            future.set_result(self.set.close(key, at))
+        except OSError as exc:
+            future.set_exception(exc)
+        return future
+
+    def abort(self, key: str) -> None:
+        self.set.abort(key)
+        self._dropped.pop(key, None)
+
+    def srtp_dropped(self, key: str) -> dict[int, int]:
+        return self._dropped.pop(key, {})
+
+    def flush(self, now: float) -> list[str]:
+        return self.set.flush(now)
+
+    def stop(self) -> None:
+        self.set.abort_all()
+
+
+def _detached_future() -> asyncio.Future[Any]:
+    """A future bound to the running loop when there is one (tests call planes without a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        loop.close()
+        return future
+    return loop.create_future()
