@@ -94,7 +94,7 @@ def test_download_link_hold_delete(
     link = json.loads(capsys.readouterr().out)
     _, query = link["link"].split("?")
     params = dict(part.split("=") for part in query.split("&"))
-    svc.verify_link(rid, params["exp"], params["sig"])
+    svc.verify_link(rid, params["exp"], params["sig"], params["lid"])
     assert run("recordings", "hold", rid, "--data-dir", str(data)) == 0
     assert run("recordings", "delete", rid, "--data-dir", str(data)) == 1
     assert "legal hold" in capsys.readouterr().err
