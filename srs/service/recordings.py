@@ -351,7 +351,7 @@ class RecordingService:
         temp = target.with_name(f".{target.name}.partial")
         self.index.admin.update_export(export_id, state="running")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items
             entries: list[dict[str, Any]] = []
             files: list[tuple[Path, str]] = []
@@ -456,17 +456,20 @@ class RecordingService:
 def _write_archive(
     target: Path, fmt: str, files: Sequence[tuple[Path, str]], manifest: bytes, now: float
 ) -> None:
-    if fmt == "zip":
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            archive.writestr("index.json", manifest)
+    # 0640 whatever the umask: an archive is as private as the recordings in it
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "wb") as raw:
+        if fmt == "zip":
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                archive.writestr("index.json", manifest)
+                for source, name in files:
+                    archive.write(source, name)
+            return
+        with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+            info = tarfile.TarInfo("index.json")
+            info.size = len(manifest)
+            info.mtime = int(now)
+            info.mode = 0o640
+            archive.addfile(info, io.BytesIO(manifest))
             for source, name in files:
-                archive.write(source, name)
-        return
-    with tarfile.open(target, "w:gz") as archive:
-        info = tarfile.TarInfo("index.json")
-        info.size = len(manifest)
-        info.mtime = int(now)
-        info.mode = 0o644
-        archive.addfile(info, io.BytesIO(manifest))
-        for source, name in files:
-            archive.add(source, arcname=name, recursive=False)
+                archive.add(source, arcname=name, recursive=False)
