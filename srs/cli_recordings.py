@@ -29,12 +29,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
-    os.umask(PRIVATE_UMASK)  # what this process creates in the data dir is as private as the daemon's
-    service = RecordingService.open(Path(args.data_dir))
+    previous = os.umask(PRIVATE_UMASK)  # what the CLI creates in the data dir is as private as the daemon's
     try:
-        yield service
+        service = RecordingService.open(Path(args.data_dir))
+        try:
+            yield service
+        finally:
+            service.index.close()
     finally:
-        service.index.close()
+        os.umask(previous)
 
 
 def _guarded(handler: Handler) -> Handler:
