@@ -8,8 +8,10 @@ and SQLite index.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import random
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -368,3 +370,23 @@ def test_export_archive_is_private_whatever_the_umask(api: Api) -> None:
         os.umask(old)
     mode = api.layout.export_path(export_id, "tar.gz").stat().st_mode & 0o777
     assert mode & 0o027 == 0, oct(mode)
+
+
+def test_parse_range_never_raises_else_and_never_amplifies() -> None:
+    """Random headers built from the characters that matter: only RangeNotSatisfiable escapes, and
+    the ranges given back are disjoint, inside the file, and at most MAX_RANGES."""
+    rng = random.Random(8)
+    alphabet = ["0", "1", "9", "-", ",", " ", "=", "²", "٣", "x", "9" * 25]
+    for _ in range(5000):
+        size = rng.choice([0, 1, 10, 48_000])
+        header = "bytes=" + "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))
+        try:
+            ranges = parse_range(header, size)
+        except RangeNotSatisfiable:
+            continue
+        if ranges is None:
+            continue
+        assert 1 <= len(ranges) <= MAX_RANGES
+        assert all(0 <= r.start <= r.end < size for r in ranges), (header, ranges)
+        assert all(a.end + 1 < b.start for a, b in itertools.pairwise(ranges)), (header, ranges)
+        assert sum(r.length for r in ranges) <= size
