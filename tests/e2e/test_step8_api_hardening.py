@@ -332,9 +332,13 @@ def test_range_attacks_are_answered_without_500_or_traceback(world: World) -> No
     size = rec["file"]["size"]
     url = f"{PREFIX}/recordings/{rec['id']}/file"
     with world.client(world.reader) as c:
-        for header in (f"bytes={'9' * 4300}-", f"bytes=0-{'9' * 4300}", "bytes=²-5", "bytes=٣-5",
-                       "bytes=" + ",".join(["0-"] * 32), "bytes=" + ",".join(["0-"] * 16)):
-            response = c.get(url, headers={"Range": header.encode()})
+        for header in (f"bytes={'9' * 4301}-", f"bytes=0-{'9' * 4301}", "bytes=²-5", "bytes=٣-5",
+                       "bytes=0-²", "bytes=" + ",".join(["0-"] * 32), "bytes=" + ",".join(["0-"] * 16)):
+            try:
+                wire = header.encode("latin-1")  # "²" arrives as 0xB2, decoded back to "²"
+            except UnicodeEncodeError:
+                wire = header.encode()
+            response = c.get(url, headers={"Range": wire})
             assert response.status_code in (200, 206, 416), (header[:30], response.status_code)
             assert len(response.content) <= size + 1024, (header[:30], len(response.content))
     log = world.log_text()
