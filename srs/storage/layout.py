@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -24,13 +25,16 @@ INDEX_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def tighten(path: Path, mask: int = PRIVATE_UMASK) -> None:
-    """Drop the ``mask`` permission bits of an existing file or directory (never adds any)."""
+    """Drop the ``mask`` permission bits of an existing file or directory (never adds any).
+
+    Best effort: a file this user does not own (the CLI run by another account) is left as it is.
+    """
     try:
         mode = os.stat(path, follow_symlinks=False).st_mode
-    except FileNotFoundError:
+        if mode & mask and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & ~mask)
+    except (FileNotFoundError, PermissionError):
         return
-    if mode & mask and not os.path.islink(path):
-        os.chmod(path, mode & 0o7777 & ~mask)
 
 
 class DataLayout:
