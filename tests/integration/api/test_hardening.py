@@ -399,3 +399,18 @@ def test_parse_range_never_raises_else_and_never_amplifies() -> None:
         assert all(0 <= r.start <= r.end < size for r in ranges), (header, ranges)
         assert all(a.end + 1 < b.start for a, b in itertools.pairwise(ranges)), (header, ranges)
         assert sum(r.length for r in ranges) <= size
+
+
+def test_export_is_purged_when_retention_deletes_its_recording(api: Api) -> None:
+    rid = add_recording(api.index, api.layout)  # started at T0, the clock's "now"
+    kept = add_recording(api.index, api.layout, seed=2, call_recording_id="K")
+    api.index.set_legal_hold(kept, True)
+    export_id = _finish_export(api, [rid, kept])
+    archive = api.layout.export_path(export_id, "tar.gz")
+    assert archive.exists()
+    api.clock.now += 3 * 86_400
+    assert api.service.sweep(api.clock.now, 1.0) == [rid]
+    assert not archive.exists()
+    assert api.request("GET", f"{PREFIX}/exports/{export_id}/file", token="admin").status_code == 410
+    actions = [(e["action"], e["actor"]) for e in api.index.admin.audit_entries()[-2:]]
+    assert actions == [("retention_delete", "retention"), ("export_purge", "retention")]
