@@ -57,7 +57,7 @@ from srs.siprec.events import (
 )
 from srs.siprec.session import SiprecUserAgent, UaSettings
 from srs.storage.index import RecordingIndex
-from srs.storage.layout import DataLayout
+from srs.storage.layout import PRIVATE_UMASK, DataLayout
 from srs.storage.records import FinalizedRecording, State
 
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
@@ -287,6 +287,11 @@ class Daemon:
             listen_port=http.listen.port if http.listen is not None else 0,
             link_max_validity_min=http.link_max_validity_min,
             webhook_urls=http.webhook_urls,
+            webhook_queue_size=http.webhook_queue_size,
+            webhook_timeout_s=http.webhook_timeout_s,
+            webhook_max_attempts=http.webhook_max_attempts,
+            max_body_bytes=http.max_body_kb * 1024,
+            export_ttl_s=http.export_ttl_hours * 3600,
             retention_days=storage.retention_days,
             retention_overrides=storage.retention_overrides,
             retention_interval_s=storage.retention_interval_s,
@@ -532,6 +537,9 @@ class Daemon:
 
 
 def run_daemon(config: Config) -> int:
+    # before any file exists: the index, its -wal/-shm, WAVs, exports, the media workers' and the
+    # index writer's files are all 0640 at most, directories 0750 (children inherit the umask)
+    os.umask(PRIVATE_UMASK)
     configure_logging(config.log.level)
     daemon = Daemon(config)
     runner: Any = asyncio.run

@@ -1,4 +1,4 @@
-"""The `srs` command: `serve`, `inspect`, `recordings …`, `token …`.
+"""The `srs` command: `serve`, `inspect`, `recordings …`, `token …`, `audit …`.
 
 ``main(argv) -> int`` is tested directly; the console script only wraps it.
 The CLI contract is relied on by operators' scripts, so flags only ever grow.

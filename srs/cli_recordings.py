@@ -1,10 +1,12 @@
-"""`srs recordings …` and `srs token …`: work on the data directory directly, daemon running or not."""
+"""`srs recordings …`, `srs token …` and `srs audit …`: work on the data directory directly, daemon
+running or not. What they read or change is audit-logged as ``cli:<user>``, like the API's requests."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -13,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from srs.errors import SrsError
+from srs.service.audit import Action
 from srs.service.filters import build_filter, split_extension
 from srs.service.recordings import DEFAULT_LINK_VALIDITY_S, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import SCOPES, TokenService
+from srs.storage.layout import PRIVATE_UMASK
 from srs.storage.records import State
 
 DEFAULT_DATA_DIR = "./var"
@@ -25,11 +29,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
-    service = RecordingService.open(Path(args.data_dir))
+    previous = os.umask(PRIVATE_UMASK)  # what the CLI creates in the data dir is as private as the daemon's
     try:
-        yield service
+        service = RecordingService.open(Path(args.data_dir))
+        try:
+            yield service
+        finally:
+            service.index.close()
     finally:
-        service.index.close()
+        os.umask(previous)
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -148,6 +156,7 @@ def _show(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     with _service(args) as service:
         source = service.file_path(args.id)
+        service.audit.record(_actor(), Action.DOWNLOAD, recording_id=args.id, detail={"to": args.output})
         if args.output == "-":
             with source.open("rb") as handle:
                 shutil.copyfileobj(handle, sys.stdout.buffer)
@@ -161,7 +170,11 @@ def _download(args: argparse.Namespace) -> int:
 @_guarded
 def _link(args: argparse.Namespace) -> int:
     with _service(args) as service:
-        path, expires_at = service.sign_link(args.id, args.validity * 60)
+        if args.revoke:
+            service.revoke_link(args.id, _actor())
+            print(f"revoked link {args.id}", file=sys.stderr)
+            return 0
+        path, expires_at = service.sign_link(args.id, args.validity * 60, issuer=_actor())
     base = (args.base_url or "").rstrip("/")
     link = base + path
     if args.json:
@@ -177,9 +190,9 @@ def _export(args: argparse.Namespace) -> int:
     fmt = args.format or ("zip" if str(args.output).endswith(".zip") else "tar.gz")
     with _service(args) as service:
         if args.id:
-            job = service.export(ids=list(args.id), fmt=fmt)
+            job = service.export(ids=list(args.id), fmt=fmt, actor=_actor())
         else:
-            job = service.export(filt=_filter_from_args(args), fmt=fmt)
+            job = service.export(filt=_filter_from_args(args), fmt=fmt, actor=_actor())
         archive = service.export_file(job["id"])
         shutil.move(str(archive), args.output)
     print(f"wrote {args.output} ({job['count']} recordings, {job['size']} bytes)", file=sys.stderr)
@@ -209,6 +222,8 @@ def _hold(args: argparse.Namespace) -> int:
 def _token_create(args: argparse.Namespace) -> int:
     with _service(args) as service:
         token, record = TokenService(service.index).create(args.scope, args.name)
+        service.audit.record(_actor(), Action.TOKEN_CREATE,
+                             detail={"token_id": record["id"], "scope": record["scope"]})
     if args.json:
         _print_json({"token": token, "id": record["id"], "scope": record["scope"], "name": record["name"]})
     else:
@@ -238,7 +253,26 @@ def _token_list(args: argparse.Namespace) -> int:
 def _token_revoke(args: argparse.Namespace) -> int:
     with _service(args) as service:
         TokenService(service.index).revoke(args.id)
+        service.audit.record(_actor(), Action.TOKEN_REVOKE, detail={"token_id": args.id})
     print(f"revoked {args.id}", file=sys.stderr)
+    return 0
+
+
+# ---- audit ---------------------------------------------------------------------------------------
+
+
+@_guarded
+def _audit_list(args: argparse.Namespace) -> int:
+    values = {"since": args.since, "until": args.until, "token": args.token,
+              "recording_id": args.recording_id, "export_id": args.export_id, "action": args.action}
+    with _service(args) as service:
+        result = service.audit.query(values, page=args.page, max=args.max)
+    if args.json:
+        _print_json(result)
+        return 0
+    for item in result["items"]:
+        subject = item["recording_id"] or item["export_id"] or "-"
+        print(f"{item['at']}  {item['action']:<16}  {subject}  {item['actor']}  {item['client'] or '-'}")
     return 0
 
 
@@ -297,6 +331,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     link.add_argument("--validity", type=float, default=DEFAULT_LINK_VALIDITY_S / 60, metavar="MIN")
     link.add_argument("--base-url", metavar="URL", help="prefix, e.g. https://srs.example.net:8080")
     link.add_argument("--json", action="store_true")
+    link.add_argument("--revoke", action="store_true", help="ID is a link id: revoke that link now")
     link.set_defaults(func=_link)
 
     export = actions.add_parser("export", parents=[common, filters], help="an archive of audio + index.json")
@@ -327,3 +362,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = token_actions.add_parser("revoke", parents=[common], help="revoke a token by id")
     revoke.add_argument("id")
     revoke.set_defaults(func=_token_revoke)
+
+    audit = subparsers.add_parser("audit", help="who read which recording, and every admin action")
+    audit_actions = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    audit_list = audit_actions.add_parser("list", parents=[common], help="audit rows, newest first")
+    audit_list.add_argument("--since", metavar="TIME", help="at or after (ISO 8601 or unix seconds)")
+    audit_list.add_argument("--until", metavar="TIME", help="before (ISO 8601 or unix seconds)")
+    audit_list.add_argument("--token", metavar="ID", help="token id")
+    audit_list.add_argument("--recording-id", metavar="ID")
+    audit_list.add_argument("--export-id", metavar="ID")
+    audit_list.add_argument("--action", choices=[a.value for a in Action])
+    audit_list.add_argument("--page", type=int, default=1, metavar="K")
+    audit_list.add_argument("--max", type=int, default=100, metavar="N")
+    audit_list.add_argument("--json", action="store_true")
+    audit_list.set_defaults(func=_audit_list)

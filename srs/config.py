@@ -91,6 +91,11 @@ class HttpSettings:
     listen: HostPort | None = HostPort("127.0.0.1", 8080)
     link_max_validity_min: int = 1440
     webhook_urls: tuple[str, ...] = ()
+    max_body_kb: int = 1024
+    export_ttl_hours: float = 24.0
+    webhook_queue_size: int = 1000
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 5
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,17 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"[sip] allowed_networks: {network!r} is not a network ({exc})") from exc
     if config.sip.rate_limit_per_source < 0 or config.sip.rate_limit_burst < 1:
         raise ConfigError("[sip] rate_limit_per_source must be >= 0 and rate_limit_burst >= 1")
+    http = config.http
+    if not 1 <= http.max_body_kb <= 1024 * 1024:
+        raise ConfigError("[http] max_body_kb: expected 1..1048576")
+    if not 0 < http.export_ttl_hours <= 24 * 366:
+        raise ConfigError("[http] export_ttl_hours: expected a number of hours > 0 and <= 8784")
+    if not 1 <= http.webhook_queue_size <= 1_000_000:
+        raise ConfigError("[http] webhook_queue_size: expected 1..1000000")
+    if not 0 < http.webhook_timeout_s <= 300:
+        raise ConfigError("[http] webhook_timeout_s: expected seconds > 0 and <= 300")
+    if not 1 <= http.webhook_max_attempts <= 20:
+        raise ConfigError("[http] webhook_max_attempts: expected 1..20")
     if config.sip.tls_listen and not (config.sip.tls_cert and config.sip.tls_key):
         raise ConfigError("[sip] tls_listen needs tls_cert and tls_key")
 

@@ -19,9 +19,10 @@ from typing import Any
 import uvicorn
 
 from srs.api.app import create_app
+from srs.api.guard import DEFAULT_MAX_BODY_BYTES
 from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
-from srs.service.recordings import RecordingService
+from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService
 from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher
 from srs.storage.index import RecordingIndex
@@ -74,6 +75,35 @@ class RetentionJob:
             await asyncio.sleep(self.interval_s)
 
 
+@dataclass
+class ExportSweeper:
+    """Deletes export archives past their expiry (``[http] export_ttl_hours``), audit-logged."""
+
+    service: RecordingService
+    interval_s: float
+    purged: list[str] = field(default_factory=list)
+
+    def sweep_once(self) -> list[str]:
+        removed = self.service.purge_expired_exports()
+        self.purged.extend(removed)
+        if removed:
+            log.info("expired %d exports", len(removed))
+        return removed
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.sweep_once)
+            except Exception:
+                log.exception("export sweep failed")
+            await asyncio.sleep(self.interval_s)
+
+
+def sweep_interval(ttl_s: float) -> float:
+    """Often enough that an archive outlives its TTL by a fraction of it, at most a minute."""
+    return min(60.0, max(0.2, ttl_s / 10))
+
+
 class HttpRuntime:
     def __init__(
         self,
@@ -85,6 +115,7 @@ class HttpRuntime:
         retention: RetentionJob,
         metrics: DaemonMetrics,
         server: _EmbeddedServer | None,
+        export_sweeper: ExportSweeper | None = None,
     ) -> None:
         self.index = index
         self.service = service
@@ -93,8 +124,10 @@ class HttpRuntime:
         self.retention = retention
         self.metrics = metrics
         self.server = server
+        self.export_sweeper = export_sweeper
         self._serving: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._export_task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._stopped = False
 
@@ -119,6 +152,8 @@ class HttpRuntime:
                 await asyncio.sleep(0.01)
         if self.retention.enabled:
             self._retention_task = asyncio.create_task(self.retention.run(), name="srs-retention")
+        if self.export_sweeper is not None:
+            self._export_task = asyncio.create_task(self.export_sweeper.run(), name="srs-export-expiry")
 
     def emit(self, event: str, data: Mapping[str, Any]) -> None:
         """Queue a webhook event (never blocks; a no-op without webhook URLs)."""
@@ -154,10 +189,11 @@ class HttpRuntime:
         if self._stopped:
             return
         self._stopped = True
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for task in (self._retention_task, self._export_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._pending:
             await asyncio.wait(self._pending, timeout=STOP_TIMEOUT_S)
         if self.server is not None and self._serving is not None:
@@ -181,6 +217,11 @@ async def start_http_runtime(
     link_max_validity_min: int,
     webhook_urls: Sequence[str],
     retention_days: int,
+    webhook_queue_size: int = 1000,
+    webhook_timeout_s: float = 5.0,
+    webhook_max_attempts: int = 5,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    export_ttl_s: float = DEFAULT_EXPORT_TTL_S,
     retention_overrides: Mapping[str, int],
     retention_interval_s: float,
     metrics: DaemonMetrics,
@@ -193,13 +234,19 @@ async def start_http_runtime(
     layout.ensure()
     index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
     secret = layout.secret()
-    service = RecordingService(index, layout, secret, max_link_validity_s=link_max_validity_min * 60)
+    service = RecordingService(
+        index, layout, secret, max_link_validity_s=link_max_validity_min * 60, export_ttl_s=export_ttl_s
+    )
     metrics.data_dir = layout.data_dir
     metrics.set_state_source(index.count_by_state)
     webhooks = WebhookDispatcher(
         webhook_urls, secret, index,
         on_failure=lambda event, url: metrics.webhook_failed(),
+        on_drop=metrics.webhook_dropped,
+        queue_size=webhook_queue_size, timeout_s=webhook_timeout_s, max_attempts=webhook_max_attempts,
     )
+    for label in webhooks.labels:
+        metrics.webhook_receiver(label)
     exports = ExportManager(service, webhooks)
     retention = RetentionJob(
         service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics
@@ -208,7 +255,7 @@ async def start_http_runtime(
     if listen_host is not None:
         app = create_app(
             service, TokenService(index), exports, webhooks, metrics.registry,
-            max_link_validity_min=link_max_validity_min, store_metrics=False,
+            max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
         )
         server = _EmbeddedServer(
             uvicorn.Config(
@@ -218,6 +265,7 @@ async def start_http_runtime(
     runtime = HttpRuntime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
         metrics=metrics, server=server,
+        export_sweeper=ExportSweeper(service, sweep_interval(export_ttl_s)),
     )
     try:
         await runtime._start()
@@ -227,4 +275,4 @@ async def start_http_runtime(
     return runtime
 
 
-__all__ = ["EVENTS", "HttpRuntime", "RetentionJob", "start_http_runtime"]
+__all__ = ["EVENTS", "ExportSweeper", "HttpRuntime", "RetentionJob", "start_http_runtime"]

@@ -84,6 +84,10 @@ class DaemonMetrics:
         self.webhook_attempt_failures = Counter(
             "srs_webhook_attempt_failures", "Webhook delivery attempts that failed", registry=reg
         )
+        self.webhook_drops = Counter(
+            "srs_webhook_events_dropped", "Webhook events dropped because a receiver's queue was full",
+            ["receiver"], registry=reg,
+        )
         self.retention_deleted = Counter(
             "srs_retention_deleted", "Recordings deleted by the retention job", registry=reg
         )
@@ -141,6 +145,13 @@ class DaemonMetrics:
 
     def webhook_failed(self) -> None:
         self.webhook_failures.inc()
+
+    def webhook_receiver(self, receiver: str) -> None:
+        """Show the receiver's drop counter (at 0) before its first drop."""
+        self.webhook_drops.labels(receiver)
+
+    def webhook_dropped(self, receiver: str) -> None:
+        self.webhook_drops.labels(receiver).inc()
 
     def webhook_attempt_failed(self) -> None:
         self.webhook_attempt_failures.inc()

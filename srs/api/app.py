@@ -6,8 +6,9 @@ pool; only export submission is a coroutine because it schedules work on the loo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,10 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import srs
 from srs.api.files import file_response, make_etag
+from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
+from srs.service.audit import Action
 from srs.service.errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
 from srs.service.exports import ExportManager
 from srs.service.filters import FILTER_KEYS, build_filter, split_extension
+from srs.service.principal import Kind, Principal
 from srs.service.recordings import API_PREFIX, CONTENT_TYPES, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import TokenService, scope_allows
@@ -47,32 +51,31 @@ def _error(exc: ServiceError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+def _need(scope: str) -> Callable[[Request], Principal]:
+    """A dependency that admits a principal with ``scope`` (admin implies read).
 
+    The guard in front of the app has already identified the caller, before the body was read; this
+    is the route's own check of the scope it needs.
+    """
 
-def _need(scope: str) -> Callable[[Request], str]:
-    """A dependency that admits a bearer token with ``scope`` (admin implies read); checked per request."""
-
-    def check(request: Request) -> str:
-        tokens: TokenService = request.app.state.tokens
-        token = _bearer(request)
-        granted = tokens.verify(token) if token else None
-        if granted is None:
+    def check(request: Request) -> Principal:
+        principal = getattr(request.state, PRINCIPAL_KEY, None)
+        if not isinstance(principal, Principal) or principal.kind is not Kind.TOKEN:
             raise Unauthorized("a valid bearer token is required")
-        if not scope_allows(granted, scope):
-            raise Forbidden(f"this token has scope {granted!r}; {scope!r} is needed")
-        return granted
+        if not scope_allows(principal.scope or "", scope):
+            raise Forbidden(f"this token has scope {principal.scope!r}; {scope!r} is needed")
+        return principal
 
     return check
 
 
-Read = Annotated[str, Depends(_need("read"))]
-Admin = Annotated[str, Depends(_need("admin"))]
+def _client(request: Request) -> str | None:
+    """The peer address as the server saw it (a proxy in front would hide the real one)."""
+    return request.client.host if request.client is not None else None
+
+
+Read = Annotated[Principal, Depends(_need("read"))]
+Admin = Annotated[Principal, Depends(_need("admin"))]
 
 
 def create_app(
@@ -85,6 +88,7 @@ def create_app(
     default_link_validity_min: float = 5,
     max_link_validity_min: float | None = None,
     store_metrics: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     max_link_min = max_link_validity_min if max_link_validity_min is not None else (
         service.max_link_validity_s / 60
@@ -93,6 +97,16 @@ def create_app(
     app = FastAPI(title="srs", version=srs.__version__, description="SIPREC recording server API")
     app.state.webhooks = webhooks
     app.state.tokens = tokens
+
+    def verify_link(recording_id: str, query: Mapping[str, str]) -> Principal:
+        return service.verify_link(
+            recording_id, query.get("exp", ""), query.get("sig", ""), query.get("lid", ""),
+            query.get("tok", ""),
+        )
+
+    app.add_middleware(
+        Guard, identify=tokens.identify, verify_link=verify_link, max_body_bytes=max_body_bytes
+    )
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -152,20 +166,29 @@ def create_app(
     def show_recording(recording_id: str, _: Read) -> dict[str, Any]:
         return service.show(recording_id)
 
-    def serve_recording(request: Request, recording_id: str, download: bool) -> Response:
+    def serve_recording(request: Request, recording_id: str, download: bool, who: Principal) -> Response:
         path = service.file_path(recording_id)
         row = service.show(recording_id)
         fmt = (row["file"] or {}).get("format") or "wav"
-        return file_response(
+        response = file_response(
             request, path, content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
             etag=make_etag(path, (row["file"] or {}).get("sha256")), filename=f"{recording_id}.{fmt}",
             download=download,
         )
+        if who.kind is Kind.LINK:
+            action = Action.LINK_USE
+        else:
+            action = Action.HEAD if request.method == "HEAD" else Action.DOWNLOAD
+        detail: dict[str, Any] = {"method": request.method, "status": response.status_code}
+        if request.headers.get("range") is not None:
+            detail["range"] = request.headers["range"][:200]
+        service.audit.record(who, action, recording_id=recording_id, client=_client(request), detail=detail)
+        return response
 
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}/file", tags=["recordings"], operation_id="get_file")
     @app.head(f"{API_PREFIX}/recordings/{{recording_id}}/file", tags=["recordings"], operation_id="head_file")
-    def recording_file(request: Request, recording_id: str, _: Read, download: bool = False) -> Response:
-        return serve_recording(request, recording_id, download)
+    def recording_file(request: Request, recording_id: str, who: Read, download: bool = False) -> Response:
+        return serve_recording(request, recording_id, download, who)
 
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}/metadata", tags=["recordings"])
     def recording_metadata(recording_id: str, _: Read, seq: int | None = None) -> Any:
@@ -181,37 +204,62 @@ def create_app(
     def create_link(
         request: Request,
         recording_id: str,
-        _: Read,
+        who: Read,
         validity: float = Query(default_link_validity_min, gt=0, description="minutes"),
         download: int = Query(0, ge=0, le=1),
     ) -> Response:
         if validity > max_link_min:
             raise BadRequest(f"validity is at most {max_link_min:g} minutes")
-        path, expires_at = service.sign_link(recording_id, validity * 60)
+        path, expires_at = service.sign_link(recording_id, validity * 60, issuer=who, client=_client(request))
         link = str(request.base_url).rstrip("/") + path
         if download:
             return RedirectResponse(link, status_code=303)
-        return JSONResponse({"link": link, "path": path, "expires_at": iso_utc(expires_at)})
+        link_id = parse_qs(urlsplit(path).query)["lid"][0]
+        return JSONResponse({"link": link, "path": path, "id": link_id, "expires_at": iso_utc(expires_at)})
 
     @app.get(f"{API_PREFIX}/links/{{recording_id}}", tags=["links"], operation_id="get_signed_file")
     @app.head(f"{API_PREFIX}/links/{{recording_id}}", tags=["links"], operation_id="head_signed_file")
     def signed_file(
-        request: Request, recording_id: str, exp: str = "", sig: str = "", download: bool = False
+        request: Request, recording_id: str, exp: str = "", sig: str = "", lid: str = "", tok: str = "",
+        download: bool = False,
     ) -> Response:
-        service.verify_link(recording_id, exp, sig)
-        return serve_recording(request, recording_id, download)
+        who = getattr(request.state, PRINCIPAL_KEY, None)
+        if not isinstance(who, Principal) or who.kind is not Kind.LINK:
+            who = service.verify_link(recording_id, exp, sig, lid, tok)
+        return serve_recording(request, recording_id, download, who)
 
-    @app.post(f"{API_PREFIX}/recordings/{{recording_id}}/hold", tags=["recordings"])
-    def hold_recording(recording_id: str, scope: Admin, on: bool = True) -> dict[str, Any]:
-        return service.hold(recording_id, on, actor=f"api:{scope}")
-
-    @app.delete(f"{API_PREFIX}/recordings/{{recording_id}}", status_code=204, tags=["recordings"])
-    def delete_recording(recording_id: str, scope: Admin) -> Response:
-        service.delete(recording_id, actor=f"api:{scope}")
+    @app.post(f"{API_PREFIX}/links/{{link_id}}/revoke", status_code=204, tags=["links"])
+    def revoke_link(request: Request, link_id: str, who: Admin) -> Response:
+        service.revoke_link(link_id, who, _client(request))
         return Response(status_code=204)
 
+    @app.post(f"{API_PREFIX}/recordings/{{recording_id}}/hold", tags=["recordings"])
+    def hold_recording(request: Request, recording_id: str, who: Admin, on: bool = True) -> dict[str, Any]:
+        return service.hold(recording_id, on, actor=who, client=_client(request))
+
+    @app.delete(f"{API_PREFIX}/recordings/{{recording_id}}", status_code=204, tags=["recordings"])
+    def delete_recording(request: Request, recording_id: str, who: Admin) -> Response:
+        service.delete(recording_id, actor=who, client=_client(request))
+        return Response(status_code=204)
+
+    @app.get(f"{API_PREFIX}/audit", tags=["audit"])
+    def audit_log(
+        _: Admin,
+        since: str | None = Query(None, description="ISO 8601 or unix seconds; at >= since"),
+        until: str | None = Query(None, description="ISO 8601 or unix seconds; at < until"),
+        token: str | None = Query(None, description="token id"),
+        recording_id: str | None = None,
+        export_id: str | None = None,
+        action: str | None = None,
+        page: int = Query(1, ge=1, le=MAX_PAGE),
+        max: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    ) -> dict[str, Any]:
+        values = {"since": since, "until": until, "token": token, "recording_id": recording_id,
+                  "export_id": export_id, "action": action}
+        return service.audit.query(values, page=page, max=max)
+
     @app.post(f"{API_PREFIX}/exports", status_code=202, tags=["exports"])
-    async def create_export(body: ExportRequest, _: Admin) -> JSONResponse:
+    async def create_export(request: Request, body: ExportRequest, who: Admin) -> JSONResponse:
         if (body.ids is None) == (body.filter is None):
             raise BadRequest("give exactly one of ids or filter")
         filt: RecordingFilter | None = None
@@ -222,7 +270,7 @@ def create_app(
             if unknown:
                 raise BadRequest(f"unknown filter keys: {', '.join(sorted(unknown))}")
             filt = build_filter(raw, pairs)
-        job = await exports.submit(body.ids, filt, body.format)
+        job = await exports.submit(body.ids, filt, body.format, actor=who, client=_client(request))
         return JSONResponse(job, status_code=202, headers={"Location": job["links"]["self"]})
 
     @app.get(f"{API_PREFIX}/exports/{{export_id}}", tags=["exports"])
@@ -231,12 +279,19 @@ def create_app(
 
     @app.get(f"{API_PREFIX}/exports/{{export_id}}/file", tags=["exports"], operation_id="get_export_file")
     @app.head(f"{API_PREFIX}/exports/{{export_id}}/file", tags=["exports"], operation_id="head_export_file")
-    def export_file(request: Request, export_id: str, _: Admin) -> Response:
+    def export_file(request: Request, export_id: str, who: Admin) -> Response:
         path = service.export_file(export_id)
         fmt = exports.status(export_id)["format"]
-        return file_response(
+        response = file_response(
             request, path, content_type=ARCHIVE_TYPES[fmt], etag=make_etag(path, None),
             filename=f"srs-export-{export_id}.{fmt}", download=True,
         )
+        detail: dict[str, Any] = {"method": request.method, "status": response.status_code}
+        if request.headers.get("range") is not None:
+            detail["range"] = request.headers["range"][:200]
+        service.audit.record(
+            who, Action.EXPORT_DOWNLOAD, export_id=export_id, client=_client(request), detail=detail
+        )
+        return response
 
     return app

@@ -68,3 +68,22 @@ class Unauthorized(ServiceError):
 class Forbidden(ServiceError):
     status = 403
     code = "forbidden"
+
+
+class LinkRevoked(ServiceError):
+    """The link was revoked, or the token that made it was."""
+
+    status = 403
+    code = "link_revoked"
+
+
+class Gone(ServiceError):
+    """The thing existed and was removed on purpose (an expired or purged export)."""
+
+    status = 410
+    code = "gone"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"

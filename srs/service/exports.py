@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+from srs.service.audit import Actor
 from srs.service.recordings import RecordingService
 from srs.service.webhooks import WebhookDispatcher
 from srs.storage.records import RecordingFilter
@@ -21,9 +23,17 @@ class ExportManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def submit(
-        self, ids: Sequence[str] | None = None, filt: RecordingFilter | None = None, fmt: str = "tar.gz"
+        self,
+        ids: Sequence[str] | None = None,
+        filt: RecordingFilter | None = None,
+        fmt: str = "tar.gz",
+        *,
+        actor: Actor = "api",
+        client: str | None = None,
     ) -> dict[str, Any]:
-        job = await asyncio.to_thread(self.service.create_export, ids, filt, fmt)
+        job = await asyncio.to_thread(
+            functools.partial(self.service.create_export, ids, filt, fmt, actor=actor, client=client)
+        )
         self._tasks[job["id"]] = asyncio.create_task(self._run(job["id"]), name=f"srs-export-{job['id']}")
         return job
 

@@ -16,10 +16,21 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from srs.service.errors import BadRequest, BadSignature, Conflict, LinkExpired, NotAvailable, NotFound
+from srs.service.audit import Action, Actor, AuditTrail
+from srs.service.errors import (
+    BadRequest,
+    BadSignature,
+    Conflict,
+    Gone,
+    LinkExpired,
+    LinkRevoked,
+    NotAvailable,
+    NotFound,
+)
 from srs.service.filters import filter_from_json, filter_to_json
+from srs.service.principal import Kind, Principal
 from srs.service.timefmt import iso_utc
 from srs.storage.errors import InvalidId, RecordingNotFound, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
@@ -34,6 +45,8 @@ EXPORT_FORMATS = ("tar.gz", "zip")
 DEFAULT_LINK_VALIDITY_S = 300
 MAX_LINK_VALIDITY_S = 86_400
 DAY_S = 86_400.0
+DEFAULT_EXPORT_TTL_S = 24 * 3600.0
+EXPORT_GONE_STATES = ("expired", "purged")
 
 
 class RecordingService:
@@ -45,12 +58,15 @@ class RecordingService:
         clock: Clock = time.time,
         *,
         max_link_validity_s: int = MAX_LINK_VALIDITY_S,
+        export_ttl_s: float = DEFAULT_EXPORT_TTL_S,
     ) -> None:
         self.index = index
         self.layout = layout
         self.secret = secret
         self.clock = clock
         self.max_link_validity_s = max_link_validity_s
+        self.export_ttl_s = export_ttl_s
+        self.audit = AuditTrail(index.admin)
 
     @classmethod
     def open(cls, data_dir: Path | str, clock: Clock = time.time) -> RecordingService:
@@ -160,15 +176,17 @@ class RecordingService:
 
     # ---- changes ----------------------------------------------------------------------------
 
-    def delete(self, recording_id: str, actor: str) -> None:
+    def delete(self, recording_id: str, actor: Actor, client: str | None = None) -> None:
         row = self._row(recording_id)
         if row.get("legal_hold"):
             raise Conflict(f"recording {recording_id} is on legal hold", code="legal_hold")
         if not State(row["state"]).is_final:
             raise Conflict(f"recording {recording_id} is still {row['state']}", code="recording_active")
-        self._remove(row, actor, "delete")
+        self._remove(row, actor, Action.DELETE, client)
 
-    def _remove(self, row: Mapping[str, Any], actor: str, action: str) -> None:
+    def _remove(
+        self, row: Mapping[str, Any], actor: Actor, action: Action, client: str | None = None
+    ) -> None:
         rid = row["id"]
         if row.get("file_path"):
             with contextlib.suppress(UnsafePath, OSError):
@@ -182,14 +200,20 @@ class RecordingService:
             self.index.delete(rid)
         except RecordingNotFound:
             return
-        self.index.admin.audit(actor, action, rid, {
+        self.audit.record(actor, action, recording_id=rid, client=client, detail={
             "call_recording_id": row.get("call_recording_id"), "sha256": row.get("sha256"),
         })
+        # an archive holding the audio would outlive the deletion: it goes too
+        for job in self.index.admin.exports_holding(rid):
+            self._purge_export(job, "purged", actor, f"recording {rid} was deleted")
 
-    def hold(self, recording_id: str, on: bool, actor: str = "cli") -> dict[str, Any]:
+    def hold(
+        self, recording_id: str, on: bool, actor: Actor = "cli", client: str | None = None
+    ) -> dict[str, Any]:
         self._row(recording_id)
         self.index.set_legal_hold(recording_id, on)
-        self.index.admin.audit(actor, "hold" if on else "release", recording_id, {})
+        action = Action.HOLD if on else Action.RELEASE
+        self.audit.record(actor, action, recording_id=recording_id, client=client)
         return self.show(recording_id)
 
     def sweep(
@@ -215,45 +239,91 @@ class RecordingService:
             full = self.index.get(row["id"])
             if full is None or full.get("legal_hold"):
                 continue
-            self._remove(full, actor, "retention_delete")
+            self._remove(full, actor, Action.RETENTION_DELETE)
             deleted.append(row["id"])
         return deleted
 
     # ---- signed links -----------------------------------------------------------------------
 
-    def _signature(self, recording_id: str, expires_at: int) -> str:
-        message = f"{recording_id}\n{expires_at}".encode()
+    def _signature(self, recording_id: str, expires_at: int, link_id: str, token_id: str) -> str:
+        message = f"{recording_id}\n{expires_at}\n{link_id}\n{token_id}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
-    def sign_link(self, recording_id: str, validity_s: float = DEFAULT_LINK_VALIDITY_S) -> tuple[str, int]:
-        """A token-less download path valid for ``validity_s`` seconds: (path with exp and sig, expiry)."""
+    def sign_link(
+        self,
+        recording_id: str,
+        validity_s: float = DEFAULT_LINK_VALIDITY_S,
+        *,
+        issuer: Actor = "cli",
+        client: str | None = None,
+    ) -> tuple[str, int]:
+        """A token-less download path valid for ``validity_s`` seconds: (path with its query, expiry).
+
+        The signed part holds the link's id and the id of the token that made it: revoking either
+        (:meth:`revoke_link`, or revoking the token) kills the link before it expires.
+        """
         if validity_s <= 0:
             raise BadRequest("link validity must be positive")
         if validity_s > self.max_link_validity_s:
             raise BadRequest(f"link validity is at most {self.max_link_validity_s} seconds")
         self.file_path(recording_id)
-        expires_at = int(self.clock() + validity_s)
-        sig = self._signature(recording_id, expires_at)
-        return f"{API_PREFIX}/links/{quote(recording_id)}?exp={expires_at}&sig={sig}", expires_at
+        now = self.clock()
+        expires_at = int(now + validity_s)
+        link_id = new_id(now)
+        token_id = issuer.token_id if isinstance(issuer, Principal) else None
+        self.index.admin.add_link(link_id, recording_id, token_id, now, expires_at)
+        sig = self._signature(recording_id, expires_at, link_id, token_id or "")
+        self.audit.record(issuer, Action.LINK_CREATE, recording_id=recording_id, client=client,
+                          detail={"link_id": link_id, "expires_at": iso_utc(expires_at)})
+        query = {"exp": str(expires_at), "lid": link_id}
+        if token_id:
+            query["tok"] = token_id
+        query["sig"] = sig
+        return f"{API_PREFIX}/links/{quote(recording_id)}?{urlencode(query)}", expires_at
 
-    def verify_link(self, recording_id: str, exp: str | int, sig: str) -> None:
-        """Raise BadSignature (403) or LinkExpired (410); a forged link never learns whether it expired."""
+    def verify_link(
+        self, recording_id: str, exp: str | int, sig: str, link_id: str = "", token_id: str = ""
+    ) -> Principal:
+        """The link's principal; raise BadSignature (403), LinkExpired (410) or LinkRevoked (403).
+
+        A forged link never learns whether it expired or was revoked.
+        """
         try:
-            expires_at = int(exp)
+            expires_at = int(str(exp)) if len(str(exp)) <= 12 else -1
         except (TypeError, ValueError) as exc:
             raise BadSignature("link signature is not valid") from exc
-        if not is_valid_id(recording_id):
+        ids = (recording_id, link_id, *((token_id,) if token_id else ()))
+        if not all(is_valid_id(value) for value in ids):
             raise BadSignature("link signature is not valid")
-        expected = self._signature(recording_id, expires_at)
+        expected = self._signature(recording_id, expires_at, link_id, token_id)
         if not hmac.compare_digest(expected.encode(), str(sig).encode("utf-8", "replace")):
             raise BadSignature("link signature is not valid")
         if self.clock() >= expires_at:
             raise LinkExpired("link has expired", expired_at=iso_utc(expires_at))
+        state = self.index.admin.link_state(link_id)
+        if state is None or state["revoked_at"] is not None or state["recording_id"] != recording_id:
+            raise LinkRevoked("this link was revoked")
+        if token_id and state["token_active"] is not True:
+            raise LinkRevoked("the token that made this link was revoked")
+        return Principal(Kind.LINK, token_id=token_id or None, link_id=link_id)
+
+    def revoke_link(self, link_id: str, actor: Actor = "cli", client: str | None = None) -> None:
+        state = self.index.admin.link_state(link_id) if is_valid_id(link_id) else None
+        if state is None or not self.index.admin.revoke_link(link_id):
+            raise NotFound(f"no active link with id {link_id!r}")
+        self.audit.record(actor, Action.LINK_REVOKE, recording_id=state["recording_id"], client=client,
+                          detail={"link_id": link_id})
 
     # ---- exports ----------------------------------------------------------------------------
 
     def create_export(
-        self, ids: Sequence[str] | None = None, filt: RecordingFilter | None = None, fmt: str = "tar.gz"
+        self,
+        ids: Sequence[str] | None = None,
+        filt: RecordingFilter | None = None,
+        fmt: str = "tar.gz",
+        *,
+        actor: Actor = "cli",
+        client: str | None = None,
     ) -> dict[str, Any]:
         if fmt not in EXPORT_FORMATS:
             raise BadRequest(f"export format must be one of {', '.join(EXPORT_FORMATS)}")
@@ -265,7 +335,10 @@ class RecordingService:
         else:
             selection = filt if filt is not None else RecordingFilter()
         export_id = new_id(self.clock())
-        self.index.admin.add_export(export_id, fmt, filter_to_json(selection))
+        request = filter_to_json(selection)
+        self.index.admin.add_export(export_id, fmt, request)
+        self.audit.record(actor, Action.EXPORT_CREATE, export_id=export_id, client=client,
+                          detail={"format": fmt, "selection": request})
         return self.export_status(export_id)
 
     def run_export(self, export_id: str) -> dict[str, Any]:
@@ -278,7 +351,7 @@ class RecordingService:
         temp = target.with_name(f".{target.name}.partial")
         self.index.admin.update_export(export_id, state="running")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items
             entries: list[dict[str, Any]] = []
             files: list[tuple[Path, str]] = []
@@ -298,6 +371,9 @@ class RecordingService:
                  "recordings": entries},
                 indent=2, sort_keys=True,
             ).encode()
+            members = [entry["id"] for entry in entries if entry["archive_path"] is not None]
+            # known before the archive exists, so a deletion from now on finds (and purges) it
+            self.index.admin.set_export_members(export_id, members)
             _write_archive(temp, fmt, files, manifest, self.clock())
             os.replace(temp, target)
         except Exception as exc:
@@ -306,17 +382,45 @@ class RecordingService:
                 export_id, state="failed", error=str(exc), finished_at=self.clock()
             )
             raise
+        now = self.clock()
+        current = self.index.admin.get_export(export_id)
+        deleted_meanwhile = [rid for rid in members if self.index.get(rid) is None]
+        if current is None or current["state"] != "running" or deleted_meanwhile:
+            target.unlink(missing_ok=True)
+            if current is not None and current["state"] == "running":
+                reason = "a recording in it was deleted while it was built"
+                self._purge_export(current, "purged", "srs", reason)
+            return self.export_status(export_id)
         self.index.admin.update_export(
             export_id, state="done", path=str(target), size=target.stat().st_size, count=len(entries),
-            finished_at=self.clock(),
+            finished_at=now, expires_at=now + self.export_ttl_s,
         )
         return self.export_status(export_id)
 
+    def _purge_export(self, job: Mapping[str, Any], state: str, actor: Actor, reason: str) -> None:
+        with contextlib.suppress(UnsafePath, OSError):
+            self.layout.export_path(job["id"], job["format"]).unlink(missing_ok=True)
+        self.index.admin.update_export(job["id"], state=state, path=None)
+        self.audit.record(actor, Action.EXPORT_PURGE, export_id=job["id"], detail={"reason": reason})
+
+    def purge_expired_exports(self, actor: Actor = "retention") -> builtins.list[str]:
+        """Remove the archives of exports past their expiry (and forget long-expired signed links)."""
+        now = self.clock()
+        expired = self.index.admin.expired_exports(now)
+        for job in expired:
+            self._purge_export(job, "expired", actor, "expired")
+        self.index.admin.forget_links(now - DAY_S)
+        return [job["id"] for job in expired]
+
     def export(
-        self, ids: Sequence[str] | None = None, filt: RecordingFilter | None = None, fmt: str = "tar.gz"
+        self,
+        ids: Sequence[str] | None = None,
+        filt: RecordingFilter | None = None,
+        fmt: str = "tar.gz",
+        actor: Actor = "cli",
     ) -> dict[str, Any]:
         """Create and run an export in the calling thread (the CLI path)."""
-        return self.run_export(self.create_export(ids, filt, fmt)["id"])
+        return self.run_export(self.create_export(ids, filt, fmt, actor=actor)["id"])
 
     def export_status(self, export_id: str) -> dict[str, Any]:
         job = self.index.admin.get_export(export_id) if is_valid_id(export_id) else None
@@ -329,11 +433,18 @@ class RecordingService:
         return {
             "id": job["id"], "state": job["state"], "format": job["format"], "count": job["count"],
             "size": job["size"], "error": job["error"], "created_at": iso_utc(job["created_at"]),
-            "finished_at": iso_utc(job["finished_at"]), "links": links,
+            "finished_at": iso_utc(job["finished_at"]), "expires_at": iso_utc(job["expires_at"]),
+            "links": links,
         }
 
     def export_file(self, export_id: str) -> Path:
         status = self.export_status(export_id)
+        job = self.index.admin.get_export(export_id)
+        expires_at = job["expires_at"] if job is not None else None
+        if status["state"] in EXPORT_GONE_STATES or (
+            status["state"] == "done" and (expires_at is None or self.clock() >= expires_at)
+        ):
+            raise Gone(f"export {export_id} is gone ({status['state']})", state=status["state"])
         if status["state"] != "done":
             raise NotAvailable(f"export {export_id} is {status['state']}", state=status["state"])
         path = self.layout.export_path(export_id, status["format"])
@@ -345,17 +456,20 @@ class RecordingService:
 def _write_archive(
     target: Path, fmt: str, files: Sequence[tuple[Path, str]], manifest: bytes, now: float
 ) -> None:
-    if fmt == "zip":
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            archive.writestr("index.json", manifest)
+    # 0640 whatever the umask: an archive is as private as the recordings in it
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "wb") as raw:
+        if fmt == "zip":
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                archive.writestr("index.json", manifest)
+                for source, name in files:
+                    archive.write(source, name)
+            return
+        with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+            info = tarfile.TarInfo("index.json")
+            info.size = len(manifest)
+            info.mtime = int(now)
+            info.mode = 0o640
+            archive.addfile(info, io.BytesIO(manifest))
             for source, name in files:
-                archive.write(source, name)
-        return
-    with tarfile.open(target, "w:gz") as archive:
-        info = tarfile.TarInfo("index.json")
-        info.size = len(manifest)
-        info.mtime = int(now)
-        info.mode = 0o644
-        archive.addfile(info, io.BytesIO(manifest))
-        for source, name in files:
-            archive.add(source, arcname=name, recursive=False)
+                archive.add(source, arcname=name, recursive=False)

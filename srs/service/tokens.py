@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from srs.service.errors import BadRequest, NotFound
+from srs.service.principal import Kind, Principal
 from srs.storage.ids import new_id
 from srs.storage.index import RecordingIndex
 
@@ -39,9 +40,19 @@ class TokenService:
         return token, record
 
     def verify(self, token: str | None) -> str | None:
+        principal = self.identify(token)
+        return None if principal is None else principal.scope
+
+    def identify(self, token: str | None) -> Principal | None:
+        """The principal of an active token, or None (unknown, revoked, malformed)."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        return self.index.admin.token_scope(hash_token(token))
+        found = self.index.admin.active_token(hash_token(token))
+        if found is None:
+            return None
+        return Principal(
+            Kind.TOKEN, scope=str(found["scope"]), token_id=str(found["id"]), token_name=found["name"]
+        )
 
     def list(self) -> list[dict[str, Any]]:
         return self.index.admin.tokens()

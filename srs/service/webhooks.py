@@ -1,8 +1,10 @@
 """Signed JSON event notifications to configured URLs, retried with backoff, each attempt logged.
 
 Receivers authenticate a call by recomputing ``X-Srs-Signature: sha256=<hex>``, an HMAC-SHA256 of the
-raw request body with the server secret. Delivery runs on the daemon's event loop from a queue, so
-emitting an event never waits on a slow receiver.
+raw request body with the server secret. Delivery runs on the daemon's event loop, from one bounded
+queue and one worker per receiver: emitting never waits, and a slow, hanging or failing receiver
+(retried with exponential backoff) never delays the events of another. A full queue drops the new
+event for that receiver only, and counts it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,6 +41,27 @@ def verify_body(secret: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign_body(secret, body).encode(), header.encode("utf-8", "replace"))
 
 
+def receiver_label(url: str) -> str:
+    """The receiver as metrics name it: no credentials, no query (either may hold a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+@dataclass
+class _Receiver:
+    """One URL's own queue and worker: its backlog and its retries never hold up another URL."""
+
+    url: str
+    label: str
+    queue: asyncio.Queue[bytes]
+    worker: asyncio.Task[None] | None = None
+    dropped: int = 0
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -53,6 +78,7 @@ class WebhookDispatcher:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_failure: Callable[[str, str], None] | None = None,
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.secret = secret
@@ -65,29 +91,49 @@ class WebhookDispatcher:
         self._transport = transport
         self._sleep = sleep
         self._on_failure = on_failure
-        self._queue: asyncio.Queue[bytes] | None = None
-        self._queue_size = queue_size
-        self._worker: asyncio.Task[None] | None = None
+        self._on_drop = on_drop
+        self._queue_size = max(1, queue_size)
+        self._receivers: list[_Receiver] = []
         self._client: httpx.AsyncClient | None = None
-        self.dropped = 0
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(receiver_label(url) for url in self.urls)
+
+    @property
+    def dropped(self) -> int:
+        return sum(r.dropped for r in self._receivers)
+
+    def dropped_by_receiver(self) -> dict[str, int]:
+        return {r.label: r.dropped for r in self._receivers}
+
+    def queued(self) -> dict[str, int]:
+        return {r.label: r.queue.qsize() for r in self._receivers}
 
     async def start(self) -> None:
-        if self._worker is not None:
+        if self._receivers or not self.urls:
             return
-        self._queue = asyncio.Queue(self._queue_size)
         self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport)
-        self._worker = asyncio.create_task(self._run(), name="srs-webhooks")
+        for url in self.urls:
+            receiver = _Receiver(url, receiver_label(url), asyncio.Queue(self._queue_size))
+            receiver.worker = asyncio.create_task(self._run(receiver), name=f"srs-webhook {receiver.label}")
+            self._receivers.append(receiver)
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Deliver what is queued (up to ``drain_timeout_s``), then stop."""
-        if self._worker is None or self._queue is None:
+        """Deliver what is queued (up to ``drain_timeout_s`` for all receivers together), then stop."""
+        if not self._receivers:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), drain_timeout_s)
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
-        self._worker = None
+            await asyncio.wait_for(
+                asyncio.gather(*(r.queue.join() for r in self._receivers)), drain_timeout_s
+            )
+        for receiver in self._receivers:
+            if receiver.worker is not None:
+                receiver.worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiver.worker
+                receiver.worker = None
+        self._receivers = []
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -100,28 +146,33 @@ class WebhookDispatcher:
         return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
 
     def emit(self, event: str, data: Mapping[str, Any]) -> None:
-        """Queue an event (call from the loop thread; never blocks). Without URLs it is a no-op."""
+        """Queue an event for every receiver (call from the loop thread; never blocks).
+
+        Without URLs it is a no-op. A receiver whose queue is full loses this event, counted.
+        """
         body = self.build_body(event, data)
         if not self.urls:
             return
-        if self._queue is None:
+        if not self._receivers:
             raise RuntimeError("webhook dispatcher is not started")
-        try:
-            self._queue.put_nowait(body)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.warning("webhook queue full; dropped %s", event)
-
-    async def _run(self) -> None:
-        assert self._queue is not None
-        while True:
-            body = await self._queue.get()
+        for receiver in self._receivers:
             try:
-                await asyncio.gather(*(self.deliver(url, body) for url in self.urls))
+                receiver.queue.put_nowait(body)
+            except asyncio.QueueFull:
+                receiver.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop(receiver.label)
+                log.warning("webhook queue of %s full; dropped %s", receiver.label, event)
+
+    async def _run(self, receiver: _Receiver) -> None:
+        while True:
+            body = await receiver.queue.get()
+            try:
+                await self.deliver(receiver.url, body)
             except Exception:
-                log.exception("webhook delivery crashed")
+                log.exception("webhook delivery to %s crashed", receiver.label)
             finally:
-                self._queue.task_done()
+                receiver.queue.task_done()
 
     async def deliver(self, url: str, body: bytes) -> bool:
         """POST one signed body to one URL with retries; True once a 2xx came back."""

@@ -12,6 +12,7 @@ the API and the webhooks never see an older state than the daemon has already re
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -33,6 +34,7 @@ class Database:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._key = str(self.path.resolve())
         else:
             self._key = f":memory:{id(self)}"
@@ -138,6 +140,16 @@ def unregister_writer(db: Database, writer: PendingWrites) -> None:
 def mark_writer_thread() -> None:
     """This thread commits queued writes itself: its reads and writes must not wait for the queue."""
     _ROLE.writer = True
+
+
+def _create_private(path: Path) -> None:
+    """Create the index file 0640 before SQLite does (it would use 0644 less the umask); SQLite then
+    gives its -wal and -shm files the same mode as the database file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _split(script: str) -> list[str]:

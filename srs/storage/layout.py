@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -16,6 +18,23 @@ from srs.storage.ids import is_valid_id
 
 _FORMAT_PATTERN = re.compile(r"^(wav|tar\.gz|zip)$")
 SECRET_BYTES = 32
+PRIVATE_UMASK = 0o027
+"""The daemon's umask: directories 0750, files 0640 at most. Recordings are personal data."""
+DIR_MODE = 0o750
+INDEX_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def tighten(path: Path, mask: int = PRIVATE_UMASK) -> None:
+    """Drop the ``mask`` permission bits of an existing file or directory (never adds any).
+
+    Best effort: a file this user does not own (the CLI run by another account) is left as it is.
+    """
+    try:
+        mode = os.stat(path, follow_symlinks=False).st_mode
+        if mode & mask and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & ~mask)
+    except (FileNotFoundError, PermissionError):
+        return
 
 
 class DataLayout:
@@ -41,9 +60,17 @@ class DataLayout:
         return self.data_dir / "secret.key"
 
     def ensure(self) -> None:
-        """Create the directory skeleton (idempotent)."""
+        """Create the directory skeleton (idempotent), private to the daemon's user and group.
+
+        A data directory made by an older release (0755 directories, a 0644 index) is tightened too:
+        other local users must not read the index or the exports.
+        """
         for directory in (self.data_dir, self.recordings_dir, self.exports_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            tighten(directory)
+        for suffix in INDEX_SUFFIXES:
+            tighten(self.index_path.with_name(self.index_path.name + suffix))
+        tighten(self.secret_path, 0o077)
 
     @staticmethod
     def check_id(value: str) -> str:
@@ -95,7 +122,7 @@ class DataLayout:
         """``mkdir -p`` that remembers what it made: the day directories are asked for on every call."""
         if directory in self._made:
             return
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         if len(self._made) > 4096:
             self._made.clear()
         self._made.add(directory)
@@ -116,27 +143,40 @@ class DataLayout:
         return resolved
 
     def secret(self) -> bytes:
-        """The server secret for signed links and webhook signatures, created 0600 on first use."""
+        """The server secret for signed links and webhook signatures, created 0600 on first use.
+
+        The key is written to a temporary file of unpredictable name opened with ``O_EXCL |
+        O_NOFOLLOW`` (a planted file or symlink makes it fail, never write elsewhere), then published
+        with ``link()``: atomic, and it never replaces a key another process published first.
+        """
         path = self.secret_path
         try:
-            data = path.read_bytes()
+            data = _read_private(path)
         except FileNotFoundError:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             data = os.urandom(SECRET_BYTES)
-            temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(temp, flags, 0o600)
             try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
                 # link() publishes the complete file atomically; a reader never sees half a key.
                 os.link(temp, path)
             except FileExistsError:
-                return path.read_bytes()
+                return _read_private(path)
             finally:
                 temp.unlink(missing_ok=True)
             return data
         if len(data) < 16:
             raise UnsafePath(f"server secret {path.name} is too short")
         return data
+
+
+def _read_private(path: Path) -> bytes:
+    """Read a small file without following a symlink planted in its place."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(4096)

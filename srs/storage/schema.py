@@ -168,6 +168,36 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5: hardening. The audit log says who (token id), on what (export id) and from where (client
+    # address), and is queried by time, token and action. Signed links are recorded so they die with
+    # the token that made them or by an explicit revoke. Exports expire, and remember which
+    # recordings they hold so that deleting a recording also purges the archives it is in.
+    """
+    ALTER TABLE audit_log ADD COLUMN token_id TEXT;
+    ALTER TABLE audit_log ADD COLUMN export_id TEXT;
+    ALTER TABLE audit_log ADD COLUMN client TEXT;
+    CREATE INDEX audit_log_at ON audit_log (at, id);
+    CREATE INDEX audit_log_token ON audit_log (token_id, at);
+    CREATE INDEX audit_log_action ON audit_log (action, at);
+
+    CREATE TABLE signed_links (
+        id TEXT PRIMARY KEY,
+        recording_id TEXT NOT NULL,
+        token_id TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX signed_links_expires ON signed_links (expires_at);
+
+    ALTER TABLE exports ADD COLUMN expires_at REAL;
+    CREATE TABLE export_members (
+        export_id TEXT NOT NULL,
+        recording_id TEXT NOT NULL,
+        PRIMARY KEY (export_id, recording_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX export_members_recording ON export_members (recording_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

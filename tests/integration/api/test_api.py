@@ -269,7 +269,7 @@ def test_signed_link_serves_without_token(api: Api, audio: tuple[str, bytes]) ->
     assert body["expires_at"] == "2023-11-14T22:18:20.000Z"  # default 5 minutes
     url = urlsplit(body["link"])
     assert url.netloc == "srs.test" and url.path == f"{PREFIX}/links/{rid}"
-    assert set(parse_qs(url.query)) == {"exp", "sig"}
+    assert set(parse_qs(url.query)) == {"exp", "lid", "tok", "sig"}
     response = api.request("GET", f"{url.path}?{url.query}", token=None)
     assert response.status_code == 200 and response.content == data
     ranged = api.request("GET", f"{url.path}?{url.query}", token=None, headers={"Range": "bytes=-4"})
@@ -328,7 +328,9 @@ def test_hold_and_delete(api: Api, audio: tuple[str, bytes]) -> None:
     assert deleted.status_code == 204
     assert api.request("GET", f"{PREFIX}/recordings/{rid}").status_code == 404
     assert [e["action"] for e in api.index.admin.audit_entries(rid)] == ["hold", "release", "delete"]
-    assert api.index.admin.audit_entries(rid)[-1]["actor"] == "api:admin"
+    last = api.index.admin.audit_entries(rid)[-1]
+    assert last["actor"].startswith("token ") and last["actor"].endswith("(admin)")
+    assert last["token_id"] == api.tokens.identify(api.admin_token).token_id  # type: ignore[union-attr]
 
 
 def test_export_job(api: Api) -> None:

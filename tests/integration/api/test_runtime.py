@@ -241,3 +241,46 @@ def test_port_in_use_fails_start(data_dir: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises((OSError, SystemExit)):
             asyncio.run(start(data_dir, DaemonMetrics(), listen_port=port))
+
+
+def test_webhook_drops_are_counted_per_receiver_in_metrics(data_dir: Path, receiver: Receiver) -> None:
+    """A receiver that never answers fills its own queue; its drops show in /metrics by receiver,
+    and the healthy receiver beside it loses nothing."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts (in the kernel's backlog) and never answers
+    silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    metrics = DaemonMetrics()
+    index, _ = seed_index(data_dir)
+    token, _ = TokenService(index).create("read")
+
+    async def scenario() -> None:
+        runtime = await start(
+            data_dir, metrics, webhook_urls=(silent_url, receiver.url), webhook_queue_size=2,
+            webhook_timeout_s=30.0,
+        )
+        try:
+            for n in range(6):
+                runtime.emit("recording_started", {"id": f"e{n}"})
+                await asyncio.sleep(0.05)
+            assert await wait_until(lambda: len(receiver.bodies) == 6)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.port}") as c:
+                text = (await c.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
+        finally:
+            await runtime.stop()
+        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                   for line in text.splitlines() if line.startswith("srs_webhook_events_dropped_total")}
+        silent_label = silent_url
+        healthy_label = receiver.url
+        assert samples == {
+            f'srs_webhook_events_dropped_total{{receiver="{silent_label}"}}': 3.0,
+            f'srs_webhook_events_dropped_total{{receiver="{healthy_label}"}}': 0.0,
+        }, samples
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        silent.close()
+        index.close()

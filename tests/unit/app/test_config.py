@@ -60,6 +60,11 @@ def test_wrong_types_are_refused(section: str, key: str, value: object) -> None:
         ({"limits": {"drain_seconds": -1}}, "drain_seconds"),
         ({"sip": {"reject_status": 200}}, "reject_status"),
         ({"sip": {"tls_listen": ["0.0.0.0:5061"]}}, "tls_cert"),
+        ({"http": {"max_body_kb": 0}}, "max_body_kb"),
+        ({"http": {"export_ttl_hours": 0}}, "export_ttl_hours"),
+        ({"http": {"webhook_queue_size": 0}}, "webhook_queue_size"),
+        ({"http": {"webhook_timeout_s": 0}}, "webhook_timeout_s"),
+        ({"http": {"webhook_max_attempts": 0}}, "webhook_max_attempts"),
     ],
 )
 def test_inconsistent_values_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:

@@ -131,3 +131,50 @@ def test_make_dirs_creates_each_directory_once(layout: DataLayout) -> None:
     assert day.is_dir()
     layout.make_dirs(day)  # remembered: no second mkdir needed, and no error
     assert day.is_dir()
+
+
+def test_secret_temp_file_is_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    """The old temp name was ``.secret.key.<pid>.tmp``, opened without O_EXCL/O_NOFOLLOW: a symlink
+    planted there made the daemon overwrite the target with the key (and leak it)."""
+    layout = DataLayout(tmp_path / "data")
+    layout.data_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    planted = layout.data_dir / f".secret.key.{os.getpid()}.tmp"
+    planted.symlink_to(victim)
+    key = layout.secret()
+    assert len(key) == 32 and victim.read_bytes() == b"precious"
+    assert stat.S_IMODE(layout.secret_path.stat().st_mode) == 0o600
+    assert [p.name for p in layout.data_dir.iterdir() if p.name.endswith(".tmp")] == [planted.name]
+
+
+def test_secret_planted_as_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.data_dir.mkdir()
+    (tmp_path / "elsewhere").write_bytes(b"k" * 32)
+    layout.secret_path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        layout.secret()
+
+
+def test_an_old_data_dir_is_made_private_and_a_new_index_is_0640(tmp_path: Path) -> None:
+    from srs.storage.index import RecordingIndex
+
+    old = os.umask(0o022)
+    try:
+        layout = DataLayout(tmp_path / "data")
+        for directory in (layout.data_dir, layout.recordings_dir, layout.exports_dir):
+            directory.mkdir(parents=True, mode=0o755)
+            directory.chmod(0o755)
+        fresh = RecordingIndex(layout.index_path, layout=layout)
+        fresh.close()
+        names = [layout.index_path.name + suffix for suffix in ("", "-wal", "-shm")]
+        present = [layout.data_dir / n for n in names if (layout.data_dir / n).exists()]
+        assert present and all(stat.S_IMODE(p.stat().st_mode) & 0o027 == 0 for p in present)
+        layout.index_path.chmod(0o644)  # as an older release left it
+        layout.ensure()
+    finally:
+        os.umask(old)
+    for directory in (layout.data_dir, layout.recordings_dir, layout.exports_dir):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o750, directory
+    assert stat.S_IMODE(layout.index_path.stat().st_mode) == 0o640

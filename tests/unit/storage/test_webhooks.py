@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 
@@ -147,3 +148,84 @@ def test_unknown_event_and_unstarted_dispatcher() -> None:
     with pytest.raises(RuntimeError):
         hooks.emit("recording_started", {})
     WebhookDispatcher([], SECRET).emit("recording_started", {})  # no URLs: nothing to do
+
+
+class Hanging:
+    """Accepts connections and reads requests, never answers: the worst receiver there is."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.connections = 0
+
+    async def __aenter__(self) -> Hanging:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(Exception):
+            await reader.read()  # until the client gives up
+
+
+def test_failing_and_hanging_receivers_never_delay_a_healthy_one(index: RecordingIndex) -> None:
+    """Before: one queue, events delivered one after the other to every URL: a receiver answering
+    500 held every later event for its 5 attempts and their backoff (15 s)."""
+    arrivals: list[float] = []
+
+    async def scenario() -> None:
+        async with Receiver([500] * 100) as failing, Hanging() as hanging, Receiver([]) as healthy:
+            hooks = WebhookDispatcher(
+                [failing.url, hanging.url, healthy.url], SECRET, index, backoff_s=1.0, timeout_s=10.0
+            )
+            await hooks.start()
+            loop = asyncio.get_running_loop()
+            for n in range(3):
+                emitted = loop.time()
+                hooks.emit("recording_finished", {"id": f"event-{n}"})
+                while len(healthy.requests) <= n:
+                    assert loop.time() - emitted < 5, "the healthy receiver never got its event"
+                    await asyncio.sleep(0.01)
+                arrivals.append(loop.time() - emitted)
+            got = [json.loads(b)["data"]["id"] for _, b in healthy.requests]
+            assert got == ["event-0", "event-1", "event-2"]
+            assert len(failing.requests) >= 1 and hanging.connections >= 1
+            await hooks.stop(drain_timeout_s=0.1)
+
+    _run(scenario)
+    assert max(arrivals) < 1.0, arrivals
+
+
+def test_a_full_receiver_queue_drops_and_counts_for_that_receiver_only(index: RecordingIndex) -> None:
+    dropped: list[str] = []
+
+    async def scenario() -> None:
+        async with Hanging() as hanging, Receiver([]) as healthy:
+            hooks = WebhookDispatcher(
+                [hanging.url, healthy.url], SECRET, index, queue_size=2, timeout_s=10.0,
+                on_drop=dropped.append,
+            )
+            await hooks.start()
+            hooks.emit("recording_started", {"id": "first"})
+            while hanging.connections == 0:  # the hanging worker holds "first"
+                await asyncio.sleep(0.01)
+            for n in range(5):
+                hooks.emit("recording_started", {"id": f"more-{n}"})
+                await asyncio.sleep(0.05)  # the healthy worker keeps up
+            while len(healthy.requests) < 6:
+                await asyncio.sleep(0.01)
+            labels = hooks.labels
+            assert hooks.dropped_by_receiver() == {labels[0]: 3, labels[1]: 0}
+            assert hooks.dropped == 3
+            await hooks.stop(drain_timeout_s=0.1)
+
+    _run(scenario)
+    assert len(dropped) == 3 and all(label.endswith("/hook") and "127.0.0.1" in label for label in dropped)
