@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from srs.api.app import create_app
+from srs.errors import ListenError
 from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
 from srs.service.recordings import RecordingService
@@ -30,6 +32,25 @@ from srs.storage.layout import DataLayout
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
 RECORDING_EVENTS = ("recording_started", "recording_finished", "recording_available")
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before the daemon starts anything else: a taken or
+    forbidden address is a :class:`ListenError` naming it, not uvicorn's log line and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError("HTTP", where, exc) from None
+    return sock
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -85,7 +106,9 @@ class HttpRuntime:
         retention: RetentionJob,
         metrics: DaemonMetrics,
         server: _EmbeddedServer | None,
+        listen_socket: socket.socket | None = None,
     ) -> None:
+        self.listen_socket = listen_socket
         self.index = index
         self.service = service
         self.webhooks = webhooks
@@ -111,7 +134,8 @@ class HttpRuntime:
     async def _start(self) -> None:
         await self.webhooks.start()
         if self.server is not None:
-            self._serving = asyncio.create_task(self.server.serve(), name="srs-http")
+            sockets = [self.listen_socket] if self.listen_socket is not None else None
+            self._serving = asyncio.create_task(self.server.serve(sockets), name="srs-http")
             while not self.server.started:
                 if self._serving.done():
                     self._serving.result()  # raises why it could not start (e.g. port in use)
@@ -184,10 +208,12 @@ async def start_http_runtime(
     retention_overrides: Mapping[str, int],
     retention_interval_s: float,
     metrics: DaemonMetrics,
+    listen_socket: socket.socket | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
-    ``listen_host=None`` runs webhooks and retention without serving HTTP.
+    ``listen_host=None`` runs webhooks and retention without serving HTTP; ``listen_socket`` is
+    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself).
     """
     layout = DataLayout(data_dir)
     layout.ensure()
@@ -217,7 +243,7 @@ async def start_http_runtime(
         )
     runtime = HttpRuntime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
-        metrics=metrics, server=server,
+        metrics=metrics, server=server, listen_socket=listen_socket if server is not None else None,
     )
     try:
         await runtime._start()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from srs.cli import main
+from srs.service.recordings import RecordingService
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -46,6 +47,7 @@ def test_inspect_garbage_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_recordings_on_an_empty_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    RecordingService.open(tmp_path).index.close()  # what `srs serve` leaves behind
     assert main(["recordings", "list", "--data-dir", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"items": []}
     assert (
