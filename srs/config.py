@@ -249,7 +249,8 @@ def _validate(config: Config) -> None:
             f"for one two-stream call (it needs {MIN_RTP_PORTS_PER_CALL} ports from an even one)"
         )
     if config.sip.t2_ms < config.sip.t1_ms:
-        raise ConfigError(f"[sip] t2_ms ({config.sip.t2_ms}) must not be less than t1_ms ({config.sip.t1_ms})")
+        sip = config.sip
+        raise ConfigError(f"[sip] t2_ms ({sip.t2_ms}) must not be less than t1_ms ({sip.t1_ms})")
     for network in config.sip.allowed_networks:
         try:
             ipaddress.ip_network(network, strict=False)
