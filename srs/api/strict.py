@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from srs.service.filters import EXTENSION_KEY, EXTENSION_PREFIX, check_keys
 
-_ALLOWED: dict[int, frozenset[str]] = {}
+_CACHE = "_srs_allowed_query"
 
 
 def _declared(dependant: Any) -> set[str]:
@@ -25,11 +25,12 @@ def _declared(dependant: Any) -> set[str]:
 
 
 def allowed_query(route: APIRoute) -> frozenset[str]:
-    """The query parameter names ``route`` takes (its own and its dependencies')."""
-    allowed = _ALLOWED.get(id(route))
+    """The query parameter names ``route`` takes (its own and its dependencies'), kept on the route
+    itself (an ``id()``-keyed cache would hand a new route the set of a collected one)."""
+    allowed: frozenset[str] | None = getattr(route, _CACHE, None)
     if allowed is None:
         allowed = frozenset(_declared(route.dependant))
-        _ALLOWED[id(route)] = allowed
+        setattr(route, _CACHE, allowed)
     return allowed
 
 
