@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SrsError as exc:
         print(f"srs {args.command}: {_one_line(exc)}", file=sys.stderr)
         return int(getattr(exc, "exit_code", ExitCode.FAILURE))
+    except OSError as exc:  # the disk or the system refused something not foreseen above
+        print(f"srs {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return int(ExitCode.FAILURE)
     except KeyboardInterrupt:
         return 130
     return result

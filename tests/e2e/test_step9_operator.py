@@ -78,9 +78,10 @@ def test_http_port_in_use(ports: Ports, data_dir: Path, tmp_path: Path) -> None:
     assert not (data_dir / "index.sqlite3").exists(), "nothing is opened before the ports are bound"
 
 
-def test_sip_address_not_on_this_host(ports: Ports, data_dir: Path, tmp_path: Path) -> None:
-    code, err = serve(ports, data_dir, "--sip", "192.0.2.1:5060", cwd=tmp_path)  # TEST-NET-1
-    assert_one_line(err, "SIP UDP", "192.0.2.1:5060")
+@pytest.mark.parametrize(("flag", "what"), [("--sip", "SIP UDP"), ("--http", "HTTP")])
+def test_address_not_on_this_host(ports: Ports, data_dir: Path, tmp_path: Path, flag: str, what: str) -> None:
+    code, err = serve(ports, data_dir, flag, "192.0.2.1:5060", cwd=tmp_path)  # TEST-NET-1
+    assert_one_line(err, what, "192.0.2.1:5060")
     assert code == ExitCode.ADDRESS_NOT_PERMITTED
 
 
