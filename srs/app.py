@@ -32,7 +32,7 @@ import srs_codecs
 import srs
 from srs.collector import tune_collector
 from srs.config import Config
-from srs.errors import ParseError, TlsSetupError
+from srs.errors import ListenError, ParseError, TlsSetupError
 from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
@@ -217,6 +217,11 @@ class Daemon:
             on_stream_error=self._on_stream_error,
         )
         self.edge.bind(sip.listen, sip.tls_listen)
+        try:
+            _probe_rtp_host(self.config.media.bind_host, self.config.media.rtp_port_min)
+        except BaseException:
+            self.edge.close()
+            raise
         listen = self.config.http.listen
         if listen is not None:
             try:
@@ -563,6 +568,17 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
+
+
+def _probe_rtp_host(host: str, low: int) -> None:
+    """``[media] bind_host`` must be an address of this host: otherwise every port of every call
+    would be skipped as unbindable and each INVITE answered 503, with nothing said at start."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise ListenError("RTP ([media] bind_host)", f"{host} (ports from {low})", exc) from None
 
 
 def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:

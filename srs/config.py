@@ -229,6 +229,16 @@ def _check_values(config: Config) -> None:
     for source, days in config.storage.retention_overrides.items():
         if not 0 <= days <= 100 * 366:
             raise ConfigError(f"[storage.retention_overrides] {source}: expected 0..36600 days, got {days}")
+    if config.media.codec_preference:
+        import srs_codecs  # the decoders srs has; a misspelt name would be ignored silently
+
+        known = {str(encoding).upper() for encoding, _ in srs_codecs.supported_codecs()}
+        for name in config.media.codec_preference:
+            if name.upper() not in known:
+                raise ConfigError(
+                    f"[media] codec_preference: {name!r} is not a codec srs decodes "
+                    f"({', '.join(sorted(known))})"
+                )
     for url in config.http.webhook_urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"[http] webhook_urls: {url!r} is not an http:// or https:// URL")

@@ -208,3 +208,9 @@ def test_second_daemon_on_the_same_data_dir_exits_and_leaves_live_calls_alone(
     finally:
         index.close()
     assert row is not None and row["state"] == State.RECORDING.value
+
+
+def test_rtp_bind_host_not_on_this_host(ports: Ports, data_dir: Path, tmp_path: Path) -> None:
+    code, err = serve(ports, data_dir, config='[media]\nbind_host = "192.0.2.1"\n', cwd=tmp_path)
+    assert_one_line(err, "bind_host", "192.0.2.1")
+    assert code == ExitCode.ADDRESS_NOT_PERMITTED

@@ -172,8 +172,14 @@ def test_the_smallest_port_range_that_fits_a_call() -> None:
         ({"sip": {"t1_ms": 5000, "t2_ms": 4000}}, "t2_ms"),
         ({"http": {"webhook_urls": ["ftp://x"]}}, "webhook_urls"),
         ({"storage": {"retention_overrides": {"10.0.0.1:5060": -1}}}, "retention_overrides"),
+        ({"media": {"codec_preference": ["PCMA", "PCMUU"]}}, "'PCMUU' is not a codec"),
     ],
 )
 def test_other_values_that_cannot_work_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         build_config(data)
+
+
+def test_codec_preference_takes_the_names_srs_decodes_in_any_case() -> None:
+    config = build_config({"media": {"codec_preference": ["pcma", "PCMU", "G722", "opus"]}})
+    assert config.media.codec_preference == ("pcma", "PCMU", "G722", "opus")
