@@ -202,3 +202,17 @@ def test_counts_are_pluralised(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "(1 recording, " in capsys.readouterr().err
     assert main(["recordings", "list", "--max", "5", "--data-dir", str(data)]) == 0
     assert "1 recording in all" in capsys.readouterr().err
+
+
+def test_serve_reads_srs_config_and_the_flag_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from_env = tmp_path / "env.toml"
+    from_env.write_text("[limits]\nmax_sesions = 1\n")
+    from_flag = tmp_path / "flag.toml"
+    from_flag.write_text('[log]\nlevel = "loud"\n')
+    monkeypatch.setenv("SRS_CONFIG", str(from_env))
+    assert main(["serve"]) == 2
+    assert "max_sesions" in capsys.readouterr().err
+    assert main(["serve", "--config", str(from_flag)]) == 2
+    assert "[log] level" in capsys.readouterr().err
