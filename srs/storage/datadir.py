@@ -26,7 +26,7 @@ def _named(path: Path) -> str:
     return f"data dir {path}"
 
 
-def require_data_dir(path: Path | str, *, writable: bool = False) -> Path:
+def require_data_dir(path: Path | str) -> Path:
     """An existing srs data directory (for the CLI), or :class:`DataDirError` saying what is wrong."""
     path = Path(path)
     if not path.exists():
@@ -38,8 +38,6 @@ def require_data_dir(path: Path | str, *, writable: bool = False) -> Path:
         raise DataDirError(f"{_named(path)} is not a directory")
     if not (path / INDEX_NAME).is_file():
         raise DataDirError(f"{_named(path)} is not an srs data directory (no {INDEX_NAME})")
-    if writable and not os.access(path, os.W_OK | os.X_OK):
-        raise DataDirError(f"{_named(path)} is not writable")
     return path
 
 
