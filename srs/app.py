@@ -58,6 +58,7 @@ from srs.siprec.events import (
 )
 from srs.siprec.session import SiprecUserAgent, UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
+from srs.storage.errors import InvalidStateTransition
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import FinalizedRecording, State
@@ -178,7 +179,13 @@ class Daemon:
                     )
             else:
                 final = self._failed("srs stopped before any audio was written")
-            self.index.finalize(recording_id, final)
+            try:
+                self.index.finalize(recording_id, final)
+            except InvalidStateTransition as exc:
+                # finished meanwhile by the index writer of the daemon that died (it commits what it
+                # was sent before it exits): that outcome is the true one, keep it
+                self.log.info("repair_skipped", recording=recording_id, reason=str(exc))
+                continue
             repaired += 1
         return repaired
 
