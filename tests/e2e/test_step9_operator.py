@@ -109,6 +109,18 @@ def test_unusable_data_dir(ports: Ports, tmp_path: Path, make: Callable[[Path], 
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize(
+    ("target", "needle"), [("/proc/1", "not writable"), ("/sys", "cannot open srs.lock")]
+)
+def test_existing_directory_srs_cannot_write(ports: Ports, tmp_path: Path, target: str, needle: str) -> None:
+    """Directories not even root may write in (``/proc/1``; ``/sys`` answers only when written to)."""
+    if not Path(target).is_dir():
+        pytest.skip(f"no {target} here")
+    code, err = serve(ports, Path(target), cwd=tmp_path)
+    assert_one_line(err, target, needle)
+    assert code == ExitCode.DATA_DIR
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_data_dir(ports: Ports, tmp_path: Path) -> None:
     target = tmp_path / "ro"
