@@ -83,7 +83,7 @@ class RetentionJob:
         if self.metrics is not None:
             self.metrics.retention_swept(len(removed))
         if removed:
-            log.info("retention deleted %d recordings", len(removed))
+            log.info("retention deleted %d recording%s", len(removed), "" if len(removed) == 1 else "s")
         return removed
 
     async def run(self) -> None:
