@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 SRS    := $(VENV)/bin/srs
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
+# Extra `srs serve` flags for `make run`, e.g. make run SRS_FLAGS="--sip 127.0.0.1:5062"
+SRS_FLAGS ?=
 
 .PHONY: install system-deps run test test-fast lint bench bench-quick soak overload fuzz fuzz-ci clean
 
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml codecs/pyproject.toml | system-deps
 	touch $(STAMP)
 
 run: install
-	$(SRS) serve
+	$(SRS) serve $(SRS_FLAGS)
 
 test: install
 	$(PY) -m pytest -q

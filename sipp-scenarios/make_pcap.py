@@ -170,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tones = [float(t) for t in args.tones.split(",") if t.strip()]
     if not tones or args.seconds <= 0:
         parser.error("need at least one tone and a positive duration")
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # `pcap/` is not in the repository
     args.out.write_bytes(
         build_pcap(args.seconds, tones, args.level_dbfs, args.codec, args.base_port, args.seed)
     )

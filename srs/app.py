@@ -19,6 +19,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import ssl
 import time
@@ -31,8 +32,8 @@ import srs_codecs
 import srs
 from srs.collector import tune_collector
 from srs.config import Config
-from srs.errors import ParseError
-from srs.http_runtime import HttpRuntime, start_http_runtime
+from srs.errors import ListenError, ParseError, TlsSetupError
+from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
@@ -56,6 +57,8 @@ from srs.siprec.events import (
     UaEvent,
 )
 from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
+from srs.storage.errors import InvalidStateTransition
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import PRIVATE_UMASK, DataLayout
 from srs.storage.records import FinalizedRecording, State
@@ -107,8 +110,7 @@ class Daemon:
         self.log = get_logger("srs")
         data_dir = Path(config.storage.data_dir).resolve()
         self.layout = DataLayout(data_dir)
-        self.layout.ensure()
-        self.index = RecordingIndex(self.layout.index_path, layout=self.layout)
+        self._index: RecordingIndex | None = None
         sip = config.sip
         self.ua = SiprecUserAgent(
             UaSettings(
@@ -147,6 +149,7 @@ class Daemon:
         limits = config.limits
         self.backlog = BacklogMonitor(limits.max_sip_backlog_kb * 1024) if limits.max_sip_backlog_kb else None
         self._disk_warned = False
+        self._http_socket: socket.socket | None = None
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
@@ -176,7 +179,13 @@ class Daemon:
                     )
             else:
                 final = self._failed("srs stopped before any audio was written")
-            self.index.finalize(recording_id, final)
+            try:
+                self.index.finalize(recording_id, final)
+            except InvalidStateTransition as exc:
+                # finished meanwhile by the index writer of the daemon that died (it commits what it
+                # was sent before it exits): that outcome is the true one, keep it
+                self.log.info("repair_skipped", recording=recording_id, reason=str(exc))
+                continue
             repaired += 1
         return repaired
 
@@ -193,9 +202,56 @@ class Daemon:
             state=State.FAILED,
         )
 
+    @property
+    def index(self) -> RecordingIndex:
+        """The index, opened on first use: after :meth:`bind`, so a daemon that cannot listen
+        leaves no index behind in a directory it has just made."""
+        if self._index is None:
+            self.layout.ensure()
+            self._index = RecordingIndex(self.layout.index_path, layout=self.layout)
+        return self._index
+
+    def bind(self) -> None:
+        """Bind SIP and HTTP before anything else starts, so a taken port costs nothing but one line.
+
+        Raises :class:`srs.errors.ListenError` (what is bound so far is closed again).
+        """
+        sip = self.config.sip
+        self.edge = SipEdge(
+            self._on_sip,
+            max_message_size=sip.max_message_size,
+            advertised_host=sip.advertised_host,
+            on_stream_error=self._on_stream_error,
+        )
+        self.edge.bind(sip.listen, sip.tls_listen)
+        try:
+            _probe_rtp_host(self.config.media.bind_host, self.config.media.rtp_port_min)
+        except BaseException:
+            self.edge.close()
+            raise
+        listen = self.config.http.listen
+        if listen is not None:
+            try:
+                self._http_socket = bind_http(listen.host, listen.port)
+            except BaseException:
+                self.edge.close()
+                raise
+
+    def close_unstarted(self) -> None:
+        """Undo :meth:`__init__` and :meth:`bind` when the daemon does not get to :meth:`run`."""
+        if self.edge is not None:
+            self.edge.close()
+        if self._http_socket is not None:
+            self._http_socket.close()
+        if self._index is not None:
+            self._index.close()
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        if self.edge is None:
+            self.bind()
+        assert self.edge is not None
         codecs = warm_up_codecs()
         repaired = self.repair_unfinished()
         if repaired:
@@ -230,12 +286,6 @@ class Daemon:
             soon=loop.call_soon,
         )
         sip = self.config.sip
-        self.edge = SipEdge(
-            self._on_sip,
-            max_message_size=sip.max_message_size,
-            advertised_host=sip.advertised_host,
-            on_stream_error=self._on_stream_error,
-        )
         server_ssl = self._server_ssl() if sip.tls_listen else None
         await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -271,12 +321,7 @@ class Daemon:
 
     def _server_ssl(self) -> ssl.SSLContext:
         sip = self.config.sip
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(sip.tls_cert, sip.tls_key)
-        if sip.tls_client_ca:
-            context.load_verify_locations(sip.tls_client_ca)
-            context.verify_mode = ssl.CERT_REQUIRED
-        return context
+        return server_ssl_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
 
     async def _start_http(self) -> HttpRuntime:
         """The API (when [http] listen is set), webhooks, retention and /metrics, on this loop."""
@@ -296,6 +341,7 @@ class Daemon:
             retention_overrides=storage.retention_overrides,
             retention_interval_s=storage.retention_interval_s,
             metrics=self.metrics,
+            listen_socket=self._http_socket,
         )
 
     def _live_metrics(self) -> dict[str, float]:
@@ -536,16 +582,73 @@ class Daemon:
             await asyncio.gather(*self._publishing, return_exceptions=True)
 
 
+def _probe_rtp_host(host: str, low: int) -> None:
+    """``[media] bind_host`` must be an address of this host: otherwise every port of every call
+    would be skipped as unbindable and each INVITE answered 503, with nothing said at start."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise ListenError("RTP ([media] bind_host)", f"{host} (ports from {low})", exc) from None
+
+
+def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
+    """The SIP TLS server context; a file that cannot be loaded is a :class:`TlsSetupError` naming it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsSetupError(
+            f"[sip] tls_cert {cert} / tls_key {key}: cannot load: {_ssl_reason(exc)}"
+        ) from None
+    if client_ca:
+        try:
+            context.load_verify_locations(client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsSetupError(f"[sip] tls_client_ca {client_ca}: cannot load: {_ssl_reason(exc)}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _ssl_reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    name = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{name}"
+
+
 def run_daemon(config: Config) -> int:
+    """Check, lock and bind everything an operator can get wrong, then run until SIGTERM/SIGINT.
+
+    The order matters: the data directory's lock comes before the index is opened (a second daemon
+    must not repair the first one's live calls), and the ports are bound before start-up repair.
+    Every failure here is a :class:`srs.errors.StartupError` or :class:`ConfigError`: one line.
+    """
     # before any file exists: the index, its -wal/-shm, WAVs, exports, the media workers' and the
     # index writer's files are all 0640 at most, directories 0750 (children inherit the umask)
     os.umask(PRIVATE_UMASK)
     configure_logging(config.log.level)
-    daemon = Daemon(config)
-    runner: Any = asyncio.run
-    with contextlib.suppress(ImportError):  # uvloop is a dependency on Linux
-        import uvloop
+    if config.sip.tls_listen:
+        server_ssl_context(config.sip.tls_cert, config.sip.tls_key, config.sip.tls_client_ca)
+    existed = Path(config.storage.data_dir).exists()
+    data_dir = prepare_data_dir(config.storage.data_dir)
+    with DataDirLock(data_dir) as lock:
+        daemon = Daemon(config)
+        try:
+            daemon.bind()
+        except BaseException:
+            daemon.close_unstarted()
+            if not existed:
+                lock.release()
+                with contextlib.suppress(OSError):  # made a moment ago and still empty but the lock
+                    (data_dir / LOCK_NAME).unlink()
+                    data_dir.rmdir()
+            raise
+        runner: Any = asyncio.run
+        with contextlib.suppress(ImportError):  # uvloop is a dependency on Linux
+            import uvloop
 
-        runner = uvloop.run
-    result: int = runner(daemon.run())
-    return result
+            runner = uvloop.run
+        result: int = runner(daemon.run())
+        return result

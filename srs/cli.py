@@ -11,24 +11,24 @@ import json
 import sys
 from collections.abc import Sequence
 
+import srs
+from srs.cli_common import add_config_flags, config_path, data_dir_override
+from srs.errors import SrsError
+from srs.exitcodes import ExitCode
+
 
 def _serve(args: argparse.Namespace) -> int:
     from srs.app import run_daemon
     from srs.config import load_config, with_overrides
-    from srs.errors import ConfigError
 
-    try:
-        config = with_overrides(
-            load_config(args.config),
-            sip=args.sip,
-            sips=args.sips,
-            rtp_ports=args.rtp_ports,
-            data_dir=args.data_dir,
-            http=args.http,
-        )
-    except ConfigError as exc:
-        print(f"srs serve: {exc}", file=sys.stderr)
-        return 2
+    config = with_overrides(
+        load_config(config_path(args)),
+        sip=args.sip,
+        sips=args.sips,
+        rtp_ports=args.rtp_ports,
+        data_dir=data_dir_override(args),
+        http=args.http,
+    )
     return run_daemon(config)
 
 
@@ -56,14 +56,15 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srs", description="SIPREC session recording server")
+    parser.add_argument("--version", action="version", version=f"srs {srs.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the recording server")
-    serve.add_argument("--config", help="TOML configuration file (see config/srs.example.toml)")
+    add_config_flags(serve, data_dir_help="recordings and index (default: $SRS_DATA_DIR, the config "
+                     "file's [storage] data_dir, else ./var)")
     serve.add_argument("--sip", metavar="HOST:PORT", help="SIP listener, UDP and TCP (default 0.0.0.0:5060)")
     serve.add_argument("--sips", metavar="HOST:PORT", help="SIP over TLS listener")
     serve.add_argument("--rtp-ports", metavar="LO-HI", help="RTP port range (default 20000-39999)")
-    serve.add_argument("--data-dir", metavar="DIR", help="recordings and index (default ./var)")
     serve.add_argument("--http", metavar="HOST:PORT", help="admin HTTP API (default 127.0.0.1:8080; 'off')")
     serve.set_defaults(func=_serve)
 
@@ -79,7 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand; an error an operator can fix is one line on stderr and its exit code
+    (:class:`srs.exitcodes.ExitCode`), never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except SrsError as exc:
+        print(f"srs {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", ExitCode.FAILURE))
+    except OSError as exc:  # the disk or the system refused something not foreseen above
+        print(f"srs {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return int(ExitCode.FAILURE)
+    except KeyboardInterrupt:
+        return 130
     return result
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    return " ".join(text.split())

@@ -11,16 +11,19 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
+from srs.cli_common import add_config_flags, cli_config
 from srs.errors import SrsError
+from srs.exitcodes import ExitCode
 from srs.service.audit import Action
 from srs.service.filters import build_filter, split_extension
 from srs.service.recordings import DEFAULT_LINK_VALIDITY_S, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import SCOPES, TokenService
-from srs.storage.layout import PRIVATE_UMASK
+from srs.storage.datadir import require_data_dir
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import PRIVATE_UMASK, DataLayout
 from srs.storage.records import State
 
 DEFAULT_DATA_DIR = "./var"
@@ -29,31 +32,46 @@ Handler = Callable[[argparse.Namespace], int]
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
+    """The data directory of ``--data-dir``/``SRS_DATA_DIR``/the config file, opened only when
+    `srs serve` made it: a missing or mistyped directory is an error, never a new empty index."""
+    config = cli_config(args)
+    data_dir = require_data_dir(config.storage.data_dir)
     previous = os.umask(PRIVATE_UMASK)  # what the CLI creates in the data dir is as private as the daemon's
     try:
-        service = RecordingService.open(Path(args.data_dir))
+        layout = DataLayout(data_dir)
+        layout.ensure()
+        index = RecordingIndex(layout.index_path, layout=layout)
         try:
+            service = RecordingService(
+                index, layout, layout.secret(), max_link_validity_s=config.http.link_max_validity_min * 60
+            )
             yield service
         finally:
-            service.index.close()
+            index.close()
     finally:
         os.umask(previous)
 
 
 def _guarded(handler: Handler) -> Handler:
-    """Turn expected failures into one line on stderr and exit status 1."""
+    """Turn expected failures into one line on stderr and their exit status (1 unless the error
+    names another, e.g. 3 for a data directory that is not one)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except SrsError as exc:
-            print(f"srs: error: {getattr(exc, 'message', str(exc))}", file=sys.stderr)
-            return 1
+            print(f"srs: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+            return int(getattr(exc, "exit_code", ExitCode.FAILURE))
         except OSError as exc:
             print(f"srs: error: {exc}", file=sys.stderr)
-            return 1
+            return int(ExitCode.FAILURE)
 
     return run
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 recording``, ``2 recordings``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _actor() -> str:
@@ -109,8 +127,8 @@ def _list(args: argparse.Namespace) -> int:
         print(_summary_line(item))
     pagination = result["pagination"]
     if page_size is not None:
-        print(f"-- page {pagination['current']} of {pagination['pages']}, {pagination['total']} total",
-              file=sys.stderr)
+        print(f"-- page {pagination['current']} of {pagination['pages']}, "
+              f"{plural(pagination['total'], 'recording')} in all", file=sys.stderr)
     return 0
 
 
@@ -145,6 +163,12 @@ def _show(args: argparse.Namespace) -> int:
             item = service.show(args.id)
         else:
             item = service.show_by_call_recording_id(args.call_recording_id)
+            same = build_filter({"call_recording_id": args.call_recording_id})
+            total = service.list(same, page=1, max=1)["pagination"]["total"]
+            if total > 1:
+                print(f"srs: note: {plural(total, 'recording')} have call-recording-id "
+                      f"{args.call_recording_id!r}; showing the newest (all of them: srs recordings list "
+                      f"--call-recording-id {args.call_recording_id})", file=sys.stderr)
     if args.json:
         _print_json(item)
     else:
@@ -163,7 +187,7 @@ def _download(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
         else:
             shutil.copyfile(source, args.output)
-            print(f"wrote {args.output} ({source.stat().st_size} bytes)", file=sys.stderr)
+            print(f"wrote {args.output} ({plural(source.stat().st_size, 'byte')})", file=sys.stderr)
     return 0
 
 
@@ -195,7 +219,8 @@ def _export(args: argparse.Namespace) -> int:
             job = service.export(filt=_filter_from_args(args), fmt=fmt, actor=_actor())
         archive = service.export_file(job["id"])
         shutil.move(str(archive), args.output)
-    print(f"wrote {args.output} ({job['count']} recordings, {job['size']} bytes)", file=sys.stderr)
+    print(f"wrote {args.output} ({plural(job['count'], 'recording')}, {plural(job['size'], 'byte')})",
+          file=sys.stderr)
     return 0
 
 
@@ -281,8 +306,10 @@ def _audit_list(args: argparse.Namespace) -> int:
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
-                        help=f"data directory (default {DEFAULT_DATA_DIR})")
+    add_config_flags(common, data_dir_help=(
+        f"data directory made by srs serve (default: $SRS_DATA_DIR, the config file's "
+        f"[storage] data_dir, else {DEFAULT_DATA_DIR})"
+    ))
     return common
 
 
@@ -317,7 +344,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     show = actions.add_parser("show", parents=[common], help="one recording")
     show.add_argument("id", nargs="?")
-    show.add_argument("--call-recording-id", metavar="X", help="newest recording with this call-recording-id")
+    show.add_argument("--call-recording-id", metavar="X",
+                      help="the newest recording with this call-recording-id (a note on stderr says when "
+                           "there are more)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_show)
 

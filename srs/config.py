@@ -176,29 +176,96 @@ def _convert(section: str, key: str, current: Any, value: Any) -> Any:
     return value
 
 
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("log", "level"): ("debug", "info", "warning", "error"),
+    ("media", "pause"): ("silence", "cut"),
+    ("media", "output"): ("mono", "stereo", "per-stream"),
+    ("media", "format"): ("wav", "flac", "ogg-opus", "mp3"),
+}
+"""Keys whose value is one of a few words: anything else is refused, never read as the default."""
+
+_DAY = 86_400
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("sip", "answer_delay_ms"): (0, 60_000),
+    ("sip", "reject_status"): (300, 699),
+    ("sip", "max_message_size"): (1024, 16 * 1024 * 1024),
+    ("sip", "t1_ms"): (1, 60_000),
+    ("sip", "t2_ms"): (1, 600_000),
+    ("sip", "min_se"): (90, _DAY),
+    ("sip", "rate_limit_per_source"): (0, 1_000_000),
+    ("sip", "rate_limit_burst"): (1, 1_000_000),
+    ("media", "rtp_port_min"): (1024, 65535),
+    ("media", "rtp_port_max"): (1024, 65535),
+    ("media", "reorder_window_ms"): (0, 2000),
+    ("media", "flush_interval_ms"): (10, 60_000),
+    ("media", "relatch_silence_ms"): (0, 3_600_000),
+    ("media", "workers"): (0, 64),
+    ("limits", "max_sessions"): (1, 1_000_000),
+    ("limits", "max_duration_s"): (1, 31 * _DAY),
+    ("limits", "drain_seconds"): (0, _DAY),
+    ("limits", "max_loop_lag_ms"): (0, 60_000),
+    ("limits", "max_sip_backlog_kb"): (0, 1024 * 1024),
+    ("http", "link_max_validity_min"): (1, 366 * 24 * 60),
+    ("storage", "retention_days"): (0, 100 * 366),
+    ("storage", "retention_interval_s"): (0.01, 366 * _DAY),
+    ("storage", "min_free_mb"): (0, 1 << 30),
+    ("storage", "warn_free_mb"): (0, 1 << 30),
+}
+"""Every number's accepted range (inclusive): a typo of a few digits is refused at start with the
+key and the range named, instead of a daemon that times out every call or never flushes."""
+
+NON_EMPTY = {("sip", "reject_reason"), ("sip", "user_agent"), ("storage", "data_dir")}
+MIN_RTP_PORTS_PER_CALL = 4
+"""A two-stream SIPREC call takes two even RTP ports and the odd RTCP port after each."""
+
+
+def _check_values(config: Config) -> None:
+    for (section, key), choices in CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in choices:
+            raise ConfigError(f"[{section}] {key}: expected one of {', '.join(choices)}, got {value!r}")
+    for (section, key), (low, high) in RANGES.items():
+        value = getattr(getattr(config, section), key)
+        if not low <= value <= high:
+            raise ConfigError(f"[{section}] {key}: expected {low:g}..{high:g}, got {value!r}")
+    for section, key in NON_EMPTY:
+        if not str(getattr(getattr(config, section), key)).strip():
+            raise ConfigError(f"[{section}] {key}: must not be empty")
+    for source, days in config.storage.retention_overrides.items():
+        if not 0 <= days <= 100 * 366:
+            raise ConfigError(f"[storage.retention_overrides] {source}: expected 0..36600 days, got {days}")
+    if config.media.codec_preference:
+        import srs_codecs  # the decoders srs has; a misspelt name would be ignored silently
+
+        known = {str(encoding).upper() for encoding, _ in srs_codecs.supported_codecs()}
+        for name in config.media.codec_preference:
+            if name.upper() not in known:
+                raise ConfigError(
+                    f"[media] codec_preference: {name!r} is not a codec srs decodes "
+                    f"({', '.join(sorted(known))})"
+                )
+    for url in config.http.webhook_urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"[http] webhook_urls: {url!r} is not an http:// or https:// URL")
+
+
 def _validate(config: Config) -> None:
+    _check_values(config)
     media = config.media
-    if not 1024 <= media.rtp_port_min < media.rtp_port_max <= 65535:
+    if not media.rtp_port_min < media.rtp_port_max:
         raise ConfigError(
             f"[media] rtp_port_min/rtp_port_max: need 1024 <= min < max <= 65535, "
             f"got {media.rtp_port_min}-{media.rtp_port_max}"
         )
-    if media.pause not in ("silence", "cut"):
-        raise ConfigError(f'[media] pause: expected "silence" or "cut", got {media.pause!r}')
-    if media.output not in ("mono", "stereo", "per-stream"):
-        raise ConfigError(f"[media] output: expected mono, stereo or per-stream, got {media.output!r}")
-    if media.format not in ("wav", "flac", "ogg-opus", "mp3"):
-        raise ConfigError(f"[media] format: expected wav, flac, ogg-opus or mp3, got {media.format!r}")
-    if not 0 <= media.workers <= 64:
-        raise ConfigError(f"[media] workers: expected 0..64, got {media.workers}")
-    if not 0 <= media.reorder_window_ms <= 2000:
-        raise ConfigError("[media] reorder_window_ms: expected 0..2000")
-    if config.limits.drain_seconds < 0:
-        raise ConfigError("[limits] drain_seconds: must not be negative")
-    if config.limits.max_sip_backlog_kb < 0:
-        raise ConfigError("[limits] max_sip_backlog_kb: must not be negative")
-    if not 300 <= config.sip.reject_status <= 699:
-        raise ConfigError("[sip] reject_status: expected a final status 300..699")
+    first_even = media.rtp_port_min + media.rtp_port_min % 2
+    if media.rtp_port_max - first_even + 1 < MIN_RTP_PORTS_PER_CALL:
+        raise ConfigError(
+            f"[media] rtp_port_min/rtp_port_max: {media.rtp_port_min}-{media.rtp_port_max} is too small "
+            f"for one two-stream call (it needs {MIN_RTP_PORTS_PER_CALL} ports from an even one)"
+        )
+    if config.sip.t2_ms < config.sip.t1_ms:
+        sip = config.sip
+        raise ConfigError(f"[sip] t2_ms ({sip.t2_ms}) must not be less than t1_ms ({sip.t1_ms})")
     for network in config.sip.allowed_networks:
         try:
             ipaddress.ip_network(network, strict=False)

@@ -7,6 +7,10 @@ media), so bad input never becomes a traceback or a lost call.
 
 from __future__ import annotations
 
+import errno
+
+from srs.exitcodes import ExitCode
+
 
 class SrsError(Exception):
     """Base of every error srs raises on purpose."""
@@ -69,3 +73,47 @@ class RtpError(ParseError):
 
 class ConfigError(SrsError):
     """A configuration file or flag srs refuses to start with."""
+
+    exit_code: int = ExitCode.USAGE
+
+
+class StartupError(SrsError):
+    """Something outside srs keeps it from starting or from opening its data: told in one line.
+
+    ``exit_code`` is what the `srs` command exits with (:class:`srs.exitcodes.ExitCode`).
+    """
+
+    exit_code: int = ExitCode.FAILURE
+
+
+class DataDirError(StartupError):
+    """The data directory is missing, not a directory, not writable or not an srs data directory."""
+
+    exit_code = ExitCode.DATA_DIR
+
+
+class DataDirInUse(StartupError):
+    """Another daemon holds the data directory: two would repair and finalize each other's calls."""
+
+    exit_code = ExitCode.DATA_DIR_IN_USE
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class ListenError(StartupError):
+    """A listen address that cannot be bound; ``exit_code`` tells "in use" from "not permitted"."""
+
+    def __init__(self, what: str, address: str, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(f"cannot listen on {what} {address}: {reason}")
+        self.exit_code = (
+            ExitCode.ADDRESS_IN_USE if error.errno == errno.EADDRINUSE else ExitCode.ADDRESS_NOT_PERMITTED
+        )
+
+
+class TlsSetupError(StartupError):
+    """A TLS certificate, key or CA file that cannot be loaded."""
+
+    exit_code = ExitCode.TLS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import uvicorn
 
 from srs.api.app import create_app
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
+from srs.errors import ListenError
 from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
 from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService
@@ -31,6 +33,25 @@ from srs.storage.layout import DataLayout
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
 RECORDING_EVENTS = ("recording_started", "recording_finished", "recording_available")
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before the daemon starts anything else: a taken or
+    forbidden address is a :class:`ListenError` naming it, not uvicorn's log line and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError("HTTP", where, exc) from None
+    return sock
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -63,7 +84,7 @@ class RetentionJob:
         if self.metrics is not None:
             self.metrics.retention_swept(len(removed))
         if removed:
-            log.info("retention deleted %d recordings", len(removed))
+            log.info("retention deleted %d recording%s", len(removed), "" if len(removed) == 1 else "s")
         return removed
 
     async def run(self) -> None:
@@ -116,7 +137,9 @@ class HttpRuntime:
         metrics: DaemonMetrics,
         server: _EmbeddedServer | None,
         export_sweeper: ExportSweeper | None = None,
+        listen_socket: socket.socket | None = None,
     ) -> None:
+        self.listen_socket = listen_socket
         self.index = index
         self.service = service
         self.webhooks = webhooks
@@ -144,7 +167,8 @@ class HttpRuntime:
     async def _start(self) -> None:
         await self.webhooks.start()
         if self.server is not None:
-            self._serving = asyncio.create_task(self.server.serve(), name="srs-http")
+            sockets = [self.listen_socket] if self.listen_socket is not None else None
+            self._serving = asyncio.create_task(self.server.serve(sockets), name="srs-http")
             while not self.server.started:
                 if self._serving.done():
                     self._serving.result()  # raises why it could not start (e.g. port in use)
@@ -225,10 +249,12 @@ async def start_http_runtime(
     retention_overrides: Mapping[str, int],
     retention_interval_s: float,
     metrics: DaemonMetrics,
+    listen_socket: socket.socket | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
-    ``listen_host=None`` runs webhooks and retention without serving HTTP.
+    ``listen_host=None`` runs webhooks and retention without serving HTTP; ``listen_socket`` is
+    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself).
     """
     layout = DataLayout(data_dir)
     layout.ensure()
@@ -266,6 +292,7 @@ async def start_http_runtime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
         metrics=metrics, server=server,
         export_sweeper=ExportSweeper(service, sweep_interval(export_ttl_s)),
+        listen_socket=listen_socket if server is not None else None,
     )
     try:
         await runtime._start()

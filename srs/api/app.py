@@ -14,17 +14,18 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import srs
 from srs.api.files import file_response, make_etag
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
+from srs.api.strict import strict_query
 from srs.service.audit import Action
 from srs.service.errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
 from srs.service.exports import ExportManager
-from srs.service.filters import FILTER_KEYS, build_filter, split_extension
+from srs.service.filters import FILTER_KEYS, build_filter, filter_from_mapping, split_extension
 from srs.service.principal import Kind, Principal
 from srs.service.recordings import API_PREFIX, CONTENT_TYPES, RecordingService
 from srs.service.timefmt import iso_utc
@@ -39,7 +40,10 @@ ARCHIVE_TYPES = {"tar.gz": "application/gzip", "zip": "application/zip"}
 
 
 class ExportRequest(BaseModel):
-    """Either ``ids`` or ``filter`` (the same keys as the list endpoint's query parameters)."""
+    """Either ``ids`` or ``filter`` (the same keys as the list endpoint's query parameters);
+    any other key (``filters``, say) is refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
 
     ids: list[str] | None = None
     filter: dict[str, Any] | None = None
@@ -74,6 +78,15 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+def for_scope(item: dict[str, Any], scope: str | None) -> dict[str, Any]:
+    """A recording as ``scope`` may see it: the file's place on the server's disk only for admin
+    tokens (a read token is given to people who listen to calls, not to people who run the host)."""
+    file = item.get("file")
+    if scope == "admin" or not isinstance(file, dict) or "path" not in file:
+        return item
+    return {**item, "file": {key: value for key, value in file.items() if key != "path"}}
+
+
 Read = Annotated[Principal, Depends(_need("read"))]
 Admin = Annotated[Principal, Depends(_need("admin"))]
 
@@ -94,7 +107,11 @@ def create_app(
         service.max_link_validity_s / 60
     )
     metrics = MetricsExporter(service, metrics_provider, include_store=store_metrics)
-    app = FastAPI(title="srs", version=srs.__version__, description="SIPREC recording server API")
+    app = FastAPI(
+        title="srs", version=srs.__version__, description="SIPREC recording server API",
+        dependencies=[Depends(strict_query)],  # unknown query parameters are refused by name
+        redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # public: /openapi.json and /docs only
+    )
     app.state.webhooks = webhooks
     app.state.tokens = tokens
 
@@ -138,7 +155,7 @@ def create_app(
     @app.get(f"{API_PREFIX}/recordings", tags=["recordings"])
     def list_recordings(
         request: Request,
-        _: Read,
+        who: Read,
         state: str | None = None,
         start: str | None = Query(None, description="ISO 8601 or unix seconds; started_at >= start"),
         end: str | None = Query(None, description="ISO 8601 or unix seconds; started_at < end"),
@@ -160,11 +177,12 @@ def create_app(
                   if key.startswith("ext.") and len(key) > 4]
         values = {k: request.query_params.get(k) for k in FILTER_KEYS}
         filt = build_filter(values, pairs, oldest_first=order == "oldest")
-        return service.list(filt, page=page, max=max)
+        result = service.list(filt, page=page, max=max)
+        return {**result, "items": [for_scope(item, who.scope) for item in result["items"]]}
 
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}", tags=["recordings"])
-    def show_recording(recording_id: str, _: Read) -> dict[str, Any]:
-        return service.show(recording_id)
+    def show_recording(recording_id: str, who: Read) -> dict[str, Any]:
+        return for_scope(service.show(recording_id), who.scope)
 
     def serve_recording(request: Request, recording_id: str, download: bool, who: Principal) -> Response:
         path = service.file_path(recording_id)
@@ -206,7 +224,11 @@ def create_app(
         recording_id: str,
         who: Read,
         validity: float = Query(default_link_validity_min, gt=0, description="minutes"),
-        download: int = Query(0, ge=0, le=1),
+        download: int = Query(
+            0, ge=0, le=1,
+            description="1: answer 303 See Other with the signed link in Location (a browser or "
+                        "`curl -L` fetches the file at once) instead of the JSON body",
+        ),
     ) -> Response:
         if validity > max_link_min:
             raise BadRequest(f"validity is at most {max_link_min:g} minutes")
@@ -264,12 +286,7 @@ def create_app(
             raise BadRequest("give exactly one of ids or filter")
         filt: RecordingFilter | None = None
         if body.filter is not None:
-            raw = dict(body.filter)
-            pairs = [split_extension(str(item)) for item in raw.pop("extension", None) or []]
-            unknown = set(raw) - set(FILTER_KEYS)
-            if unknown:
-                raise BadRequest(f"unknown filter keys: {', '.join(sorted(unknown))}")
-            filt = build_filter(raw, pairs)
+            filt = filter_from_mapping(body.filter)
         job = await exports.submit(body.ids, filt, body.format, actor=who, client=_client(request))
         return JSONResponse(job, status_code=202, headers={"Location": job["links"]["self"]})
 

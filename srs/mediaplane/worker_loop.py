@@ -360,6 +360,8 @@ def worker_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
     _set_parent_death_signal(signal.SIGTERM)
+    # the daemon starts us with both blocked (see WorkerPlane); from here on they are handled
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     if os.getppid() != parent:
         return 0
     tune_collector()

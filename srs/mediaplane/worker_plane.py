@@ -12,6 +12,7 @@ import contextlib
 import os
 import pickle
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all
 
 _STOP_WAIT_S = 10.0
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _SEND_WAIT_S = 5.0
 
 
@@ -36,11 +38,19 @@ class _Worker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _MAX_COMMAND)
         self.sock = ours
         self.sock.setblocking(False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "srs.mediaplane.worker_loop", str(theirs.fileno()), str(flush_interval)],
-            pass_fds=[theirs.fileno()],
-            close_fds=True,
-        )
+        # The child starts with SIGINT/SIGTERM blocked and unblocks them once it has its own
+        # handlers: a signal sent to the process group (Ctrl-C, `kill -TERM -PGID`) while its
+        # interpreter is still starting would otherwise kill it before it can ignore it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "srs.mediaplane.worker_loop", str(theirs.fileno()),
+                 str(flush_interval)],
+                pass_fds=[theirs.fileno()],
+                close_fds=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         theirs.close()
         self.keys: set[str] = set()
         self.alive = True
@@ -164,12 +174,16 @@ class WorkerPlane(MediaPlane):
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(1.0)
         if self.log is not None:
-            self.log.error(
-                "media_worker_exited",
-                worker=worker.index,
-                code=worker.process.returncode,
-                recordings=len(worker.keys),
-            )
+            code = worker.process.returncode
+            # Error level only when something was lost: a worker without recordings stopped by a
+            # signal to the process group (an operator stopping srs) is part of a normal shutdown.
+            if worker.keys:
+                report = self.log.error
+            elif code is not None and -code in _GROUP_SIGNALS:
+                report = self.log.info
+            else:
+                report = self.log.warning
+            report("media_worker_exited", worker=worker.index, code=code, recordings=len(worker.keys))
         for key in worker.keys:
             future = self._pending.pop(key, None)
             if future is not None and not future.done():

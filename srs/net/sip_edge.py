@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from srs.config import HostPort
-from srs.errors import ParseError
+from srs.errors import ListenError, ParseError
 from srs.sip.framing import StreamFramer
 from srs.sip.routing import Address, Outgoing, Transport
 
@@ -30,6 +30,26 @@ def _address(peer: Any) -> Address:
 
 
 _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_LISTEN_BACKLOG = 512
+
+
+def _bind(hp: HostPort, kind: socket.SocketKind, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT after a restart
+        sock.bind((hp.host, hp.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(_LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(what, str(hp), exc) from None
+    return sock
+
 
 class _LocalAddressGuess:
     """Which local address reaches a peer, for listeners bound to a wildcard address."""
@@ -147,6 +167,7 @@ class SipEdge:
         self._stream_error_handler = on_stream_error
         self._client_ssl: ssl.SSLContext | None = None
         self.bound: list[tuple[Transport, Address]] = []
+        self._bound_sockets: list[tuple[Transport, socket.socket]] = []
 
     def udp_backlog(self) -> int | None:
         """Bytes of SIP waiting unread in the kernel on the UDP listeners (``SO_MEMINFO``'s receive
@@ -163,6 +184,29 @@ class SipEdge:
             total += int.from_bytes(info[:4], sys.byteorder)
         return total
 
+    def bind(self, listen: Sequence[HostPort], tls_listen: Sequence[HostPort] = ()) -> None:
+        """Bind every listener now, before the daemon touches its data: a taken or forbidden
+        address is a :class:`ListenError` naming it. The kernel queues what arrives until
+        :meth:`start` attaches the sockets to the event loop.
+
+        UDP listeners do not set ``SO_REUSEADDR``: on Linux it lets a second process bind the same
+        UDP port and silently take half of the SIP traffic.
+        """
+        if self._bound_sockets:
+            return
+        made: list[tuple[Transport, socket.socket]] = []
+        try:
+            for hp in listen:
+                made.append((Transport.UDP, _bind(hp, socket.SOCK_DGRAM, "SIP UDP")))
+                made.append((Transport.TCP, _bind(hp, socket.SOCK_STREAM, "SIP TCP")))
+            for hp in tls_listen:
+                made.append((Transport.TLS, _bind(hp, socket.SOCK_STREAM, "SIP TLS")))
+        except BaseException:
+            for _, sock in made:
+                sock.close()
+            raise
+        self._bound_sockets = made
+
     async def start(
         self,
         listen: Sequence[HostPort],
@@ -170,36 +214,25 @@ class SipEdge:
         server_ssl: ssl.SSLContext | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        for hp in listen:
-            family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
-            udp_sock = socket.socket(family, socket.SOCK_DGRAM)
-            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-            if family == socket.AF_INET6:
-                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            udp_sock.bind((hp.host, hp.port))
-            self._udp_sockets.append(udp_sock)
-            bound = _address(udp_sock.getsockname())
-            protocol = _UdpProtocol(self, bound)
-            await loop.create_datagram_endpoint(lambda p=protocol: p, sock=udp_sock)  # type: ignore[misc]
-            self._udp.append(protocol)
-            self.bound.append((Transport.UDP, bound))
-            server = await loop.create_server(
-                lambda: _StreamProtocol(self, Transport.TCP), hp.host, hp.port, reuse_address=True
-            )
-            self._servers.append(server)
-            self.bound.append((Transport.TCP, _address(server.sockets[0].getsockname())))
-        for hp in tls_listen:
-            assert server_ssl is not None
-            server = await loop.create_server(
-                lambda: _StreamProtocol(self, Transport.TLS),
-                hp.host,
-                hp.port,
-                ssl=server_ssl,
-                reuse_address=True,
-            )
-            self._servers.append(server)
-            self.bound.append((Transport.TLS, _address(server.sockets[0].getsockname())))
+        self.bind(listen, tls_listen)
+        sockets, self._bound_sockets = self._bound_sockets, []
+        for kind, sock in sockets:
+            bound = _address(sock.getsockname())
+            if kind is Transport.UDP:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                self._udp_sockets.append(sock)
+                protocol = _UdpProtocol(self, bound)
+                await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)  # type: ignore[misc]
+                self._udp.append(protocol)
+            else:
+                assert kind is Transport.TCP or server_ssl is not None
+                server = await loop.create_server(
+                    lambda k=kind: _StreamProtocol(self, k),  # type: ignore[misc]
+                    sock=sock,
+                    ssl=server_ssl if kind is Transport.TLS else None,
+                )
+                self._servers.append(server)
+            self.bound.append((kind, bound))
         self._client_ssl = ssl.create_default_context()
         self._client_ssl.check_hostname = False
         self._client_ssl.verify_mode = ssl.CERT_NONE
@@ -264,6 +297,9 @@ class SipEdge:
         protocol.write(outgoing.data)
 
     def close(self) -> None:
+        for _, sock in self._bound_sockets:
+            sock.close()
+        self._bound_sockets = []
         self._udp_sockets.clear()
         for protocol in self._udp:
             if protocol.transport is not None:

@@ -16,6 +16,47 @@ FILTER_KEYS = (
 )
 
 
+EXTENSION_KEY = "extension"
+"""Where a filter carries ``KEY:VALUE`` extension matches (a list; the query string may repeat it)."""
+EXTENSION_PREFIX = "ext."
+"""``ext.KEY=VALUE`` in a query string: the same as ``extension=KEY:VALUE``."""
+
+
+def check_keys(
+    keys: Iterable[str], allowed: Iterable[str], *, what: str, prefixes: Iterable[str] = ()
+) -> None:
+    """Refuse a key that is not ``allowed`` (nor starts with one of ``prefixes``), naming it.
+
+    A misspelt filter silently dropped answers with every recording (or exports all of them),
+    so list, export and CLI filters, and every query string of the API, go through here.
+    """
+    known = set(allowed)
+    starts = tuple(prefixes)
+    unknown = sorted({
+        key for key in keys
+        if key not in known and not (starts and key.startswith(starts) and key not in starts)
+    })
+    if unknown:
+        expected = ", ".join(sorted(known) + [f"{p}KEY" for p in starts]) or "none"
+        raise BadRequest(f"unknown {what} {', '.join(repr(k) for k in unknown)} (expected: {expected})")
+
+
+def filter_from_mapping(raw: Mapping[str, Any], *, oldest_first: bool = False) -> RecordingFilter:
+    """A filter given as one mapping (an export request's ``filter``): the list endpoint's keys,
+    ``extension`` as a list of ``KEY:VALUE``, and ``ext.KEY`` entries; anything else is refused."""
+    check_keys(raw, (*FILTER_KEYS, EXTENSION_KEY), what="filter key", prefixes=(EXTENSION_PREFIX,))
+    extensions = raw.get(EXTENSION_KEY) or []
+    if isinstance(extensions, str):
+        extensions = [extensions]
+    if not isinstance(extensions, list):
+        raise BadRequest(f"{EXTENSION_KEY} must be a list of KEY:VALUE strings")
+    pairs = [split_extension(str(item)) for item in extensions]
+    pairs += [(key[len(EXTENSION_PREFIX):], str(value)) for key, value in raw.items()
+              if key.startswith(EXTENSION_PREFIX)]
+    values = {key: value for key, value in raw.items() if key in FILTER_KEYS}
+    return build_filter(values, pairs, oldest_first=oldest_first)
+
+
 MAX_DURATION_S = 10 * 366 * 86_400  # far beyond any call, far below SQLite's integer range
 
 
@@ -47,6 +88,8 @@ def split_extension(text: str) -> tuple[str, str]:
 def build_filter(
     values: Mapping[str, Any], extensions: Iterable[tuple[str, str]] = (), *, oldest_first: bool = False
 ) -> RecordingFilter:
+    check_keys(values, FILTER_KEYS, what="filter key")
+
     def text(key: str) -> str | None:
         value = values.get(key)
         if value is None or value == "":

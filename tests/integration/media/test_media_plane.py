@@ -211,3 +211,59 @@ def test_a_worker_exits_when_the_daemon_side_of_its_socket_closes() -> None:
             plane.workers = []
 
     assert run(scenario) == 0
+
+
+class _Log:
+    """Records (level, event) pairs the way the daemon's structured logger is called."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        def record(event: str, **fields: object) -> None:
+            self.lines.append((level, event))
+
+        return record
+
+
+def test_a_group_signal_while_a_worker_starts_neither_kills_it_nor_logs_an_error() -> None:
+    """SIGTERM to the process group (an operator stopping srs) right after a worker was spawned:
+    the worker used to die of it (-15) before its interpreter could ignore it, and the daemon
+    logged ``media_worker_exited`` at error level during a normal shutdown."""
+    log = _Log()
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> tuple[int | None, list[tuple[str, str]]]:
+        plane = WorkerPlane(1, log=log)
+        plane.start(loop)
+        worker = plane.workers[0]
+        os.kill(worker.process.pid, signal.SIGTERM)  # before its interpreter has even started
+        os.kill(worker.process.pid, signal.SIGINT)
+        await asyncio.sleep(1.5)
+        alive = worker.process.poll()
+        plane.stop()
+        return alive, list(log.lines)
+
+    alive, lines = run(scenario)
+    assert alive is None, f"worker died of signal {alive}"
+    assert not [line for line in lines if line[0] == "error"]
+
+
+def test_a_worker_that_dies_without_recordings_is_a_warning_not_an_error() -> None:
+    log = _Log()
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> list[tuple[str, str]]:
+        plane = WorkerPlane(1, log=log)
+        plane.start(loop)
+        worker = plane.workers[0]
+        await asyncio.sleep(0.5)
+        worker.process.send_signal(signal.SIGKILL)  # gone; what is logged depends on what it held
+        for _ in range(100):
+            if plane.workers[0] is not worker:
+                break
+            await asyncio.sleep(0.05)
+        plane.stop()
+        return list(log.lines)
+
+    lines = run(scenario)
+    assert ("warning", "media_worker_exited") in lines
+    assert not [line for line in lines if line[0] == "error"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.config import Config, HostPort, build_config, load_config, with_overrides
+from srs.config import CHOICES, RANGES, Config, HostPort, build_config, load_config, with_overrides
 from srs.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "srs.example.toml"
@@ -119,3 +119,72 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[sip\n")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("log", "level", "verbose"), ("log", "level", "INFO"), ("media", "pause", "skip"),
+     ("media", "output", "surround"), ("media", "format", "aac")],
+)
+def test_enumerated_values_are_refused_unless_listed(section: str, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"\[{section}\] {key}: expected one of .*{value!r}"):
+        build_config({section: {key: value}})
+
+
+def test_every_choice_listed_is_accepted() -> None:
+    for (section, key), choices in CHOICES.items():
+        for choice in choices:
+            assert getattr(getattr(build_config({section: {key: choice}}), section), key) == choice
+
+
+@pytest.mark.parametrize(("section", "key"), sorted(RANGES))
+def test_every_number_is_checked_against_its_range(section: str, key: str) -> None:
+    low, high = RANGES[(section, key)]
+    integer = isinstance(getattr(getattr(Config(), section), key), int)
+    below, above = (int(low) - 1, int(high) + 1) if integer else (low - 1.0, high + 1.0)
+    for bad in (below, above):
+        with pytest.raises(ConfigError, match=rf"\[{section}\] {key}: expected"):
+            build_config(_with_consistent_ports({section: {key: bad}}))
+
+
+def _with_consistent_ports(data: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Out-of-range port values are tested alone: the other end is moved out of the way."""
+    media = data.get("media", {})
+    if "rtp_port_min" in media:
+        media.setdefault("rtp_port_max", 65535)
+    if "rtp_port_max" in media:
+        media.setdefault("rtp_port_min", 1024)
+    return data
+
+
+@pytest.mark.parametrize(("low", "high"), [(30000, 30002), (30001, 30003), (30000, 30001)])
+def test_a_port_range_too_small_for_one_call_is_refused(low: int, high: int) -> None:
+    with pytest.raises(ConfigError, match="too small for one two-stream call"):
+        build_config({"media": {"rtp_port_min": low, "rtp_port_max": high}})
+    with pytest.raises(ConfigError, match="too small"):
+        with_overrides(Config(), rtp_ports=f"{low}-{high}")
+
+
+def test_the_smallest_port_range_that_fits_a_call() -> None:
+    assert build_config({"media": {"rtp_port_min": 30001, "rtp_port_max": 30005}}).media.rtp_port_max == 30005
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"sip": {"user_agent": " "}}, r"\[sip\] user_agent: must not be empty"),
+        ({"storage": {"data_dir": ""}}, r"\[storage\] data_dir"),
+        ({"sip": {"t1_ms": 5000, "t2_ms": 4000}}, "t2_ms"),
+        ({"http": {"webhook_urls": ["ftp://x"]}}, "webhook_urls"),
+        ({"storage": {"retention_overrides": {"10.0.0.1:5060": -1}}}, "retention_overrides"),
+        ({"media": {"codec_preference": ["PCMA", "PCMUU"]}}, "'PCMUU' is not a codec"),
+    ],
+)
+def test_other_values_that_cannot_work_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        build_config(data)
+
+
+def test_codec_preference_takes_the_names_srs_decodes_in_any_case() -> None:
+    config = build_config({"media": {"codec_preference": ["pcma", "PCMU", "G722", "opus"]}})
+    assert config.media.codec_preference == ("pcma", "PCMU", "G722", "opus")

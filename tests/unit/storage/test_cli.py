@@ -75,7 +75,7 @@ def test_show(svc: RecordingService, data: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize("wanted", ["01HZX3Y5Q8K2M4N6P8R0S2T4V6", "../../etc/passwd"])
 def test_show_unknown_id_is_one_line_on_stderr(
-    data: Path, capsys: pytest.CaptureFixture[str], wanted: str
+    svc: RecordingService, data: Path, capsys: pytest.CaptureFixture[str], wanted: str
 ) -> None:
     assert run("recordings", "show", wanted, "--data-dir", str(data)) == 1
     captured = capsys.readouterr()
@@ -127,7 +127,7 @@ def test_export(svc: RecordingService, data: Path, tmp_path: Path) -> None:
     assert zipped.read_bytes()[:2] == b"PK"
 
 
-def test_token_lifecycle(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_token_lifecycle(svc: RecordingService, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("token", "create", "--scope", "admin", "--name", "ops", "--json", "--data-dir", str(data)) == 0
     created = json.loads(capsys.readouterr().out)
     assert set(created) >= {"token", "id", "scope"} and created["scope"] == "admin"
@@ -159,8 +159,9 @@ def test_every_subcommand_takes_data_dir() -> None:
         ["token", "list"],
         ["token", "revoke", "X"],
     ):
-        assert parser.parse_args(argv).data_dir == "./var"
+        assert parser.parse_args(argv).data_dir is None  # flag > SRS_DATA_DIR > config file > ./var
         assert parser.parse_args([*argv, "--data-dir", "/d"]).data_dir == "/d"
+        assert parser.parse_args([*argv, "--config", "/c.toml"]).config == "/c.toml"
 
 
 def test_cli_reads_are_audited_and_listed_and_links_revoked(
