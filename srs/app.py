@@ -45,6 +45,7 @@ from srs.net.sip_edge import SipEdge
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
+from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import (
     MessageDropped,
@@ -56,9 +57,12 @@ from srs.siprec.events import (
     UaEvent,
 )
 from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.objects import ObjectStore, S3Options, open_store, options_from_env
 from srs.storage.records import FinalizedRecording, State
+from srs.storage.uploads import UploadJob, UploadLedger, object_key
 
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
 
@@ -147,6 +151,8 @@ class Daemon:
         limits = config.limits
         self.backlog = BacklogMonitor(limits.max_sip_backlog_kb * 1024) if limits.max_sip_backlog_kb else None
         self._disk_warned = False
+        self.objects = open_objects(config)
+        self.uploader: Uploader | None = None
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
@@ -242,6 +248,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         self.metrics.set_live_source(self._live_metrics)
         self.http = await self._start_http()
+        if self.objects is not None:
+            await self._start_uploader(self.objects)
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
         watching = self.lag is not None or self.backlog is not None
@@ -263,6 +271,11 @@ class Daemon:
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
+        if self.uploader is not None:
+            # In-flight uploads get a moment; the rest stay pending in the index for the next start.
+            await asyncio.to_thread(self.uploader.stop, 5.0)
+        if self.objects is not None:
+            self.objects.close()
         self.edge.close()
         self.live.plane.stop()
         self.index.close()
@@ -291,7 +304,33 @@ class Daemon:
             retention_overrides=storage.retention_overrides,
             retention_interval_s=storage.retention_interval_s,
             metrics=self.metrics,
+            objects=self.objects,
         )
+
+    async def _start_uploader(self, store: ObjectStore) -> None:
+        """Threads that upload finished recordings; what a previous run left pending goes first."""
+        storage = self.config.storage
+        ledger = UploadLedger(await asyncio.to_thread(Database, self.layout.index_path))
+        metrics = self.metrics
+
+        def heard(event: str, recording_id: str, job: UploadJob, reason: str | None) -> None:
+            metrics.upload_event(event, job.size)
+            if event == "done":
+                self.log.info("recording_uploaded", recording=recording_id, key=job.key, size=job.size)
+            elif event == "failed":
+                self.log.error("upload_failed", recording=recording_id, reason=reason)
+
+        self.uploader = Uploader(
+            ledger, store, self.layout.data_dir,
+            UploaderOptions(
+                concurrency=storage.upload_concurrency, backoff_max_s=storage.upload_retry_max_s
+            ),
+            listener=heard,
+        )
+        self.uploader.start()
+        self.metrics.set_upload_source(self.uploader.backlog)
+        resumed = await asyncio.to_thread(self.uploader.resume)
+        self.log.info("uploader_started", store=store.url, resumed=resumed)
 
     def _live_metrics(self) -> dict[str, float]:
         live = self.live
@@ -426,6 +465,16 @@ class Daemon:
             digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
             finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))
         self.live.publish(finished)
+        final = finished.final
+        if self.uploader is not None and final is not None and final.file_path and final.sha256:
+            try:
+                key = object_key(self.layout.data_dir, final.file_path)
+            except ValueError:
+                self.log.error("upload_skipped", recording=finished.recording_id, reason="outside data dir")
+            else:
+                self.uploader.submit(
+                    UploadJob(finished.recording_id, final.file_path, key, final.sha256, final.file_size or 0)
+                )
         if finished.final is not None and self.http is not None:
             self.http.recording_event("recording_available", finished.recording_id)
         self.log.info(
@@ -529,6 +578,24 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
+
+
+def open_objects(config: Config) -> ObjectStore | None:
+    """The object store of ``[storage] objects`` (None: recordings stay under the data dir)."""
+    storage = config.storage
+    if not storage.objects:
+        return None
+    options = options_from_env(
+        S3Options(
+            endpoint=storage.objects_endpoint or None,
+            region=storage.objects_region or None,
+            access_key=storage.objects_access_key or None,
+            secret_key=storage.objects_secret_key or None,
+            multipart_threshold=storage.upload_multipart_mb * 1024 * 1024,
+        ),
+        os.environ,
+    )
+    return open_store(storage.objects, options)
 
 
 def run_daemon(config: Config) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from srs.service.filters import build_filter, split_extension
 from srs.service.recordings import DEFAULT_LINK_VALIDITY_S, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import SCOPES, TokenService
+from srs.storage.objects import ObjectStore, S3Options, open_store, options_from_env
 from srs.storage.records import State
 
 DEFAULT_DATA_DIR = "./var"
@@ -25,11 +27,17 @@ Handler = Callable[[argparse.Namespace], int]
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
-    service = RecordingService.open(Path(args.data_dir))
+    objects: ObjectStore | None = None
+    url = getattr(args, "objects", None) or os.environ.get("SRS_OBJECTS", "")
+    if url:
+        objects = open_store(url, options_from_env(S3Options(), os.environ))
+    service = RecordingService.open(Path(args.data_dir), objects=objects)
     try:
         yield service
     finally:
         service.index.close()
+        if objects is not None:
+            objects.close()
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -115,6 +123,10 @@ def _print_recording(item: dict[str, Any]) -> None:
         file = item["file"]
         print(f"  file: {file['path']} ({file['size']} bytes, {file['sample_rate']} Hz,"
               f" sha256 {file['sha256']})")
+    upload = item.get("upload")
+    if upload:
+        reason = f" ({upload['reason']})" if upload.get("reason") else ""
+        print(f"  upload: {upload['state']}{reason}, {upload['attempts']} attempts, key {upload['key']}")
     for participant in item["participants"]:
         label = f"{participant['aor'] or '-'} {participant['name'] or ''}".rstrip()
         print(f"  participant {participant['id']}: {label}")
@@ -147,14 +159,16 @@ def _show(args: argparse.Namespace) -> int:
 @_guarded
 def _download(args: argparse.Namespace) -> int:
     with _service(args) as service:
-        source = service.file_path(args.id)
+        source = service.stored_file(args.id)
         if args.output == "-":
-            with source.open("rb") as handle:
-                shutil.copyfileobj(handle, sys.stdout.buffer)
+            for chunk in service.read(source):
+                sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
         else:
-            shutil.copyfile(source, args.output)
-            print(f"wrote {args.output} ({source.stat().st_size} bytes)", file=sys.stderr)
+            with open(args.output, "wb") as handle:
+                for chunk in service.read(source):
+                    handle.write(chunk)
+            print(f"wrote {args.output} ({source.size} bytes)", file=sys.stderr)
     return 0
 
 
@@ -249,6 +263,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                         help=f"data directory (default {DEFAULT_DATA_DIR})")
+    common.add_argument("--objects", metavar="URL", default=None,
+                        help="object store of the daemon ([storage] objects; default $SRS_OBJECTS);"
+                             " S3 credentials from the AWS_* environment variables")
     return common
 
 

@@ -26,6 +26,7 @@ from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
@@ -184,6 +185,7 @@ async def start_http_runtime(
     retention_overrides: Mapping[str, int],
     retention_interval_s: float,
     metrics: DaemonMetrics,
+    objects: ObjectStore | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
@@ -193,7 +195,9 @@ async def start_http_runtime(
     layout.ensure()
     index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
     secret = layout.secret()
-    service = RecordingService(index, layout, secret, max_link_validity_s=link_max_validity_min * 60)
+    service = RecordingService(
+        index, layout, secret, max_link_validity_s=link_max_validity_min * 60, objects=objects
+    )
     metrics.data_dir = layout.data_dir
     metrics.set_state_source(index.count_by_state)
     webhooks = WebhookDispatcher(

@@ -13,18 +13,28 @@ import shutil
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from srs.service.errors import BadRequest, BadSignature, Conflict, LinkExpired, NotAvailable, NotFound
+from srs.service.errors import (
+    BadRequest,
+    BadSignature,
+    Conflict,
+    LinkExpired,
+    NotAvailable,
+    NotFound,
+    ServiceError,
+)
 from srs.service.filters import filter_from_json, filter_to_json
 from srs.service.timefmt import iso_utc
 from srs.storage.errors import InvalidId, RecordingNotFound, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.objects import ObjectStore, ObjectStoreError, StoreUnavailable
 from srs.storage.records import RecordingFilter, State
 
 Clock = Callable[[], float]
@@ -34,6 +44,27 @@ EXPORT_FORMATS = ("tar.gz", "zip")
 DEFAULT_LINK_VALIDITY_S = 300
 MAX_LINK_VALIDITY_S = 86_400
 DAY_S = 86_400.0
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A recording's audio and where it is: a local ``path`` or an object store ``key``."""
+
+    recording_id: str
+    size: int
+    sha256: str | None
+    format: str
+    path: Path | None = None
+    key: str | None = None
+
+    @property
+    def etag(self) -> str:
+        if self.sha256:
+            return f'"{self.sha256}"'
+        assert self.path is not None  # an object is only ever stored with its sha256
+        stat = self.path.stat()
+        return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
 
 
 class RecordingService:
@@ -45,20 +76,24 @@ class RecordingService:
         clock: Clock = time.time,
         *,
         max_link_validity_s: int = MAX_LINK_VALIDITY_S,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.index = index
         self.layout = layout
         self.secret = secret
         self.clock = clock
         self.max_link_validity_s = max_link_validity_s
+        self.objects = objects
 
     @classmethod
-    def open(cls, data_dir: Path | str, clock: Clock = time.time) -> RecordingService:
+    def open(
+        cls, data_dir: Path | str, clock: Clock = time.time, objects: ObjectStore | None = None
+    ) -> RecordingService:
         """Open the data directory directly (CLI use: works whether the daemon runs or not)."""
         layout = DataLayout(Path(data_dir))
         layout.ensure()
         index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
-        return cls(index, layout, layout.secret(), clock)
+        return cls(index, layout, layout.secret(), clock, objects=objects)
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -97,15 +132,27 @@ class RecordingService:
         fmt = row.get("file_format") or "wav"
         file_path = row.get("file_path")
         file_info: dict[str, Any] | None = None
+        uploaded = _uploaded(row)
         if file_path:
             absolute = Path(file_path)
             if not absolute.is_absolute():
                 absolute = self.layout.data_dir / absolute
+            location = str(absolute)
+            if uploaded:
+                base_url = self.objects.url if self.objects is not None else "object store"
+                location = f"{base_url.rstrip('/')}/{row['object_key']}"
             file_info = {
-                "path": str(absolute), "name": absolute.name, "size": row.get("file_size"), "format": fmt,
+                "path": location, "name": absolute.name, "size": row.get("file_size"), "format": fmt,
                 "content_type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
                 "sample_rate": row.get("sample_rate"), "channels": row.get("channels"),
-                "sha256": row.get("sha256"),
+                "sha256": row.get("sha256"), "location": "object" if uploaded else "local",
+            }
+        upload: dict[str, Any] | None = None
+        if row.get("upload_state"):
+            upload = {
+                "state": row["upload_state"], "reason": row.get("upload_error"),
+                "attempts": row.get("upload_attempts") or 0, "key": row.get("object_key"),
+                "uploaded_at": iso_utc(row.get("uploaded_at")),
             }
         base = f"{API_PREFIX}/recordings/{rid}"
         links = {"self": base, "metadata": f"{base}/metadata"}
@@ -125,6 +172,7 @@ class RecordingService:
             "incomplete_reason": row.get("incomplete_reason"),
             "legal_hold": bool(row.get("legal_hold")),
             "file": file_info,
+            "upload": upload,
             "participants": list(row.get("participants", [])),
             "streams": list(row.get("streams", [])),
             "sessions": list(row.get("sessions", [])),
@@ -135,12 +183,49 @@ class RecordingService:
             "links": links,
         }
 
-    def file_path(self, recording_id: str) -> Path:
-        """The audio file, only once the recording is available."""
+    def stored_file(self, recording_id: str) -> StoredFile:
+        """Where the audio is (local file or object), only once the recording is available."""
         row = self._row(recording_id)
         state = row["state"]
         if state != State.AVAILABLE.value or not row.get("file_path"):
             raise NotAvailable(f"recording {recording_id} is {state}; no file to serve", state=state)
+        fmt = row.get("file_format") or "wav"
+        if _uploaded(row):
+            if self.objects is None:
+                raise NotAvailable(f"recording {recording_id} is in an object store this srs is not"
+                                   " configured for", state=state)
+            return StoredFile(recording_id, int(row.get("file_size") or 0), row.get("sha256"), fmt,
+                              key=row["object_key"])
+        try:
+            path = self.file_path(recording_id, row)
+        except NotAvailable:
+            fresh = self._row(recording_id)  # the uploader may have moved it a moment ago
+            if not _uploaded(fresh):
+                raise
+            return self.stored_file(recording_id)
+        return StoredFile(recording_id, path.stat().st_size, row.get("sha256"), fmt, path=path)
+
+    def read(self, stored: StoredFile, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The bytes of a stored file from ``start`` (``length`` of them, or to the end), in chunks."""
+        if stored.key is not None:
+            assert self.objects is not None
+            try:
+                return self.objects.read(stored.key, start, length)
+            except StoreUnavailable as exc:
+                raise _store_down(exc) from exc
+            except ObjectStoreError as exc:
+                raise NotAvailable(f"recording {stored.recording_id}: {exc}", state="available") from exc
+        assert stored.path is not None
+        return _file_chunks(stored.path, start, length)
+
+    def file_path(self, recording_id: str, row: Mapping[str, Any] | None = None) -> Path:
+        """The local audio file, only once the recording is available (and not moved to the store)."""
+        row = self._row(recording_id) if row is None else row
+        state = row["state"]
+        if state != State.AVAILABLE.value or not row.get("file_path"):
+            raise NotAvailable(f"recording {recording_id} is {state}; no file to serve", state=state)
+        if _uploaded(row):
+            raise NotAvailable(f"recording {recording_id} is in the object store", state=state)
         try:
             path = self.layout.contain(row["file_path"])
         except UnsafePath as exc:
@@ -169,7 +254,21 @@ class RecordingService:
         self._remove(row, actor, "delete")
 
     def _remove(self, row: Mapping[str, Any], actor: str, action: str) -> None:
+        """Object first: if the store cannot delete it now, the index row stays to try again."""
         rid = row["id"]
+        if row.get("object_key") and row.get("upload_state") in ("done", "pending"):
+            if self.objects is None:
+                if row.get("upload_state") == "done":
+                    raise Conflict(f"recording {rid} is in an object store this srs is not configured for",
+                                   code="store_not_configured")
+            else:
+                try:
+                    self.objects.delete(row["object_key"])
+                except StoreUnavailable as exc:
+                    raise _store_down(exc) from exc
+                except ObjectStoreError as exc:
+                    raise ServiceError(f"recording {rid}: object store refused delete: {exc}",
+                                       code="store_error", status=502) from exc
         if row.get("file_path"):
             with contextlib.suppress(UnsafePath, OSError):
                 self.layout.contain(row["file_path"]).unlink(missing_ok=True)
@@ -215,7 +314,10 @@ class RecordingService:
             full = self.index.get(row["id"])
             if full is None or full.get("legal_hold"):
                 continue
-            self._remove(full, actor, "retention_delete")
+            try:
+                self._remove(full, actor, "retention_delete")
+            except ServiceError:
+                continue  # the object store is down: this row stays for the next sweep
             deleted.append(row["id"])
         return deleted
 
@@ -231,7 +333,7 @@ class RecordingService:
             raise BadRequest("link validity must be positive")
         if validity_s > self.max_link_validity_s:
             raise BadRequest(f"link validity is at most {self.max_link_validity_s} seconds")
-        self.file_path(recording_id)
+        self.stored_file(recording_id)
         expires_at = int(self.clock() + validity_s)
         sig = self._signature(recording_id, expires_at)
         return f"{API_PREFIX}/links/{quote(recording_id)}?exp={expires_at}&sig={sig}", expires_at
@@ -281,11 +383,11 @@ class RecordingService:
             target.parent.mkdir(parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items
             entries: list[dict[str, Any]] = []
-            files: list[tuple[Path, str]] = []
+            files: list[tuple[StoredFile, str]] = []
             for row in rows:
                 entry = self.represent(row)
                 try:
-                    source = self.file_path(row["id"])
+                    source = self.stored_file(row["id"])
                 except NotAvailable:
                     entry["archive_path"] = None
                 else:
@@ -298,7 +400,7 @@ class RecordingService:
                  "recordings": entries},
                 indent=2, sort_keys=True,
             ).encode()
-            _write_archive(temp, fmt, files, manifest, self.clock())
+            _write_archive(temp, fmt, [(s, n, self.read) for s, n in files], manifest, self.clock())
             os.replace(temp, target)
         except Exception as exc:
             temp.unlink(missing_ok=True)
@@ -342,14 +444,65 @@ class RecordingService:
         return path
 
 
+def _uploaded(row: Mapping[str, Any]) -> bool:
+    return row.get("upload_state") == "done" and bool(row.get("object_key"))
+
+
+def _store_down(exc: Exception) -> ServiceError:
+    return ServiceError(f"object store unavailable: {exc}", code="store_unavailable", status=503)
+
+
+def _file_chunks(path: Path, start: int, length: int | None) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of a chunk iterator, for tarfile (which reads exactly ``size`` bytes)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = chunk
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+ArchiveSource = tuple[StoredFile, str, Callable[[StoredFile], Iterator[bytes]]]
+
+
 def _write_archive(
-    target: Path, fmt: str, files: Sequence[tuple[Path, str]], manifest: bytes, now: float
+    target: Path, fmt: str, files: Sequence[ArchiveSource], manifest: bytes, now: float
 ) -> None:
+    """Audio is copied from wherever it is (local file or object store), streamed, never whole in memory."""
     if fmt == "zip":
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             archive.writestr("index.json", manifest)
-            for source, name in files:
-                archive.write(source, name)
+            for source, name, read in files:
+                zinfo = zipfile.ZipInfo(name, time.gmtime(now)[:6])
+                zinfo.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(zinfo, "w", force_zip64=True) as sink:
+                    for chunk in read(source):
+                        sink.write(chunk)
         return
     with tarfile.open(target, "w:gz") as archive:
         info = tarfile.TarInfo("index.json")
@@ -357,5 +510,9 @@ def _write_archive(
         info.mtime = int(now)
         info.mode = 0o644
         archive.addfile(info, io.BytesIO(manifest))
-        for source, name in files:
-            archive.add(source, arcname=name, recursive=False)
+        for source, name, read in files:
+            entry = tarfile.TarInfo(name)
+            entry.size = source.size
+            entry.mtime = int(now)
+            entry.mode = 0o644
+            archive.addfile(entry, _ChunkReader(read(source)))
