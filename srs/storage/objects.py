@@ -121,6 +121,10 @@ class ObjectStore(Protocol):
         """Remove the object; a missing object is not an error."""
         ...
 
+    def verify(self, key: str, sha256: str) -> None:
+        """Read the whole object back and hash it: ChecksumMismatch unless it is ``sha256``."""
+        ...
+
     def presign(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
         """A URL that fetches the object without credentials until it expires; None if unsupported."""
         ...
@@ -129,6 +133,14 @@ class ObjectStore(Protocol):
 
 
 # ---- a folder -------------------------------------------------------------------------------
+
+
+def verify_by_reading(store: ObjectStore, key: str, sha256: str) -> None:
+    digest = hashlib.sha256()
+    for chunk in store.read(key):
+        digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ChecksumMismatch(f"object {key} read back does not match its sha256")
 
 
 class FileObjectStore:
@@ -196,6 +208,9 @@ class FileObjectStore:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot delete {key}: {exc}") from exc
+
+    def verify(self, key: str, sha256: str) -> None:
+        verify_by_reading(self, key, sha256)
 
     def presign(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
         return None
@@ -374,11 +389,10 @@ class S3ObjectStore:
             raise ChecksumMismatch(f"object {key} carries sha256 {info.sha256}, not {local.sha256}")
         if info.etag in (local.md5, local.multipart_etag()):
             return
-        digest = hashlib.sha256()
-        for chunk in self.read(key):
-            digest.update(chunk)
-        if digest.hexdigest() != local.sha256:
-            raise ChecksumMismatch(f"object {key} read back does not match its sha256")
+        self.verify(key, local.sha256)
+
+    def verify(self, key: str, sha256: str) -> None:
+        verify_by_reading(self, key, sha256)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
