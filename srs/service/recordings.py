@@ -194,8 +194,17 @@ class RecordingService:
             if self.objects is None:
                 raise NotAvailable(f"recording {recording_id} is in an object store this srs is not"
                                    " configured for", state=state)
-            return StoredFile(recording_id, int(row.get("file_size") or 0), row.get("sha256"), fmt,
-                              key=row["object_key"])
+            key = row["object_key"]
+            try:
+                # Asked before any byte is sent: a store that is down is a clean 503, not a cut stream.
+                info = self.objects.head(key)
+            except StoreUnavailable as exc:
+                raise _store_down(exc) from exc
+            except ObjectStoreError as exc:
+                raise NotAvailable(f"recording {recording_id}: {exc}", state=state) from exc
+            if info is None:
+                raise NotAvailable(f"recording {recording_id}: object is missing from the store", state=state)
+            return StoredFile(recording_id, info.size, row.get("sha256"), fmt, key=key)
         try:
             path = self.file_path(recording_id, row)
         except NotAvailable:

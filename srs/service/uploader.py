@@ -160,7 +160,10 @@ class Uploader:
         except OSError as exc:
             self._retry(job, f"cannot read local file: {exc}", pause=False)
             return
-        self.ledger.done(job.recording_id, job.key)
+        if not self.ledger.done(job.recording_id, job.key):
+            # Deleted (API, retention) while it was uploading: the object must not outlive it.
+            with contextlib.suppress(ObjectStoreError):
+                self.store.delete(job.key)
         with contextlib.suppress(FileNotFoundError):
             self._remove_local(path)
         with self._cond:

@@ -70,14 +70,15 @@ class UploadLedger:
                 (state.value, reason[:500], self.clock(), recording_id),
             )
 
-    def done(self, recording_id: str, key: str) -> None:
+    def done(self, recording_id: str, key: str) -> bool:
+        """The store has confirmed the object; False when the recording was deleted meanwhile."""
         now = self.clock()
         with self.db.write() as conn:
-            conn.execute(
+            return conn.execute(
                 "UPDATE recordings SET upload_state = ?, object_key = ?, upload_error = NULL,"
                 " upload_attempts = upload_attempts + 1, uploaded_at = ?, updated_at = ? WHERE id = ?",
                 (UploadState.DONE.value, key, now, now, recording_id),
-            )
+            ).rowcount > 0
 
     def to_upload(self, data_dir: Path) -> list[UploadJob]:
         """Available recordings whose file is still local and not given up: the pending ones, and
