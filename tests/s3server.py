@@ -14,10 +14,12 @@ import sys
 import sysconfig
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 LOOPBACK = "127.0.0.1"
 ACCESS_KEY = "srs-test-access-key"
@@ -105,3 +107,12 @@ class RcloneS3:
         """A fresh bucket name; create it with CreateBucket (``S3ObjectStore.ensure_bucket``): rclone
         caches its folder listing, so a folder made behind its back is not seen at once."""
         return f"srs-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    """One rclone S3 server for the test session, on a free loopback port; stopped at the end."""
+    server = RcloneS3(tmp_path_factory.mktemp("s3") / "root")
+    server.start()
+    yield server
+    server.stop()

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from srs.storage.objects import FileObjectStore, ObjectStore, S3ObjectStore, S3Options
-from tests.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3
+from tests.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, s3_server
 
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    server = RcloneS3(tmp_path_factory.mktemp("s3") / "root")
-    server.start()
-    yield server
-    server.stop()
+__all__ = ["s3_server"]
 
 
 def s3_options(server: RcloneS3, **overrides: int) -> S3Options:
