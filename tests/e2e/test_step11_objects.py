@@ -145,27 +145,17 @@ def _token(data_dir: Path, scope: str) -> str:
     return token
 
 
-@pytest.fixture(scope="module")
-def node(
-    tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3, pcaps: dict[str, Path]
-) -> Iterator[Node]:
-    tmp = tmp_path_factory.mktemp("step11")
-    bucket = s3_server.bucket_name()
-    probe = S3ObjectStore(bucket, "", S3Options(
-        endpoint=s3_server.endpoint, region="us-east-1", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-    ))
-    probe.ensure_bucket()
-    probe.close()
+def _launch(tmp: Path, s3: RcloneS3, bucket: str, data_dir: Path, pcap: Path) -> Node:
+    """``srs serve`` with the store's endpoint in its config and credentials in its environment."""
     sip = free_port()
     low, high = free_port_range(200)
     http_port = free_port((socket.SOCK_STREAM,))
-    data_dir = tmp / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     config = tmp / "srs.toml"
     config.write_text(
         "[storage]\n"
         f'objects = "s3://{bucket}/fleet/node-1"\n'
-        f'objects_endpoint = "{s3_server.endpoint}"\n'
+        f'objects_endpoint = "{s3.endpoint}"\n'
         "upload_concurrency = 2\nupload_retry_max_s = 2.0\n"
         "retention_days = 1\nretention_interval_s = 1\n"
     )
@@ -174,35 +164,61 @@ def node(
     )
     cmd = [*srs_command(), "serve", "--config", str(config), "--sip", f"{LOOPBACK}:{sip}",
            "--rtp-ports", f"{low}-{high}", "--data-dir", str(data_dir), "--http", f"{LOOPBACK}:{http_port}"]
-    log_path = tmp / "srs.stderr.log"
+    log_path = tmp / f"srs-{sip}.stderr.log"
     with log_path.open("wb") as err:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=REPO, env=env)
     node = Node(process, f"http://{LOOPBACK}:{http_port}", f"{LOOPBACK}:{sip}", data_dir, log_path,
-                s3_server, bucket, "fleet/node-1")
+                s3, bucket, "fleet/node-1")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not sip_options_ok(sip):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(node)
+            pytest.fail(f"srs not ready: {node.log_text()}")
+        time.sleep(0.1)
+    node.admin = _token(data_dir, "admin")
+    node.reader = _token(data_dir, "read")
+    node.sipp = run_sipp.__wrapped__(tmp)  # type: ignore[attr-defined]
+    node.pcap = pcap
+    return node
+
+
+def _stop(node: Node) -> int:
+    process = node.process
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    if process.returncode != 0:
+        print(f"----- srs log -----\n{node.log_text()[-20000:]}")
+    return int(process.returncode)
+
+
+def _bucket(s3: RcloneS3) -> str:
+    bucket = s3.bucket_name()
+    probe = S3ObjectStore(bucket, "", S3Options(
+        endpoint=s3.endpoint, region="us-east-1", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+    ))
+    probe.ensure_bucket()
+    probe.close()
+    return bucket
+
+
+@pytest.fixture(scope="module")
+def node(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3, pcaps: dict[str, Path]
+) -> Iterator[Node]:
+    tmp = tmp_path_factory.mktemp("step11")
+    node = _launch(tmp, s3_server, _bucket(s3_server), tmp / "data", pcaps["pcmu_2s"])
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not sip_options_ok(sip):
-            assert process.poll() is None, f"srs exited: {node.log_text()}"
-            assert time.monotonic() < deadline, f"srs not ready: {node.log_text()}"
-            time.sleep(0.1)
-        node.admin = _token(data_dir, "admin")
-        node.reader = _token(data_dir, "read")
-        node.sipp = run_sipp.__wrapped__(tmp)  # type: ignore[attr-defined]
-        node.pcap = pcaps["pcmu_2s"]
         yield node
     finally:
         if not s3_server.running:
             s3_server.start()
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        if process.returncode != 0:
-            print(f"----- srs log -----\n{node.log_text()[-20000:]}")
-        assert process.returncode == 0, f"srs exit code after SIGTERM: {process.returncode}"
+        code = _stop(node)
+        assert code == 0, f"srs exit code after SIGTERM: {code}"
 
 
 def _check_in_store(node: Node, rec: dict[str, Any]) -> bytes:
@@ -355,3 +371,32 @@ def test_delete_and_retention_remove_the_objects(node: Node) -> None:
         assert store.head(recs[3]["upload"]["key"]) is not None
     finally:
         store.close()
+
+
+def test_pending_uploads_survive_a_daemon_restart(
+    tmp_path: Path, s3_server: RcloneS3, pcaps: dict[str, Path]
+) -> None:
+    bucket = _bucket(s3_server)
+    data_dir = tmp_path / "data"
+    s3_server.stop()
+    try:
+        first = _launch(tmp_path, s3_server, bucket, data_dir, pcaps["pcmu_2s"])
+        crids = [f"RST-{int(time.time() * 1000)}-{n}" for n in range(2)]
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(first.call, crids))
+            for crid in crids:
+                first.wait(crid, "pending", within=20)
+        finally:
+            assert _stop(first) == 0
+        assert len(first.local_audio()) == 2, "the stopped daemon left its pending files on disk"
+    finally:
+        s3_server.start()
+    second = _launch(tmp_path, s3_server, bucket, data_dir, pcaps["pcmu_2s"])
+    try:
+        for crid in crids:
+            _check_in_store(second, second.wait(crid, "done", within=30))
+        assert second.local_audio() == []
+        assert '"resumed": 2' in second.log_text() or '"resumed":2' in second.log_text()
+    finally:
+        assert _stop(second) == 0
