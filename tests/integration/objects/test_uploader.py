@@ -3,6 +3,7 @@ down, checksum mismatches caught, local files kept until the store has them, res
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from srs.service.uploader import Uploader, UploaderOptions
+from srs.service.uploader import MAX_MISMATCHES, Uploader, UploaderOptions
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.objects import ObjectStore, S3ObjectStore
 from srs.storage.uploads import UploadJob, UploadLedger, object_key
 from tests.integration.objects.conftest import s3_options
+from tests.integration.objects.faulty import CorruptingRelay
 from tests.s3server import RcloneS3
 from tests.unit.storage.factory import T0, add_recording
 
@@ -172,3 +174,62 @@ def test_a_recording_deleted_locally_and_absent_from_the_store_is_failed(node: N
     node.uploader.submit(job)
     node.wait(lambda: node.row(rid)["upload_state"] == "failed")
     assert "missing" in str(node.row(rid)["upload_error"])
+
+
+@pytest.fixture
+def relay(s3_server: RcloneS3) -> Iterator[CorruptingRelay]:
+    made = CorruptingRelay(s3_server.endpoint)
+    made.start()
+    yield made
+    made.stop()
+
+
+def _relayed_store(relay: CorruptingRelay, s3_server: RcloneS3) -> S3ObjectStore:
+    options = dataclasses.replace(s3_options(s3_server), endpoint=relay.endpoint)
+    store = S3ObjectStore(s3_server.bucket_name(), "relayed", options)
+    store.ensure_bucket()
+    return store
+
+
+def test_bytes_damaged_on_the_way_are_refused_and_sent_again(
+    tmp_path: Path, s3_server: RcloneS3, relay: CorruptingRelay
+) -> None:
+    store = _relayed_store(relay, s3_server)
+    node = Node(tmp_path, store)
+    try:
+        rid, job, data = node.record(40)
+        relay.corrupt_next = 1
+        node.uploader.start()
+        node.uploader.submit(job)
+        node.wait(lambda: node.row(rid)["upload_state"] == "done")
+        assert relay.corrupted == 1
+        retries = [reason for event, _, reason in node.events if event == "retry"]
+        assert len(retries) == 1 and "refused the bytes" in str(retries[0]), node.events
+        assert _object_bytes(store, job.key) == data
+        assert node.row(rid)["upload_attempts"] == 2
+    finally:
+        node.close()
+        store.close()
+
+
+def test_bytes_damaged_every_time_end_failed_with_the_local_file_kept(
+    tmp_path: Path, s3_server: RcloneS3, relay: CorruptingRelay
+) -> None:
+    store = _relayed_store(relay, s3_server)
+    node = Node(tmp_path, store)
+    try:
+        rid, job, data = node.record(41)
+        relay.corrupt_next = 100
+        node.uploader.start()
+        node.uploader.submit(job)
+        node.wait(lambda: node.row(rid)["upload_state"] == "failed")
+        assert relay.corrupted == MAX_MISMATCHES
+        row = node.row(rid)
+        assert "refused the bytes" in str(row["upload_error"]) and f"{MAX_MISMATCHES} attempts" in str(
+            row["upload_error"]
+        )
+        assert Path(job.path).read_bytes() == data, "the local file is kept"
+        assert store.head(job.key) is None, "the store kept none of the damaged uploads"
+    finally:
+        node.close()
+        store.close()
