@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from srs.service.errors import (
@@ -225,7 +225,14 @@ class RecordingService:
             except ObjectStoreError as exc:
                 raise NotAvailable(f"recording {stored.recording_id}: {exc}", state="available") from exc
         assert stored.path is not None
-        return _file_chunks(stored.path, start, length)
+        try:
+            handle = stored.path.open("rb")  # opened now: once open, an unlink cannot cut the stream
+        except FileNotFoundError:
+            moved = self.stored_file(stored.recording_id)  # the uploader moved it meanwhile?
+            if moved.key is None:
+                raise
+            return self.read(moved, start, length)
+        return _chunks(handle, start, length)
 
     def file_path(self, recording_id: str, row: Mapping[str, Any] | None = None) -> Path:
         """The local audio file, only once the recording is available (and not moved to the store)."""
@@ -461,8 +468,8 @@ def _store_down(exc: Exception) -> ServiceError:
     return ServiceError(f"object store unavailable: {exc}", code="store_unavailable", status=503)
 
 
-def _file_chunks(path: Path, start: int, length: int | None) -> Iterator[bytes]:
-    with path.open("rb") as handle:
+def _chunks(handle: BinaryIO, start: int, length: int | None) -> Iterator[bytes]:
+    with handle:
         handle.seek(start)
         remaining = length
         while remaining is None or remaining > 0:

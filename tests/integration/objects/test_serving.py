@@ -171,3 +171,16 @@ def test_store_down_answers_503_and_keeps_the_row(tmp_path: Path) -> None:
         api.close()
         store.close()
         server.stop()
+
+
+def test_a_file_moved_to_the_store_between_lookup_and_read_is_read_from_the_store(
+    api: Api, store: ObjectStore
+) -> None:
+    rid = add_recording(api.index, api.layout, seed=9)
+    before = api.service.stored_file(rid)
+    assert before.path is not None and before.key is None
+    opened = api.service.read(before, 0, 100)  # opened before the move: keeps reading the old file
+    _upload_all(api, store)
+    assert not before.path.exists()
+    assert b"".join(opened) == wav_bytes(seed=9)[:100]
+    assert b"".join(api.service.read(before, 100, 50)) == wav_bytes(seed=9)[100:150]
