@@ -60,8 +60,10 @@ from srs.siprec.session import SiprecUserAgent, UaSettings
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
-from srs.storage.objects import ObjectStore, S3Options, open_store, options_from_env
+from srs.storage.objects import ObjectStore
 from srs.storage.records import FinalizedRecording, State
+from srs.storage.s3_store import S3Options, options_from_env
+from srs.storage.stores import open_store
 from srs.storage.uploads import UploadJob, UploadLedger, object_key
 
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}

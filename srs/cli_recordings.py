@@ -18,8 +18,10 @@ from srs.service.filters import build_filter, split_extension
 from srs.service.recordings import DEFAULT_LINK_VALIDITY_S, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import SCOPES, TokenService
-from srs.storage.objects import ObjectStore, S3Options, open_store, options_from_env
+from srs.storage.objects import ObjectStore
 from srs.storage.records import State
+from srs.storage.s3_store import S3Options, options_from_env
+from srs.storage.stores import open_store
 
 DEFAULT_DATA_DIR = "./var"
 Handler = Callable[[argparse.Namespace], int]

@@ -37,8 +37,8 @@ from srs.service.uploader import Uploader, UploaderOptions
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
-from srs.storage.objects import S3ObjectStore, S3Options
 from srs.storage.records import FinalizedRecording, NewRecording, State
+from srs.storage.s3_store import S3ObjectStore, S3Options
 from srs.storage.uploads import UploadLedger
 
 MB = 1_000_000

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from srs.storage.objects import S3ObjectStore, S3Options
+from srs.storage.s3_store import S3ObjectStore, S3Options
 from tests.e2e.conftest import (
     LOOPBACK,
     READY_TIMEOUT_S,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from srs.storage.objects import FileObjectStore, ObjectStore, S3ObjectStore, S3Options
+from srs.storage.objects import FileObjectStore, ObjectStore
+from srs.storage.s3_store import S3ObjectStore, S3Options
 from tests.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, s3_server
 
 __all__ = ["s3_server"]

@@ -15,11 +15,11 @@ from srs.storage.objects import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
-    S3ObjectStore,
     StoreUnavailable,
     digest_file,
-    open_store,
 )
+from srs.storage.s3_store import S3ObjectStore, S3Options, options_from_env
+from srs.storage.stores import open_store
 from tests.integration.objects.conftest import backing_file, s3_options, s3_store
 from tests.s3server import RcloneS3
 
@@ -146,8 +146,6 @@ def test_open_store_by_url(s3_server: RcloneS3, tmp_path: Path) -> None:
 
 
 def test_credentials_from_the_environment() -> None:
-    from srs.storage.objects import S3Options, options_from_env
-
     env = {
         "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "eu-west-3",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",

@@ -16,7 +16,8 @@ import pytest
 
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.storage.db import Database
-from srs.storage.objects import ObjectStore, S3ObjectStore
+from srs.storage.objects import ObjectStore
+from srs.storage.s3_store import S3ObjectStore
 from srs.storage.uploads import UploadLedger
 from tests.integration.api.conftest import Api
 from tests.integration.objects.conftest import s3_options

@@ -15,7 +15,8 @@ from srs.service.uploader import MAX_MISMATCHES, Uploader, UploaderOptions
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
-from srs.storage.objects import ObjectStore, S3ObjectStore
+from srs.storage.objects import ObjectStore
+from srs.storage.s3_store import S3ObjectStore
 from srs.storage.uploads import UploadJob, UploadLedger, object_key
 from tests.integration.objects.conftest import s3_options
 from tests.integration.objects.faulty import CorruptingRelay

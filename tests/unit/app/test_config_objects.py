@@ -9,7 +9,8 @@ import pytest
 from srs.app import open_objects
 from srs.config import build_config
 from srs.errors import ConfigError
-from srs.storage.objects import FileObjectStore, S3ObjectStore
+from srs.storage.objects import FileObjectStore
+from srs.storage.s3_store import S3ObjectStore
 
 
 def test_default_keeps_recordings_local() -> None:
