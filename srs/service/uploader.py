@@ -27,6 +27,8 @@ from srs.storage.uploads import UploadJob, UploadLedger
 log = logging.getLogger(__name__)
 MAX_MISMATCHES = 3
 """Uploads whose stored object did not match, before the recording is marked ``failed``."""
+RESUME_BATCH = 1000
+"""Recordings read from the index per :meth:`Uploader.resume`; the next batch when these are done."""
 
 Clock = Callable[[], float]
 Listener = Callable[[str, str, UploadJob, str | None], None]
@@ -75,6 +77,8 @@ class Uploader:
         self._pause = 0.0
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._more = False
+        self._batch = RESUME_BATCH
 
     # ---- control ----------------------------------------------------------------------------
 
@@ -84,9 +88,13 @@ class Uploader:
             thread.start()
             self._threads.append(thread)
 
-    def resume(self) -> int:
-        """Queue what the index says is still to upload (blocking: call off the event loop)."""
-        jobs = self.ledger.to_upload(self.data_dir)
+    def resume(self, batch: int = RESUME_BATCH) -> int:
+        """Queue what the index says is still to upload, ``batch`` at a time: the workers fetch
+        the next batch when the queue runs dry (blocking: call off the event loop)."""
+        jobs = self.ledger.to_upload(self.data_dir, batch)
+        with self._cond:
+            self._more = len(jobs) >= batch
+            self._batch = batch
         for job in jobs:
             self.submit(job)
         return len(jobs)
@@ -139,6 +147,18 @@ class Uploader:
             except Exception as exc:  # a worker must survive anything one job does
                 log.exception("upload of %s failed unexpectedly", job.recording_id)
                 self._retry(job, f"{type(exc).__name__}: {exc}", pause=True)
+            self._refill()
+
+    def _refill(self) -> None:
+        with self._cond:
+            due = self._more and not self._heap and not self._stopping
+            self._more = self._more and not due
+            batch = self._batch
+        if due:
+            try:
+                self.resume(batch)
+            except Exception:
+                log.exception("could not read the next uploads from the index")
 
     def _upload(self, job: UploadJob) -> None:
         self.ledger.pending(job.recording_id, job.key)

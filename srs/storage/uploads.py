@@ -80,15 +80,16 @@ class UploadLedger:
                 (UploadState.DONE.value, key, now, now, recording_id),
             ).rowcount > 0
 
-    def to_upload(self, data_dir: Path) -> list[UploadJob]:
+    def to_upload(self, data_dir: Path, limit: int) -> list[UploadJob]:
         """Available recordings whose file is still local and not given up: the pending ones, and
-        those finished before the uploader heard of them (a restart, or a store newly configured)."""
+        those finished before the uploader heard of them (a restart, or a store newly configured).
+        Oldest first, at most ``limit``: a large local archive is taken in batches."""
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT id, file_path, sha256, file_size FROM recordings"
                 " WHERE state = 'available' AND file_path IS NOT NULL AND sha256 IS NOT NULL"
-                " AND (upload_state IS NULL OR upload_state = ?) ORDER BY started_at, id",
-                (UploadState.PENDING.value,),
+                " AND (upload_state IS NULL OR upload_state = ?) ORDER BY started_at, id LIMIT ?",
+                (UploadState.PENDING.value, limit),
             ).fetchall()
         jobs = []
         for row in rows:

@@ -234,3 +234,13 @@ def test_bytes_damaged_every_time_end_failed_with_the_local_file_kept(
     finally:
         node.close()
         store.close()
+
+
+def test_a_large_local_archive_is_taken_in_batches(node: Node) -> None:
+    recorded = [node.record(seed) for seed in range(50, 57)]
+    assert node.uploader.resume(batch=3) == 3
+    assert node.uploader.backlog()[0] == 3, "only one batch in memory"
+    node.uploader.start()
+    node.wait(lambda: all(node.row(rid)["upload_state"] == "done" for rid, _, _ in recorded))
+    for _, job, data in recorded:
+        assert _object_bytes(node.store, job.key) == data
