@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from srs.service.uploader import Uploader, UploaderOptions
+from srs.storage.db import Database
+from srs.storage.layout import DataLayout
 from srs.storage.objects import FileObjectStore, ObjectStore
 from srs.storage.s3_store import S3ObjectStore, S3Options
+from srs.storage.uploads import UploadLedger
 from tests.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, s3_server
 
 __all__ = ["s3_server"]
@@ -45,3 +50,17 @@ def backing_file(store: ObjectStore, server: RcloneS3 | None, key: str) -> Path:
         return store.root / key
     assert isinstance(store, S3ObjectStore) and server is not None
     return server.root / store.bucket / store.prefix / key
+
+
+def upload_all(layout: DataLayout, store: ObjectStore) -> None:
+    """What the daemon's uploader does after each call, for every recording in the index."""
+    database = Database(layout.index_path)
+    uploader = Uploader(UploadLedger(database), store, layout.data_dir, UploaderOptions(concurrency=2))
+    uploader.start()
+    assert uploader.resume() > 0
+    deadline = time.monotonic() + 30
+    while not uploader.idle():
+        assert time.monotonic() < deadline, "uploads did not finish"
+        time.sleep(0.02)
+    uploader.stop()
+    database.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from srs.service.uploader import Uploader, UploaderOptions
-from srs.storage.db import Database
 from srs.storage.objects import ObjectStore
 from srs.storage.s3_store import S3ObjectStore
-from srs.storage.uploads import UploadLedger
 from tests.integration.api.conftest import Api
-from tests.integration.objects.conftest import s3_options
+from tests.integration.objects.conftest import s3_options, upload_all
 from tests.s3server import RcloneS3
 from tests.unit.storage.factory import T0, add_recording, wav_bytes
 
@@ -35,24 +31,9 @@ def api(tmp_path: Path, store: ObjectStore) -> Iterator[Api]:
     instance.close()
 
 
-def _upload_all(api: Api, store: ObjectStore) -> None:
-    """What the daemon's uploader does after each call, for every recording in the index."""
-    uploader = Uploader(
-        UploadLedger(Database(api.layout.index_path)), store, api.layout.data_dir,
-        UploaderOptions(concurrency=2),
-    )
-    uploader.start()
-    assert uploader.resume() > 0
-    deadline = time.monotonic() + 30
-    while not uploader.idle():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    uploader.stop()
-
-
 def _uploaded(api: Api, store: ObjectStore, seed: int = 1, **kwargs: object) -> tuple[str, bytes]:
     rid = add_recording(api.index, api.layout, seed=seed, **kwargs)  # type: ignore[arg-type]
-    _upload_all(api, store)
+    upload_all(api.layout, store)
     return rid, wav_bytes(seed=seed)
 
 
@@ -119,7 +100,7 @@ def test_retention_removes_objects_but_not_held_ones(api: Api, store: ObjectStor
     old = add_recording(api.index, api.layout, started_at=T0, seed=1, call_recording_id="old")
     held = add_recording(api.index, api.layout, started_at=T0 + 1, seed=2, call_recording_id="held")
     fresh = add_recording(api.index, api.layout, started_at=T0 + 20 * 86_400, seed=3, call_recording_id="new")
-    _upload_all(api, store)
+    upload_all(api.layout, store)
     keys = {rid: api.index.get(rid)["object_key"] for rid in (old, held, fresh)}  # type: ignore[index]
     api.index.set_legal_hold(held, True)
     deleted = api.service.sweep(T0 + 21 * 86_400, 10)
@@ -181,7 +162,7 @@ def test_a_file_moved_to_the_store_between_lookup_and_read_is_read_from_the_stor
     before = api.service.stored_file(rid)
     assert before.path is not None and before.key is None
     opened = api.service.read(before, 0, 100)  # opened before the move: keeps reading the old file
-    _upload_all(api, store)
+    upload_all(api.layout, store)
     assert not before.path.exists()
     assert b"".join(opened) == wav_bytes(seed=9)[:100]
     assert b"".join(api.service.read(before, 100, 50)) == wav_bytes(seed=9)[100:150]
