@@ -1,4 +1,5 @@
-"""A real HTTP relay in front of the S3 server that flips one byte of the next N uploaded bodies.
+"""A real HTTP relay in front of the S3 server that flips one byte of the next N uploaded bodies,
+or holds uploads until released.
 
 Not a mock: boto3 talks HTTP to it, it talks HTTP to rclone, and rclone's own checks (Content-MD5,
 the signed payload hash) are what notice the damage, as they would on a flaky network path.
@@ -21,6 +22,9 @@ class CorruptingRelay:
     corrupt_next: int = 0
     corrupted: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hold_puts: bool = False
+    put_arrived: threading.Event = field(default_factory=threading.Event)
+    release_puts: threading.Event = field(default_factory=threading.Event)
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -50,6 +54,9 @@ class CorruptingRelay:
                 body = self.rfile.read(length) if length else b""
                 if self.command == "PUT":
                     body = relay._damage(body)
+                    if relay.hold_puts:
+                        relay.put_arrived.set()
+                        relay.release_puts.wait(30)
                 headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP]
                 answer = client.request(self.command, self.path, headers=headers, content=body)
                 self.send_response(answer.status_code)

@@ -244,3 +244,29 @@ def test_a_large_local_archive_is_taken_in_batches(node: Node) -> None:
     node.wait(lambda: all(node.row(rid)["upload_state"] == "done" for rid, _, _ in recorded))
     for _, job, data in recorded:
         assert _object_bytes(node.store, job.key) == data
+
+
+def test_a_recording_deleted_while_uploading_leaves_no_object(
+    tmp_path: Path, s3_server: RcloneS3, relay: CorruptingRelay
+) -> None:
+    from srs.service.recordings import RecordingService
+
+    store = _relayed_store(relay, s3_server)
+    node = Node(tmp_path, store)
+    service = RecordingService(node.index, node.layout, node.layout.secret(), objects=store)
+    try:
+        rid, job, _ = node.record(60)
+        relay.hold_puts = True
+        node.uploader.start()
+        node.uploader.submit(job)
+        assert relay.put_arrived.wait(20), "the upload never reached the store"
+        service.delete(rid, "test")  # while the PUT is in flight
+        assert node.index.get(rid) is None and not Path(job.path).exists()
+        relay.release_puts.set()
+        node.wait(lambda: node.uploader.idle())
+        assert store.head(job.key) is None, "the finished upload's object was removed"
+        assert ("done", rid, None) in node.events
+    finally:
+        relay.release_puts.set()
+        node.close()
+        store.close()
