@@ -270,3 +270,22 @@ def test_a_recording_deleted_while_uploading_leaves_no_object(
         relay.release_puts.set()
         node.close()
         store.close()
+
+
+def test_a_missing_bucket_is_retried_until_it_exists(tmp_path: Path, s3_server: RcloneS3) -> None:
+    store = S3ObjectStore(s3_server.bucket_name(), "late", s3_options(s3_server))
+    node = Node(tmp_path, store)
+    try:
+        rid, job, data = node.record(70)
+        node.uploader.start()
+        node.uploader.submit(job)
+        node.wait(lambda: "NoSuchBucket" in str(node.row(rid)["upload_error"]))
+        row = node.row(rid)
+        assert row["upload_state"] == "pending" and str(row["upload_error"]).startswith("store refused")
+        assert Path(job.path).exists()
+        store.ensure_bucket()  # the operator creates it
+        node.wait(lambda: node.row(rid)["upload_state"] == "done")
+        assert _object_bytes(store, job.key) == data
+    finally:
+        node.close()
+        store.close()
