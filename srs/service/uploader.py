@@ -78,6 +78,7 @@ class Uploader:
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._more = False
+        self._refilling = False
         self._batch = RESUME_BATCH
 
     # ---- control ----------------------------------------------------------------------------
@@ -125,8 +126,9 @@ class Uploader:
         return len(jobs), sum(job.size for job in jobs)
 
     def idle(self) -> bool:
+        """Nothing queued, in flight, or left in the index from a resume."""
         with self._cond:
-            return not self._known
+            return not self._known and not self._more and not self._refilling
 
     # ---- workers ----------------------------------------------------------------------------
 
@@ -151,14 +153,20 @@ class Uploader:
 
     def _refill(self) -> None:
         with self._cond:
-            due = self._more and not self._heap and not self._stopping
-            self._more = self._more and not due
+            due = self._more and not self._heap and not self._stopping and not self._refilling
+            self._refilling = self._refilling or due
             batch = self._batch
-        if due:
-            try:
-                self.resume(batch)
-            except Exception:
-                log.exception("could not read the next uploads from the index")
+        if not due:
+            return
+        try:
+            self.resume(batch)
+        except Exception:
+            log.exception("could not read the next uploads from the index")
+            with self._cond:
+                self._more = False  # the next restart reads the index again
+        finally:
+            with self._cond:
+                self._refilling = False
 
     def _upload(self, job: UploadJob) -> None:
         self.ledger.pending(job.recording_id, job.key)
