@@ -289,3 +289,31 @@ def test_a_missing_bucket_is_retried_until_it_exists(tmp_path: Path, s3_server: 
     finally:
         node.close()
         store.close()
+
+
+def test_two_nodes_share_one_bucket_and_prefix(tmp_path: Path, s3_server: RcloneS3) -> None:
+    bucket = s3_server.bucket_name()
+    stores = [S3ObjectStore(bucket, "fleet", s3_options(s3_server)) for _ in range(2)]
+    stores[0].ensure_bucket()
+    nodes = [Node(tmp_path / name, store) for name, store in zip("ab", stores, strict=True)]
+    try:
+        made = [[node.record(80 + 10 * n + i) for i in range(3)] for n, node in enumerate(nodes)]
+        for node, recordings in zip(nodes, made, strict=True):
+            node.uploader.start()
+            for _, job, _ in recordings:
+                node.uploader.submit(job)
+        for node in nodes:
+            node.wait(node.uploader.idle)
+        keys = {job.key for recordings in made for _, job, _ in recordings}
+        assert len(keys) == 6, "ids are unique across nodes, so keys never collide"
+        for recordings in made:
+            for _, job, data in recordings:
+                assert _object_bytes(stores[0], job.key) == data  # either node's client reads all
+                assert _object_bytes(stores[1], job.key) == data
+        assert not list((tmp_path / "a" / "data" / "recordings").rglob("*.wav"))
+        assert not list((tmp_path / "b" / "data" / "recordings").rglob("*.wav"))
+    finally:
+        for node in nodes:
+            node.close()
+        for store in stores:
+            store.close()
