@@ -46,6 +46,7 @@ from srs.net.sip_edge import SipEdge
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
+from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import (
     MessageDropped,
@@ -58,10 +59,15 @@ from srs.siprec.events import (
 )
 from srs.siprec.session import SiprecUserAgent, UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
+from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import PRIVATE_UMASK, DataLayout
+from srs.storage.objects import ObjectStore
 from srs.storage.records import FinalizedRecording, State
+from srs.storage.s3_store import S3Options, options_from_env
+from srs.storage.stores import open_store
+from srs.storage.uploads import UploadJob, UploadLedger, object_key
 
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
 
@@ -150,6 +156,8 @@ class Daemon:
         self.backlog = BacklogMonitor(limits.max_sip_backlog_kb * 1024) if limits.max_sip_backlog_kb else None
         self._disk_warned = False
         self._http_socket: socket.socket | None = None
+        self.objects = open_objects(config)
+        self.uploader: Uploader | None = None
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
@@ -292,6 +300,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         self.metrics.set_live_source(self._live_metrics)
         self.http = await self._start_http()
+        if self.objects is not None:
+            await self._start_uploader(self.objects)
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
         watching = self.lag is not None or self.backlog is not None
@@ -313,6 +323,11 @@ class Daemon:
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
+        if self.uploader is not None:
+            # In-flight uploads get a moment; the rest stay pending in the index for the next start.
+            await asyncio.to_thread(self.uploader.stop, 5.0)
+        if self.objects is not None:
+            self.objects.close()
         self.edge.close()
         self.live.plane.stop()
         self.index.close()
@@ -342,7 +357,33 @@ class Daemon:
             retention_interval_s=storage.retention_interval_s,
             metrics=self.metrics,
             listen_socket=self._http_socket,
+            objects=self.objects,
         )
+
+    async def _start_uploader(self, store: ObjectStore) -> None:
+        """Threads that upload finished recordings; what a previous run left pending goes first."""
+        storage = self.config.storage
+        ledger = UploadLedger(await asyncio.to_thread(Database, self.layout.index_path))
+        metrics = self.metrics
+
+        def heard(event: str, recording_id: str, job: UploadJob, reason: str | None) -> None:
+            metrics.upload_event(event, job.size)
+            if event == "done":
+                self.log.info("recording_uploaded", recording=recording_id, key=job.key, size=job.size)
+            elif event == "failed":
+                self.log.error("upload_failed", recording=recording_id, reason=reason)
+
+        self.uploader = Uploader(
+            ledger, store, self.layout.data_dir,
+            UploaderOptions(
+                concurrency=storage.upload_concurrency, backoff_max_s=storage.upload_retry_max_s
+            ),
+            listener=heard,
+        )
+        self.uploader.start()
+        self.metrics.set_upload_source(self.uploader.backlog)
+        resumed = await asyncio.to_thread(self.uploader.resume)
+        self.log.info("uploader_started", store=store.url, resumed=resumed)
 
     def _live_metrics(self) -> dict[str, float]:
         live = self.live
@@ -477,6 +518,16 @@ class Daemon:
             digest = await asyncio.to_thread(file_sha256, finished.final.file_path)
             finished = dataclasses.replace(finished, final=dataclasses.replace(finished.final, sha256=digest))
         self.live.publish(finished)
+        final = finished.final
+        if self.uploader is not None and final is not None and final.file_path and final.sha256:
+            try:
+                key = object_key(self.layout.data_dir, final.file_path)
+            except ValueError:
+                self.log.error("upload_skipped", recording=finished.recording_id, reason="outside data dir")
+            else:
+                self.uploader.submit(
+                    UploadJob(finished.recording_id, final.file_path, key, final.sha256, final.file_size or 0)
+                )
         if finished.final is not None and self.http is not None:
             self.http.recording_event("recording_available", finished.recording_id)
         self.log.info(
@@ -591,6 +642,24 @@ def _probe_rtp_host(host: str, low: int) -> None:
             probe.bind((host, 0))
         except OSError as exc:
             raise ListenError("RTP ([media] bind_host)", f"{host} (ports from {low})", exc) from None
+
+
+def open_objects(config: Config) -> ObjectStore | None:
+    """The object store of ``[storage] objects`` (None: recordings stay under the data dir)."""
+    storage = config.storage
+    if not storage.objects:
+        return None
+    options = options_from_env(
+        S3Options(
+            endpoint=storage.objects_endpoint or None,
+            region=storage.objects_region or None,
+            access_key=storage.objects_access_key or None,
+            secret_key=storage.objects_secret_key or None,
+            multipart_threshold=storage.upload_multipart_mb * 1024 * 1024,
+        ),
+        os.environ,
+    )
+    return open_store(storage.objects, options)
 
 
 def server_ssl_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:

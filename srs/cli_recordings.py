@@ -24,7 +24,10 @@ from srs.service.tokens import SCOPES, TokenService
 from srs.storage.datadir import require_data_dir
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import PRIVATE_UMASK, DataLayout
+from srs.storage.objects import ObjectStore
 from srs.storage.records import State
+from srs.storage.s3_store import S3Options, options_from_env
+from srs.storage.stores import open_store
 
 DEFAULT_DATA_DIR = "./var"
 Handler = Callable[[argparse.Namespace], int]
@@ -33,9 +36,18 @@ Handler = Callable[[argparse.Namespace], int]
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
     """The data directory of ``--data-dir``/``SRS_DATA_DIR``/the config file, opened only when
-    `srs serve` made it: a missing or mistyped directory is an error, never a new empty index."""
+    `srs serve` made it: a missing or mistyped directory is an error, never a new empty index.
+    The object store is ``--objects``/``SRS_OBJECTS``/the config file's ``[storage] objects``."""
     config = cli_config(args)
     data_dir = require_data_dir(config.storage.data_dir)
+    objects: ObjectStore | None = None
+    url = getattr(args, "objects", None) or os.environ.get("SRS_OBJECTS", "")
+    if url:
+        objects = open_store(url, options_from_env(S3Options(), os.environ))
+    elif config.storage.objects:
+        from srs.app import open_objects  # the daemon's own reading of [storage] objects
+
+        objects = open_objects(config)
     previous = os.umask(PRIVATE_UMASK)  # what the CLI creates in the data dir is as private as the daemon's
     try:
         layout = DataLayout(data_dir)
@@ -43,13 +55,16 @@ def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
         index = RecordingIndex(layout.index_path, layout=layout)
         try:
             service = RecordingService(
-                index, layout, layout.secret(), max_link_validity_s=config.http.link_max_validity_min * 60
+                index, layout, layout.secret(), max_link_validity_s=config.http.link_max_validity_min * 60,
+                objects=objects,
             )
             yield service
         finally:
             index.close()
     finally:
         os.umask(previous)
+        if objects is not None:
+            objects.close()
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -141,6 +156,10 @@ def _print_recording(item: dict[str, Any]) -> None:
         file = item["file"]
         print(f"  file: {file['path']} ({file['size']} bytes, {file['sample_rate']} Hz,"
               f" sha256 {file['sha256']})")
+    upload = item.get("upload")
+    if upload:
+        reason = f" ({upload['reason']})" if upload.get("reason") else ""
+        print(f"  upload: {upload['state']}{reason}, {upload['attempts']} attempts, key {upload['key']}")
     for participant in item["participants"]:
         label = f"{participant['aor'] or '-'} {participant['name'] or ''}".rstrip()
         print(f"  participant {participant['id']}: {label}")
@@ -179,15 +198,17 @@ def _show(args: argparse.Namespace) -> int:
 @_guarded
 def _download(args: argparse.Namespace) -> int:
     with _service(args) as service:
-        source = service.file_path(args.id)
+        source = service.stored_file(args.id)
         service.audit.record(_actor(), Action.DOWNLOAD, recording_id=args.id, detail={"to": args.output})
         if args.output == "-":
-            with source.open("rb") as handle:
-                shutil.copyfileobj(handle, sys.stdout.buffer)
+            for chunk in service.read(source):
+                sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
         else:
-            shutil.copyfile(source, args.output)
-            print(f"wrote {args.output} ({plural(source.stat().st_size, 'byte')})", file=sys.stderr)
+            with open(args.output, "wb") as handle:
+                for chunk in service.read(source):
+                    handle.write(chunk)
+            print(f"wrote {args.output} ({plural(source.size, 'byte')})", file=sys.stderr)
     return 0
 
 
@@ -310,6 +331,9 @@ def _common() -> argparse.ArgumentParser:
         f"data directory made by srs serve (default: $SRS_DATA_DIR, the config file's "
         f"[storage] data_dir, else {DEFAULT_DATA_DIR})"
     ))
+    common.add_argument("--objects", metavar="URL", default=None,
+                        help="object store of the daemon (default: $SRS_OBJECTS, the config file's"
+                             " [storage] objects); S3 credentials from the AWS_* environment variables")
     return common
 
 

@@ -106,6 +106,15 @@ class StorageSettings:
     retention_interval_s: float = 3600.0
     min_free_mb: int = 100
     warn_free_mb: int = 1000
+    objects: str = ""
+    """Where finished recordings are kept: "" (they stay under data_dir), file:///DIR or s3://BUCKET/PREFIX."""
+    objects_endpoint: str = ""
+    objects_region: str = ""
+    objects_access_key: str = ""
+    objects_secret_key: str = ""
+    upload_concurrency: int = 4
+    upload_retry_max_s: float = 30.0
+    upload_multipart_mb: int = 16
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,23 @@ def _validate(config: Config) -> None:
         raise ConfigError("[http] webhook_max_attempts: expected 1..20")
     if config.sip.tls_listen and not (config.sip.tls_cert and config.sip.tls_key):
         raise ConfigError("[sip] tls_listen needs tls_cert and tls_key")
+    _validate_objects(config.storage)
+
+
+def _validate_objects(storage: StorageSettings) -> None:
+    url = storage.objects
+    if url and not ((url.startswith("s3://") and len(url) > 5) or url.startswith("file:///")):
+        raise ConfigError(
+            f'[storage] objects: expected "", "file:///DIR" or "s3://BUCKET[/PREFIX]", got {url!r}'
+        )
+    if storage.objects_endpoint and not storage.objects_endpoint.startswith(("http://", "https://")):
+        raise ConfigError("[storage] objects_endpoint: expected an http:// or https:// URL")
+    if not 1 <= storage.upload_concurrency <= 64:
+        raise ConfigError(f"[storage] upload_concurrency: expected 1..64, got {storage.upload_concurrency}")
+    if not 0 < storage.upload_retry_max_s <= 3600:
+        raise ConfigError("[storage] upload_retry_max_s: expected a number of seconds in (0, 3600]")
+    if not 5 <= storage.upload_multipart_mb <= 5120:
+        raise ConfigError("[storage] upload_multipart_mb: expected 5..5120 (S3 parts are at least 5 MB)")
 
 
 def build_config(data: Mapping[str, Any]) -> Config:

@@ -29,6 +29,7 @@ from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
@@ -250,6 +251,7 @@ async def start_http_runtime(
     retention_interval_s: float,
     metrics: DaemonMetrics,
     listen_socket: socket.socket | None = None,
+    objects: ObjectStore | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
@@ -261,7 +263,8 @@ async def start_http_runtime(
     index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
     secret = layout.secret()
     service = RecordingService(
-        index, layout, secret, max_link_validity_s=link_max_validity_min * 60, export_ttl_s=export_ttl_s
+        index, layout, secret, max_link_validity_s=link_max_validity_min * 60, export_ttl_s=export_ttl_s,
+        objects=objects,
     )
     metrics.data_dir = layout.data_dir
     metrics.set_state_source(index.count_by_state)

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 LiveSource = Callable[[], Mapping[str, float]]
 StateCounts = Callable[[], Mapping[str, int]]
+UploadBacklog = Callable[[], tuple[int, int]]
 
 LIVE_KEYS = ("active_sessions", "active_streams")
 
@@ -42,6 +43,18 @@ class _ScrapeCollector(Collector):
             for state, count in sorted(counts.items()):
                 family.add_metric([state], float(count))
             yield family
+        backlog = self.owner.upload_backlog()
+        if backlog is not None:
+            waiting = GaugeMetricFamily(
+                "srs_upload_backlog_recordings", "Recordings waiting to be confirmed in the object store"
+            )
+            waiting.add_metric([], float(backlog[0]))
+            yield waiting
+            size = GaugeMetricFamily(
+                "srs_upload_backlog_bytes", "Bytes waiting to be confirmed in the object store"
+            )
+            size.add_metric([], float(backlog[1]))
+            yield size
         data_dir = self.owner.data_dir
         if data_dir is not None:
             try:
@@ -62,6 +75,7 @@ class DaemonMetrics:
         self.data_dir = data_dir
         self._live: LiveSource | None = None
         self._states: StateCounts | None = None
+        self._uploads: UploadBacklog | None = None
         self._sessions_started = 0
         self._sessions_ended = 0
         reg = self.registry
@@ -91,6 +105,18 @@ class DaemonMetrics:
         self.retention_deleted = Counter(
             "srs_retention_deleted", "Recordings deleted by the retention job", registry=reg
         )
+        self.uploads = Counter(
+            "srs_uploads", "Recordings uploaded to the object store and confirmed", registry=reg
+        )
+        self.uploaded_bytes = Counter(
+            "srs_uploaded_bytes", "Bytes uploaded to the object store", registry=reg
+        )
+        self.upload_failures = Counter(
+            "srs_upload_failures", "Uploads given up (the local file is kept)", registry=reg
+        )
+        self.upload_attempt_failures = Counter(
+            "srs_upload_attempt_failures", "Upload attempts that failed and will be retried", registry=reg
+        )
         self.up_since = Gauge("srs_start_time_seconds", "Unix time the daemon started", registry=reg)
         reg.register(_ScrapeCollector(self))
 
@@ -102,6 +128,28 @@ class DaemonMetrics:
 
     def set_state_source(self, source: StateCounts | None) -> None:
         self._states = source
+
+    def set_upload_source(self, source: UploadBacklog | None) -> None:
+        """``source()`` returns the upload backlog as (recordings, bytes); called per scrape."""
+        self._uploads = source
+
+    def upload_backlog(self) -> tuple[int, int] | None:
+        if self._uploads is None:
+            return None
+        try:
+            return self._uploads()
+        except Exception:
+            return None
+
+    def upload_event(self, event: str, size: int) -> None:
+        """One step of an upload: ``done`` (confirmed), ``retry`` (attempt failed) or ``failed``."""
+        if event == "done":
+            self.uploads.inc()
+            self.uploaded_bytes.inc(size)
+        elif event == "retry":
+            self.upload_attempt_failures.inc()
+        elif event == "failed":
+            self.upload_failures.inc()
 
     def live_values(self) -> Mapping[str, float]:
         if self._live is not None:

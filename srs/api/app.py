@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import srs
-from srs.api.files import file_response, make_etag
+from srs.api.files import file_response, make_etag, ranged_response
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
 from srs.api.strict import strict_query
@@ -185,13 +185,13 @@ def create_app(
         return for_scope(service.show(recording_id), who.scope)
 
     def serve_recording(request: Request, recording_id: str, download: bool, who: Principal) -> Response:
-        path = service.file_path(recording_id)
-        row = service.show(recording_id)
-        fmt = (row["file"] or {}).get("format") or "wav"
-        response = file_response(
-            request, path, content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
-            etag=make_etag(path, (row["file"] or {}).get("sha256")), filename=f"{recording_id}.{fmt}",
-            download=download,
+        """Streamed through the API from the local disk or the object store alike: same auth, audit,
+        Range and ETag whichever holds the file (see README, "Recordings in object storage")."""
+        stored = service.stored_file(recording_id)
+        response = ranged_response(
+            request, stored.size, lambda start, length: service.read(stored, start, length),
+            content_type=CONTENT_TYPES.get(stored.format, "application/octet-stream"),
+            etag=stored.etag, filename=f"{recording_id}.{stored.format}", download=download,
         )
         if who.kind is Kind.LINK:
             action = Action.LINK_USE

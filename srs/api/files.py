@@ -1,10 +1,14 @@
-"""Serve a file from disk: streamed in chunks, HEAD, ETag/If-None-Match, If-Range, single and multi Range."""
+"""Serve a file: streamed in chunks, HEAD, ETag/If-None-Match, If-Range, single and multi Range.
+
+The bytes come from a reader ``(start, length) -> chunks``: a local file (:func:`file_response`) or
+an object store (:func:`ranged_response` with the store's ranged GET), so both answer alike.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from starlette.requests import Request
@@ -13,6 +17,8 @@ from starlette.responses import Response, StreamingResponse
 from srs.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 
 CHUNK_SIZE = 64 * 1024
+Reader = Callable[[int, int], Iterator[bytes]]
+"""``reader(start, length)``: that many bytes from ``start``, in chunks."""
 _UNSATISFIABLE = b'{"error":{"code":"range_not_satisfiable","message":"no requested range is in the file"}}'
 
 
@@ -29,11 +35,11 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in weak_free
 
 
-def _read(path: Path, ranges: Sequence[ByteRange]) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        for byte_range in ranges:
-            handle.seek(byte_range.start)
-            remaining = byte_range.length
+def _file_reader(path: Path) -> Reader:
+    def read(start: int, length: int) -> Iterator[bytes]:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            remaining = length
             while remaining > 0:
                 chunk = handle.read(min(CHUNK_SIZE, remaining))
                 if not chunk:
@@ -41,9 +47,16 @@ def _read(path: Path, ranges: Sequence[ByteRange]) -> Iterator[bytes]:
                 remaining -= len(chunk)
                 yield chunk
 
+    return read
+
+
+def _read(reader: Reader, ranges: Sequence[ByteRange]) -> Iterator[bytes]:
+    for byte_range in ranges:
+        yield from reader(byte_range.start, byte_range.length)
+
 
 def _multipart(
-    path: Path, ranges: Sequence[ByteRange], size: int, content_type: str, boundary: str
+    reader: Reader, ranges: Sequence[ByteRange], size: int, content_type: str, boundary: str
 ) -> tuple[Iterator[bytes], int]:
     heads = [
         (f"--{boundary}\r\nContent-Type: {content_type}\r\n"
@@ -58,7 +71,7 @@ def _multipart(
             if position:
                 yield b"\r\n"
             yield head
-            yield from _read(path, [byte_range])
+            yield from _read(reader, [byte_range])
         yield tail
 
     return body(), length
@@ -73,7 +86,22 @@ def file_response(
     filename: str | None = None,
     download: bool = False,
 ) -> Response:
-    size = os.stat(path).st_size
+    return ranged_response(
+        request, os.stat(path).st_size, _file_reader(path), content_type=content_type, etag=etag,
+        filename=filename, download=download,
+    )
+
+
+def ranged_response(
+    request: Request,
+    size: int,
+    reader: Reader,
+    *,
+    content_type: str,
+    etag: str,
+    filename: str | None = None,
+    download: bool = False,
+) -> Response:
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
@@ -100,15 +128,15 @@ def file_response(
     if ranges is None:
         status, body_ranges, length = 200, [ByteRange(0, size - 1)] if size else [], size
         media = content_type
-        iterator: Iterator[bytes] = _read(path, body_ranges)
+        iterator: Iterator[bytes] = _read(reader, body_ranges)
     elif len(ranges) == 1:
         only = ranges[0]
         status, length, media = 206, only.length, content_type
         headers["Content-Range"] = f"bytes {only.start}-{only.end}/{size}"
-        iterator = _read(path, ranges)
+        iterator = _read(reader, ranges)
     else:
         boundary = secrets.token_hex(16)
-        iterator, length = _multipart(path, ranges, size, content_type, boundary)
+        iterator, length = _multipart(reader, ranges, size, content_type, boundary)
         status, media = 206, f"multipart/byteranges; boundary={boundary}"
     headers["Content-Length"] = str(length)
     if head_only:

@@ -13,9 +13,10 @@ import shutil
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from srs.service.audit import Action, Actor, AuditTrail
@@ -28,6 +29,7 @@ from srs.service.errors import (
     LinkRevoked,
     NotAvailable,
     NotFound,
+    ServiceError,
 )
 from srs.service.filters import filter_from_json, filter_to_json
 from srs.service.principal import Kind, Principal
@@ -36,6 +38,7 @@ from srs.storage.errors import InvalidId, RecordingNotFound, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.objects import ObjectStore, ObjectStoreError, StoreUnavailable
 from srs.storage.records import RecordingFilter, State
 
 Clock = Callable[[], float]
@@ -47,6 +50,27 @@ MAX_LINK_VALIDITY_S = 86_400
 DAY_S = 86_400.0
 DEFAULT_EXPORT_TTL_S = 24 * 3600.0
 EXPORT_GONE_STATES = ("expired", "purged")
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A recording's audio and where it is: a local ``path`` or an object store ``key``."""
+
+    recording_id: str
+    size: int
+    sha256: str | None
+    format: str
+    path: Path | None = None
+    key: str | None = None
+
+    @property
+    def etag(self) -> str:
+        if self.sha256:
+            return f'"{self.sha256}"'
+        assert self.path is not None  # an object is only ever stored with its sha256
+        stat = self.path.stat()
+        return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
 
 
 class RecordingService:
@@ -59,6 +83,7 @@ class RecordingService:
         *,
         max_link_validity_s: int = MAX_LINK_VALIDITY_S,
         export_ttl_s: float = DEFAULT_EXPORT_TTL_S,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.index = index
         self.layout = layout
@@ -67,14 +92,17 @@ class RecordingService:
         self.max_link_validity_s = max_link_validity_s
         self.export_ttl_s = export_ttl_s
         self.audit = AuditTrail(index.admin)
+        self.objects = objects
 
     @classmethod
-    def open(cls, data_dir: Path | str, clock: Clock = time.time) -> RecordingService:
+    def open(
+        cls, data_dir: Path | str, clock: Clock = time.time, objects: ObjectStore | None = None
+    ) -> RecordingService:
         """Open the data directory directly (CLI use: works whether the daemon runs or not)."""
         layout = DataLayout(Path(data_dir))
         layout.ensure()
         index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
-        return cls(index, layout, layout.secret(), clock)
+        return cls(index, layout, layout.secret(), clock, objects=objects)
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -113,15 +141,27 @@ class RecordingService:
         fmt = row.get("file_format") or "wav"
         file_path = row.get("file_path")
         file_info: dict[str, Any] | None = None
+        uploaded = _uploaded(row)
         if file_path:
             absolute = Path(file_path)
             if not absolute.is_absolute():
                 absolute = self.layout.data_dir / absolute
+            location = str(absolute)
+            if uploaded:
+                base_url = self.objects.url if self.objects is not None else "object store"
+                location = f"{base_url.rstrip('/')}/{row['object_key']}"
             file_info = {
-                "path": str(absolute), "name": absolute.name, "size": row.get("file_size"), "format": fmt,
+                "path": location, "name": absolute.name, "size": row.get("file_size"), "format": fmt,
                 "content_type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
                 "sample_rate": row.get("sample_rate"), "channels": row.get("channels"),
-                "sha256": row.get("sha256"),
+                "sha256": row.get("sha256"), "location": "object" if uploaded else "local",
+            }
+        upload: dict[str, Any] | None = None
+        if row.get("upload_state"):
+            upload = {
+                "state": row["upload_state"], "reason": row.get("upload_error"),
+                "attempts": row.get("upload_attempts") or 0, "key": row.get("object_key"),
+                "uploaded_at": iso_utc(row.get("uploaded_at")),
             }
         base = f"{API_PREFIX}/recordings/{rid}"
         links = {"self": base, "metadata": f"{base}/metadata"}
@@ -141,6 +181,7 @@ class RecordingService:
             "incomplete_reason": row.get("incomplete_reason"),
             "legal_hold": bool(row.get("legal_hold")),
             "file": file_info,
+            "upload": upload,
             "participants": list(row.get("participants", [])),
             "streams": list(row.get("streams", [])),
             "sessions": list(row.get("sessions", [])),
@@ -151,12 +192,65 @@ class RecordingService:
             "links": links,
         }
 
-    def file_path(self, recording_id: str) -> Path:
-        """The audio file, only once the recording is available."""
+    def stored_file(self, recording_id: str) -> StoredFile:
+        """Where the audio is (local file or object), only once the recording is available."""
         row = self._row(recording_id)
         state = row["state"]
         if state != State.AVAILABLE.value or not row.get("file_path"):
             raise NotAvailable(f"recording {recording_id} is {state}; no file to serve", state=state)
+        fmt = row.get("file_format") or "wav"
+        if _uploaded(row):
+            if self.objects is None:
+                raise NotAvailable(f"recording {recording_id} is in an object store this srs is not"
+                                   " configured for", state=state)
+            key = row["object_key"]
+            try:
+                # Asked before any byte is sent: a store that is down is a clean 503, not a cut stream.
+                info = self.objects.head(key)
+            except StoreUnavailable as exc:
+                raise _store_down(exc) from exc
+            except ObjectStoreError as exc:
+                raise NotAvailable(f"recording {recording_id}: {exc}", state=state) from exc
+            if info is None:
+                raise NotAvailable(f"recording {recording_id}: object is missing from the store", state=state)
+            return StoredFile(recording_id, info.size, row.get("sha256"), fmt, key=key)
+        try:
+            path = self.file_path(recording_id, row)
+        except NotAvailable:
+            fresh = self._row(recording_id)  # the uploader may have moved it a moment ago
+            if not _uploaded(fresh):
+                raise
+            return self.stored_file(recording_id)
+        return StoredFile(recording_id, path.stat().st_size, row.get("sha256"), fmt, path=path)
+
+    def read(self, stored: StoredFile, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The bytes of a stored file from ``start`` (``length`` of them, or to the end), in chunks."""
+        if stored.key is not None:
+            assert self.objects is not None
+            try:
+                return self.objects.read(stored.key, start, length)
+            except StoreUnavailable as exc:
+                raise _store_down(exc) from exc
+            except ObjectStoreError as exc:
+                raise NotAvailable(f"recording {stored.recording_id}: {exc}", state="available") from exc
+        assert stored.path is not None
+        try:
+            handle = stored.path.open("rb")  # opened now: once open, an unlink cannot cut the stream
+        except FileNotFoundError:
+            moved = self.stored_file(stored.recording_id)  # the uploader moved it meanwhile?
+            if moved.key is None:
+                raise
+            return self.read(moved, start, length)
+        return _chunks(handle, start, length)
+
+    def file_path(self, recording_id: str, row: Mapping[str, Any] | None = None) -> Path:
+        """The local audio file, only once the recording is available (and not moved to the store)."""
+        row = self._row(recording_id) if row is None else row
+        state = row["state"]
+        if state != State.AVAILABLE.value or not row.get("file_path"):
+            raise NotAvailable(f"recording {recording_id} is {state}; no file to serve", state=state)
+        if _uploaded(row):
+            raise NotAvailable(f"recording {recording_id} is in the object store", state=state)
         try:
             path = self.layout.contain(row["file_path"])
         except UnsafePath as exc:
@@ -187,7 +281,21 @@ class RecordingService:
     def _remove(
         self, row: Mapping[str, Any], actor: Actor, action: Action, client: str | None = None
     ) -> None:
+        """Object first: if the store cannot delete it now, the index row stays to try again."""
         rid = row["id"]
+        if row.get("object_key") and row.get("upload_state") in ("done", "pending"):
+            if self.objects is None:
+                if row.get("upload_state") == "done":
+                    raise Conflict(f"recording {rid} is in an object store this srs is not configured for",
+                                   code="store_not_configured")
+            else:
+                try:
+                    self.objects.delete(row["object_key"])
+                except StoreUnavailable as exc:
+                    raise _store_down(exc) from exc
+                except ObjectStoreError as exc:
+                    raise ServiceError(f"recording {rid}: object store refused delete: {exc}",
+                                       code="store_error", status=502) from exc
         if row.get("file_path"):
             with contextlib.suppress(UnsafePath, OSError):
                 self.layout.contain(row["file_path"]).unlink(missing_ok=True)
@@ -239,7 +347,10 @@ class RecordingService:
             full = self.index.get(row["id"])
             if full is None or full.get("legal_hold"):
                 continue
-            self._remove(full, actor, Action.RETENTION_DELETE)
+            try:
+                self._remove(full, actor, Action.RETENTION_DELETE)
+            except ServiceError:
+                continue  # the object store is down: this row stays for the next sweep
             deleted.append(row["id"])
         return deleted
 
@@ -266,7 +377,7 @@ class RecordingService:
             raise BadRequest("link validity must be positive")
         if validity_s > self.max_link_validity_s:
             raise BadRequest(f"link validity is at most {self.max_link_validity_s} seconds")
-        self.file_path(recording_id)
+        self.stored_file(recording_id)
         now = self.clock()
         expires_at = int(now + validity_s)
         link_id = new_id(now)
@@ -354,11 +465,11 @@ class RecordingService:
             target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items
             entries: list[dict[str, Any]] = []
-            files: list[tuple[Path, str]] = []
+            files: list[tuple[StoredFile, str]] = []
             for row in rows:
                 entry = self.represent(row)
                 try:
-                    source = self.file_path(row["id"])
+                    source = self.stored_file(row["id"])
                 except NotAvailable:
                     entry["archive_path"] = None
                 else:
@@ -374,7 +485,7 @@ class RecordingService:
             members = [entry["id"] for entry in entries if entry["archive_path"] is not None]
             # known before the archive exists, so a deletion from now on finds (and purges) it
             self.index.admin.set_export_members(export_id, members)
-            _write_archive(temp, fmt, files, manifest, self.clock())
+            _write_archive(temp, fmt, [(s, n, self.read) for s, n in files], manifest, self.clock())
             os.replace(temp, target)
         except Exception as exc:
             temp.unlink(missing_ok=True)
@@ -453,17 +564,68 @@ class RecordingService:
         return path
 
 
+def _uploaded(row: Mapping[str, Any]) -> bool:
+    return row.get("upload_state") == "done" and bool(row.get("object_key"))
+
+
+def _store_down(exc: Exception) -> ServiceError:
+    return ServiceError(f"object store unavailable: {exc}", code="store_unavailable", status=503)
+
+
+def _chunks(handle: BinaryIO, start: int, length: int | None) -> Iterator[bytes]:
+    with handle:
+        handle.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of a chunk iterator, for tarfile (which reads exactly ``size`` bytes)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = chunk
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+ArchiveSource = tuple[StoredFile, str, Callable[[StoredFile], Iterator[bytes]]]
+
+
 def _write_archive(
-    target: Path, fmt: str, files: Sequence[tuple[Path, str]], manifest: bytes, now: float
+    target: Path, fmt: str, files: Sequence[ArchiveSource], manifest: bytes, now: float
 ) -> None:
+    """Audio is copied from wherever it is (local file or object store), streamed, never whole in memory."""
     # 0640 whatever the umask: an archive is as private as the recordings in it
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
     with os.fdopen(fd, "wb") as raw:
         if fmt == "zip":
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
                 archive.writestr("index.json", manifest)
-                for source, name in files:
-                    archive.write(source, name)
+                for source, name, read in files:
+                    zinfo = zipfile.ZipInfo(name, time.gmtime(now)[:6])
+                    zinfo.compress_type = zipfile.ZIP_DEFLATED
+                    with archive.open(zinfo, "w", force_zip64=True) as sink:
+                        for chunk in read(source):
+                            sink.write(chunk)
             return
         with tarfile.open(fileobj=raw, mode="w:gz") as archive:
             info = tarfile.TarInfo("index.json")
@@ -471,5 +633,9 @@ def _write_archive(
             info.mtime = int(now)
             info.mode = 0o640
             archive.addfile(info, io.BytesIO(manifest))
-            for source, name in files:
-                archive.add(source, arcname=name, recursive=False)
+            for source, name, read in files:
+                entry = tarfile.TarInfo(name)
+                entry.size = source.size
+                entry.mtime = int(now)
+                entry.mode = 0o640
+                archive.addfile(entry, _ChunkReader(read(source)))

@@ -198,6 +198,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX export_members_recording ON export_members (recording_id);
     """,
+    # 6: where a finished recording's file lives once it leaves the local disk for the object
+    # store: its key there, and the upload's state (pending, done, failed) with the last reason.
+    # NULL upload_state: the file stays in the local folder (no object store configured).
+    """
+    ALTER TABLE recordings ADD COLUMN object_key TEXT;
+    ALTER TABLE recordings ADD COLUMN upload_state TEXT;
+    ALTER TABLE recordings ADD COLUMN upload_error TEXT;
+    ALTER TABLE recordings ADD COLUMN upload_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE recordings ADD COLUMN uploaded_at REAL;
+    CREATE INDEX recordings_upload_state ON recordings (upload_state);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
