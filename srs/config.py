@@ -48,6 +48,8 @@ class SipSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    tls_verify_peer: bool = True
+    tls_ca_file: str = ""
     advertised_host: str = ""
     answer_delay_ms: int = 0
     reject_status: int = 488
@@ -84,6 +86,15 @@ class LimitSettings:
     drain_seconds: int = 30
     max_loop_lag_ms: int = 250
     max_sip_backlog_kb: int = 1024
+    max_streams_per_call: int = 8
+    max_sessions_per_source: int = 1000
+    max_streams_per_source: int = 2000
+    max_metadata_versions: int = 100
+    max_metadata_bytes: int = 1048576
+    max_sip_connections: int = 1000
+    max_sip_connections_per_source: int = 64
+    sip_header_timeout_s: float = 10.0
+    sip_idle_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,21 @@ def _validate(config: Config) -> None:
         raise ConfigError("[limits] drain_seconds: must not be negative")
     if config.limits.max_sip_backlog_kb < 0:
         raise ConfigError("[limits] max_sip_backlog_kb: must not be negative")
+    for key in (
+        "max_streams_per_call",
+        "max_sessions_per_source",
+        "max_streams_per_source",
+        "max_metadata_versions",
+        "max_metadata_bytes",
+        "max_sip_connections",
+        "max_sip_connections_per_source",
+        "sip_header_timeout_s",
+        "sip_idle_timeout_s",
+    ):
+        if getattr(config.limits, key) < 0:
+            raise ConfigError(f"[limits] {key}: must not be negative (0 switches the bound off)")
+    if config.sip.tls_ca_file and not Path(config.sip.tls_ca_file).is_file():
+        raise ConfigError(f"[sip] tls_ca_file: {config.sip.tls_ca_file!r} is not a readable file")
     if not 300 <= config.sip.reject_status <= 699:
         raise ConfigError("[sip] reject_status: expected a final status 300..699")
     for network in config.sip.allowed_networks:
