@@ -169,9 +169,7 @@ def test_forged_allowed_source_with_maddr_gets_nothing_to_the_third_address() ->
 
     async def scenario(recorder: Recorder) -> None:
         target = recorder.address(Transport.UDP)
-        via = (
-            f"SIP/2.0/UDP {THIRD}:{third_port};maddr={THIRD};received={THIRD};branch=z9hG4bKforged"
-        )
+        via = f"SIP/2.0/UDP {THIRD}:{third_port};maddr={THIRD};received={THIRD};branch=z9hG4bKforged"
         sbc.sendto(forged_via(invite(call_id="forged@sbc"), via), (target.host, target.port))
         # no ACK: the 2xx is retransmitted until 64*T1 (here 3.2 s) and then the call is ended
         at_sbc = await collect(sbc, 4.0)
@@ -275,7 +273,9 @@ def test_sessions_and_streams_per_source_are_capped_others_still_served() -> Non
         assert [first.status, second.status, third.status] == [200, 200, 503]
         assert third.headers.get("retry-after") and "at most 2" in (third.headers.get("warning") or "")
         assert (await call(other, target, "o1")).status == 200
-        bye = request("BYE", call_id="c1", from_tag="c1", to_tag=first.to_addr.tag, cseq=2, branch="z9hG4bKb1")
+        bye = request(
+            "BYE", call_id="c1", from_tag="c1", to_tag=first.to_addr.tag, cseq=2, branch="z9hG4bKb1"
+        )
         sbc.sendto(bye, (target.host, target.port))
         await asyncio.sleep(0.2)
         assert (await call(sbc, target, "c4")).status == 200
@@ -332,9 +332,16 @@ async def _attack(target: Address, count: int, size: int) -> asyncio.subprocess.
     """Another process opens ``count`` connections from 127.0.0.2, each sending ``size`` bytes of a
     header that never ends, and keeps them open until its stdin closes."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ATTACKER, target.host, str(target.port), str(count), str(size),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        ATTACKER,
+        target.host,
+        str(target.port),
+        str(count),
+        str(size),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     return process
 
 
@@ -461,7 +468,8 @@ def metadata_info(call_id: str, from_tag: str, to_tag: str, cseq: int, size: int
         b'<?xml version="1.0" encoding="UTF-8"?>\r\n<recording xmlns="urn:ietf:params:xml:ns:recording:1">'
         b"<datamode>partial</datamode>"
         + b"".join(
-            f'<participant participant_id="p{cseq}x{i}"><nameID aor="sip:u{i}@example.com"/></participant>'.encode()
+            f'<participant participant_id="p{cseq}x{i}"><nameID aor="sip:u{i}@example.com"/>'.encode()
+            + b"</participant>"
             for i in range(max(1, size // 90))
         )
         + b"</recording>\r\n"
@@ -490,8 +498,10 @@ def test_metadata_flood_is_bounded_per_recording_and_the_call_goes_on() -> None:
         ok = [parse_message(d) for d in drain(sbc)]
         final = next(m for m in ok if isinstance(m, Response) and m.status == 200)
         to_tag = final.to_addr.tag or ""
-        sbc.sendto(request("ACK", call_id="meta@sbc", from_tag="m1", to_tag=to_tag, branch="z9hG4bKack"),
-                   (target.host, target.port))  # fmt: skip
+        sbc.sendto(
+            request("ACK", call_id="meta@sbc", from_tag="m1", to_tag=to_tag, branch="z9hG4bKack"),
+            (target.host, target.port),
+        )
         got: list[int] = []
         for cseq in range(2, 1002):
             sbc.sendto(metadata_info("meta@sbc", "m1", to_tag, cseq, 6000), (target.host, target.port))
@@ -501,8 +511,10 @@ def test_metadata_flood_is_bounded_per_recording_and_the_call_goes_on() -> None:
         got += statuses(await collect(sbc, 1.0))
         assert got.count(200) == 99 and got.count(403) == 901, (got.count(200), got.count(403))
         assert recorder.ua.active_sessions == 1
-        sbc.sendto(request("BYE", call_id="meta@sbc", from_tag="m1", to_tag=to_tag, cseq=2000, branch="z9hG4bKbye"),
-                   (target.host, target.port))  # fmt: skip
+        sbc.sendto(
+            request("BYE", call_id="meta@sbc", from_tag="m1", to_tag=to_tag, cseq=2000, branch="z9hG4bKbye"),
+            (target.host, target.port),
+        )
         assert statuses(await collect(sbc, 0.5)) == [200]
         assert recorder.ended and recorder.ended[0].reason == "bye"
 
