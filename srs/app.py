@@ -394,7 +394,7 @@ class Daemon:
                 )
             elif isinstance(event, LimitReached):
                 self.metrics.limit_reached(event.limit)
-                self.log.warning(
+                self.log.info(  # info: one line per refused packet must not flood the warnings
                     "sip_limit_reached",
                     limit=event.limit,
                     detail=event.detail,
