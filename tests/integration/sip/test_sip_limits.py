@@ -592,3 +592,37 @@ def test_outgoing_tls_refuses_an_untrusted_peer(tmp_path: Path, trusted: bool) -
         assert received and received[0].startswith(b"BYE sip:sbc@192.0.2.10:5060")
     else:
         assert received == [] and recorder.edge.counters["send_errors"] == 1
+
+
+def test_tls_refused_source_gets_no_handshake_and_a_silent_one_is_cut(tmp_path: Path) -> None:
+    """The ACL is applied before the TLS handshake (a refused source's ClientHello is never
+    answered), and a handshake that never starts is bounded by the header timeout."""
+    cert, key = _self_signed(tmp_path)
+    client = ssl.create_default_context(cafile=str(cert))
+    client.check_hostname = False
+
+    async def scenario(recorder: Recorder) -> None:
+        target = recorder.address(Transport.TLS)
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port, ssl=client, local_addr=(REFUSED, 0)), WAIT
+            )
+        reader, writer = await asyncio.open_connection(target.host, target.port, local_addr=(SBC, 0))
+        assert await _closed_within(reader, WAIT) < 3.0  # no ClientHello: cut by the handshake bound
+        writer.close()
+        good_r, good_w = await asyncio.open_connection(
+            target.host, target.port, ssl=client, local_addr=(SBC, 0)
+        )
+        good_w.write(request("OPTIONS", via_transport="TLS", contact=None))
+        (answer,) = await read_responses(good_r, 1)
+        assert answer.status == 200
+        good_w.close()
+
+    recorder = run(
+        scenario,
+        ua={"allowed_networks": (f"{SBC}/32",)},
+        edge={"stream_limits": StreamLimits(header_timeout=0.5)},
+        tls=_tls_server_context(cert, key),
+    )
+    assert recorder.limits == ["acl"]
+    assert recorder.edge.counters["tls_handshake_failures"] == 1 and recorder.edge.table.total == 0
