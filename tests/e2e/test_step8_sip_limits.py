@@ -12,6 +12,7 @@ measures (``-s`` shows them).
   descriptors and RSS stay bounded, a real call from another address succeeds, /healthz answers.
 - 1,000 in-dialog INFOs with 60 KB of metadata: the index keeps a bounded number of versions and
   bytes, the rest is refused with 403 and counted in /metrics, the call goes on and ends normally.
+- TLS: srs's BYE on a new connection reaches only a peer whose certificate the CA file vouches for.
 
 ``SRS_BASELINE_SRC=DIR`` (a directory holding an older ``srs`` package) runs the daemon from that
 code instead, to record the "before" figures of the same attacks; the assertions then fail.
@@ -246,3 +247,87 @@ def test_metadata_flood_is_bounded_in_the_index(start_srs: Callable[..., SrsDaem
     assert versions <= 100 and stored <= 1048576
     assert statuses.count(403) >= 900 and statuses.count(200) + statuses.count(403) == 1000
     assert any('reason="metadata_bytes"' in line or 'reason="metadata_versions"' in line for line in refusals)
+
+
+def _cert(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir()
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_bye_over_tls_reaches_only_a_peer_the_ca_file_trusts(
+    start_srs: Callable[..., SrsDaemon], tmp_path: Path, trusted: bool
+) -> None:
+    """A TLS call whose SBC closes its connection; at shutdown srs's BYE needs a new connection to
+    the SBC (its address, at the Via port, which is the port it connected from, as SBCs that reuse
+    their listening port do). Under ``tls_verify_peer = true`` (the default) a listener there whose
+    certificate the CA file does not vouch for gets nothing; one it trusts gets the BYE."""
+    import ssl
+    import threading
+
+    srs_cert, srs_key = _cert(tmp_path / "srs")
+    ca_cert, ca_key = _cert(tmp_path / "ca")
+    rogue_cert, rogue_key = _cert(tmp_path / "rogue")
+    tls_port = socket.create_server((SBC, 0))
+    port = tls_port.getsockname()[1]
+    tls_port.close()
+    ca_line = "" if os.environ.get("SRS_BASELINE_SRC") else f'tls_ca_file = "{ca_cert}"\n'
+    daemon = start_srs(
+        f'[sip]\ntls_listen = ["{SBC}:{port}"]\ntls_cert = "{srs_cert}"\ntls_key = "{srs_key}"\n'
+        f"{ca_line}\n[limits]\ndrain_seconds = 0\n"
+    )
+    to_srs = ssl.create_default_context(cafile=str(srs_cert))
+    to_srs.check_hostname = False
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    raw.bind((SBC, 0))
+    sbc_port = raw.getsockname()[1]
+    raw.settimeout(5)
+    raw.connect((SBC, port))
+    with to_srs.wrap_socket(raw) as sbc:
+        data = invite(via_transport="TLS", call_id="tls@sbc").replace(
+            b"Via: SIP/2.0/TLS 192.0.2.10:5060", f"Via: SIP/2.0/TLS {SBC}:{sbc_port}".encode()
+        )
+        sbc.sendall(data)
+        answer = b""
+        while b"SIP/2.0 200" not in answer:
+            chunk = sbc.recv(65535)
+            assert chunk
+            answer += chunk
+    # the SBC now listens on the port it connected from
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((SBC, sbc_port))
+    listener.listen(4)
+    listener.settimeout(20)
+    listener_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listener_ctx.load_cert_chain(*((ca_cert, ca_key) if trusted else (rogue_cert, rogue_key)))
+    got: list[bytes] = []
+    errors: list[str] = []
+
+    def sbc_side() -> None:
+        try:
+            conn, _ = listener.accept()
+            with listener_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(5)
+                got.append(tls.recv(65535))
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(repr(exc))
+
+    thread = threading.Thread(target=sbc_side, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    assert daemon.stop() == 0  # drain 0: srs sends BYE at once, on a new connection
+    thread.join(15)
+    listener.close()
+    print(f"\ntrusted={trusted}: listener got {[g[:40] for g in got]}, errors {errors}")
+    if trusted:
+        assert got and got[0].startswith(b"BYE sip:sbc@192.0.2.10:5060")
+    else:
+        assert got == [] and errors
