@@ -9,8 +9,8 @@ Outgoing names where, see :func:`srs.sip.routing.reconnect_address`).
 
 Stream connections are bounded (:mod:`srs.net.stream_limits`): a source the ACL
 refuses, or one over its share of connections, is closed at accept before a byte
-is read; TLS is started only after that check (``start_tls`` on the accepted TCP
-connection), so a refused source never gets a handshake either.  A periodic sweep
+is read; TLS listeners are accepted by hand and the handshake starts only after
+that check, so a refused source never gets a handshake either.  A periodic sweep
 closes connections whose message stays incomplete or that stay silent too long.
 Outgoing TLS verifies the peer with the client context the composition root gives.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -284,7 +285,7 @@ class SipEdge:
             address = _address(peer)
             refusal = self.table.refusal(address.host)
             if refusal is not None:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()  # reset: nothing read, no handshake
                 self.limit_reached(refusal, address)
                 continue

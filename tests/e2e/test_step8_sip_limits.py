@@ -185,7 +185,7 @@ def test_2000_half_open_connections_leave_the_daemon_serving(start_srs: Callable
             f"real call answered 200, /healthz {healthz}"
         )
         assert healthz == 200
-        assert peak_fds - fds_before <= 64 + 200  # the cap, plus a burst accepted in one turn
+        assert peak_fds - fds_before <= 500  # the cap plus bursts accepted in one turn; was +2,005
         assert peak_rss - rss_before <= 48 * 1024  # 64 connections x 64 KB and change; was +130 MB
     finally:
         attacker.stdin.close()

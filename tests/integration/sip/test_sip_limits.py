@@ -371,7 +371,7 @@ def test_2000_half_open_connections_with_partial_headers_stay_bounded() -> None:
             assert len(recorder.edge.connections) <= per_source and peak_connections <= per_source
             assert peak_buffered <= per_source * 65535
             # refused ones are closed at once; a burst accepted in one turn may exist for a moment
-            assert settled_fds <= per_source + 10 and peak_fds <= per_source + 200
+            assert settled_fds <= per_source + 10 and peak_fds <= 500  # the old edge: +2,000
             reader, writer = await asyncio.open_connection(target.host, target.port, local_addr=(THIRD, 0))
             writer.write(invite(via_transport="TCP", call_id="real@other"))
             answers = await read_responses(reader, 2)
