@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -43,12 +44,14 @@ from srs.mediaplane.ports import PortAllocator
 from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
 from srs.net.sip_edge import SipEdge
+from srs.net.stream_limits import StreamLimits
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import (
+    LimitReached,
     MessageDropped,
     MetadataReceived,
     RequestRefused,
@@ -136,6 +139,11 @@ class Daemon:
                 allowed_networks=sip.allowed_networks,
                 rate_limit_per_source=sip.rate_limit_per_source,
                 rate_limit_burst=sip.rate_limit_burst,
+                max_streams_per_call=config.limits.max_streams_per_call,
+                max_sessions_per_source=config.limits.max_sessions_per_source,
+                max_streams_per_source=config.limits.max_streams_per_source,
+                max_metadata_versions=config.limits.max_metadata_versions,
+                max_metadata_bytes=config.limits.max_metadata_bytes,
             )
         )
         self.allocator = PortAllocator(
@@ -230,6 +238,10 @@ class Daemon:
             max_message_size=sip.max_message_size,
             advertised_host=sip.advertised_host,
             on_stream_error=self._on_stream_error,
+            allows=self.ua.acl.allows,
+            stream_limits=self._stream_limits(),
+            on_limit=self._on_edge_limit,
+            client_ssl=self._client_ssl(),
         )
         self.edge.bind(sip.listen, sip.tls_listen)
         try:
@@ -334,6 +346,43 @@ class Daemon:
         self.log.info("stopped")
         return 0
 
+    def _stream_limits(self) -> StreamLimits:
+        """[limits] for TCP/TLS; the total is kept under half the descriptor limit, so that RTP
+        sockets, the index and the API still get descriptors when the connection cap is reached."""
+        limits = self.config.limits
+        total = limits.max_sip_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (total == 0 or total > soft // 2):
+            self.log.warning("sip_connections_capped", configured=total, capped=soft // 2, nofile=soft)
+            total = max(1, soft // 2)
+        return StreamLimits(
+            max_connections=total,
+            max_connections_per_source=limits.max_sip_connections_per_source,
+            header_timeout=limits.sip_header_timeout_s,
+            idle_timeout=limits.sip_idle_timeout_s,
+        )
+
+    def _client_ssl(self) -> ssl.SSLContext:
+        """TLS for connections srs opens (in-dialog requests after the peer's connection closed).
+
+        The peer's chain is verified against ``tls_ca_file`` (or the system store) unless
+        ``tls_verify_peer = false``. Its name is not checked: srs connects to the address the
+        dialog's requests came from, not to a name, so the CA file is what decides who is
+        trusted; present srs's own certificate too when it has one (SBCs that want mutual TLS).
+        """
+        sip = self.config.sip
+        context = ssl.create_default_context(cafile=sip.tls_ca_file or None)
+        context.check_hostname = False
+        if not sip.tls_verify_peer:
+            context.verify_mode = ssl.CERT_NONE
+        if sip.tls_cert and sip.tls_key:
+            context.load_cert_chain(sip.tls_cert, sip.tls_key)
+        return context
+
+    def _on_edge_limit(self, limit: str, peer: Address) -> None:
+        self.metrics.limit_reached(limit)
+        self.log.info("sip_connection_limited", limit=limit, source=str(peer))
+
     def _server_ssl(self) -> ssl.SSLContext:
         sip = self.config.sip
         return server_ssl_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
@@ -431,6 +480,15 @@ class Daemon:
                     "request_refused",
                     method=event.method,
                     status=event.status,
+                    detail=event.detail,
+                    source=str(event.source),
+                    call_id=event.call_id,
+                )
+            elif isinstance(event, LimitReached):
+                self.metrics.limit_reached(event.limit)
+                self.log.info(  # info: one line per refused packet must not flood the warnings
+                    "sip_limit_reached",
+                    limit=event.limit,
                     detail=event.detail,
                     source=str(event.source),
                     call_id=event.call_id,

@@ -48,6 +48,8 @@ class SipSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    tls_verify_peer: bool = True
+    tls_ca_file: str = ""
     advertised_host: str = ""
     answer_delay_ms: int = 0
     reject_status: int = 488
@@ -84,6 +86,15 @@ class LimitSettings:
     drain_seconds: int = 30
     max_loop_lag_ms: int = 250
     max_sip_backlog_kb: int = 1024
+    max_streams_per_call: int = 8
+    max_sessions_per_source: int = 1000
+    max_streams_per_source: int = 2000
+    max_metadata_versions: int = 100
+    max_metadata_bytes: int = 1048576
+    max_sip_connections: int = 1000
+    max_sip_connections_per_source: int = 64
+    sip_header_timeout_s: float = 10.0
+    sip_idle_timeout_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,16 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("limits", "drain_seconds"): (0, _DAY),
     ("limits", "max_loop_lag_ms"): (0, 60_000),
     ("limits", "max_sip_backlog_kb"): (0, 1024 * 1024),
+    # per-source and per-call bounds: 0 switches one off
+    ("limits", "max_streams_per_call"): (0, 1000),
+    ("limits", "max_sessions_per_source"): (0, 1_000_000),
+    ("limits", "max_streams_per_source"): (0, 1_000_000),
+    ("limits", "max_metadata_versions"): (0, 1_000_000),
+    ("limits", "max_metadata_bytes"): (0, 1 << 30),
+    ("limits", "max_sip_connections"): (0, 1_000_000),
+    ("limits", "max_sip_connections_per_source"): (0, 1_000_000),
+    ("limits", "sip_header_timeout_s"): (0, _DAY),
+    ("limits", "sip_idle_timeout_s"): (0, 31 * _DAY),
     ("http", "link_max_validity_min"): (1, 366 * 24 * 60),
     ("storage", "retention_days"): (0, 100 * 366),
     ("storage", "retention_interval_s"): (0.01, 366 * _DAY),
@@ -275,6 +296,8 @@ def _validate(config: Config) -> None:
     if config.sip.t2_ms < config.sip.t1_ms:
         sip = config.sip
         raise ConfigError(f"[sip] t2_ms ({sip.t2_ms}) must not be less than t1_ms ({sip.t1_ms})")
+    if config.sip.tls_ca_file and not Path(config.sip.tls_ca_file).is_file():
+        raise ConfigError(f"[sip] tls_ca_file: {config.sip.tls_ca_file!r} is not a readable file")
     for network in config.sip.allowed_networks:
         try:
             ipaddress.ip_network(network, strict=False)

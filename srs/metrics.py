@@ -83,11 +83,18 @@ class DaemonMetrics:
         self.rtp_received = Counter("srs_rtp_packets_received", "RTP packets received", registry=reg)
         self.rtp_lost = Counter("srs_rtp_packets_lost", "RTP packets lost (sequence gaps)", registry=reg)
         self.rtp_dropped = Counter(
-            "srs_rtp_packets_dropped", "RTP packets dropped (late, duplicate, malformed, foreign source)",
+            "srs_rtp_packets_dropped",
+            "RTP packets dropped (late, duplicate, malformed, foreign source)",
             registry=reg,
         )
         self.sip_refused = Counter(
             "srs_sip_requests_refused", "SIP requests answered with an error status", ["status"], registry=reg
+        )
+        self.sip_limit_refusals = Counter(
+            "srs_sip_limit_refusals",
+            "Requests refused and connections closed by a per-call or per-source bound",
+            ["reason"],
+            registry=reg,
         )
         self.sip_dropped = Counter(
             "srs_sip_messages_dropped", "SIP messages dropped unanswered", registry=reg
@@ -187,6 +194,10 @@ class DaemonMetrics:
 
     def request_refused(self, status: int) -> None:
         self.sip_refused.labels(str(status)).inc()
+
+    def limit_reached(self, reason: str) -> None:
+        """``reason`` names the bound: streams_per_call, sessions_per_source, header_timeout …"""
+        self.sip_limit_refusals.labels(reason).inc()
 
     def message_dropped(self) -> None:
         self.sip_dropped.inc()

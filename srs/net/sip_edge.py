@@ -4,7 +4,15 @@ Every received message goes to one callback with its source, transport and
 the local address it arrived on (for Contact and SDP); the sans-IO user agent
 decides the rest.  Responses and requests leave through :meth:`SipEdge.send`:
 UDP from the listener of the destination's family, TCP/TLS on the connection
-the peer opened (or a new one when it is gone).
+the peer opened (or a new one to the same host when it is gone and the
+Outgoing names where, see :func:`srs.sip.routing.reconnect_address`).
+
+Stream connections are bounded (:mod:`srs.net.stream_limits`): a source the ACL
+refuses, or one over its share of connections, is closed at accept before a byte
+is read; TLS listeners are accepted by hand and the handshake starts only after
+that check, so a refused source never gets a handshake either.  A periodic sweep
+closes connections whose message stays incomplete or that stay silent too long.
+Outgoing TLS verifies the peer with the client context the composition root gives.
 """
 
 from __future__ import annotations
@@ -12,16 +20,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from srs.config import HostPort
 from srs.errors import ListenError, ParseError
+from srs.net.stream_limits import ConnectionTable, StreamClock, StreamLimits
 from srs.sip.framing import StreamFramer
 from srs.sip.routing import Address, Outgoing, Transport
 
 MessageHandler = Callable[[bytes, Address, Transport, Address], None]
+LimitHandler = Callable[[str, Address], None]
+"""Told each time a bound closes or turns away a connection: the limit's name and the peer."""
 _WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -49,6 +61,7 @@ def _bind(hp: HostPort, kind: socket.SocketKind, what: str) -> socket.socket:
         sock.close()
         raise ListenError(what, str(hp), exc) from None
     return sock
+
 
 
 class _LocalAddressGuess:
@@ -105,25 +118,49 @@ class _StreamProtocol(asyncio.Protocol):
     this connection) and the connection is closed, flushing that answer first.
     """
 
-    def __init__(self, edge: SipEdge, kind: Transport) -> None:
+    def __init__(
+        self, edge: SipEdge, kind: Transport, *, outbound: bool = False, admitted: bool = False
+    ) -> None:
+        """``outbound``: srs opened it; ``admitted``: the TLS accept loop already checked and
+        counted it (before the handshake)."""
         self.edge = edge
         self.kind = kind
+        self.outbound = outbound
+        self.admitted = admitted
         self.framer = StreamFramer(edge.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer = Address("", 0)
         self.local = Address("", 0)
         self.failed = False
+        self.registered = False
+        self.clock = StreamClock(0.0, None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = _address(transport.get_extra_info("peername"))
         self.local = _address(transport.get_extra_info("sockname"))
-        self.edge.connections[(self.kind, self.peer)] = self
+        edge = self.edge
+        if not self.outbound and not self.admitted:
+            refusal = edge.table.refusal(self.peer.host)
+            if refusal is not None:
+                self.failed = True
+                transport.abort()  # type: ignore[attr-defined]  # nothing read, nothing buffered
+                edge.limit_reached(refusal, self.peer)
+                return
+        now = asyncio.get_running_loop().time()
+        self.clock = StreamClock(now, None if self.outbound else now)
+        if not self.admitted:
+            edge.table.opened(self.peer.host)
+        self.registered = True
+        edge.connections[(self.kind, self.peer)] = self
 
     def data_received(self, data: bytes) -> None:
         if self.failed:
             return  # closing: the rest of a broken stream means nothing
         messages, error = self.framer.feed_until_error(data)
+        self.clock.received(
+            asyncio.get_running_loop().time(), framed=bool(messages), buffered=self.framer.buffered
+        )
         pongs = self.framer.take_pongs()
         if pongs:
             self.write(pongs)  # RFC 5626 §4.4.1: CRLF answers a double-CRLF ping
@@ -133,16 +170,28 @@ class _StreamProtocol(asyncio.Protocol):
             self.failed = True
             self.edge.counters["stream_errors"] += 1
             self.edge.on_stream_error(self, error)
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.registered:
+            self.registered = False
+            self.edge.table.closed(self.peer.host)
         if self.edge.connections.get((self.kind, self.peer)) is self:
             del self.edge.connections[(self.kind, self.peer)]
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop at once, unsent data included: a peer that stalls gets no graceful close."""
+        self.failed = True
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class SipEdge:
@@ -155,17 +204,30 @@ class SipEdge:
         max_message_size: int = 65535,
         advertised_host: str = "",
         on_stream_error: Callable[[bytes, Address, Transport, Address, ParseError], None] | None = None,
+        allows: Callable[[str], bool] | None = None,
+        stream_limits: StreamLimits | None = None,
+        on_limit: LimitHandler | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """``allows`` is the source ACL (applied at accept to streams); ``client_ssl`` the context
+        for connections srs opens over TLS (a verifying default one when None)."""
         self.handler = handler
         self.max_message_size = max_message_size
         self.local = _LocalAddressGuess(advertised_host)
         self.connections: dict[tuple[Transport, Address], _StreamProtocol] = {}
-        self.counters = {"udp_errors": 0, "stream_errors": 0, "send_errors": 0}
+        self.limits = stream_limits if stream_limits is not None else StreamLimits()
+        self.table = ConnectionTable(self.limits, allows)
+        self._on_limit = on_limit
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tls_tasks: set[asyncio.Task[None]] = set()
+        self._tls_listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
+        self.counters = {"udp_errors": 0, "stream_errors": 0, "send_errors": 0, "tls_handshake_failures": 0}
         self._udp: list[_UdpProtocol] = []
         self._udp_sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._stream_error_handler = on_stream_error
-        self._client_ssl: ssl.SSLContext | None = None
+        self._client_ssl = client_ssl if client_ssl is not None else ssl.create_default_context()
         self.bound: list[tuple[Transport, Address]] = []
         self._bound_sockets: list[tuple[Transport, socket.socket]] = []
 
@@ -224,18 +286,70 @@ class SipEdge:
                 protocol = _UdpProtocol(self, bound)
                 await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)  # type: ignore[misc]
                 self._udp.append(protocol)
-            else:
-                assert kind is Transport.TCP or server_ssl is not None
-                server = await loop.create_server(
-                    lambda k=kind: _StreamProtocol(self, k),  # type: ignore[misc]
-                    sock=sock,
-                    ssl=server_ssl if kind is Transport.TLS else None,
-                )
+            elif kind is Transport.TCP:
+                server = await loop.create_server(lambda: _StreamProtocol(self, Transport.TCP), sock=sock)
                 self._servers.append(server)
+            else:
+                assert server_ssl is not None
+                self._tls_listeners.append(sock)
+                self._acceptors.append(loop.create_task(self._accept_tls(sock, server_ssl)))
             self.bound.append((kind, bound))
-        self._client_ssl = ssl.create_default_context()
-        self._client_ssl.check_hostname = False
-        self._client_ssl.verify_mode = ssl.CERT_NONE
+        self._sweeper = loop.create_task(self._sweep())
+
+    def limit_reached(self, limit: str, peer: Address) -> None:
+        self.counters[f"limit_{limit}"] = self.counters.get(f"limit_{limit}", 0) + 1
+        if self._on_limit is not None:
+            self._on_limit(limit, peer)
+
+    async def _accept_tls(self, listener: socket.socket, server_ssl: ssl.SSLContext) -> None:
+        """Accept TLS connections by hand: the source is checked and counted before the handshake
+        (a listener with ``ssl=`` would shake hands with anyone first), then each handshake runs
+        in its own task, bounded by the header timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(listener)
+            except OSError:
+                await asyncio.sleep(0.1)  # out of descriptors: let the others close
+                continue
+            address = _address(peer)
+            refusal = self.table.refusal(address.host)
+            if refusal is not None:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # reset: nothing read, no handshake
+                self.limit_reached(refusal, address)
+                continue
+            self.table.opened(address.host)
+            task = loop.create_task(self._handshake(conn, address, server_ssl))
+            self._tls_tasks.add(task)
+            task.add_done_callback(self._tls_tasks.discard)
+
+    async def _handshake(self, conn: socket.socket, peer: Address, server_ssl: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _StreamProtocol(self, Transport.TLS, admitted=True),
+                conn,
+                ssl=server_ssl,
+                ssl_handshake_timeout=self.limits.header_timeout or None,
+            )
+        except (OSError, TimeoutError, asyncio.CancelledError):  # ssl.SSLError is an OSError
+            self.counters["tls_handshake_failures"] += 1
+            self.table.closed(peer.host)
+            conn.close()
+
+    async def _sweep(self) -> None:
+        """Close stalled and silent connections; a pass every quarter of the header timeout (≤ 1 s)."""
+        period = min(1.0, (self.limits.header_timeout or 4.0) / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for connection in list(self.connections.values()):
+                expired = connection.clock.expired(now, self.limits)
+                if expired is not None:
+                    connection.abort()
+                    self.limit_reached(expired, connection.peer)
 
     def on_stream_error(self, connection: _StreamProtocol, exc: ParseError) -> None:
         if self._stream_error_handler is not None:
@@ -272,26 +386,33 @@ class SipEdge:
         self.counters["send_errors"] += 1
 
     def _send_stream(self, outgoing: Outgoing) -> None:
+        """On the connection the peer opened; when it is gone, on one to ``reconnect`` (the same
+        host at its listening port), never to a host that did not connect to srs."""
         connection = self.connections.get((outgoing.transport, outgoing.destination))
+        if connection is None and outgoing.reconnect is not None:
+            connection = self.connections.get((outgoing.transport, outgoing.reconnect))
         if connection is not None:
-            connection.write(outgoing.data)
+            connection.write(outgoing.data)  # a failing one still flushes its last answer
             return
-        asyncio.get_running_loop().create_task(self._connect_and_send(outgoing))
+        if outgoing.reconnect is None:
+            self.counters["send_errors"] += 1
+            return
+        asyncio.get_running_loop().create_task(self._connect_and_send(outgoing, outgoing.reconnect))
 
-    async def _connect_and_send(self, outgoing: Outgoing) -> None:
+    async def _connect_and_send(self, outgoing: Outgoing, target: Address) -> None:
         loop = asyncio.get_running_loop()
         kind = outgoing.transport
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _StreamProtocol(self, kind),
-                    outgoing.destination.host,
-                    outgoing.destination.port,
+                    lambda: _StreamProtocol(self, kind, outbound=True),
+                    target.host,
+                    target.port,
                     ssl=self._client_ssl if kind is Transport.TLS else None,
                 ),
                 timeout=5,
             )
-        except (TimeoutError, OSError):
+        except (TimeoutError, OSError):  # ssl.SSLError (an untrusted peer) is an OSError
             self.counters["send_errors"] += 1
             return
         protocol.write(outgoing.data)
@@ -300,6 +421,12 @@ class SipEdge:
         for _, sock in self._bound_sockets:
             sock.close()
         self._bound_sockets = []
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in [*self._acceptors, *self._tls_tasks]:
+            task.cancel()
+        for listener in self._tls_listeners:
+            listener.close()
         self._udp_sockets.clear()
         for protocol in self._udp:
             if protocol.transport is not None:

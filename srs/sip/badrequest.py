@@ -16,7 +16,7 @@ from srs.errors import ParseError
 from srs.sip.grammar import split_unquoted
 from srs.sip.headers import CSeq, NameAddr, Via
 from srs.sip.message import REASON_PHRASES
-from srs.sip.routing import Address, Outgoing, Transport, response_destination
+from srs.sip.routing import Address, Outgoing, Transport
 
 # header-name HCOLON value, long or compact form, at the start of a line
 _LINE_RE = re.compile(
@@ -140,21 +140,10 @@ def error_response_bytes(
 
 
 def destination_for(headers: ReadableHeaders, source: Address, transport: Transport) -> Address:
-    """§18.2.2 when the top Via parses; otherwise back to where the bytes came from."""
-    if transport.reliable:
-        return source
-    try:
-        via = Via.parse(headers.vias[0].split(",")[0])
-    except (ParseError, ValueError):
-        return source
-    if via.rport_requested and not via.rport:
-        via = via.with_param("rport", str(source.port))
-    if via.received is None:
-        via = via.with_param("received", source.host)
-    try:
-        return response_destination(via, source, transport)
-    except (ParseError, ValueError):
-        return source
+    """Back to where the bytes came from, as every response (:func:`response_destination`):
+    the Via of a message srs could not even parse is the last thing to trust."""
+    del headers, transport
+    return source
 
 
 def answer_unparseable(

@@ -86,6 +86,7 @@ class NonInviteClientTransaction:
     t1: float
     t2: float
     t4: float
+    reconnect: Address | None = None
     state: ClientState = field(default=ClientState.TRYING, init=False)
     timers: dict[ClientInput, float] = field(default_factory=dict, init=False)
     timer_e_interval: float = field(default=0.0, init=False)
@@ -154,13 +155,24 @@ class ClientTransactionLayer:
         return len(self._deadlines)
 
     def send_request(
-        self, request: Request, destination: Address, transport: Transport, now: float
+        self,
+        request: Request,
+        destination: Address,
+        transport: Transport,
+        now: float,
+        reconnect: Address | None = None,
     ) -> tuple[NonInviteClientTransaction, Outgoing]:
-        """Start a transaction for a non-INVITE request; the Outgoing is its first transmission."""
+        """Start a transaction for a non-INVITE request; the Outgoing is its first transmission.
+
+        ``reconnect`` (reliable transports): where the edge may open a new connection when
+        the one to ``destination`` has closed.
+        """
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"{request.method} needs an INVITE client transaction")
         data = serialize(request)
-        txn = NonInviteClientTransaction(request, data, destination, transport, self.t1, self.t2, self.t4)
+        txn = NonInviteClientTransaction(
+            request, data, destination, transport, self.t1, self.t2, self.t4, reconnect
+        )
         txn.start(now)
         replaced = self._transactions.get(txn.key)
         if replaced is not None:
@@ -168,7 +180,7 @@ class ClientTransactionLayer:
         self._transactions[txn.key] = txn
         self._order[id(txn)] = next(self._seq)
         self._track(txn)
-        return txn, Outgoing(data, destination, transport)
+        return txn, Outgoing(data, destination, transport, reconnect)
 
     def receive_response(self, response: Response, now: float) -> ClientResponse | None:
         """The response for the core, or None (no transaction, or a retransmission absorbed)."""
@@ -223,7 +235,7 @@ class ClientTransactionLayer:
                     break
                 action = txn.step(event, deadline)
                 if action is ClientAction.RETRANSMIT:
-                    events.append(Outgoing(txn.data, txn.destination, txn.transport))
+                    events.append(Outgoing(txn.data, txn.destination, txn.transport, txn.reconnect))
                 elif action is ClientAction.TIMEOUT:
                     events.append(ClientTimeout(txn))
             if txn.terminated:

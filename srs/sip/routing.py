@@ -2,6 +2,14 @@
 
 Pure functions over parsed Via values; the network edge owns the sockets and
 only asks "send these bytes there" through :class:`Outgoing`.
+
+The rule is "answer where the request came from": a response goes back to the
+source address and port of the datagram (RFC 3581 behaviour whether or not the
+client asked for ``rport``) or over the connection it arrived on. Via ``maddr``
+and a ``received`` the sender wrote itself are never followed: both name an
+address that did not send to srs, so honouring them lets anyone who can forge
+one allowed source address have srs's answers (dialog tags, RTP ports, 2xx
+retransmissions) delivered to, or reflected at, a third host.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ class Outgoing:
     data: bytes
     destination: Address
     transport: Transport
+    reconnect: Address | None = None
+    """Reliable transports only: where to open a new connection when the one identified by
+    ``destination`` has closed (the same host, at its listening port), or None to give up."""
 
 
 def same_host(a: str, b: str) -> bool:
@@ -73,14 +84,18 @@ def same_host(a: str, b: str) -> bool:
 def stamp_received(request: Request, source: Address) -> Request:
     """RFC 3261 §18.2.1 + RFC 3581 §4: mark the top Via with where the request really came from.
 
-    ``received`` is added when sent-by differs from the source address or when the
-    client asked for ``rport``; an ``rport`` flag is filled with the source port.
+    ``received`` is added when sent-by differs from the source address, when the client
+    asked for ``rport``, or when the sender wrote a ``received`` of its own (which is
+    overwritten: only srs knows where a request came from); an ``rport`` flag is filled
+    with the source port. The stamp is informational: :func:`response_destination` uses
+    the source itself.
     """
     via = request.top_via
     stamped = via
-    if not same_host(via.host, source.host) or via.rport_requested:
+    mark = not same_host(via.host, source.host) or via.rport_requested or via.received is not None
+    if mark and via.received != source.host:
         stamped = stamped.with_param("received", source.host)
-    if via.rport_requested:
+    if via.rport_requested and via.rport != source.port:
         stamped = stamped.with_param("rport", str(source.port))
     if stamped is via:
         return request
@@ -89,17 +104,24 @@ def stamp_received(request: Request, source: Address) -> Request:
 
 
 def response_destination(top_via: Via, source: Address, transport: Transport) -> Address:
-    """RFC 3261 §18.2.2 with RFC 3581 §4: the address a response to this request is sent to.
+    """The address a response to this request is sent to: always where it came from.
 
-    Reliable transports answer on the connection the request came in on, which the
-    edge identifies by ``source``.
+    Unreliable transports: the packet's source address and port, as RFC 3581 §4 does
+    when ``rport`` is present, whether or not it is (a NATed or forged sent-by gets
+    nothing); ``maddr`` and ``received`` in the Via are ignored. Reliable transports
+    answer on the connection the request came in on, which the edge identifies by
+    ``source`` (RFC 3261 §18.2.2); see :func:`reconnect_address` for when it is gone.
     """
-    via = top_via
-    if transport.reliable:
-        return source
-    default_port = Transport.from_via(via.transport).default_port
-    if via.maddr:
-        return Address(via.maddr, via.port or default_port)
-    if via.rport_requested:
-        return Address(via.received or source.host, via.rport or source.port)
-    return Address(via.received or via.host, via.port or default_port)
+    del top_via, transport  # kept in the signature: the rule used to depend on them
+    return source
+
+
+def reconnect_address(top_via: Via, source: Address, transport: Transport) -> Address | None:
+    """RFC 3261 §18.2.2 for a closed connection: the source host (``received``) at the sent-by port.
+
+    The host completed a TCP handshake with srs, so it is not a forged address; only its
+    listening port comes from the Via. None for UDP, which has no connection to lose.
+    """
+    if not transport.reliable:
+        return None
+    return Address(source.host, top_via.port or Transport.from_via(top_via.transport).default_port)

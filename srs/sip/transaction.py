@@ -17,7 +17,7 @@ from srs.errors import SrsError
 from srs.sip.deadlines import DeadlineHeap
 from srs.sip.grammar import MAGIC_COOKIE
 from srs.sip.message import Request, Response, serialize
-from srs.sip.routing import Address, Outgoing, Transport, response_destination
+from srs.sip.routing import Address, Outgoing, Transport, reconnect_address, response_destination
 
 
 class TransactionStateError(SrsError):
@@ -146,6 +146,7 @@ class ServerTransaction:
     t2: float
     t4: float
     destination: Address = field(init=False)
+    reconnect: Address | None = field(default=None, init=False)
     last_response: Response | None = field(default=None, init=False)
     last_response_bytes: bytes | None = field(default=None, init=False)
     timers: dict[Input, float] = field(default_factory=dict, init=False)
@@ -154,6 +155,7 @@ class ServerTransaction:
 
     def __post_init__(self) -> None:
         self.destination = response_destination(self.request.top_via, self.source, self.transport)
+        self.reconnect = reconnect_address(self.request.top_via, self.source, self.transport)
         self.reliable = self.transport.reliable
 
     @property
@@ -170,7 +172,7 @@ class ServerTransaction:
         """The last response again, addressed as the first one was (None before any response)."""
         if self.last_response_bytes is None:
             return None
-        return Outgoing(self.last_response_bytes, self.destination, self.transport)
+        return Outgoing(self.last_response_bytes, self.destination, self.transport, self.reconnect)
 
 
 @dataclass(eq=False)

@@ -1,6 +1,7 @@
-"""Who may talk to the recorder, and how fast: source ACL and per-source request rate, sans-IO.
+"""Who may talk to the recorder, how fast and how much: source ACL, per-source request rate and
+per-source quotas of sessions and media streams, sans-IO.
 
-Both work on the source address the edge saw, never on header contents, so a
+All work on the source address the edge saw, never on header contents, so a
 forged Via cannot get a request past them.
 """
 
@@ -82,3 +83,48 @@ class SourceRateLimiter:
                 del self._buckets[host]
         if len(self._buckets) >= self.max_sources:
             self._buckets.clear()
+
+
+class SourceQuota:
+    """Concurrent sessions and media streams (RTP port pairs) held per source host.
+
+    One SBC is one source for all its calls, so these are sized to "most of the server",
+    not to one call: they stop one source (or one forged INVITE after another) from holding
+    every session slot or port pair while the others get 503. 0 switches a bound off.
+    Counts are released by the caller exactly as they were taken; a host whose counts
+    reach zero is forgotten, so the table holds only hosts with live calls.
+    """
+
+    def __init__(self, max_sessions: int, max_streams: int) -> None:
+        self.max_sessions = max_sessions
+        self.max_streams = max_streams
+        self._held: dict[str, list[int]] = {}
+
+    def held(self, host: str) -> tuple[int, int]:
+        """(sessions, streams) held by ``host``."""
+        counts = self._held.get(host)
+        return (counts[0], counts[1]) if counts is not None else (0, 0)
+
+    def refusal(self, host: str, sessions: int, streams: int) -> str | None:
+        """Why taking ``sessions`` more sessions and ``streams`` more streams would exceed a bound
+        (the limit's name), or None when it fits."""
+        held_sessions, held_streams = self.held(host)
+        if sessions and self.max_sessions and held_sessions + sessions > self.max_sessions:
+            return "sessions_per_source"
+        if streams and self.max_streams and held_streams + streams > self.max_streams:
+            return "streams_per_source"
+        return None
+
+    def take(self, host: str, sessions: int, streams: int) -> None:
+        counts = self._held.setdefault(host, [0, 0])
+        counts[0] += sessions
+        counts[1] += streams
+
+    def release(self, host: str, sessions: int, streams: int) -> None:
+        counts = self._held.get(host)
+        if counts is None:
+            return
+        counts[0] = max(0, counts[0] - sessions)
+        counts[1] = max(0, counts[1] - streams)
+        if counts == [0, 0]:
+            del self._held[host]

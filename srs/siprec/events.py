@@ -82,6 +82,18 @@ class RequestRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitReached:
+    """A per-call or per-source bound stopped something (``limit`` names which, for metrics);
+    the request itself is refused (a :class:`RequestRefused` follows) or, for metadata carried
+    by a session refresh, only the metadata is left out."""
+
+    limit: str
+    detail: str
+    source: Address
+    call_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDropped:
     """Bytes that could not be answered at all (unparseable, or a stray response)."""
 
@@ -96,5 +108,6 @@ UaEvent = (
     | MetadataReceived
     | SessionEnded
     | RequestRefused
+    | LimitReached
     | MessageDropped
 )

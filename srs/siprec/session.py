@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import re
 import zlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,14 @@ from srs.sip.deadlines import DeadlineHeap
 from srs.sip.dialog import Dialog
 from srs.sip.headers import NameAddr, SipUri
 from srs.sip.message import Request, Response, build_response, parse_message, serialize
-from srs.sip.routing import Address, Outgoing, Transport, response_destination, stamp_received
+from srs.sip.routing import (
+    Address,
+    Outgoing,
+    Transport,
+    reconnect_address,
+    response_destination,
+    stamp_received,
+)
 from srs.sip.transaction import (
     DispositionKind,
     InviteServerTransaction,
@@ -39,9 +47,10 @@ from srs.sip.transaction import (
     new_branch,
 )
 from srs.sip.uas import AckTimeout, TwoXxRetransmitter
-from srs.siprec.admission import SourceAcl, SourceRateLimiter
+from srs.siprec.admission import SourceAcl, SourceQuota, SourceRateLimiter
 from srs.siprec.detect import detect_siprec
 from srs.siprec.events import (
+    LimitReached,
     MessageDropped,
     MetadataReceived,
     RequestRefused,
@@ -81,6 +90,11 @@ class UaSettings:
     allowed_networks: tuple[str, ...] = ()
     rate_limit_per_source: float = 0.0
     rate_limit_burst: float = 20.0
+    max_streams_per_call: int = 8
+    max_sessions_per_source: int = 0
+    max_streams_per_source: int = 0
+    max_metadata_versions: int = 100
+    max_metadata_bytes: int = 1048576
 
 
 class CallPhase(enum.Enum):
@@ -98,6 +112,8 @@ class _PendingOffer:
     transaction: ServerTransaction
     request: Request
     offer: SessionDescription
+    quota_streams: int = 0
+    """Streams this offer took from the source's quota (given back if it is refused)."""
 
 
 @dataclass
@@ -129,10 +145,22 @@ class _Call:
     refresh_at: float | None = None
     max_end: float | None = None
     rank: int = 0  # creation order: due calls fire in it, as a scan of all calls would
+    quota_streams: int = 0  # streams counted against the source's quota (released when the call ends)
+    metadata_versions: int = 0
+    metadata_bytes: int = 0
 
     @property
     def remote_tag(self) -> str:
         return self.invite.from_addr.tag or ""
+
+
+_M_LINE_RE = re.compile(rb"^m=", re.M)
+
+
+def _count_m_lines(sdp: bytes) -> int:
+    """m-lines in an SDP body, counted before it is parsed: a 490-stream offer is refused
+    without building 490 media descriptions."""
+    return len(_M_LINE_RE.findall(sdp))
 
 
 def _options(request: Request, name: str) -> set[str]:
@@ -178,6 +206,7 @@ class SiprecUserAgent:
         self.clients = ClientTransactionLayer(settings.t1, settings.t2, settings.t4)
         self.acl = SourceAcl(settings.allowed_networks)
         self.rate_limiter = SourceRateLimiter(settings.rate_limit_per_source, settings.rate_limit_burst)
+        self.quota = SourceQuota(settings.max_sessions_per_source, settings.max_streams_per_source)
         self._calls: dict[str, _Call] = {}
         self._by_dialog: dict[tuple[str, str, str], _Call] = {}
         self._by_origin: dict[tuple[str, str, int], _Call] = {}
@@ -287,7 +316,10 @@ class SiprecUserAgent:
                 return [MessageDropped("response from a source outside allowed_networks", source)]
             return self._receive_response(message, source, now)
         if not self.acl.allows(source.host):
-            return self._refuse_stateless(message, 403, "Forbidden", "source not allowed", source, transport)
+            refused = self._refuse_stateless(
+                message, 403, "Forbidden", "source not allowed", source, transport
+            )
+            return [*refused, LimitReached("acl", "source not allowed", source, message.call_id)]
         if message.method != "ACK" and not self.rate_limiter.allow(source.host, now):
             return [MessageDropped(f"{message.method} over the request rate limit for this source", source)]
         try:
@@ -385,7 +417,13 @@ class SiprecUserAgent:
             if method == "UPDATE":
                 return self._receive_reoffer(call, txn, request, now)
             if method in ("INFO", "OPTIONS", "NOTIFY"):
-                events = self._metadata_only(call, request, now)
+                body = self._metadata_body(request)
+                over = self._metadata_over(call, body) if body is not None else None
+                if over is not None:
+                    # the call keeps recording; only this update is refused (RFC 6086 §4.2.2:
+                    # a failed INFO does not end the dialog)
+                    return self._limit_refusal(txn, over, now, call=call)
+                events = self._metadata_update(call, body, now) if body is not None else []
                 return [*events, *self._respond(txn, 200, now, extra=self._capabilities())]
             return self._refuse(
                 txn, 405, "Method Not Allowed", f"{method} in dialog", now, [("Allow", ALLOW)]
@@ -429,6 +467,9 @@ class SiprecUserAgent:
                 *trying,
                 *self._refuse(txn, 503, "Service Unavailable", "max_sessions reached", now, retry),
             ]
+        over = self.quota.refusal(source.host, 1, 0)
+        if over is not None:
+            return [*trying, *self._limit_refusal(txn, over, now)]
         unsupported = sorted(_options(request, "require") - SUPPORTED_OPTIONS - {""})
         if unsupported:
             detail = ", ".join(unsupported)
@@ -446,6 +487,12 @@ class SiprecUserAgent:
         body = self._body(request)
         if body.sdp is None:
             raise SdpError("INVITE without an SDP offer (offerless INVITE) is not supported")
+        streams = _count_m_lines(body.sdp)
+        if settings.max_streams_per_call and streams > settings.max_streams_per_call:
+            return [*trying, *self._limit_refusal(txn, "streams_per_call", now, streams=streams)]
+        over = self.quota.refusal(source.host, 1, streams)
+        if over is not None:
+            return [*trying, *self._limit_refusal(txn, over, now, streams=streams)]
         parsed = parse_sdp(body.sdp)
         warnings = [*body.warnings, *parsed.warnings]
         metadata = self._metadata(body, warnings)
@@ -488,6 +535,10 @@ class SiprecUserAgent:
             call.session_interval = interval
             call.refresher_uac = refresher != "uas"
         call.rank = next(self._seq)
+        call.quota_streams = len(parsed.session.media)
+        self.quota.take(source.host, 1, call.quota_streams)
+        if metadata is not None:
+            self._count_metadata(call, body)
         self._calls[session_id] = call
         self._by_invite[id(txn)] = call
         self._by_origin[(request.call_id, request.from_addr.tag or "", request.cseq.number)] = call
@@ -551,7 +602,7 @@ class SiprecUserAgent:
                 events = self._refuse(call.invite_transaction, status, reason, detail, now)
                 self._forget(call)
                 return [*events, SessionEnded(call.session_id, now, detail, answered=False)]
-            pending, call.pending = call.pending, None
+            pending = self._drop_pending(call)
             if pending is None:
                 return [MessageDropped(detail, call.source)]
             return self._refuse(pending.transaction, status, reason, detail, now)
@@ -593,11 +644,19 @@ class SiprecUserAgent:
             return self._refuse(
                 call.invite_transaction, status, reason, "refused by the recorder", now, extra
             )
-        if call.pending is not None:
-            txn = call.pending.transaction
-            call.pending = None
+        pending = self._drop_pending(call)
+        if pending is not None:
+            txn = pending.transaction
             return self._refuse(txn, status, reason, "re-offer refused by the recorder", now, extra)
         return []
+
+    def _drop_pending(self, call: _Call) -> _PendingOffer | None:
+        """A re-offer that will not be answered: the streams it took from the quota go back."""
+        pending, call.pending = call.pending, None
+        if pending is not None and pending.quota_streams:
+            call.quota_streams -= pending.quota_streams
+            self.quota.release(call.source.host, 0, pending.quota_streams)
+        return pending
 
     def _build_answer(self, call: _Call, offer: SessionDescription) -> Answer:
         call.sdp_version += 1
@@ -692,7 +751,9 @@ class SiprecUserAgent:
                 ("User-Agent", self.settings.user_agent),
             ],
         )
-        txn, outgoing = self.clients.send_request(request, call.source, call.transport, now)
+        txn, outgoing = self.clients.send_request(
+            request, call.source, call.transport, now, self._reconnect(call)
+        )
         self._refreshes[txn.key] = call.session_id
         return [outgoing]
 
@@ -748,7 +809,7 @@ class SiprecUserAgent:
         request = cancelled.request
         call = self._by_dialog.get((request.call_id, request.to_addr.tag or "", request.from_addr.tag or ""))
         if call is not None and call.pending is not None and call.pending.transaction is cancelled:
-            call.pending = None
+            self._drop_pending(call)
             return self._respond(cancelled, 487, now, to_tag=call.local_tag)
         return []
 
@@ -784,6 +845,14 @@ class SiprecUserAgent:
             return self._refuse(txn, 500, "Server Internal Error", "an offer is already pending", now, retry)
         if call.offer_outstanding and (is_invite or has_offer):
             return self._refuse(txn, 491, "Request Pending", "srs's offer is not yet answered", now)
+        if body.sdp is not None:
+            streams = _count_m_lines(body.sdp)
+            if self.settings.max_streams_per_call and streams > self.settings.max_streams_per_call:
+                return self._limit_refusal(txn, "streams_per_call", now, streams=streams)
+            added = max(0, streams - call.quota_streams)
+            over = self.quota.refusal(call.source.host, 0, added)
+            if over is not None:
+                return self._limit_refusal(txn, over, now, streams=added)
         self._peer_has_dialog(call)
         assert call.dialog is not None
         contact = request.headers.get("contact")
@@ -817,7 +886,10 @@ class SiprecUserAgent:
                 call.offer_outstanding = True
                 return [*events, *self._send_2xx(call, txn, call.answer.sdp, now)]
             return [*events, *self._send_2xx(call, txn, b"", now)]
-        call.pending = _PendingOffer(txn, request, parsed.session)
+        added = max(0, len(parsed.session.media) - call.quota_streams)
+        call.pending = _PendingOffer(txn, request, parsed.session, added)
+        call.quota_streams += added
+        self.quota.take(call.source.host, 0, added)
         events.append(
             SessionOffered(
                 session_id=call.session_id,
@@ -842,22 +914,93 @@ class SiprecUserAgent:
             call.awaiting_ack = None
             call.phase = CallPhase.CONFIRMED
 
-    def _metadata_only(self, call: _Call, request: Request, now: float) -> list[UaEvent]:
+    def _metadata_body(self, request: Request) -> SiprecBody | None:
         if not request.body:
-            return []
+            return None
         try:
-            body = self._body(request)
+            return self._body(request)
         except ParseError:
-            return []
-        return self._metadata_update(call, body, now)
+            return None
 
     def _metadata_update(self, call: _Call, body: SiprecBody, now: float) -> list[UaEvent]:
+        """New metadata for the call; beyond its bounds it is left out (and said so), the call goes on."""
+        over = self._metadata_over(call, body)
+        if over is not None:
+            return [
+                LimitReached(
+                    over, self._limit_detail(over, call.source, call=call), call.source, call.call_id
+                )
+            ]
         warnings: list[str] = []
         update = self._metadata(body, warnings)
         if update is None:
             return []
+        self._count_metadata(call, body)
         call.metadata = merge_metadata(call.metadata, update)
         return [MetadataReceived(call.session_id, now, update, call.metadata)]
+
+    def _metadata_over(self, call: _Call, body: SiprecBody) -> str | None:
+        """Which metadata bound one more update would pass: every version is kept in the index
+        and served whole, so versions and bytes per recording are capped."""
+        if body.metadata is None:
+            return None
+        settings = self.settings
+        if settings.max_metadata_versions and call.metadata_versions >= settings.max_metadata_versions:
+            return "metadata_versions"
+        if (
+            settings.max_metadata_bytes
+            and call.metadata_bytes + len(body.metadata) > settings.max_metadata_bytes
+        ):
+            return "metadata_bytes"
+        return None
+
+    @staticmethod
+    def _count_metadata(call: _Call, body: SiprecBody) -> None:
+        call.metadata_versions += 1
+        call.metadata_bytes += len(body.metadata or b"")
+
+    # ------------------------------------------------------------------ limits
+    def _limit_detail(
+        self, limit: str, source: Address, *, streams: int = 0, call: _Call | None = None
+    ) -> str:
+        settings = self.settings
+        sessions_held, streams_held = self.quota.held(source.host)
+        if limit == "streams_per_call":
+            return f"{streams} media streams, at most {settings.max_streams_per_call} per call"
+        if limit == "sessions_per_source":
+            return f"{source.host} holds {sessions_held} sessions, at most {settings.max_sessions_per_source}"
+        if limit == "streams_per_source":
+            return (
+                f"{source.host} holds {streams_held} media streams, {streams} more would pass "
+                f"{settings.max_streams_per_source}"
+            )
+        if limit == "metadata_versions":
+            return f"metadata update refused: {settings.max_metadata_versions} versions per recording reached"
+        if limit == "metadata_bytes":
+            held = call.metadata_bytes if call is not None else 0
+            most = settings.max_metadata_bytes
+            return f"metadata update refused: {held} bytes held, at most {most} per recording"
+        return limit
+
+    def _limit_refusal(
+        self, txn: ServerTransaction, limit: str, now: float, *, streams: int = 0, call: _Call | None = None
+    ) -> list[UaEvent]:
+        """A bound refuses this request. Too many streams in one offer is a property of the offer
+        (488, RFC 3261 §21.4.26: not acceptable here, the Warning says why); a source over its
+        share of sessions or streams is a temporary state of this server (503 with Retry-After, so
+        an SBC tries another recorder); metadata past its bounds is refused for good (403) while the
+        call keeps recording."""
+        detail = self._limit_detail(limit, txn.source, streams=streams, call=call)
+        extra: list[tuple[str, str]] = []
+        if limit == "streams_per_call":
+            status, reason = 488, "Not Acceptable Here"
+        elif limit in ("sessions_per_source", "streams_per_source"):
+            status, reason = 503, "Service Unavailable"
+            extra.append(("Retry-After", str(self.settings.retry_after)))
+        else:
+            status, reason = 403, "Forbidden"
+        events = self._refuse(txn, status, reason, detail, now, extra)
+        return [*events, LimitReached(limit, detail, txn.source, txn.request.call_id)]
 
     # ------------------------------------------------------------------ timers
     def on_timer(self, now: float) -> list[UaEvent]:
@@ -938,6 +1081,12 @@ class SiprecUserAgent:
         events.append(SessionEnded(call.session_id, now, reason, answered=answered))
         return events
 
+    @staticmethod
+    def _reconnect(call: _Call) -> Address | None:
+        """Where a request of srs's may open a new connection if the peer's has closed: the host
+        that sent the INVITE (it completed a handshake, so it is not forged), at its Via port."""
+        return reconnect_address(call.invite.top_via, call.source, call.transport)
+
     def _send_bye(self, call: _Call, now: float) -> Outgoing:
         assert call.dialog is not None
         branch = new_branch(self.settings.new_token())
@@ -949,7 +1098,9 @@ class SiprecUserAgent:
             branch=branch,
             extra_headers=[("User-Agent", self.settings.user_agent)],
         )
-        txn, outgoing = self.clients.send_request(request, call.source, call.transport, now)
+        txn, outgoing = self.clients.send_request(
+            request, call.source, call.transport, now, self._reconnect(call)
+        )
         self._awaiting_final[txn.key] = call.session_id
         return outgoing
 
@@ -972,6 +1123,7 @@ class SiprecUserAgent:
         if self._calls.get(call.session_id) is call:
             del self._calls[call.session_id]
             self._call_deadlines.disarm(call)
+            self.quota.release(call.source.host, 1, call.quota_streams)
         self._by_invite.pop(id(call.invite_transaction), None)
         invite = call.invite
         origin = (invite.call_id, invite.from_addr.tag or "", invite.cseq.number)
@@ -1010,7 +1162,7 @@ class SiprecUserAgent:
         data = self.transactions.send_response(txn, response, now)
         if not data:
             return []
-        return [Outgoing(data, txn.destination, txn.transport)]
+        return [Outgoing(data, txn.destination, txn.transport, txn.reconnect)]
 
     def _tag_for(self, txn: ServerTransaction) -> str:
         call = self._by_invite.get(id(txn))
@@ -1035,4 +1187,3 @@ class SiprecUserAgent:
         )
         events.append(RequestRefused(request.method, status, reason, detail, txn.source, request.call_id))
         return events
-

@@ -188,3 +188,34 @@ def test_other_values_that_cannot_work_are_refused(data: dict[str, dict[str, obj
 def test_codec_preference_takes_the_names_srs_decodes_in_any_case() -> None:
     config = build_config({"media": {"codec_preference": ["pcma", "PCMU", "G722", "opus"]}})
     assert config.media.codec_preference == ("pcma", "PCMU", "G722", "opus")
+
+
+def test_sip_hardening_defaults_and_validation(tmp_path: Path) -> None:
+    config = build_config({})
+    assert config.sip.tls_verify_peer is True and config.sip.tls_ca_file == ""
+    limits = config.limits
+    assert (limits.max_streams_per_call, limits.max_sip_connections_per_source) == (8, 64)
+    assert limits.sip_header_timeout_s == 10.0 and limits.max_metadata_versions == 100
+    with pytest.raises(ConfigError, match="max_streams_per_source"):
+        build_config({"limits": {"max_streams_per_source": -1}})
+    with pytest.raises(ConfigError, match="sip_idle_timeout_s"):
+        build_config({"limits": {"sip_idle_timeout_s": -0.5}})
+    with pytest.raises(ConfigError, match="tls_ca_file"):
+        build_config({"sip": {"tls_ca_file": str(tmp_path / "missing.pem")}})
+    with pytest.raises(ConfigError, match="tls_verify_peer"):
+        build_config({"sip": {"tls_verify_peer": "no"}})
+    off = build_config({"limits": {"max_sessions_per_source": 0, "sip_header_timeout_s": 3}})
+    assert off.limits.max_sessions_per_source == 0 and off.limits.sip_header_timeout_s == 3.0
+
+
+def test_outgoing_tls_context_verifies_unless_opted_out(tmp_path: Path) -> None:
+    """The context the daemon hands the SIP edge for the TLS connections srs opens."""
+    import ssl
+    from types import SimpleNamespace
+
+    from srs.app import Daemon
+
+    verifying = Daemon._client_ssl(SimpleNamespace(config=build_config({})))  # type: ignore[arg-type]
+    assert verifying.verify_mode is ssl.CERT_REQUIRED
+    lab = Daemon._client_ssl(SimpleNamespace(config=build_config({"sip": {"tls_verify_peer": False}})))  # type: ignore[arg-type]
+    assert lab.verify_mode is ssl.CERT_NONE

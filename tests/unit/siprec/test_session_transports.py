@@ -107,10 +107,12 @@ def test_udp_response_goes_to_rport_source_and_tcp_to_the_connection() -> None:
     )
 
 
-def test_udp_without_rport_goes_to_the_via_sent_by() -> None:
-    data = invite().replace(b";rport", b"")
-    events = make_ua().receive(data, Address("192.0.2.10", 40000), Transport.UDP, SRS, 0.0)
-    assert of_type(events, Outgoing)[0].destination == SBC  # §18.2.2: sent-by port 5060
+def test_udp_without_rport_still_goes_to_the_source_port() -> None:
+    """RFC 3581 behaviour whether or not rport was asked: never the Via sent-by (or maddr)."""
+    data = invite().replace(b";rport", b";maddr=192.0.2.99")
+    source = Address("192.0.2.10", 40000)
+    events = make_ua().receive(data, source, Transport.UDP, SRS, 0.0)
+    assert {event.destination for event in of_type(events, Outgoing)} == {source}
 
 
 def test_bye_from_srs_goes_over_the_transport_the_session_came_on() -> None:
