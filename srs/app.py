@@ -39,6 +39,7 @@ from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator
+from srs.mediaplane.watch import NoMedia, SourceChanged, WatchEvent
 from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
 from srs.net.sip_edge import SipEdge
@@ -55,11 +56,13 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.siprec.session import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import FinalizedRecording, State
 
+_MEDIA_WATCH_PERIOD_S = 1.0
+"""How often per-stream activity is collected (bounds how late a no-media warning or RTP timeout fires)."""
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
 
 
@@ -128,6 +131,7 @@ class Daemon:
                 allowed_networks=sip.allowed_networks,
                 rate_limit_per_source=sip.rate_limit_per_source,
                 rate_limit_burst=sip.rate_limit_burst,
+                sdes_over_plain_sip=config.media.sdes_over_plain_sip,
             )
         )
         self.allocator = PortAllocator(
@@ -224,6 +228,9 @@ class Daemon:
                 relatch_after=media.relatch_silence_ms / 1000,
                 output=media.output,
                 file_format=media.format,
+                rtp_source=media.rtp_source,
+                no_media_warning=float(media.no_media_warning_s),
+                rtp_timeout=float(media.rtp_timeout_s),
             ),
             log=self.log,
             plane=plane,
@@ -244,6 +251,7 @@ class Daemon:
         self.http = await self._start_http()
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
+        media_watch = loop.create_task(self._media_watch())
         watching = self.lag is not None or self.backlog is not None
         lag_watch = loop.create_task(self._lag_watch()) if watching else None
         self.log.info(
@@ -260,6 +268,7 @@ class Daemon:
         await self._drain()
         flusher.cancel()
         disk_watch.cancel()
+        media_watch.cancel()
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
@@ -378,6 +387,15 @@ class Daemon:
         if ports is None:
             self.log.warning("rtp_ports_exhausted", session=event.session_id)
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
+        if SDES_IN_CLEAR in event.warnings:
+            self.log.warning(
+                "sdes_over_plain_sip",
+                session=event.session_id,
+                call_id=event.call_id,
+                source=str(event.source),
+                transport=event.transport.value,
+                detail=SDES_IN_CLEAR,
+            )
         if event.initial:
             self.log.info(
                 "session_offered",
@@ -507,6 +525,65 @@ class Daemon:
                     reason=reason or was,
                 )
             was = reason
+
+    async def _media_watch(self) -> None:
+        """Once a second: ask the plane for per-stream activity and act on what the watch says
+        (the worker plane answers asynchronously, so each check uses the previous answer)."""
+        assert self.loop is not None and self.live is not None
+        while True:
+            await asyncio.sleep(_MEDIA_WATCH_PERIOD_S)
+            if not self.live.sessions:
+                continue
+            self.live.plane.poll_activity()
+            self._on_media_events(self.live.check_media())
+
+    def _on_media_events(self, events: list[WatchEvent]) -> None:
+        assert self.loop is not None and self.live is not None
+        for event in events:
+            session = self.live.sessions.get(event.key)
+            if session is None:
+                continue
+            recording = session.recording_id
+            if isinstance(event, NoMedia):
+                self.metrics.no_media()
+                refused = [{"address": a, "packets": n} for a, n in event.refused]
+                self.log.warning(
+                    "recording_no_media",
+                    session=event.key,
+                    recording=recording,
+                    stream=event.label,
+                    listen=event.listen,
+                    refused=refused,
+                    detail=event.message(),
+                )
+                details: dict[str, Any] = {"stream": event.label, "listen": event.listen, "refused": refused}
+                if self.http is not None:
+                    self.http.recording_event("recording_no_media", recording, details)
+            elif isinstance(event, SourceChanged):
+                self.metrics.source_changed()
+                self.log.warning(
+                    "recording_source_changed",
+                    session=event.key,
+                    recording=recording,
+                    stream=event.label,
+                    previous=event.previous,
+                    current=event.current,
+                    changes=event.changes,
+                )
+                details = {
+                    "stream": event.label,
+                    "previous": event.previous,
+                    "current": event.current,
+                    "changes": event.changes,
+                }
+                if self.http is not None:
+                    self.http.recording_event("recording_source_changed", recording, details)
+            else:
+                self.metrics.rtp_timeout()
+                self.log.warning(
+                    "rtp_timeout", session=event.key, recording=recording, idle_s=round(event.idle)
+                )
+                self._handle(self.ua.hangup(event.key, self.loop.time(), event.reason()))
 
     async def _disk_watch(self) -> None:
         while True:

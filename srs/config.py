@@ -75,6 +75,11 @@ class MediaSettings:
     format: str = "wav"
     relatch_silence_ms: int = 1000
     workers: int = 1
+    rtp_source: str = "sdp-address"
+    sdes_over_plain_sip: str = "warn"
+    """"warn" (accept, warn loudly), "allow" (TOML true) or "refuse" (TOML false)."""
+    no_media_warning_s: int = 5
+    rtp_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,14 @@ _SECTIONS: dict[str, type[Any]] = {
 
 def _convert(section: str, key: str, current: Any, value: Any) -> Any:
     where = f"[{section}] {key}"
+    if (section, key) == ("media", "sdes_over_plain_sip"):
+        if value is True:
+            return "allow"
+        if value is False:
+            return "refuse"
+        if value != "warn":
+            raise ConfigError(f'{where}: expected true, false or "warn", got {value!r}')
+        return value
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -186,6 +199,12 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"[media] format: expected wav, flac, ogg-opus or mp3, got {media.format!r}")
     if not 0 <= media.workers <= 64:
         raise ConfigError(f"[media] workers: expected 0..64, got {media.workers}")
+    if media.rtp_source not in ("sdp-address", "sip-peer", "any"):
+        raise ConfigError(
+            f'[media] rtp_source: expected "sdp-address", "sip-peer" or "any", got {media.rtp_source!r}'
+        )
+    if media.no_media_warning_s < 0 or media.rtp_timeout_s < 0:
+        raise ConfigError("[media] no_media_warning_s and rtp_timeout_s must not be negative (0 = off)")
     if not 0 <= media.reorder_window_ms <= 2000:
         raise ConfigError("[media] reorder_window_ms: expected 0..2000")
     if config.limits.drain_seconds < 0:

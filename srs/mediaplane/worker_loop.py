@@ -178,7 +178,12 @@ class WorkerLoop:
         elif op == "relatch":
             track = self.recordings.track(message[1], message[2])
             if track is not None:
+                if len(message) > 3:  # ("relatch", key, port, allowed hosts or None)
+                    track.allow(message[3])
                 track.relatch()
+        elif op == "activity":
+            # per-stream packets, last arrival and source, for the daemon's no-media/timeout checks
+            self._reply(("activity", self.clock(), self.recordings.activity()))
         elif op == "pause":
             self.recordings.pause(message[1], message[2])
         elif op == "resume":

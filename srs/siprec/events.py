@@ -47,6 +47,8 @@ class SessionAnswered:
     at: float
     streams: tuple[NegotiatedStream, ...]
     initial: bool
+    local_address: str = ""
+    """The address srs's answer told the SBC to send RTP to (its c= line)."""
 
 
 @dataclass(frozen=True, slots=True)
