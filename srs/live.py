@@ -25,7 +25,7 @@ from srs.media.track import DecoderFactory, PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
-from srs.mediaplane.watch import MediaWatch, NoMedia, SourceChanged, WatchedStream, WatchEvent
+from srs.mediaplane.watch import MediaWatch, RtpTimeout, WatchedStream, WatchEvent
 from srs.sdp.answer import NegotiatedStream
 from srs.sdp.redact import redact_keys
 from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
@@ -380,17 +380,16 @@ class LiveRecordings:
     # ------------------------------------------------------------- media watch
     def check_media(self) -> list[WatchEvent]:
         """Events due by the plane's latest activity report (no media, RTP timeout, source change);
-        no-media and source-change warnings go into the recording's warnings here."""
+        each also becomes a warning of the recording."""
         taken_at, activity = self.plane.activity()
         events = self.watch.check(taken_at, activity)
         for event in events:
             session = self.sessions.get(event.key)
             if session is None:
                 continue
-            if isinstance(event, NoMedia | SourceChanged):
-                warning = event.message()
-                if warning not in session.warnings and len(session.warnings) < _MAX_WATCH_WARNINGS:
-                    session.warnings.append(warning)
+            warning = event.reason() if isinstance(event, RtpTimeout) else event.message()
+            if warning not in session.warnings and len(session.warnings) < _MAX_WATCH_WARNINGS:
+                session.warnings.append(warning)
         return events
 
     # ------------------------------------------------------------- flushing

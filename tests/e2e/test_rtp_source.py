@@ -1,0 +1,224 @@
+"""Who may send RTP, and RTP that never comes or stops: attacks on a real daemon over loopback.
+
+The SBC is 127.0.0.1 (its SDP says c=127.0.0.1); a stranger on its network is 127.0.0.2; the
+SBC after a failover is 127.0.0.3. Each stream carries its own tone, so what the WAV holds tells
+whose audio was recorded: 400/1200 Hz the SBC, 2000 Hz the stranger, 600/1600 Hz the SBC after
+its failover.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import SrsDaemon, read_wav, segment, tone_level_dbfs, wait_recording
+from tests.e2e.siprec_peer import LOOPBACK, RtpStream, SiprecPeer, play
+from tests.e2e.test_step4_api import HookReceiver, start_receiver
+
+SBC, STRANGER, FAILOVER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+GENUINE = (400, 1200)
+MOVED = (600, 1600)
+ATTACK = 2000
+PACKETS = 200  # 4 s per stream
+AUDIBLE_DBFS = -20.0  # the tones are sent at -12 dBFS; mixed, each stays well above this
+ABSENT_DBFS = -45.0
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookReceiver]:
+    receiver, server = start_receiver()
+    yield receiver
+    server.shutdown()
+
+
+def _config(hooks: HookReceiver, workers: int, extra: str = "") -> str:
+    return f'[media]\nworkers = {workers}\n{extra}\n[http]\nwebhook_urls = ["{hooks.url}"]\n'
+
+
+def _peer(daemon: SrsDaemon, crid: str) -> SiprecPeer:
+    return SiprecPeer((LOOPBACK, daemon.ports.sip), crid)
+
+
+def _streams(host: str, answer_ports: list[int], tones: tuple[int, ...], ssrc: int) -> list[RtpStream]:
+    return [
+        RtpStream(host, (LOOPBACK, port), tone, ssrc + i)
+        for i, (port, tone) in enumerate(zip(answer_ports, tones, strict=True))
+    ]
+
+
+def _levels(rec: dict[str, Any], start_s: float, end_s: float, freqs: tuple[int, ...]) -> dict[int, float]:
+    wav = read_wav(rec["file"]["path"])
+    part = segment(wav, start_s, end_s)
+    return {f: tone_level_dbfs(part, f) for f in freqs}
+
+
+def _stream_stats(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    streams: dict[str, dict[str, Any]] = rec["completeness"]["streams"]
+    return streams
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker"])
+def test_a_sender_racing_the_sbc_to_the_answered_ports_is_not_recorded(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str, workers: int
+) -> None:
+    daemon = start_srs(_config(hooks, workers))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    assert len(answer.ports) == 2
+    stranger = _streams(STRANGER, answer.ports, (ATTACK, ATTACK), 0xBAD0)
+    genuine = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    # the stranger is first on both ports and keeps sending for as long as the SBC does
+    play([(s, 0.0, PACKETS) for s in stranger] + [(g, 0.1, PACKETS) for g in genuine])
+    time.sleep(0.3)
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    levels = _levels(rec, 0.5, 3.5, (*GENUINE, ATTACK))
+    assert levels[ATTACK] < ABSENT_DBFS, levels
+    assert min(levels[GENUINE[0]], levels[GENUINE[1]]) > AUDIBLE_DBFS, levels
+    for label, stream in zip(("1", "2"), stranger, strict=True):
+        stats = _stream_stats(rec)[label]
+        assert stats["packets_received"] == PACKETS, stats
+        assert stats["packets_dropped_source"] == PACKETS, stats
+        assert stats["source"].startswith(f"{SBC}:"), stats
+        assert stats["source_changes"] == 0, stats
+        assert stats["rejected_sources"] == [{"address": stream.address, "packets": PACKETS}], stats
+    for s in (*stranger, *genuine):
+        s.close()
+    peer.close()
+
+
+def test_a_stranger_cannot_take_over_the_stream_during_a_pause(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    daemon = start_srs(_config(hooks, 1))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    genuine = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    stranger = _streams(STRANGER, answer.ports, (ATTACK, ATTACK), 0xBAD0)
+    # 1 s of audio, a 3 s pause; 1.5 s into it the stranger sends for 1 s; then the SBC resumes
+    play([(g, 0.0, 50) for g in genuine] + [(s, 2.5, 50) for s in stranger] + [(g, 4.0, 50) for g in genuine])
+    time.sleep(0.3)
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    during_attack = _levels(rec, 2.6, 3.4, (ATTACK,))
+    assert during_attack[ATTACK] < ABSENT_DBFS, during_attack
+    after = _levels(rec, 4.1, 4.9, GENUINE)
+    assert min(after.values()) > AUDIBLE_DBFS, after
+    for label in ("1", "2"):
+        stats = _stream_stats(rec)[label]
+        assert (stats["packets_received"], stats["packets_dropped_source"]) == (100, 50), stats
+        assert stats["source_changes"] == 0, stats
+    assert not hooks.wait_for(lambda e: e["event"] == "recording_source_changed", within=0.5)
+    for s in (*stranger, *genuine):
+        s.close()
+    peer.close()
+
+
+def test_a_reinvite_naming_a_new_address_moves_the_stream_and_says_so(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """An SBC failover: the re-INVITE's SDP names 127.0.0.3; its packets are accepted at once."""
+    daemon = start_srs(_config(hooks, 1))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    first = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    play([(g, 0.0, 75) for g in first])
+    again = peer.invite(FAILOVER, [31000, 31002], version=2)
+    assert again.ports == answer.ports
+    moved = _streams(FAILOVER, answer.ports, MOVED, 0x5BD0)
+    play([(m, 0.0, 75) for m in moved])
+    time.sleep(0.3)
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    assert min(_levels(rec, 0.2, 1.3, GENUINE).values()) > AUDIBLE_DBFS
+    assert min(_levels(rec, 1.8, 2.9, MOVED).values()) > AUDIBLE_DBFS
+    for label, old, new in zip(("1", "2"), first, moved, strict=True):
+        stats = _stream_stats(rec)[label]
+        assert stats["source_changes"] == 1, stats
+        assert stats["sources"] == [old.address, new.address], stats
+        assert stats["packets_received"] == 150 and stats["packets_dropped_source"] == 0, stats
+    changed = hooks.wait_for(
+        lambda e: e["event"] == "recording_source_changed" and e["data"]["id"] == rec["id"], within=5.0
+    )
+    assert {d.envelope["data"]["details"]["stream"] for d in changed} == {"1", "2"}, changed
+    for delivery in changed:
+        details = delivery.envelope["data"]["details"]
+        assert details["current"].startswith(f"{FAILOVER}:") and details["previous"].startswith(f"{SBC}:")
+    assert any("RTP source changed" in w for w in rec["warnings"]), rec["warnings"]
+    logged = [e for e in daemon.log_events() if e.get("event") == "recording_source_changed"]
+    assert len(logged) == 2, logged
+    for s in (*first, *moved):
+        s.close()
+    peer.close()
+
+
+def test_no_media_warning_names_the_sender_that_was_not_accepted(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """The SBC is behind a NAT: its SDP says 127.0.0.1, its packets come from 127.0.0.2."""
+    daemon = start_srs(_config(hooks, 1, "no_media_warning_s = 2\n"))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    natted = _streams(STRANGER, answer.ports[:1], (ATTACK,), 0xAA00)
+    play([(natted[0], 0.0, 150)])  # 3 s
+    got = hooks.wait_for(lambda e: e["event"] == "recording_no_media", within=5.0)
+    assert got, [d.envelope["event"] for d in hooks.events()]
+    by_stream = {d.envelope["data"]["details"]["stream"]: d.envelope["data"]["details"] for d in got}
+    assert set(by_stream) == {"1", "2"}, by_stream
+    assert by_stream["1"]["listen"] == f"{answer.host}:{answer.ports[0]}"
+    assert by_stream["1"]["refused"] and by_stream["1"]["refused"][0]["address"] == natted[0].address
+    assert by_stream["2"]["refused"] == []
+    logged = [e for e in daemon.log_events() if e.get("event") == "recording_no_media"]
+    assert any(natted[0].address in str(e.get("refused")) for e in logged), logged
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    warning = next(w for w in rec["warnings"] if w.startswith("stream 1: no RTP"))
+    assert natted[0].address in warning and f"{answer.ports[0]}" in warning, rec["warnings"]
+    natted[0].close()
+    peer.close()
+
+
+def test_rtp_that_stops_ends_the_session_with_bye_and_a_reason(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """The SBC's BYE is lost: RTP stops and nothing else comes. srs hangs up after rtp_timeout_s."""
+    daemon = start_srs(_config(hooks, 1, "rtp_timeout_s = 3\n"))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    genuine = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    play([(g, 0.0, 50) for g in genuine])
+    stopped = time.monotonic()
+    bye = peer.wait_for_bye(within=10.0)
+    waited = time.monotonic() - stopped
+    assert bye is not None, peer.received[-3:]
+    assert 2.5 <= waited <= 6.0, waited
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    assert rec["completeness"]["end_reason"].startswith("rtp timeout"), rec["completeness"]
+    assert "rtp timeout: no RTP for 3 s" in rec["warnings"], rec["warnings"]
+    assert any(e.get("event") == "rtp_timeout" for e in daemon.log_events())
+    for g in genuine:
+        g.close()
+    peer.close()
+
+
+def test_a_held_call_is_not_timed_out(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """Hold (a=inactive) is silence by agreement: no timeout, no no-media warning."""
+    daemon = start_srs(_config(hooks, 1, "rtp_timeout_s = 2\nno_media_warning_s = 1\n"))
+    peer = _peer(daemon, crid)
+    answer = peer.invite(SBC, [30000, 30002])
+    genuine = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    play([(g, 0.0, 25) for g in genuine])
+    peer.invite(SBC, [30000, 30002], direction="inactive", version=2)
+    assert peer.wait_for_bye(within=4.0) is None
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    assert rec["completeness"]["end_reason"] == "bye", rec["completeness"]
+    assert not [w for w in rec["warnings"] if "no RTP" in w or "rtp timeout" in w], rec["warnings"]
+    for g in genuine:
+        g.close()
+    peer.close()
