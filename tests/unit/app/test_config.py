@@ -60,11 +60,24 @@ def test_wrong_types_are_refused(section: str, key: str, value: object) -> None:
         ({"limits": {"drain_seconds": -1}}, "drain_seconds"),
         ({"sip": {"reject_status": 200}}, "reject_status"),
         ({"sip": {"tls_listen": ["0.0.0.0:5061"]}}, "tls_cert"),
+        ({"media": {"rtp_source": "latch"}}, "rtp_source"),
+        ({"media": {"sdes_over_plain_sip": "yes"}}, "sdes_over_plain_sip"),
+        ({"media": {"rtp_timeout_s": -1}}, "rtp_timeout_s"),
+        ({"media": {"no_media_warning_s": -5}}, "no_media_warning_s"),
     ],
 )
 def test_inconsistent_values_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         build_config(data)
+
+
+def test_media_source_and_sdes_settings() -> None:
+    media = load_config(None).media
+    assert (media.rtp_source, media.sdes_over_plain_sip) == ("sdp-address", "warn")
+    assert (media.no_media_warning_s, media.rtp_timeout_s) == (5, 60)
+    assert build_config({"media": {"sdes_over_plain_sip": True}}).media.sdes_over_plain_sip == "allow"
+    assert build_config({"media": {"sdes_over_plain_sip": False}}).media.sdes_over_plain_sip == "refuse"
+    assert build_config({"media": {"rtp_source": "any", "rtp_timeout_s": 0}}).media.rtp_timeout_s == 0
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
