@@ -1,8 +1,9 @@
 """The media worker processes (daemon side): each recording handed whole to one worker.
 
 Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP sockets ride
-along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure). The child
-side is :mod:`srs.mediaplane.worker_loop`.
+along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or per-stream
+activity when asked (:meth:`WorkerPlane.poll_activity`). The child side is
+:mod:`srs.mediaplane.worker_loop`.
 """
 
 from __future__ import annotations
