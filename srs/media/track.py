@@ -315,7 +315,10 @@ class StreamTrack:
         self._relatch_pending = True
 
     def allow(self, sources: Iterable[str] | None) -> None:
-        """New allowed hosts from new SDP; a latched address outside them yields to the next allowed one."""
+        """New allowed hosts from new SDP; a latched address outside them yields to the next allowed one.
+
+        Until that one's first packet the latched address is still accepted: packets in flight
+        around a failover are the call's audio, and nobody else can send from that address."""
         self._allowed = None if sources is None else canonical_hosts(sources)
         if self._source is not None and self._allowed is not None and self._source[0] not in self._allowed:
             self._relatch_pending = True
