@@ -24,11 +24,11 @@ from typing import Any
 
 from srs.errors import RtpError
 from srs.media.recorder import RecordingResult
-from srs.media.track import PayloadFormat, StreamActivity
+from srs.media.track import ActivityTuple, PayloadFormat
 from srs.mediaplane.ports import RtpPort
 
 PacketFilter = Callable[[bytes], "bytes | None"]
-Activity = tuple[float, Mapping[str, Mapping[int, StreamActivity]]]
+Activity = tuple[float, Mapping[str, Mapping[int, ActivityTuple]]]
 
 
 @dataclass(frozen=True, slots=True)

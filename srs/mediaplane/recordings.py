@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srs.media.recorder import Recorder, RecordingResult
-from srs.media.track import DecoderFactory, StreamActivity, StreamTrack
+from srs.media.track import ActivityTuple, DecoderFactory, StreamTrack
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 
 
@@ -64,7 +64,7 @@ class RecordingSet:
             return None
         return rec.recorder.tracks[rec.tracks[port]]
 
-    def activity(self) -> dict[str, dict[int, StreamActivity]]:
+    def activity(self) -> dict[str, dict[int, ActivityTuple]]:
         """Every live track's activity, by recording and RTP port."""
         return {
             key: {port: rec.recorder.tracks[index].activity() for port, index in rec.tracks.items()}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from srs.media.track import StreamActivity
+from srs.media.track import ActivityTuple, StreamActivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +124,7 @@ class MediaWatch:
     def forget(self, key: str) -> None:
         self._sessions.pop(key, None)
 
-    def check(
-        self, taken_at: float, activity: Mapping[str, Mapping[int, StreamActivity]]
-    ) -> list[WatchEvent]:
+    def check(self, taken_at: float, activity: Mapping[str, Mapping[int, ActivityTuple]]) -> list[WatchEvent]:
         """Events due by a report taken at ``taken_at``; each is raised once."""
         events: list[WatchEvent] = []
         for key, state in self._sessions.items():
@@ -134,7 +132,8 @@ class MediaWatch:
             last_heard: float | None = None
             for port, entry in state.streams.items():
                 stream = entry.stream
-                seen = tracks.get(port)
+                raw = tracks.get(port)
+                seen = StreamActivity._make(raw) if raw is not None else None
                 if seen is not None and seen.source_changes > entry.changes and seen.source is not None:
                     events.append(
                         SourceChanged(key, stream.label, entry.source, seen.source, seen.source_changes)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from srs.media.recorder import RecordingResult
-from srs.media.track import StreamActivity
+from srs.media.track import ActivityTuple
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all
@@ -259,7 +259,7 @@ class WorkerPlane(MediaPlane):
         replies = [self._activity.get(w.index) for w in self.workers]
         if not replies or any(r is None for r in replies):
             return 0.0, {}
-        merged: dict[str, Mapping[int, StreamActivity]] = {}
+        merged: dict[str, Mapping[int, ActivityTuple]] = {}
         for reply in replies:
             assert reply is not None
             merged.update(reply[1])

@@ -27,7 +27,7 @@ async def _activity(plane: MediaPlane, key: str, port: int, after: float) -> Str
         await asyncio.sleep(0.05)
         taken_at, tracks = plane.activity()
         if taken_at >= after and port in tracks.get(key, {}):
-            return tracks[key][port]
+            return StreamActivity._make(tracks[key][port])
     raise AssertionError("no activity report")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from srs.media.track import MAX_REJECTED, StreamTrack, canonical_hosts
+from srs.media.track import MAX_REJECTED, StreamActivity, StreamTrack, canonical_hosts
 from tests.unit.media.rtp_fixtures import FORMATS, OTHER, SRC, expected, factory, payload_for, rtp
 
 N = 50
@@ -80,7 +80,7 @@ def test_a_reinvite_moves_the_stream_to_the_newly_allowed_host() -> None:
     stats = track.stats()
     assert (stats.relatches, stats.packets_dropped_source) == (1, N - 20)
     assert stats.sources == (f"{SRC[0]}:{SRC[1]}", f"{OTHER[0]}:{OTHER[1]}")
-    activity = track.activity()
+    activity = StreamActivity._make(track.activity())
     assert (activity.source, activity.source_changes, activity.packets_received) == (
         f"{OTHER[0]}:{OTHER[1]}",
         1,
@@ -111,7 +111,7 @@ def test_rejected_addresses_are_bounded() -> None:
     stats = track.stats()
     assert stats.packets_dropped_source == 100
     assert len(stats.rejected_sources) == MAX_REJECTED
-    assert track.activity().rejected_sources == stats.rejected_sources
+    assert StreamActivity._make(track.activity()).rejected_sources == stats.rejected_sources
 
 
 def test_ipv4_allowed_host_matches_a_dual_stack_socket_source() -> None:
