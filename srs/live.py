@@ -99,7 +99,7 @@ class LiveSession:
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None
     peer_host: str = ""
-    """The host the latest offer came from (the SIP peer)."""
+    """The host the SIP peer sent the session's INVITE from."""
 
 
 @dataclass(frozen=True, slots=True)
