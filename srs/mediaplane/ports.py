@@ -57,7 +57,8 @@ class PortAllocator:
     RUN_TRIES = 16
     """Random starts tried for a run of consecutive ports before scattering the streams."""
     BIND_TRIES = 64
-    """Bind failures one allocation tolerates before it gives up (the range is then exhausted or foreign)."""
+    """Bind failures one allocation tolerates beyond one per port asked for, before it gives up
+    (the range is then mostly held by other programs)."""
 
     def __init__(
         self, low: int, high: int, bind_host: str = "0.0.0.0", rng: random.Random | None = None
@@ -132,7 +133,7 @@ class PortAllocator:
         ports: list[RtpPort] = []
         failures = 0
         while len(ports) < count:
-            if not self._free or failures >= self.BIND_TRIES:
+            if not self._free or failures >= self.BIND_TRIES + count:
                 for allocated in ports:
                     self.release(allocated)
                 return None

@@ -96,7 +96,7 @@ def test_many_m_lines_on_a_fragmented_range_cost_no_scan() -> None:
         assert ports is not None and len({p.port for p in ports}) == 100
         held_ports = {s.getsockname()[1] for s in held}
         assert not held_ports & {p.port for p in ports}
-        assert binds <= 100 + PortAllocator.RUN_TRIES * 20 + PortAllocator.BIND_TRIES, binds
+        assert binds <= 100 + PortAllocator.RUN_TRIES * 20 + PortAllocator.BIND_TRIES + 100, binds
         assert elapsed < 1.0, f"allocation took {elapsed:.2f} s"
         _release(allocator, ports)
     finally:
