@@ -475,6 +475,7 @@ class LiveRecordings:
                 "source_changes": stats.relatches,
                 "sources": list(stats.sources),
                 "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
+                "rtcp_dropped_source": stats.rtcp_dropped_source,
             }
             if srtp_by_label.get(stats.label):
                 warnings.append(

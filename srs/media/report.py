@@ -76,6 +76,7 @@ def stream_report(index: int, stats: StreamStats) -> dict[str, Any]:
         "source": stats.source,
         "sources": list(stats.sources),
         "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
+        "rtcp_dropped_source": stats.rtcp_dropped_source,
         "gaps": [{"offset_ms": offset, "length_ms": length} for offset, length in stats.gaps],
         "first_packet_at": stats.first_packet_at,
         "last_packet_at": stats.last_packet_at,

@@ -125,6 +125,8 @@ class StreamStats:
     """Every address accepted in turn (the first, then each change), at most :data:`MAX_SOURCES`."""
     rejected_sources: tuple[tuple[str, int], ...] = ()
     """Addresses whose packets were dropped and how many, at most :data:`MAX_REJECTED` of them."""
+    rtcp_dropped_source: int = 0
+    """RTCP datagrams from hosts not allowed to send the stream (ignored)."""
 
     @property
     def completeness(self) -> float:
@@ -294,6 +296,7 @@ class StreamTrack:
         self.packets_unknown_pt = 0
         self.packets_comfort_noise = 0
         self.packets_rtcp = 0
+        self.rtcp_dropped_source = 0
         self.malformed = 0
         self.decoder_errors = 0
         self.ssrc_changes = 0
@@ -571,9 +574,14 @@ class StreamTrack:
     def push_rtcp(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
         """Take one RTCP datagram; sender reports are kept for :meth:`sender_lag`.
 
-        Any source is accepted: a report only counts for the SSRC it names, which must
-        be the SSRC this track is receiving when the report is used.
+        Only hosts allowed to send the stream may report on it (a forged sender report would move
+        the stream on the timeline); with ``sources=None`` any port of any host may, since a
+        report only counts for the SSRC it names, which must be the SSRC this track is receiving
+        when the report is used.
         """
+        if self._allowed is not None and source[0] not in self._allowed:
+            self.rtcp_dropped_source += 1
+            return
         self.packets_rtcp += 1
         try:
             packets = parse_rtcp(data)
@@ -951,4 +959,5 @@ class StreamTrack:
             source=format_address(self._source) if self._source is not None else None,
             sources=tuple(self._accepted),
             rejected_sources=tuple(self._rejected.items()),
+            rtcp_dropped_source=self.rtcp_dropped_source,
         )

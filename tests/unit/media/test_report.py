@@ -67,6 +67,7 @@ def test_report_of_a_recording_with_every_kind_of_trouble(tmp_path: Path) -> Non
         "source": "192.0.2.10:40000",
         "sources": ["192.0.2.10:40000"],
         "rejected_sources": [],
+        "rtcp_dropped_source": 0,
         "gaps": [{"offset_ms": 200, "length_ms": 100}, {"offset_ms": 600, "length_ms": 20}],
         "dtmf": [],
         "empty": False,

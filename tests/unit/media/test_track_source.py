@@ -11,6 +11,7 @@ import numpy as np
 
 from srs.media.track import MAX_REJECTED, StreamActivity, StreamTrack, canonical_hosts
 from tests.unit.media.rtp_fixtures import FORMATS, OTHER, SRC, expected, factory, payload_for, rtp
+from tests.unit.media.test_rtcp_alignment import sender_report
 
 N = 50
 END = 8000 + N * 160 + 800
@@ -121,3 +122,17 @@ def test_ipv4_allowed_host_matches_a_dual_stack_socket_source() -> None:
     track = make(["192.0.2.10"])
     track.push(rtp(0, 0), ("::ffff:192.0.2.10", 40000, 0, 0), arrival(0))  # type: ignore[arg-type]
     assert track.stats().packets_received == 1
+
+
+def test_a_stranger_s_sender_report_cannot_move_the_stream() -> None:
+    """A forged RTCP sender report for the SBC's SSRC would shift the stream on the timeline."""
+    track = make([SRC[0]])
+    for i in range(10):
+        track.push(rtp(i, 160 * i, payload_for(i)), SRC, arrival(i))
+    report = sender_report(0x11223344, 160 * 9, 1_700_000_000.0)
+    track.push_rtcp(report, OTHER, arrival(9))
+    stats = track.stats()
+    assert (stats.sender_reports, stats.rtcp_dropped_source, stats.packets_rtcp) == (0, 1, 0)
+    assert track.sender_lag() is None
+    track.push_rtcp(report, (SRC[0], SRC[1] + 1), arrival(9))  # the SBC's RTCP port
+    assert track.stats().sender_reports == 1 and track.sender_lag() is not None
