@@ -227,3 +227,48 @@ def test_a_held_call_is_not_timed_out(
     for g in genuine:
         g.close()
     peer.close()
+
+
+def test_sip_peer_mode_accepts_the_sip_host_when_the_sdp_names_another(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """An SBC whose SDP names an address its RTP does not come from; strangers still lose the race."""
+    daemon = start_srs(_config(hooks, 1, 'rtp_source = "sip-peer"\n'))
+    peer = _peer(daemon, crid)
+    answer = peer.invite("192.0.2.55", [30000, 30002])  # TEST-NET: nobody sends from there
+    stranger = _streams(STRANGER, answer.ports, (ATTACK, ATTACK), 0xBAD0)
+    genuine = _streams(SBC, answer.ports, GENUINE, 0x5BC0)
+    play([(s, 0.0, 100) for s in stranger] + [(g, 0.05, 100) for g in genuine])
+    time.sleep(0.3)
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    levels = _sounding_levels(rec, (*GENUINE, ATTACK))
+    assert levels[ATTACK] < ABSENT_DBFS and min(levels[GENUINE[0]], levels[GENUINE[1]]) > AUDIBLE_DBFS
+    for label in ("1", "2"):
+        stats = _stream_stats(rec)[label]
+        assert (stats["packets_received"], stats["packets_dropped_source"]) == (100, 100), stats
+    for s in (*stranger, *genuine):
+        s.close()
+    peer.close()
+
+
+def test_any_mode_records_a_natted_lab_sbc(
+    start_srs: Callable[..., SrsDaemon], hooks: HookReceiver, crid: str
+) -> None:
+    """``rtp_source = "any"``: the first sender latches, wherever the SDP says the media is."""
+    daemon = start_srs(_config(hooks, 1, 'rtp_source = "any"\nno_media_warning_s = 1\n'))
+    peer = _peer(daemon, crid)
+    answer = peer.invite("192.0.2.55", [30000, 30002])
+    natted = _streams(STRANGER, answer.ports, GENUINE, 0x5BC0)
+    play([(n, 0.0, 100) for n in natted])
+    time.sleep(0.3)
+    peer.bye()
+    rec = wait_recording(crid, daemon.data_dir, within=10.0)
+    assert min(_sounding_levels(rec, GENUINE).values()) > AUDIBLE_DBFS
+    for label, stream in zip(("1", "2"), natted, strict=True):
+        stats = _stream_stats(rec)[label]
+        assert (stats["packets_received"], stats["source"]) == (100, stream.address), stats
+    assert not [w for w in rec["warnings"] if "no RTP" in w], rec["warnings"]
+    for n in natted:
+        n.close()
+    peer.close()
