@@ -20,8 +20,8 @@ from srs.siprec.metadata import RecordingMetadata
 class SessionOffered:
     """An offer needs local ports before it can be answered.
 
-    The layer above binds ``ports_needed`` new RTP ports (consecutive even ports
-    for an initial offer) and calls ``accept(session_id, ports, now)``, or
+    The layer above binds ``ports_needed`` new RTP ports (random even ports,
+    consecutive where cheaply possible) and calls ``accept(session_id, ports, now)``, or
     ``reject(...)`` when it cannot.  For re-offers ``ports_needed`` counts only
     the m-lines beyond those already allocated: existing streams keep their ports.
     """
