@@ -20,15 +20,19 @@ from tests.integration.media.test_media_plane import PCMU, _free_range, _packet,
 SBC, STRANGER, FAILOVER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
 
-async def _activity(plane: MediaPlane, key: str, port: int, after: float) -> StreamActivity:
-    """Poll until the plane reports activity taken after ``after`` (a worker answers asynchronously)."""
-    for _ in range(100):
+async def _activity(plane: MediaPlane, key: str, port: int, after: float, handled: int) -> StreamActivity:
+    """Poll until the plane reports, after ``after``, a track that has handled ``handled`` datagrams
+    (accepted or refused): a worker answers asynchronously, and may not have read them all yet."""
+    last: StreamActivity | None = None
+    for _ in range(200):
         plane.poll_activity()
         await asyncio.sleep(0.05)
         taken_at, tracks = plane.activity()
         if taken_at >= after and port in tracks.get(key, {}):
-            return StreamActivity._make(tracks[key][port])
-    raise AssertionError("no activity report")
+            last = StreamActivity._make(tracks[key][port])
+            if last.packets_received + sum(n for _a, n in last.rejected_sources) >= handled:
+                return last
+    raise AssertionError(f"no complete activity report: {last}")
 
 
 @pytest.mark.parametrize("kind", ["in-process", "worker"])
@@ -58,14 +62,14 @@ def test_only_allowed_hosts_are_recorded_and_a_signalled_move_is_reported(kind: 
                 senders[STRANGER].sendto(_packet(seq, 0xBAD, payload), (SBC, port.port))
                 senders[SBC].sendto(_packet(seq, 0x5BC, payload), (SBC, port.port))
                 await asyncio.sleep(0.02)
-            first = await _activity(plane, "k", port.port, time.monotonic())
+            first = await _activity(plane, "k", port.port, time.monotonic(), 50)
             plane.relatch("k", port.port, (FAILOVER,))
             await asyncio.sleep(0.1)
             for seq in range(25, 50):
                 senders[FAILOVER].sendto(_packet(seq, 0x5BD, payload), (SBC, port.port))
                 senders[SBC].sendto(_packet(seq, 0x5BC, payload), (SBC, port.port))  # no longer allowed
                 await asyncio.sleep(0.02)
-            second = await _activity(plane, "k", port.port, time.monotonic())
+            second = await _activity(plane, "k", port.port, time.monotonic(), 100)
             plane.detach("k", port)
             allocator.release(port)
             result = await asyncio.wait_for(plane.close("k", time.monotonic()), 10)
