@@ -428,6 +428,8 @@ class Daemon:
         """Wait for the media plane to close the file, hash it off the loop, then mark it available."""
         assert self.live is not None
         finished = await pending
+        for change in finished.source_changes:
+            self._source_changed(change, finished.recording_id)
         if finished.final is not None:
             for stats in finished.final.completeness.get("streams", {}).values():
                 self.metrics.packets(
@@ -560,30 +562,33 @@ class Daemon:
                 if self.http is not None:
                     self.http.recording_event("recording_no_media", recording, details)
             elif isinstance(event, SourceChanged):
-                self.metrics.source_changed()
-                self.log.warning(
-                    "recording_source_changed",
-                    session=event.key,
-                    recording=recording,
-                    stream=event.label,
-                    previous=event.previous,
-                    current=event.current,
-                    changes=event.changes,
-                )
-                details = {
-                    "stream": event.label,
-                    "previous": event.previous,
-                    "current": event.current,
-                    "changes": event.changes,
-                }
-                if self.http is not None:
-                    self.http.recording_event("recording_source_changed", recording, details)
+                self._source_changed(event, recording)
             else:
                 self.metrics.rtp_timeout()
                 self.log.warning(
                     "rtp_timeout", session=event.key, recording=recording, idle_s=round(event.idle)
                 )
                 self._handle(self.ua.hangup(event.key, self.loop.time(), event.reason()))
+
+    def _source_changed(self, event: SourceChanged, recording: str) -> None:
+        self.metrics.source_changed()
+        self.log.warning(
+            "recording_source_changed",
+            session=event.key,
+            recording=recording,
+            stream=event.label,
+            previous=event.previous,
+            current=event.current,
+            changes=event.changes,
+        )
+        details = {
+            "stream": event.label,
+            "previous": event.previous,
+            "current": event.current,
+            "changes": event.changes,
+        }
+        if self.http is not None:
+            self.http.recording_event("recording_source_changed", recording, details)
 
     async def _disk_watch(self) -> None:
         while True:

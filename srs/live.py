@@ -25,7 +25,7 @@ from srs.media.track import DecoderFactory, PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
-from srs.mediaplane.watch import MediaWatch, RtpTimeout, WatchedStream, WatchEvent
+from srs.mediaplane.watch import MediaWatch, RtpTimeout, SourceChanged, WatchedStream, WatchEvent
 from srs.sdp.answer import NegotiatedStream
 from srs.sdp.redact import redact_keys
 from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
@@ -109,6 +109,9 @@ class Finished:
     recording_id: str
     final: FinalizedRecording | None
     failure: str | None
+    source_changes: tuple[SourceChanged, ...] = ()
+    """Source changes the final statistics show that no activity report had shown (the call
+    ended within a second or two of them): announced when the recording is published."""
 
 
 class LiveRecordings:
@@ -414,7 +417,7 @@ class LiveRecordings:
         if session is None:
             return None
         key = session.session_id
-        self.watch.forget(key)
+        reported = self.watch.forget(key)
         for slot in session.slots:
             self.plane.detach(key, slot.port)
             self.allocator.release(slot.port)
@@ -427,7 +430,7 @@ class LiveRecordings:
             self.plane.abort(key)
             return _ready(Finished(session.recording_id, None, session.failure))
         closing = self.plane.close(key, event.at)
-        return self._after_close(session, closing, ended_wall, event)
+        return self._after_close(session, closing, ended_wall, event, reported)
 
     async def _after_close(
         self,
@@ -435,12 +438,28 @@ class LiveRecordings:
         closing: asyncio.Future[RecordingResult],
         ended_wall: float,
         event: SessionEnded,
+        reported: dict[str, int],
     ) -> Finished:
         try:
             result = await closing
         except OSError as exc:
             return Finished(session.recording_id, None, str(exc) or "write failed")
-        return Finished(session.recording_id, self._finalized(session, result, ended_wall, event), None)
+        late = tuple(
+            SourceChanged(
+                session.session_id,
+                stats.label,
+                stats.sources[-2] if len(stats.sources) > 1 else None,
+                stats.source,
+                stats.relatches,
+            )
+            for stats in result.streams
+            if stats.source is not None and stats.relatches > reported.get(stats.label, 0)
+        )
+        for change in late:
+            if change.message() not in session.warnings:
+                session.warnings.append(change.message())
+        final = self._finalized(session, result, ended_wall, event)
+        return Finished(session.recording_id, final, None, late)
 
     def _finalized(
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded

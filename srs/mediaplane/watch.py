@@ -121,8 +121,13 @@ class MediaWatch:
             else:
                 state.streams[stream.port] = _StreamState(stream)
 
-    def forget(self, key: str) -> None:
-        self._sessions.pop(key, None)
+    def forget(self, key: str) -> dict[str, int]:
+        """Stop watching ``key``; returns the source changes already reported, by stream label
+        (changes in the last second of a call are only seen in its final statistics)."""
+        state = self._sessions.pop(key, None)
+        if state is None:
+            return {}
+        return {entry.stream.label: entry.changes for entry in state.streams.values()}
 
     def check(self, taken_at: float, activity: Mapping[str, Mapping[int, ActivityTuple]]) -> list[WatchEvent]:
         """Events due by a report taken at ``taken_at``; each is raised once."""

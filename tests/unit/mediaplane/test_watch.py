@@ -80,8 +80,9 @@ def test_a_source_change_is_raised_with_both_addresses() -> None:
     assert watch.check(103.0, {"k": {20000: seen(9, 103.0, "192.0.2.20:4000", changes=1)}}) == []
 
 
-def test_forgotten_sessions_raise_nothing() -> None:
+def test_forgotten_sessions_raise_nothing_and_say_which_changes_were_reported() -> None:
     watch = MediaWatch(no_media_after=1.0, timeout=1.0)
-    watch.arm("k", [stream()])
-    watch.forget("k")
-    assert len(watch) == 0 and watch.check(1000.0, {}) == []
+    watch.arm("k", [stream(20000), stream(20002)])
+    watch.check(101.0, {"k": {20000: seen(5, 101.0, "192.0.2.20:4000", changes=1)}})
+    assert watch.forget("k") == {"20000": 1, "20002": 0}
+    assert len(watch) == 0 and watch.check(1000.0, {}) == [] and watch.forget("k") == {}
