@@ -183,8 +183,10 @@ def test_no_media_warning_names_the_sender_that_was_not_accepted(
     answer = peer.invite(SBC, [30000, 30002])
     natted = _streams(STRANGER, answer.ports[:1], (ATTACK,), 0xAA00)
     play([(natted[0], 0.0, 150)])  # 3 s
-    got = hooks.wait_for(lambda e: e["event"] == "recording_no_media", within=5.0)
+    got = hooks.wait_for(lambda e: e["event"] == "recording_no_media", within=10.0)
     assert got, [d.envelope["event"] for d in hooks.events()]
+    time.sleep(1.0)  # both streams' warnings come from one check; their deliveries may not
+    got = [d for d in hooks.events() if d.envelope["event"] == "recording_no_media"]
     by_stream = {d.envelope["data"]["details"]["stream"]: d.envelope["data"]["details"] for d in got}
     assert set(by_stream) == {"1", "2"}, by_stream
     assert by_stream["1"]["listen"] == f"{answer.host}:{answer.ports[0]}"
@@ -213,7 +215,7 @@ def test_rtp_that_stops_ends_the_session_with_bye_and_a_reason(
     bye = peer.wait_for_bye(within=10.0)
     waited = time.monotonic() - stopped
     assert bye is not None, peer.received[-3:]
-    assert 2.5 <= waited <= 6.0, waited
+    assert 2.5 <= waited <= 8.0, waited  # 3 s, plus up to 2 s of activity polling, plus load
     rec = wait_recording(crid, daemon.data_dir, within=10.0)
     assert rec["completeness"]["end_reason"].startswith("rtp timeout"), rec["completeness"]
     assert "rtp timeout: no RTP for 3 s" in rec["warnings"], rec["warnings"]
