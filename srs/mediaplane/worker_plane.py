@@ -245,7 +245,16 @@ class WorkerPlane(MediaPlane):
         self._send(key, ("stream", key, port, spec, at))
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
+        """Sent at once, not with the loop turn's batch: it must reach the worker before the SBC
+        has the answer that moves its media (the answer leaves later in this turn)."""
         self._send(key, ("relatch", key, port, sources))
+        worker = self._route.get(key)
+        if worker is not None:
+            try:
+                worker.flush()
+            except OSError:
+                if worker.alive is False and worker in self.workers:
+                    self._lost(worker)
 
     def poll_activity(self) -> None:
         for worker in list(self.workers):

@@ -41,7 +41,10 @@ class SessionOffered:
 
 @dataclass(frozen=True, slots=True)
 class SessionAnswered:
-    """srs sent its 2xx with this answer: for an initial offer ``at`` starts the recording's timeline."""
+    """srs answers with this SDP: for an initial offer ``at`` starts the recording's timeline.
+
+    For an initial offer it comes after the 2xx; for a re-offer just before it, so the layer above
+    applies the new SDP (a new allowed RTP source) before the SBC can act on the answer."""
 
     session_id: str
     at: float

@@ -604,13 +604,12 @@ class SiprecUserAgent:
         call.pending = None
         call.offer = pending.offer
         call.answer = answer
-        events = self._send_2xx(call, pending.transaction, call.answer.sdp, now)
-        events.append(
-            SessionAnswered(
-                session_id, now, call.answer.streams, initial=False, local_address=call.local.host
-            )
+        # the new SDP is applied before its 2xx leaves: an SBC that moves its media (failover) sends
+        # from the new address as soon as it has the answer, and its first packets must be allowed
+        answered = SessionAnswered(
+            session_id, now, call.answer.streams, initial=False, local_address=call.local.host
         )
-        return events
+        return [answered, *self._send_2xx(call, pending.transaction, call.answer.sdp, now)]
 
     def reject(
         self, session_id: str, status: int, reason: str, now: float, retry_after: int | None = None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import SrsDaemon, read_wav, tone_level_dbfs, wait_recording
+from tests.e2e.conftest import SrsDaemon, read_wav, wait_recording
 from tests.e2e.siprec_peer import LOOPBACK, RtpStream, SiprecPeer, play
 from tests.e2e.test_step4_api import HookReceiver, start_receiver
 
@@ -24,8 +24,7 @@ GENUINE = (400, 1200)
 MOVED = (600, 1600)
 ATTACK = 2000
 PACKETS = 200  # 4 s per stream
-AUDIBLE_DBFS = -20.0  # the tones are sent at -12 dBFS; mixed, each stays well above this
-ABSENT_DBFS = -45.0
+PRESENT_DBFS = -24.0  # the tones are sent at -12 dBFS and mixed at that level
 
 
 @pytest.fixture
@@ -50,16 +49,24 @@ def _streams(host: str, answer_ports: list[int], tones: tuple[int, ...], ssrc: i
     ]
 
 
-def _sounding(rec: dict[str, Any]) -> np.ndarray:
-    """The 20 ms frames of the file that are not silent, in order (timing-independent)."""
+def _tone_frames(rec: dict[str, Any], freqs: tuple[int, ...]) -> dict[int, int]:
+    """How many 20 ms frames of the WAV carry each tone at nearly the level sent (-12 dBFS).
+
+    Counting frames, not measuring one level over a stretch of the file, makes the check
+    independent of where the recorder placed each stream (placement anchors on the arrival of
+    a stream's first packet, which a loaded machine delays). A sender or receiver stalled for
+    seconds (a machine shared by many) makes the recorder re-anchor and overlap audio, so the
+    tests ask for a fifth of the frames sent (the tone is there): the packet counts are the exact
+    check, and the stranger's tone must be in no frame at all."""
     samples = read_wav(rec["file"]["path"]).samples
-    frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
-    return frames[np.abs(frames).max(axis=1) > 100].reshape(-1)
-
-
-def _sounding_levels(rec: dict[str, Any], freqs: tuple[int, ...]) -> dict[int, float]:
-    loud = _sounding(rec)
-    return {f: tone_level_dbfs(loud, f) for f in freqs}
+    frames = samples[: len(samples) // 160 * 160].reshape(-1, 160).astype(np.float64)
+    window = np.hanning(160)
+    n = np.arange(160)
+    counts = {}
+    for freq in freqs:
+        amplitude = 2 * np.abs((frames * window) @ np.exp(-2j * np.pi * freq * n / 8000)) / window.sum()
+        counts[freq] = int(np.sum(amplitude > 32767 * 10 ** (PRESENT_DBFS / 20)))
+    return counts
 
 
 def _stream_stats(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -82,9 +89,8 @@ def test_a_sender_racing_the_sbc_to_the_answered_ports_is_not_recorded(
     time.sleep(0.3)
     peer.bye()
     rec = wait_recording(crid, daemon.data_dir, within=10.0)
-    levels = _sounding_levels(rec, (*GENUINE, ATTACK))
-    assert levels[ATTACK] < ABSENT_DBFS, levels
-    assert min(levels[GENUINE[0]], levels[GENUINE[1]]) > AUDIBLE_DBFS, levels
+    frames = _tone_frames(rec, (*GENUINE, ATTACK))
+    assert frames[ATTACK] == 0 and min(frames[GENUINE[0]], frames[GENUINE[1]]) >= PACKETS // 5, frames
     for label, stream in zip(("1", "2"), stranger, strict=True):
         stats = _stream_stats(rec)[label]
         assert stats["packets_received"] == PACKETS, stats
@@ -115,9 +121,8 @@ def test_a_stranger_cannot_take_over_the_stream_during_a_pause(
         assert (stats["packets_received"], stats["packets_dropped_source"]) == (100, 50), stats
         assert stats["source_changes"] == 0, stats
     # the stranger's tone nowhere, the SBC's (before and after the pause) at full level
-    levels = _sounding_levels(rec, (*GENUINE, ATTACK))
-    assert levels[ATTACK] < ABSENT_DBFS, levels
-    assert min(levels[GENUINE[0]], levels[GENUINE[1]]) > AUDIBLE_DBFS, levels
+    frames = _tone_frames(rec, (*GENUINE, ATTACK))
+    assert frames[ATTACK] == 0 and min(frames[GENUINE[0]], frames[GENUINE[1]]) >= 20, frames
     assert not hooks.wait_for(lambda e: e["event"] == "recording_source_changed", within=0.5)
     for s in (*stranger, *genuine):
         s.close()
@@ -143,20 +148,17 @@ def test_a_reinvite_naming_a_new_address_moves_the_stream_and_says_so(
     time.sleep(0.3)
     peer.bye()
     rec = wait_recording(crid, daemon.data_dir, within=10.0)
-    # the SBC's tones first, the failover's last, each at full level (where exactly the two meet
-    # depends on when each stream's first packet arrived: placement anchors on arrival)
-    loud = _sounding(rec)
-    first_part = {f: tone_level_dbfs(loud[: 50 * 160], f) for f in GENUINE}
-    last_part = {f: tone_level_dbfs(loud[-(after - 5) * 160 :], f) for f in MOVED}
-    assert min(first_part.values()) > AUDIBLE_DBFS, first_part
-    assert min(last_part.values()) > AUDIBLE_DBFS, last_part
+    frames = _tone_frames(rec, (*GENUINE, *MOVED))  # the SBC's audio, then the failover's
+    assert min(frames[f] for f in GENUINE) >= 15 and min(frames[f] for f in MOVED) >= after // 5, (
+        frames,
+        _stream_stats(rec),
+    )
     for label, old, new in zip(("1", "2"), first, moved, strict=True):
         stats = _stream_stats(rec)[label]
         assert stats["source_changes"] == 1, stats
         assert stats["sources"] == [old.address, new.address], stats
-        # the new host's first packets may beat the new SDP to a media worker by a few ms
-        assert stats["packets_received"] >= 75 + after - 3, stats
-        assert stats["packets_dropped_source"] == 75 + after - stats["packets_received"], stats
+        # the new SDP reaches the media worker before the answer leaves: no packet is lost
+        assert (stats["packets_received"], stats["packets_dropped_source"]) == (75 + after, 0), stats
     changed = hooks.wait_for(
         lambda e: e["event"] == "recording_source_changed" and e["data"]["id"] == rec["id"], within=5.0
     )
@@ -258,8 +260,8 @@ def test_sip_peer_mode_accepts_the_sip_host_when_the_sdp_names_another(
     time.sleep(0.3)
     peer.bye()
     rec = wait_recording(crid, daemon.data_dir, within=10.0)
-    levels = _sounding_levels(rec, (*GENUINE, ATTACK))
-    assert levels[ATTACK] < ABSENT_DBFS and min(levels[GENUINE[0]], levels[GENUINE[1]]) > AUDIBLE_DBFS
+    frames = _tone_frames(rec, (*GENUINE, ATTACK))
+    assert frames[ATTACK] == 0 and min(frames[GENUINE[0]], frames[GENUINE[1]]) >= 20, frames
     for label in ("1", "2"):
         stats = _stream_stats(rec)[label]
         assert (stats["packets_received"], stats["packets_dropped_source"]) == (100, 100), stats
@@ -280,7 +282,7 @@ def test_any_mode_records_a_natted_lab_sbc(
     time.sleep(0.3)
     peer.bye()
     rec = wait_recording(crid, daemon.data_dir, within=10.0)
-    assert min(_sounding_levels(rec, GENUINE).values()) > AUDIBLE_DBFS
+    assert min(_tone_frames(rec, GENUINE).values()) >= 20
     for label, stream in zip(("1", "2"), natted, strict=True):
         stats = _stream_stats(rec)[label]
         assert (stats["packets_received"], stats["source"]) == (100, stream.address), stats
