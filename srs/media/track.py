@@ -165,7 +165,7 @@ def canonical_hosts(hosts: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-ActivityTuple = tuple[int, float | None, str | None, int, tuple[tuple[str, int], ...]]
+ActivityTuple = tuple[int, float | None, str | None, int, tuple[tuple[str, int], ...], str | None]
 """:class:`StreamActivity` as a plain tuple: what crosses the worker pipe (a plain tuple pickles
 five times faster than a named one, and a worker reports every stream once a second)."""
 
@@ -178,6 +178,8 @@ class StreamActivity(NamedTuple):
     source: str | None
     source_changes: int
     rejected_sources: tuple[tuple[str, int], ...]
+    previous_source: str | None
+    """The address accepted before the current one (None before the first change)."""
 
 
 class StreamTrack:
@@ -332,14 +334,15 @@ class StreamTrack:
             self._relatch_pending = True
 
     def activity(self) -> ActivityTuple:
-        """Packets accepted, last arrival, latched source, source changes, refused sources (see
-        :class:`StreamActivity`)."""
+        """Packets accepted, last arrival, latched source, source changes, refused sources, the
+        source before the current one (see :class:`StreamActivity`)."""
         return (
             self.packets_received,
             self._last_arrival if self._first_arrival is not None else None,
             format_address(self._source) if self._source is not None else None,
             self.relatches,
             tuple(self._rejected.items()),
+            self._accepted[-2] if len(self._accepted) > 1 else None,
         )
 
     @property

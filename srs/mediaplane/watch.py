@@ -140,8 +140,12 @@ class MediaWatch:
                 raw = tracks.get(port)
                 seen = StreamActivity._make(raw) if raw is not None else None
                 if seen is not None and seen.source_changes > entry.changes and seen.source is not None:
+                    # one change since the last report: the track knows what it replaced; several:
+                    # the last source a report showed is the one the call moved away from
+                    single = seen.source_changes == entry.changes + 1 or entry.source is None
+                    previous = seen.previous_source if single else entry.source
                     events.append(
-                        SourceChanged(key, stream.label, entry.source, seen.source, seen.source_changes)
+                        SourceChanged(key, stream.label, previous, seen.source, seen.source_changes)
                     )
                     entry.changes = seen.source_changes
                 if seen is not None and seen.source is not None:

@@ -18,8 +18,9 @@ def seen(
     source: str | None = None,
     changes: int = 0,
     refused: tuple[tuple[str, int], ...] = (),
+    previous: str | None = None,
 ) -> StreamActivity:
-    return StreamActivity(received, last, source, changes, refused)
+    return StreamActivity(received, last, source, changes, refused, previous)
 
 
 def test_no_media_is_raised_once_and_names_the_refused_sender() -> None:
@@ -75,9 +76,18 @@ def test_a_source_change_is_raised_with_both_addresses() -> None:
     watch = MediaWatch(no_media_after=5.0, timeout=0.0)
     watch.arm("k", [stream()])
     assert watch.check(101.0, {"k": {20000: seen(5, 101.0, "192.0.2.10:4000")}}) == []
-    events = watch.check(102.0, {"k": {20000: seen(9, 102.0, "192.0.2.20:4000", changes=1)}})
+    moved = seen(9, 102.0, "192.0.2.20:4000", changes=1, previous="192.0.2.10:4000")
+    events = watch.check(102.0, {"k": {20000: moved}})
     assert events == [SourceChanged("k", "20000", "192.0.2.10:4000", "192.0.2.20:4000", 1)]
     assert watch.check(103.0, {"k": {20000: seen(9, 103.0, "192.0.2.20:4000", changes=1)}}) == []
+
+
+def test_a_change_before_any_report_still_names_the_previous_source() -> None:
+    watch = MediaWatch(no_media_after=5.0, timeout=0.0)
+    watch.arm("k", [stream()])
+    moved = seen(9, 102.0, "192.0.2.20:4000", changes=1, previous="192.0.2.10:4000")
+    (event,) = watch.check(102.0, {"k": {20000: moved}})
+    assert (event.previous, event.current) == ("192.0.2.10:4000", "192.0.2.20:4000")
 
 
 def test_forgotten_sessions_raise_nothing_and_say_which_changes_were_reported() -> None:
