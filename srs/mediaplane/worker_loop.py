@@ -3,7 +3,8 @@
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
 sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or
-per-stream activity when asked (``("activity", taken_at, {key: {port: StreamActivity}})``).
+per-stream activity when asked (``("activity", taken_at, {key: {port: activity tuple}})``,
+the fields of :class:`~srs.media.track.StreamActivity`).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
