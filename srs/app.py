@@ -41,6 +41,7 @@ from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator
+from srs.mediaplane.watch import NoMedia, SourceChanged, WatchEvent
 from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
 from srs.net.sip_edge import SipEdge
@@ -60,7 +61,7 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.siprec.session import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
 from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition
@@ -72,6 +73,8 @@ from srs.storage.s3_store import S3Options, options_from_env
 from srs.storage.stores import open_store
 from srs.storage.uploads import UploadJob, UploadLedger, object_key
 
+_MEDIA_WATCH_PERIOD_S = 1.0
+"""How often per-stream activity is collected (bounds how late a no-media warning or RTP timeout fires)."""
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
 
 
@@ -144,6 +147,7 @@ class Daemon:
                 max_streams_per_source=config.limits.max_streams_per_source,
                 max_metadata_versions=config.limits.max_metadata_versions,
                 max_metadata_bytes=config.limits.max_metadata_bytes,
+                sdes_over_plain_sip=config.media.sdes_over_plain_sip,
             )
         )
         self.allocator = PortAllocator(
@@ -300,6 +304,9 @@ class Daemon:
                 relatch_after=media.relatch_silence_ms / 1000,
                 output=media.output,
                 file_format=media.format,
+                rtp_source=media.rtp_source,
+                no_media_warning=float(media.no_media_warning_s),
+                rtp_timeout=float(media.rtp_timeout_s),
             ),
             log=self.log,
             plane=plane,
@@ -316,6 +323,7 @@ class Daemon:
             await self._start_uploader(self.objects)
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
+        media_watch = loop.create_task(self._media_watch())
         watching = self.lag is not None or self.backlog is not None
         lag_watch = loop.create_task(self._lag_watch()) if watching else None
         self.log.info(
@@ -332,6 +340,7 @@ class Daemon:
         await self._drain()
         flusher.cancel()
         disk_watch.cancel()
+        media_watch.cancel()
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
@@ -528,6 +537,15 @@ class Daemon:
         if ports is None:
             self.log.warning("rtp_ports_exhausted", session=event.session_id)
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
+        if SDES_IN_CLEAR in event.warnings:
+            self.log.warning(
+                "sdes_over_plain_sip",
+                session=event.session_id,
+                call_id=event.call_id,
+                source=str(event.source),
+                transport=event.transport.value,
+                detail=SDES_IN_CLEAR,
+            )
         if event.initial:
             self.log.info(
                 "session_offered",
@@ -560,6 +578,8 @@ class Daemon:
         """Wait for the media plane to close the file, hash it off the loop, then mark it available."""
         assert self.live is not None
         finished = await pending
+        for change in finished.source_changes:
+            self._source_changed(change, finished.recording_id)
         if finished.final is not None:
             for stats in finished.final.completeness.get("streams", {}).values():
                 self.metrics.packets(
@@ -667,6 +687,68 @@ class Daemon:
                     reason=reason or was,
                 )
             was = reason
+
+    async def _media_watch(self) -> None:
+        """Once a second: ask the plane for per-stream activity and act on what the watch says
+        (the worker plane answers asynchronously, so each check uses the previous answer)."""
+        assert self.loop is not None and self.live is not None
+        while True:
+            await asyncio.sleep(_MEDIA_WATCH_PERIOD_S)
+            if not self.live.sessions:
+                continue
+            self.live.plane.poll_activity()
+            self._on_media_events(self.live.check_media())
+
+    def _on_media_events(self, events: list[WatchEvent]) -> None:
+        assert self.loop is not None and self.live is not None
+        for event in events:
+            session = self.live.sessions.get(event.key)
+            if session is None:
+                continue
+            recording = session.recording_id
+            if isinstance(event, NoMedia):
+                self.metrics.no_media()
+                refused = [{"address": a, "packets": n} for a, n in event.refused]
+                self.log.warning(
+                    "recording_no_media",
+                    session=event.key,
+                    recording=recording,
+                    stream=event.label,
+                    listen=event.listen,
+                    refused=refused,
+                    detail=event.message(),
+                )
+                details: dict[str, Any] = {"stream": event.label, "listen": event.listen, "refused": refused}
+                if self.http is not None:
+                    self.http.recording_event("recording_no_media", recording, details)
+            elif isinstance(event, SourceChanged):
+                self._source_changed(event, recording)
+            else:
+                self.metrics.rtp_timeout()
+                self.log.warning(
+                    "rtp_timeout", session=event.key, recording=recording, idle_s=round(event.idle)
+                )
+                self._handle(self.ua.hangup(event.key, self.loop.time(), event.reason()))
+
+    def _source_changed(self, event: SourceChanged, recording: str) -> None:
+        self.metrics.source_changed()
+        self.log.warning(
+            "recording_source_changed",
+            session=event.key,
+            recording=recording,
+            stream=event.label,
+            previous=event.previous,
+            current=event.current,
+            changes=event.changes,
+        )
+        details = {
+            "stream": event.label,
+            "previous": event.previous,
+            "current": event.current,
+            "changes": event.changes,
+        }
+        if self.http is not None:
+            self.http.recording_event("recording_source_changed", recording, details)
 
     async def _disk_watch(self) -> None:
         while True:

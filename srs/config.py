@@ -77,6 +77,11 @@ class MediaSettings:
     format: str = "wav"
     relatch_silence_ms: int = 1000
     workers: int = 1
+    rtp_source: str = "sdp-address"
+    sdes_over_plain_sip: str = "warn"
+    """"warn" (accept, warn loudly), "allow" (TOML true) or "refuse" (TOML false)."""
+    no_media_warning_s: int = 5
+    rtp_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,14 @@ _SECTIONS: dict[str, type[Any]] = {
 
 def _convert(section: str, key: str, current: Any, value: Any) -> Any:
     where = f"[{section}] {key}"
+    if (section, key) == ("media", "sdes_over_plain_sip"):
+        if value is True:
+            return "allow"
+        if value is False:
+            return "refuse"
+        if value != "warn":
+            raise ConfigError(f'{where}: expected true, false or "warn", got {value!r}')
+        return value
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -201,6 +214,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("media", "pause"): ("silence", "cut"),
     ("media", "output"): ("mono", "stereo", "per-stream"),
     ("media", "format"): ("wav", "flac", "ogg-opus", "mp3"),
+    ("media", "rtp_source"): ("sdp-address", "sip-peer", "any"),
 }
 """Keys whose value is one of a few words: anything else is refused, never read as the default."""
 
@@ -220,6 +234,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("media", "flush_interval_ms"): (10, 60_000),
     ("media", "relatch_silence_ms"): (0, 3_600_000),
     ("media", "workers"): (0, 64),
+    ("media", "no_media_warning_s"): (0, 3600),
+    ("media", "rtp_timeout_s"): (0, _DAY),
     ("limits", "max_sessions"): (1, 1_000_000),
     ("limits", "max_duration_s"): (1, 31 * _DAY),
     ("limits", "drain_seconds"): (0, _DAY),

@@ -33,7 +33,13 @@ from srs.storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
-RECORDING_EVENTS = ("recording_started", "recording_finished", "recording_available")
+RECORDING_EVENTS = (
+    "recording_started",
+    "recording_finished",
+    "recording_available",
+    "recording_no_media",
+    "recording_source_changed",
+)
 
 
 def bind_http(host: str, port: int) -> socket.socket:
@@ -189,24 +195,31 @@ class HttpRuntime:
         except Exception:
             log.exception("could not queue webhook %s", event)
 
-    def recording_event(self, event: str, recording_id: str) -> None:
+    def recording_event(
+        self, event: str, recording_id: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         """Emit ``event`` with the recording's current public representation, read off the loop.
 
-        For the daemon: one call at each step, with nothing but the id in hand.
+        For the daemon: one call at each step, with nothing but the id in hand; ``details`` (what
+        happened to which stream, for the media alerts) goes into the body as ``data.details``.
         """
         if event not in RECORDING_EVENTS:
             raise ValueError(f"not a recording event: {event!r}")
         if self._stopped or not self.webhooks.urls:
             return
-        task = asyncio.get_running_loop().create_task(self._recording_event(event, recording_id))
+        task = asyncio.get_running_loop().create_task(self._recording_event(event, recording_id, details))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _recording_event(self, event: str, recording_id: str) -> None:
+    async def _recording_event(
+        self, event: str, recording_id: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         try:
             data = await asyncio.to_thread(self.service.show, recording_id)
         except Exception:
             data = {"id": recording_id}
+        if details is not None:
+            data = {**data, "details": dict(details)}
         self.emit(event, data)
 
     async def stop(self) -> None:

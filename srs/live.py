@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -24,7 +25,9 @@ from srs.media.track import DecoderFactory, PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
+from srs.mediaplane.watch import MediaWatch, RtpTimeout, SourceChanged, WatchedStream, WatchEvent
 from srs.sdp.answer import NegotiatedStream
+from srs.sdp.redact import redact_keys
 from srs.siprec.events import MetadataReceived, SessionAnswered, SessionEnded, SessionOffered
 from srs.siprec.metadata import RecordingMetadata
 from srs.storage.index import RecordingIndex
@@ -40,6 +43,17 @@ from srs.storage.records import (
 )
 from srs.storage.write_behind import Soon
 
+_MAX_WATCH_WARNINGS = 64
+"""Warnings a recording collects at most (a source flapping between two allowed hosts adds one each time)."""
+
+
+def _usable_ip(address: str) -> bool:
+    """An IP literal srs can match a source against (not a host name, not 0.0.0.0/:: on hold)."""
+    try:
+        return not ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class MediaOptions:
@@ -51,6 +65,11 @@ class MediaOptions:
     output: str = "mono"
     """"mono", "stereo" (sides by RFC 7865 participant, else m-line order) or "per-stream"."""
     file_format: str = "wav"
+    rtp_source: str = "sdp-address"
+    """Who may send a stream: "sdp-address" (the m-line's c= host), "sip-peer" (the host the SIP
+    request came from) or "any" (the first sender latches)."""
+    no_media_warning: float = 5.0
+    rtp_timeout: float = 60.0
 
 
 @dataclass
@@ -61,6 +80,10 @@ class _StreamSlot:
     negotiated: NegotiatedStream | None = None
     has_track: bool = False
     codec_key: tuple[Any, ...] = ()
+    sources: tuple[str, ...] | None = None
+    remote: tuple[str | None, int] = (None, 0)
+    expecting_since: float | None = None
+    """When the current track started expecting media (for the no-media and RTP timeout checks)."""
 
 
 @dataclass
@@ -75,6 +98,8 @@ class LiveSession:
     metadata: RecordingMetadata | None = None
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None
+    peer_host: str = ""
+    """The host the SIP peer sent the session's INVITE from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +109,9 @@ class Finished:
     recording_id: str
     final: FinalizedRecording | None
     failure: str | None
+    source_changes: tuple[SourceChanged, ...] = ()
+    """Source changes the final statistics show that no activity report had shown (the call
+    ended within a second or two of them): announced when the recording is published."""
 
 
 class LiveRecordings:
@@ -112,6 +140,7 @@ class LiveRecordings:
         self.log = log
         self.plane: MediaPlane = plane if plane is not None else InProcessPlane(receiver, decoder_factory)
         self.sessions: dict[str, LiveSession] = {}
+        self.watch = MediaWatch(options.no_media_warning, options.rtp_timeout)
         if write_behind:
             # The index rows of a call are written by the index writer process, batched, so SQLite
             # never holds up SIP on the loop (nor takes its interpreter lock).
@@ -140,11 +169,14 @@ class LiveRecordings:
                 )
             )
             session = LiveSession(event.session_id, recording_id, event.call_id, started)
-            session.warnings.extend(event.warnings)
+            session.warnings.extend(redact_keys(w) for w in event.warnings)
             self.sessions[event.session_id] = session
         else:
             session = self.sessions[event.session_id]
-            session.warnings.extend(w for w in event.warnings if w not in session.warnings)
+            session.warnings.extend(
+                w for w in map(redact_keys, event.warnings) if w not in session.warnings
+            )
+        session.peer_host = event.source.host
         session.slots.extend(_StreamSlot(port) for port in ports)
         for port in ports:
             self.plane.attach(session.session_id, port)
@@ -188,11 +220,53 @@ class LiveRecordings:
         elif not sending and not session.paused:
             self.plane.pause(key, at)
             session.paused = True
+        self.watch.arm(key, self._watched(session, event.local_address))
         self.index.update_streams(session.recording_id, self._stream_infos(session))
+
+    def _watched(self, session: LiveSession, local_address: str) -> list[WatchedStream]:
+        host = local_address or self.allocator.bind_host
+        host = f"[{host}]" if ":" in host else host
+        watched = []
+        for i, slot in enumerate(session.slots):
+            stream = slot.negotiated
+            if stream is None or slot.expecting_since is None:
+                continue
+            label = stream.label if stream.label is not None else str(i + 1)
+            watched.append(
+                WatchedStream(
+                    slot.port.port, label, stream.receives, slot.expecting_since, f"{host}:{slot.port.port}"
+                )
+            )
+        return watched
+
+    def _allowed_sources(self, session: LiveSession, stream: NegotiatedStream) -> tuple[str, ...] | None:
+        """The hosts that may send ``stream`` under ``rtp_source`` (None: the first sender latches).
+
+        "sdp-address" matches the host of the m-line's c= address, not its port: the m= port says
+        where the SBC receives, and RFC 4961 symmetric RTP, though usual, is not required (SRCs
+        that send from another port are common). A c= that is not an IP address (a host name, or
+        0.0.0.0 on hold) falls back to the SIP peer's host, with a warning.
+        """
+        mode = self.options.rtp_source
+        if mode == "any":
+            return None
+        if mode == "sdp-address":
+            address = stream.remote_address
+            if address is not None and _usable_ip(address):
+                return (address,)
+            if address is not None and stream.receives:
+                warning = (
+                    f"stream {stream.label or stream.index + 1}: SDP address {address!r} is not a usable IP "
+                    f"address; accepting RTP from the SIP peer {session.peer_host}"
+                )
+                if warning not in session.warnings:
+                    session.warnings.append(warning)
+        return (session.peer_host,) if session.peer_host else None
 
     def _apply_stream(
         self, session: LiveSession, slot: _StreamSlot, stream: NegotiatedStream, at: float
     ) -> None:
+        previous = slot.negotiated
         slot.negotiated = stream
         key = session.session_id
         port = slot.port.port
@@ -200,7 +274,14 @@ class LiveRecordings:
             if slot.has_track:
                 self.plane.set_stream(key, port, None, at)
                 slot.has_track = False
+            slot.expecting_since = None
             return
+        if not stream.receives:
+            slot.expecting_since = None
+        elif slot.expecting_since is None or previous is None or not previous.receives:
+            slot.expecting_since = at
+        sources = self._allowed_sources(session, stream)
+        remote = (stream.remote_address, stream.remote_port)
         codec_key = (
             tuple(sorted((pt, c.encoding, c.clock_rate) for pt, c in stream.codecs.items())),
             stream.telephone_event_pt,
@@ -208,7 +289,11 @@ class LiveRecordings:
             stream.crypto_offer.key_params if stream.crypto_offer else None,
         )
         if slot.has_track and codec_key == slot.codec_key:
-            self.plane.relatch(key, port)
+            # the same track goes on; new SDP naming another address (an SBC failover) may move
+            # its source, a refresh or hold/resume with the same address opens nothing
+            if sources != slot.sources or remote != slot.remote:
+                self.plane.relatch(key, port, sources)
+                slot.sources, slot.remote = sources, remote
             return
         formats = {
             pt: PayloadFormat(c.encoding, c.clock_rate, c.channels, c.fmtp) for pt, c in stream.codecs.items()
@@ -223,10 +308,14 @@ class LiveRecordings:
             label=stream.label if stream.label is not None else str(stream.index + 1),
             relatch_after=self.options.relatch_after,
             srtp=(crypto.suite, crypto.key_params) if crypto is not None else None,
+            sources=sources,
         )
         self.plane.set_stream(key, port, spec, at)
         slot.has_track = True
         slot.codec_key = codec_key
+        slot.sources, slot.remote = sources, remote
+        if stream.receives:
+            slot.expecting_since = at  # a new track: its own wait for a first packet
 
     def _recorder_extra(self, session: LiveSession, event: SessionAnswered) -> dict[str, Any]:
         """Output options for one recording; the stereo split needs its streams and metadata."""
@@ -291,6 +380,21 @@ class LiveRecordings:
             )
         return infos
 
+    # ------------------------------------------------------------- media watch
+    def check_media(self) -> list[WatchEvent]:
+        """Events due by the plane's latest activity report (no media, RTP timeout, source change);
+        each also becomes a warning of the recording."""
+        taken_at, activity = self.plane.activity()
+        events = self.watch.check(taken_at, activity)
+        for event in events:
+            session = self.sessions.get(event.key)
+            if session is None:
+                continue
+            warning = event.reason() if isinstance(event, RtpTimeout) else event.message()
+            if warning not in session.warnings and len(session.warnings) < _MAX_WATCH_WARNINGS:
+                session.warnings.append(warning)
+        return events
+
     # ------------------------------------------------------------- flushing
     def flush(self, now: float) -> list[str]:
         """Write what is due (the in-process plane) and return sessions whose file failed."""
@@ -313,6 +417,7 @@ class LiveRecordings:
         if session is None:
             return None
         key = session.session_id
+        reported = self.watch.forget(key)
         for slot in session.slots:
             self.plane.detach(key, slot.port)
             self.allocator.release(slot.port)
@@ -325,7 +430,7 @@ class LiveRecordings:
             self.plane.abort(key)
             return _ready(Finished(session.recording_id, None, session.failure))
         closing = self.plane.close(key, event.at)
-        return self._after_close(session, closing, ended_wall, event)
+        return self._after_close(session, closing, ended_wall, event, reported)
 
     async def _after_close(
         self,
@@ -333,12 +438,28 @@ class LiveRecordings:
         closing: asyncio.Future[RecordingResult],
         ended_wall: float,
         event: SessionEnded,
+        reported: dict[str, int],
     ) -> Finished:
         try:
             result = await closing
         except OSError as exc:
             return Finished(session.recording_id, None, str(exc) or "write failed")
-        return Finished(session.recording_id, self._finalized(session, result, ended_wall, event), None)
+        late = tuple(
+            SourceChanged(
+                session.session_id,
+                stats.label,
+                stats.sources[-2] if len(stats.sources) > 1 else None,
+                stats.source,
+                stats.relatches,
+            )
+            for stats in result.streams
+            if stats.source is not None and stats.relatches > reported.get(stats.label, 0)
+        )
+        for change in late:
+            if change.message() not in session.warnings:
+                session.warnings.append(change.message())
+        final = self._finalized(session, result, ended_wall, event)
+        return Finished(session.recording_id, final, None, late)
 
     def _finalized(
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded
@@ -369,6 +490,11 @@ class LiveRecordings:
                 "completeness": round(stats.completeness, 4),
                 "silent": stats.silent,
                 "packets_dropped_srtp": srtp_by_label.get(stats.label, 0),
+                "source": stats.source,
+                "source_changes": stats.relatches,
+                "sources": list(stats.sources),
+                "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
+                "rtcp_dropped_source": stats.rtcp_dropped_source,
             }
             if srtp_by_label.get(stats.label):
                 warnings.append(

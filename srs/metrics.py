@@ -124,6 +124,15 @@ class DaemonMetrics:
         self.upload_attempt_failures = Counter(
             "srs_upload_attempt_failures", "Upload attempts that failed and will be retried", registry=reg
         )
+        self.rtp_source_changes = Counter(
+            "srs_rtp_source_changes", "RTP streams moved to another (allowed) source address", registry=reg
+        )
+        self.rtp_no_media = Counter(
+            "srs_rtp_no_media", "Streams with no accepted RTP a few seconds after the answer", registry=reg
+        )
+        self.rtp_timeouts = Counter(
+            "srs_rtp_timeouts", "Sessions ended by srs because no RTP came for rtp_timeout_s", registry=reg
+        )
         self.up_since = Gauge("srs_start_time_seconds", "Unix time the daemon started", registry=reg)
         reg.register(_ScrapeCollector(self))
 
@@ -191,6 +200,15 @@ class DaemonMetrics:
             self.rtp_lost.inc(lost)
         if dropped > 0:
             self.rtp_dropped.inc(dropped)
+
+    def source_changed(self) -> None:
+        self.rtp_source_changes.inc()
+
+    def no_media(self) -> None:
+        self.rtp_no_media.inc()
+
+    def rtp_timeout(self) -> None:
+        self.rtp_timeouts.inc()
 
     def request_refused(self, status: int) -> None:
         self.sip_refused.labels(str(status)).inc()

@@ -44,6 +44,8 @@ def stream_warnings(index: int, stats: StreamStats) -> list[str]:
         warnings.append(f"{name} captured {stats.completeness:.0%} of its expected audio")
     if stats.packets_dropped_source:
         warnings.append(f"{name} dropped {stats.packets_dropped_source} packets from unlatched sources")
+    if stats.relatches:
+        warnings.append(f"{name} changed RTP source {stats.relatches} times: {' -> '.join(stats.sources)}")
     if stats.decoder_errors:
         warnings.append(f"{name} had {stats.decoder_errors} undecodable packets")
     return warnings
@@ -71,6 +73,10 @@ def stream_report(index: int, stats: StreamStats) -> dict[str, Any]:
         "reanchors": stats.reanchors,
         "clock_adjustments": stats.clock_adjustments,
         "relatches": stats.relatches,
+        "source": stats.source,
+        "sources": list(stats.sources),
+        "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
+        "rtcp_dropped_source": stats.rtcp_dropped_source,
         "gaps": [{"offset_ms": offset, "length_ms": length} for offset, length in stats.gaps],
         "first_packet_at": stats.first_packet_at,
         "last_packet_at": stats.last_packet_at,

@@ -20,14 +20,15 @@ second and decodes, places and accounts for a whole block with numpy.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 import struct
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,6 +78,10 @@ _SILENT_PEAK = 16
 _SR_TOLERANCE = 1.0
 """Seconds a sender report may disagree with arrival times before it is distrusted."""
 _MAX_SR_SSRCS = 16
+MAX_SOURCES = 16
+"""Accepted source addresses a track remembers (changes beyond are still counted in ``relatches``)."""
+MAX_REJECTED = 8
+"""Distinct refused source addresses a track remembers; packets from others are only counted."""
 _EMPTY: Pcm = np.zeros(0, dtype=np.int16)
 _position_of = itemgetter(1)
 _unpack_header = FIXED_HEADER.unpack_from
@@ -114,6 +119,14 @@ class StreamStats:
     """RTCP sender reports accepted for wall-clock alignment."""
     sender_clock_shift_ms: int = 0
     """How far wall-clock alignment moved the stream earlier than its first packet's arrival put it."""
+    source: str | None = None
+    """The address the stream is latched to (``host:port``), None before its first accepted packet."""
+    sources: tuple[str, ...] = ()
+    """Every address accepted in turn (the first, then each change), at most :data:`MAX_SOURCES`."""
+    rejected_sources: tuple[tuple[str, int], ...] = ()
+    """Addresses whose packets were dropped and how many, at most :data:`MAX_REJECTED` of them."""
+    rtcp_dropped_source: int = 0
+    """RTCP datagrams from hosts not allowed to send the stream (ignored)."""
 
     @property
     def completeness(self) -> float:
@@ -128,8 +141,58 @@ class StreamStats:
         return self.captured_ms == 0 or self.peak <= _SILENT_PEAK
 
 
+def format_address(source: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """``host:port`` (``[host]:port`` for IPv6), as logs and reports show a UDP source."""
+    host, port = source[0], source[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def canonical_hosts(hosts: Iterable[str]) -> frozenset[str]:
+    """The forms a source host may take in ``recvfrom``: canonical text, plus the IPv4-mapped IPv6
+    form of an IPv4 address (what a dual-stack socket reports for it)."""
+    out: set[str] = set()
+    for host in hosts:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            out.add(host)
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        out.add(str(address))
+        if isinstance(address, ipaddress.IPv4Address):
+            out.add(f"::ffff:{address}")
+    return frozenset(out)
+
+
+ActivityTuple = tuple[int, float | None, str | None, int, tuple[tuple[str, int], ...], str | None]
+""":class:`StreamActivity` as a plain tuple: what crosses the worker pipe (a plain tuple pickles
+five times faster than a named one, and a worker reports every stream once a second)."""
+
+
+class StreamActivity(NamedTuple):
+    """What the session side needs to know of a live track (``_make`` of an :data:`ActivityTuple`)."""
+
+    packets_received: int
+    last_packet_at: float | None
+    source: str | None
+    source_changes: int
+    rejected_sources: tuple[tuple[str, int], ...]
+    previous_source: str | None
+    """The address accepted before the current one (None before the first change)."""
+
+
 class StreamTrack:
-    """Receiver and placer for one m-line; not thread-safe, fed from one event loop."""
+    """Receiver and placer for one m-line; not thread-safe, fed from one event loop.
+
+    Source policy: ``sources`` names the hosts the signalling allows to send this stream (None: any
+    host). The first packet from an allowed host latches its address; packets from anywhere else are
+    dropped and counted (``packets_dropped_source``), their addresses remembered (bounded). The latch
+    moves to another address only when that address is allowed and either the signalling asked for
+    it (:meth:`relatch`, :meth:`allow`) or the latched address has been silent ``relatch_after``
+    seconds. With ``sources=None`` the latched host stands in for the allowed set, so after the
+    first packet a stranger cannot take the stream over by waiting for a pause either.
+    """
 
     def __init__(
         self,
@@ -145,6 +208,7 @@ class StreamTrack:
         resync_threshold: float = 0.25,
         resync_every: float = 2.0,
         conceal_loss: bool = False,
+        sources: Iterable[str] | None = None,
     ) -> None:
         self.label = label
         self.conceal_loss = conceal_loss
@@ -186,6 +250,9 @@ class StreamTrack:
         # latching
         self._source: tuple[str, int] | None = None
         self._relatch_pending = False
+        self._allowed: frozenset[str] | None = None if sources is None else canonical_hosts(sources)
+        self._accepted: list[str] = []
+        self._rejected: dict[str, int] = {}
         self._last_arrival = 0.0
         self._first_arrival: float | None = None
         # sequence/timestamp state of the current SSRC (sequence numbers extended, see _restart)
@@ -231,6 +298,7 @@ class StreamTrack:
         self.packets_unknown_pt = 0
         self.packets_comfort_noise = 0
         self.packets_rtcp = 0
+        self.rtcp_dropped_source = 0
         self.malformed = 0
         self.decoder_errors = 0
         self.ssrc_changes = 0
@@ -252,8 +320,30 @@ class StreamTrack:
     # ------------------------------------------------------------------ receive path
 
     def relatch(self) -> None:
-        """Accept the next packet from a new source address (new SDP from a re-INVITE/UPDATE)."""
+        """Let the next packet from another allowed address take the stream at once (new SDP from a
+        re-INVITE/UPDATE); with ``sources=None``, from any address."""
         self._relatch_pending = True
+
+    def allow(self, sources: Iterable[str] | None) -> None:
+        """New allowed hosts from new SDP; a latched address outside them yields to the next allowed one.
+
+        Until that one's first packet the latched address is still accepted: packets in flight
+        around a failover are the call's audio, and nobody else can send from that address."""
+        self._allowed = None if sources is None else canonical_hosts(sources)
+        if self._source is not None and self._allowed is not None and self._source[0] not in self._allowed:
+            self._relatch_pending = True
+
+    def activity(self) -> ActivityTuple:
+        """Packets accepted, last arrival, latched source, source changes, refused sources, the
+        source before the current one (see :class:`StreamActivity`)."""
+        return (
+            self.packets_received,
+            self._last_arrival if self._first_arrival is not None else None,
+            format_address(self._source) if self._source is not None else None,
+            self.relatches,
+            tuple(self._rejected.items()),
+            self._accepted[-2] if len(self._accepted) > 1 else None,
+        )
 
     @property
     def rendered_until(self) -> int:
@@ -420,13 +510,30 @@ class StreamTrack:
             self.push_rtcp(data, source, arrival)
             return False
         if source != self._source:
-            if self._source is None:
-                self._first_arrival = arrival
-            elif self._relatch_pending or arrival - self._last_arrival >= self._relatch_after:
-                self.relatches += 1
+            current = self._source
+            allowed = self._allowed
+            host = source[0]
+            if allowed is not None:
+                admitted = host in allowed
             else:
+                # any host may be the first; afterwards the latched host stands in for the allowed set
+                admitted = current is None or self._relatch_pending or host == current[0]
+            if admitted and current is not None:
+                admitted = self._relatch_pending or arrival - self._last_arrival >= self._relatch_after
+            if not admitted:
                 self.packets_dropped_source += 1
+                name = format_address(source)
+                if name in self._rejected or len(self._rejected) < MAX_REJECTED:
+                    self._rejected[name] = self._rejected.get(name, 0) + 1
                 return False
+            if current is None:
+                self._first_arrival = arrival
+            else:
+                self.relatches += 1
+            if len(self._accepted) < MAX_SOURCES:
+                self._accepted.append(format_address(source))
+            else:
+                self._accepted[-1] = format_address(source)
             self._source = source
             self._relatch_pending = False
         if ssrc != self._ssrc:
@@ -470,9 +577,14 @@ class StreamTrack:
     def push_rtcp(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
         """Take one RTCP datagram; sender reports are kept for :meth:`sender_lag`.
 
-        Any source is accepted: a report only counts for the SSRC it names, which must
-        be the SSRC this track is receiving when the report is used.
+        Only hosts allowed to send the stream may report on it (a forged sender report would move
+        the stream on the timeline); with ``sources=None`` any port of any host may, since a
+        report only counts for the SSRC it names, which must be the SSRC this track is receiving
+        when the report is used.
         """
+        if self._allowed is not None and source[0] not in self._allowed:
+            self.rtcp_dropped_source += 1
+            return
         self.packets_rtcp += 1
         try:
             packets = parse_rtcp(data)
@@ -847,4 +959,8 @@ class StreamTrack:
             dtmf=tuple(self._dtmf.events),
             sender_reports=self.sender_reports,
             sender_clock_shift_ms=self._sender_shift * 1000 // rate,
+            source=format_address(self._source) if self._source is not None else None,
+            sources=tuple(self._accepted),
+            rejected_sources=tuple(self._rejected.items()),
+            rtcp_dropped_source=self.rtcp_dropped_source,
         )

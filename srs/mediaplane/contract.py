@@ -24,10 +24,11 @@ from typing import Any
 
 from srs.errors import RtpError
 from srs.media.recorder import RecordingResult
-from srs.media.track import PayloadFormat
+from srs.media.track import ActivityTuple, PayloadFormat
 from srs.mediaplane.ports import RtpPort
 
 PacketFilter = Callable[[bytes], "bytes | None"]
+Activity = tuple[float, Mapping[str, Mapping[int, ActivityTuple]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class StreamSpec:
     relatch_after: float = 1.0
     srtp: tuple[str, str] | None = None
     """(crypto suite, inline key parameters) of the sender."""
+    sources: tuple[str, ...] | None = None
+    """Hosts allowed to send this stream (from the SBC's SDP or SIP address); None: the first sender
+    latches (see :class:`~srs.media.track.StreamTrack`)."""
 
 
 def srtp_filter(srtp: tuple[str, str]) -> PacketFilter:
@@ -87,7 +91,17 @@ class MediaPlane(ABC):
         """Feed a new track of ``key`` from ``port`` (ending the previous one at ``at``); None only ends."""
 
     @abstractmethod
-    def relatch(self, key: str, port: int) -> None: ...
+    def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
+        """New SDP for the stream on ``port``: ``sources`` are now allowed, and another allowed
+        address may take the stream over at once (an SBC failover announced by re-INVITE/UPDATE)."""
+
+    @abstractmethod
+    def poll_activity(self) -> None:
+        """Ask for fresh per-stream activity (a worker plane answers asynchronously)."""
+
+    @abstractmethod
+    def activity(self) -> Activity:
+        """The latest known activity of every live track: (when it was taken, key -> port -> activity)."""
 
     @abstractmethod
     def pause(self, key: str, at: float) -> None: ...

@@ -10,7 +10,7 @@ from typing import Any
 
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory
-from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec, srtp_filter
+from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec, srtp_filter
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.recordings import RecordingSet
 
@@ -112,10 +112,17 @@ class InProcessPlane(MediaPlane):
         plain = spec is not None and spec.srtp is None
         rtp_port.rtcp_sink = track.push_rtcp if track is not None and plain else None
 
-    def relatch(self, key: str, port: int) -> None:
+    def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
         track = self.set.track(key, port)
         if track is not None:
+            track.allow(sources)
             track.relatch()
+
+    def poll_activity(self) -> None:
+        """Nothing to ask: the tracks are here."""
+
+    def activity(self) -> Activity:
+        return self.receiver.clock(), self.set.activity()
 
     def pause(self, key: str, at: float) -> None:
         self.set.pause(key, at)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srs.media.recorder import Recorder, RecordingResult
-from srs.media.track import DecoderFactory, StreamTrack
+from srs.media.track import ActivityTuple, DecoderFactory, StreamTrack
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 
 
@@ -53,6 +53,7 @@ class RecordingSet:
             decoder_factory=self.decoder_factory,
             label=spec.label,
             relatch_after=spec.relatch_after,
+            sources=spec.sources,
         )
         rec.tracks[port] = rec.recorder.add_track(track)
         return track
@@ -62,6 +63,13 @@ class RecordingSet:
         if rec is None or port not in rec.tracks:
             return None
         return rec.recorder.tracks[rec.tracks[port]]
+
+    def activity(self) -> dict[str, dict[int, ActivityTuple]]:
+        """Every live track's activity, by recording and RTP port."""
+        return {
+            key: {port: rec.recorder.tracks[index].activity() for port, index in rec.tracks.items()}
+            for key, rec in self.recordings.items()
+        }
 
     def pause(self, key: str, at: float) -> None:
         rec = self.recordings.get(key)

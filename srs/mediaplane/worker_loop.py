@@ -2,7 +2,9 @@
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
-sockets ride along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure).
+sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or
+per-stream activity when asked (``("activity", taken_at, {key: {port: activity tuple}})``,
+the fields of :class:`~srs.media.track.StreamActivity`).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
@@ -178,7 +180,12 @@ class WorkerLoop:
         elif op == "relatch":
             track = self.recordings.track(message[1], message[2])
             if track is not None:
+                if len(message) > 3:  # ("relatch", key, port, allowed hosts or None)
+                    track.allow(message[3])
                 track.relatch()
+        elif op == "activity":
+            # per-stream packets, last arrival and source, for the daemon's no-media/timeout checks
+            self._reply(("activity", self.clock(), self.recordings.activity()))
         elif op == "pause":
             self.recordings.pause(message[1], message[2])
         elif op == "resume":

@@ -1,8 +1,9 @@
 """The media worker processes (daemon side): each recording handed whole to one worker.
 
 Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP sockets ride
-along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure). The child
-side is :mod:`srs.mediaplane.worker_loop`.
+along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or per-stream
+activity when asked (:meth:`WorkerPlane.poll_activity`). The child side is
+:mod:`srs.mediaplane.worker_loop`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from srs.media.recorder import RecordingResult
-from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
+from srs.media.track import ActivityTuple
+from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all
 
@@ -118,6 +121,8 @@ class WorkerPlane(MediaPlane):
         self._dropped: dict[str, dict[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
+        self._activity: dict[int, Activity] = {}
+        """The latest activity reply of each worker, by worker index."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -157,6 +162,9 @@ class WorkerPlane(MediaPlane):
                         future.set_exception(OSError(error or "recording could not be closed"))
             elif message[0] == "failed":
                 self._failed.append(message[1])
+            elif message[0] == "activity":
+                _, taken_at, tracks = message
+                self._activity[worker.index] = (taken_at, tracks)
             elif message[0] == "error" and self.log is not None:
                 self.log.error("media_worker_error", worker=worker.index, error=message[1])
 
@@ -250,8 +258,35 @@ class WorkerPlane(MediaPlane):
     def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
         self._send(key, ("stream", key, port, spec, at))
 
-    def relatch(self, key: str, port: int) -> None:
-        self._send(key, ("relatch", key, port))
+    def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
+        """Sent at once, not with the loop turn's batch: it must reach the worker before the SBC
+        has the answer that moves its media (the answer leaves later in this turn)."""
+        self._send(key, ("relatch", key, port, sources))
+        worker = self._route.get(key)
+        if worker is not None:
+            try:
+                worker.flush()
+            except OSError:
+                if worker.alive is False and worker in self.workers:
+                    self._lost(worker)
+
+    def poll_activity(self) -> None:
+        for worker in list(self.workers):
+            if worker.alive:
+                with contextlib.suppress(OSError):
+                    self._queue(worker, ("activity",))
+
+    def activity(self) -> Activity:
+        """Merged replies of all workers; taken at the oldest of them (so a check never trusts
+        a snapshot newer than the data it holds). Before every worker answered: time 0, nothing."""
+        replies = [self._activity.get(w.index) for w in self.workers]
+        if not replies or any(r is None for r in replies):
+            return 0.0, {}
+        merged: dict[str, Mapping[int, ActivityTuple]] = {}
+        for reply in replies:
+            assert reply is not None
+            merged.update(reply[1])
+        return min(r[0] for r in replies if r is not None), merged
 
     def pause(self, key: str, at: float) -> None:
         self._send(key, ("pause", key, at))

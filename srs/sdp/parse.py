@@ -18,6 +18,7 @@ from srs.sdp.model import (
     ParsedSdp,
     SessionDescription,
 )
+from srs.sdp.redact import redact_keys
 
 _DIRECTIONS = {d.value: d for d in Direction}
 _ZERO_ADDRESSES = frozenset({"0.0.0.0"})
@@ -51,7 +52,7 @@ def parse_sdp(data: bytes | str) -> ParsedSdp:
         if not line:
             continue
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-            warnings.append(f"line {number}: not an SDP type=value line, ignored: {line[:40]!r}")
+            warnings.append(f"line {number}: not an SDP type=value line, ignored: {redact_keys(line[:40])!r}")
             continue
         kind, value = line[0], line[2:]
         current = media_sections[-1] if media_sections else session
@@ -184,7 +185,7 @@ def _media(
         elif name == "crypto":
             parsed = _crypto(value)
             if parsed is None:
-                warnings.append(f"{where}: unreadable a=crypto:{value}")
+                warnings.append(f"{where}: unreadable a=crypto:{redact_keys(value)}")
             else:
                 crypto.append(parsed)
         elif name == "rtpmap":

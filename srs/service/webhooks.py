@@ -27,7 +27,14 @@ from srs.service.timefmt import iso_utc
 from srs.storage.ids import new_id
 from srs.storage.index import RecordingIndex
 
-EVENTS = ("recording_started", "recording_finished", "recording_available", "export_available")
+EVENTS = (
+    "recording_started",
+    "recording_finished",
+    "recording_available",
+    "export_available",
+    "recording_no_media",
+    "recording_source_changed",
+)
 SIGNATURE_HEADER = "X-Srs-Signature"
 _RETRY_STATUSES = frozenset({408, 425, 429})
 log = logging.getLogger(__name__)

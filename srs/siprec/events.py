@@ -20,8 +20,8 @@ from srs.siprec.metadata import RecordingMetadata
 class SessionOffered:
     """An offer needs local ports before it can be answered.
 
-    The layer above binds ``ports_needed`` new RTP ports (consecutive even ports
-    for an initial offer) and calls ``accept(session_id, ports, now)``, or
+    The layer above binds ``ports_needed`` new RTP ports (random even ports,
+    consecutive where cheaply possible) and calls ``accept(session_id, ports, now)``, or
     ``reject(...)`` when it cannot.  For re-offers ``ports_needed`` counts only
     the m-lines beyond those already allocated: existing streams keep their ports.
     """
@@ -41,12 +41,17 @@ class SessionOffered:
 
 @dataclass(frozen=True, slots=True)
 class SessionAnswered:
-    """srs sent its 2xx with this answer: for an initial offer ``at`` starts the recording's timeline."""
+    """srs answers with this SDP: for an initial offer ``at`` starts the recording's timeline.
+
+    For an initial offer it comes after the 2xx; for a re-offer just before it, so the layer above
+    applies the new SDP (a new allowed RTP source) before the SBC can act on the answer."""
 
     session_id: str
     at: float
     streams: tuple[NegotiatedStream, ...]
     initial: bool
+    local_address: str = ""
+    """The address srs's answer told the SBC to send RTP to (its c= line)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,23 @@ class UaSettings:
     max_streams_per_source: int = 0
     max_metadata_versions: int = 100
     max_metadata_bytes: int = 1048576
+    sdes_over_plain_sip: str = "warn"
+    """SRTP keys (SDES a=crypto) offered over UDP/TCP: "warn" (accept, with a warning in the
+    recording), "allow" (accept quietly) or "refuse" (488)."""
+
+
+SDES_IN_CLEAR = (
+    "SRTP keys (SDES a=crypto) were offered over unencrypted SIP: whoever can read the SIP traffic can "
+    "decrypt this call's media and inject packets into it; use SIP over TLS, or set "
+    "[media] sdes_over_plain_sip = true if the SIP path is protected otherwise"
+)
+
+
+SDES_REFUSED = "SDES keys over unencrypted SIP refused ([media] sdes_over_plain_sip = false)"
+
+
+def _offers_sdes(offer: SessionDescription) -> bool:
+    return any(media.crypto for media in offer.media)
 
 
 class CallPhase(enum.Enum):
@@ -495,6 +512,11 @@ class SiprecUserAgent:
             return [*trying, *self._limit_refusal(txn, over, now, streams=streams)]
         parsed = parse_sdp(body.sdp)
         warnings = [*body.warnings, *parsed.warnings]
+        sdes = self._sdes_in_clear(transport, parsed.session)
+        if sdes == "refuse":
+            return [*trying, *self._refuse(txn, 488, "Not Acceptable Here", SDES_REFUSED, now)]
+        if sdes == "warn":
+            warnings.append(SDES_IN_CLEAR)
         metadata = self._metadata(body, warnings)
         interval, refresher = _session_expires(request)
         if interval is not None and interval < settings.min_se:
@@ -562,6 +584,12 @@ class SiprecUserAgent:
             events.append(MetadataReceived(session_id, now, metadata, metadata))
         return events
 
+    def _sdes_in_clear(self, transport: Transport, offer: SessionDescription) -> str | None:
+        """The ``sdes_over_plain_sip`` policy when ``offer`` carries SDES keys over UDP/TCP, else None."""
+        if transport is Transport.TLS or not _offers_sdes(offer):
+            return None
+        return self.settings.sdes_over_plain_sip
+
     def _body(self, request: Request) -> SiprecBody:
         return extract_siprec_body(
             request.headers.get("content-type"), request.body, request.headers.get("content-disposition")
@@ -627,9 +655,12 @@ class SiprecUserAgent:
         call.pending = None
         call.offer = pending.offer
         call.answer = answer
-        events = self._send_2xx(call, pending.transaction, call.answer.sdp, now)
-        events.append(SessionAnswered(session_id, now, call.answer.streams, initial=False))
-        return events
+        # the new SDP is applied before its 2xx leaves: an SBC that moves its media (failover) sends
+        # from the new address as soon as it has the answer, and its first packets must be allowed
+        answered = SessionAnswered(
+            session_id, now, call.answer.streams, initial=False, local_address=call.local.host
+        )
+        return [answered, *self._send_2xx(call, pending.transaction, call.answer.sdp, now)]
 
     def reject(
         self, session_id: str, status: int, reason: str, now: float, retry_after: int | None = None
@@ -679,7 +710,11 @@ class SiprecUserAgent:
         self._arm_session_timer(call, now)
         call.max_end = now + self.settings.max_duration
         self._rearm(call)
-        events.append(SessionAnswered(call.session_id, now, call.answer.streams, initial=True))
+        events.append(
+            SessionAnswered(
+                call.session_id, now, call.answer.streams, initial=True, local_address=call.local.host
+            )
+        )
         return events
 
     def _send_2xx(self, call: _Call, txn: ServerTransaction, sdp: bytes, now: float) -> list[UaEvent]:
@@ -876,6 +911,9 @@ class SiprecUserAgent:
                 call.session_interval = interval
                 call.refresher_uac = refresher != "uas"
         parsed = parse_sdp(body.sdp) if body.sdp is not None else None
+        sdes = self._sdes_in_clear(call.transport, parsed.session) if parsed is not None else None
+        if sdes == "refuse":
+            return self._refuse(txn, 488, "Not Acceptable Here", SDES_REFUSED, now)
         self._arm_session_timer(call, now)
         events = self._metadata_update(call, body, now)
         if parsed is None:
@@ -900,7 +938,7 @@ class SiprecUserAgent:
                 ports_needed=max(0, len(parsed.session.media) - len(call.ports)),
                 initial=False,
                 metadata=call.metadata,
-                warnings=(*body.warnings, *parsed.warnings),
+                warnings=(*body.warnings, *parsed.warnings, *([SDES_IN_CLEAR] if sdes == "warn" else [])),
                 from_uri=str(call.invite.from_addr.uri),
                 to_uri=str(call.invite.to_addr.uri),
             )

@@ -65,11 +65,24 @@ def test_wrong_types_are_refused(section: str, key: str, value: object) -> None:
         ({"http": {"webhook_queue_size": 0}}, "webhook_queue_size"),
         ({"http": {"webhook_timeout_s": 0}}, "webhook_timeout_s"),
         ({"http": {"webhook_max_attempts": 0}}, "webhook_max_attempts"),
+        ({"media": {"rtp_source": "latch"}}, "rtp_source"),
+        ({"media": {"sdes_over_plain_sip": "yes"}}, "sdes_over_plain_sip"),
+        ({"media": {"rtp_timeout_s": -1}}, "rtp_timeout_s"),
+        ({"media": {"no_media_warning_s": -5}}, "no_media_warning_s"),
     ],
 )
 def test_inconsistent_values_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         build_config(data)
+
+
+def test_media_source_and_sdes_settings() -> None:
+    media = load_config(None).media
+    assert (media.rtp_source, media.sdes_over_plain_sip) == ("sdp-address", "warn")
+    assert (media.no_media_warning_s, media.rtp_timeout_s) == (5, 60)
+    assert build_config({"media": {"sdes_over_plain_sip": True}}).media.sdes_over_plain_sip == "allow"
+    assert build_config({"media": {"sdes_over_plain_sip": False}}).media.sdes_over_plain_sip == "refuse"
+    assert build_config({"media": {"rtp_source": "any", "rtp_timeout_s": 0}}).media.rtp_timeout_s == 0
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

@@ -64,6 +64,10 @@ def test_report_of_a_recording_with_every_kind_of_trouble(tmp_path: Path) -> Non
         "reanchors": 0,
         "clock_adjustments": 0,
         "relatches": 0,
+        "source": "192.0.2.10:40000",
+        "sources": ["192.0.2.10:40000"],
+        "rejected_sources": [],
+        "rtcp_dropped_source": 0,
         "gaps": [{"offset_ms": 200, "length_ms": 100}, {"offset_ms": 600, "length_ms": 20}],
         "dtmf": [],
         "empty": False,
@@ -157,6 +161,10 @@ def stats(**changes: object) -> StreamStats:
         ({"peak": 17, "captured_ms": 949}, ["stream 2 captured 95% of its expected audio"]),
         ({"captured_ms": 950}, []),
         ({"packets_dropped_source": 3}, ["stream 2 dropped 3 packets from unlatched sources"]),
+        (
+            {"relatches": 1, "sources": ("192.0.2.10:40000", "192.0.2.20:40000")},
+            ["stream 2 changed RTP source 1 times: 192.0.2.10:40000 -> 192.0.2.20:40000"],
+        ),
         ({"label": "b", "peak": 0}, ["stream 2 (b) silent"]),
     ],
 )

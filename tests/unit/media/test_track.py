@@ -266,12 +266,14 @@ def test_other_source_is_dropped_until_relatch() -> None:
     assert (stats.packets_dropped_source, stats.relatches, stats.packets_received) == (N, 1, N)
 
 
-def test_new_source_is_latched_after_one_second_of_silence() -> None:
+def test_new_port_of_the_latched_host_is_latched_after_one_second_of_silence() -> None:
+    """The SBC reopened its RTP socket (or its NAT rebound): same host, new port."""
+    moved = (SRC[0], SRC[1] + 10)
     track = make_track()
     feed(track, range(10))
-    track.push(rtp(10, 1600), OTHER, arrival(9) + 0.9)  # still within a second: dropped
+    track.push(rtp(10, 1600), moved, arrival(9) + 0.9)  # still within a second: dropped
     for i in range(60, N + 20):
-        track.push(rtp(i, 160 * i), OTHER, arrival(i))
+        track.push(rtp(i, 160 * i), moved, arrival(i))
     stats = track.stats()
     assert (stats.packets_dropped_source, stats.relatches) == (1, 1)
     want = expected(

@@ -28,22 +28,26 @@ class GeneralOnlyTrack(StreamTrack):
         self._push_general(data, source, arrival, b0, b1, seq, ts, ssrc)
 
 
-def _pair() -> tuple[StreamTrack, StreamTrack]:
-    fast = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
-    general = GeneralOnlyTrack(FORMATS, start=0.0, decoder_factory=factory)
+def _pair(sources: list[str] | None = None) -> tuple[StreamTrack, StreamTrack]:
+    fast = StreamTrack(FORMATS, start=0.0, decoder_factory=factory, sources=sources)
+    general = GeneralOnlyTrack(FORMATS, start=0.0, decoder_factory=factory, sources=sources)
     return fast, general
+
+
+_MOVED = (SRC[0], SRC[1] + 2)
+"""The allowed host from another port (an SBC that reopened its socket)."""
 
 
 def _event(digit: int, end: bool) -> bytes:
     return bytes([digit, 0x80 if end else 0x0A, 0x03, 0x20])
 
 
-# one step: (sequence delta, timestamp delta in frames, kind, other source, other ssrc, render now)
+# one step: (sequence delta, timestamp delta in frames, kind, source, other ssrc, render now)
 _STEP = st.tuples(
     st.sampled_from([1, 1, 1, 1, 1, 2, 3, 0, -1, -2, -5, 4000]),
     st.sampled_from([1, 1, 1, 1, 2, 0, -1, 60000]),
     st.sampled_from(["audio", "audio", "audio", "marker", "dtmf", "cn", "wide", "unknown", "short", "csrc"]),
-    st.booleans(),
+    st.sampled_from([SRC, SRC, OTHER, _MOVED]),
     st.sampled_from([False, False, False, False, True]),
     st.sampled_from([False, False, False, True]),
 )
@@ -69,19 +73,18 @@ def _datagram(kind: str, seq: int, ts: int, ssrc: int) -> bytes:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(_STEP, min_size=1, max_size=120))
+@given(st.lists(_STEP, min_size=1, max_size=120), st.sampled_from([None, [SRC[0]], [OTHER[0]]]))
 def test_fast_path_gives_the_same_samples_and_statistics(
-    steps: list[tuple[int, int, str, bool, bool, bool]],
+    steps: list[tuple[int, int, str, tuple[str, int], bool, bool]], sources: list[str] | None
 ) -> None:
-    fast, general = _pair()
+    fast, general = _pair(sources)
     seq, ts, now, rendered = 1000, 5000, 0.0, 0
     outputs: list[tuple[np.ndarray, np.ndarray]] = []
-    for dseq, dts, kind, other_source, other_ssrc, render in steps:
+    for dseq, dts, kind, source, other_ssrc, render in steps:
         seq += dseq
         ts += dts * 160
         now += 0.02
         data = _datagram(kind, seq, ts, 0x5EED if other_ssrc else 0x11223344)
-        source = OTHER if other_source else SRC
         fast.push(data, source, now)
         general.push(data, source, now)
         if render:

@@ -90,3 +90,15 @@ def test_recordings_by_state_come_from_the_source() -> None:
     metrics.set_state_source(lambda: {"available": 4, "recording": 1})
     got = samples(metrics)
     assert got['srs_recordings{state="available"}'] == 4 and got['srs_recordings{state="recording"}'] == 1
+
+
+def test_rtp_source_and_media_watch_counters() -> None:
+    metrics = DaemonMetrics()
+    metrics.source_changed()
+    metrics.source_changed()
+    metrics.no_media()
+    metrics.rtp_timeout()
+    got = samples(metrics)
+    assert got["srs_rtp_source_changes_total"] == 2
+    assert got["srs_rtp_no_media_total"] == 1
+    assert got["srs_rtp_timeouts_total"] == 1
