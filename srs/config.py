@@ -75,6 +75,9 @@ class MediaSettings:
     format: str = "wav"
     relatch_silence_ms: int = 1000
     workers: int = 1
+    journal: bool = True
+    journal_fsync: str = "none"
+    journal_fsync_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,12 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"[media] workers: expected 0..64, got {media.workers}")
     if not 0 <= media.reorder_window_ms <= 2000:
         raise ConfigError("[media] reorder_window_ms: expected 0..2000")
+    if media.journal_fsync not in ("none", "interval"):
+        raise ConfigError(
+            f'[media] journal_fsync: expected "none" or "interval", got {media.journal_fsync!r}'
+        )
+    if not 10 <= media.journal_fsync_interval_ms <= 3_600_000:
+        raise ConfigError("[media] journal_fsync_interval_ms: expected 10..3600000")
     if config.limits.drain_seconds < 0:
         raise ConfigError("[limits] drain_seconds: must not be negative")
     if config.limits.max_sip_backlog_kb < 0:

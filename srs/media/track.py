@@ -268,6 +268,14 @@ class StreamTrack:
         """Packets accepted from the latched source (including duplicates and late ones)."""
         return self._unique_before + self._unique + self.packets_duplicate
 
+    @property
+    def packets_lost(self) -> int:
+        """Sequence numbers not received so far (as :meth:`stats` counts them, without its cost)."""
+        lost = self._expected_before - self._unique_before
+        if self._unique:
+            lost += (self._max_seq - self._base_seq + 1) - self._unique
+        return max(0, lost)
+
     def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
         """Take one datagram; every outcome other than placement is a counter, never an exception."""
         try:
