@@ -193,8 +193,10 @@ class Recorder:
         self._tracks.append(track)
         self._ends.append(None)
         self._stream_sinks.append(sink)
-        if self._written:
-            track.render(track.rendered_until, self._written)
+        # catch up with the file a minute at a time (a track added hours into a call, or one that
+        # continues a recording after a crash, must not render its whole past in one buffer)
+        for done in range(track.rendered_until, self._written, _ZERO_CHUNK):
+            track.render(done, min(done + _ZERO_CHUNK, self._written))
         return len(self._tracks) - 1
 
     def end_track(self, index: int, now: float) -> None:

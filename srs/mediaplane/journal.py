@@ -16,9 +16,14 @@ one copy (a receiver that lays out ``record header + bytes`` itself)::
     16   40  header slot A  } the valid slot with the higher generation counts: a slot is
     64   40  header slot B  } rewritten whole while the other still holds the previous state
     128      records, each 8-byte aligned:
-             u16 magic 0x5352, u16 RTP port, u16 length, u16 flags (0),
+             u16 magic 0x5352, u16 RTP port, u16 length, u16 kind,
              u32 sequence, u32 CRC-32 of the bytes, i64 arrival (CLOCK_MONOTONIC ns),
              then ``length`` bytes, zero-padded to a multiple of 8
+
+Kind 0 is a received datagram (the bytes as the track got them); kind 1 a placement note written
+at each flush: where the port's track put its newest packet (``PLACEMENT``: SSRC, sequence number,
+RTP timestamp, timeline sample) and its packet counters, so a replay places packets exactly as the
+lost track did and the counters go on from where they were.
 
 A header slot holds (generation, offset of the first live record, its sequence number, timeline
 samples written, file frames written, CRC-32 of the slot). Records follow one another with
@@ -51,7 +56,12 @@ _SLOT = struct.Struct("<QQqqI")
 """generation, head offset, written samples, written frames, head sequence."""
 _CRC = struct.Struct("<I")
 RECORD = struct.Struct("<HHHHIIq")
-"""magic, port, length, flags, sequence, CRC-32 of the bytes, arrival ns."""
+"""magic, port, length, kind, sequence, CRC-32 of the bytes, arrival ns."""
+DATAGRAM = 0
+PLACED = 1
+PLACEMENT = struct.Struct("<IHIqQQ")
+"""SSRC, sequence number, RTP timestamp, timeline sample, packets received and lost so far (the
+bytes of a ``PLACED`` record)."""
 RECORD_SIZE = RECORD.size
 MAX_DATAGRAM = 0xFFFF
 INITIAL_CAPACITY = 1 << 18
@@ -72,6 +82,7 @@ class JournalRecord:
     arrival: float
     """CLOCK_MONOTONIC seconds."""
     data: bytes
+    kind: int = DATAGRAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +132,7 @@ def parse(buf: bytes | mmap.mmap) -> JournalContents:
     torn = False
     unpack = RECORD.unpack_from
     while offset + RECORD_SIZE <= size:
-        magic, port, length, _flags, rseq, crc, arrival_ns = unpack(buf, offset)
+        magic, port, length, kind, rseq, crc, arrival_ns = unpack(buf, offset)
         if magic != RECORD_MAGIC or rseq != seq:
             break
         end = offset + RECORD_SIZE + length
@@ -129,7 +140,7 @@ def parse(buf: bytes | mmap.mmap) -> JournalContents:
         if end > size or zlib.crc32(data) != crc:
             torn = True
             break
-        records.append(JournalRecord(port, arrival_ns / 1e9, data))
+        records.append(JournalRecord(port, arrival_ns / 1e9, data, kind))
         seq = (seq + 1) & 0xFFFFFFFF
         offset += record_size(length)
     return JournalContents(written, frames, tuple(records), min(offset, size), seq, torn)
@@ -211,6 +222,19 @@ class Journal:
         RECORD.pack_into(
             mm, offset, RECORD_MAGIC, port, length, 0, self._seq, zlib.crc32(data), int(arrival * 1e9)
         )
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        self._tail = offset + size
+
+    def note(self, port: int, arrival: float, kind: int, data: bytes) -> None:
+        """A record other than a datagram (a placement note)."""
+        length = len(data)
+        size = RECORD_SIZE + ((length + 7) & ~7)
+        offset = self._tail
+        if offset + size > self._capacity:
+            offset = self._make_room(size)
+        self._mm[offset + RECORD_SIZE : offset + RECORD_SIZE + length] = data
+        crc, arrival_ns = zlib.crc32(data), int(arrival * 1e9)
+        RECORD.pack_into(self._mm, offset, RECORD_MAGIC, port, length, kind, self._seq, crc, arrival_ns)
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         self._tail = offset + size
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,12 +20,17 @@ from srs.media.track import DecoderFactory, StreamTrack
 from srs.media.wavfile import repair_wav
 from srs.mediaplane import journal as journal_file
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
-from srs.mediaplane.journal import Journal, JournalContents, JournalRecord
+from srs.mediaplane.journal import DATAGRAM, PLACED, PLACEMENT, Journal, JournalContents, JournalRecord
 from srs.mediaplane.journal_state import JournalState, journal_path, remove_files, save_state, state_path
 
 REPLAY_SOURCE = ("0.0.0.0", 0)
 """The source address replayed datagrams carry (the journal does not keep addresses); a resumed
 track relatches to the next live source."""
+REPLAY_MARGIN_S = 2.0
+"""Datagrams are kept this long past the written place's time: a track places packets up to its
+jump threshold (2 s) later than they arrived (its first packet came late), so a datagram that
+arrived before the written place may still belong after it."""
+_RTP = struct.Struct("!xxHII")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,10 @@ class _Recording:
     state: JournalState | None = None
     replay: dict[int, list[JournalRecord]] = field(default_factory=dict)
     """Journaled datagrams by port, pushed into the port's track when its stream is set."""
+    placements: dict[int, tuple[int, int, int, int, int, int]] = field(default_factory=dict)
+    """Port -> the lost track's newest placement (see :meth:`StreamTrack.placement`) and counters."""
+    carried: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Track index -> (received, lost) the lost track had counted that the new one does not."""
     resumed: Resumed | None = None
 
 
@@ -104,7 +114,7 @@ class RecordingSet:
         )
         rec = _Recording(recorder)
         if contents is not None:
-            rec.resumed, rec.replay = _pending_replay(recorder, contents)
+            rec.resumed, rec.replay, rec.placements = _pending_replay(contents)
         if journaled and journal is None:
             assert self.journal_policy is not None
             try:
@@ -163,13 +173,56 @@ class RecordingSet:
             label=spec.label,
             relatch_after=spec.relatch_after,
         )
-        rec.tracks[port] = rec.recorder.add_track(track)
         replay = rec.replay.pop(port, None)
-        if replay:
-            for record in replay:
-                track.push(record.data, REPLAY_SOURCE, record.arrival)
-            track.relatch()
+        carried = self._prime(rec, track, replay, rec.placements.pop(port, None)) if replay else None
+        rec.tracks[port] = rec.recorder.add_track(track)
+        if carried is not None:
+            rec.carried[rec.tracks[port]] = carried
         return track
+
+    @staticmethod
+    def _prime(
+        rec: _Recording,
+        track: StreamTrack,
+        replay: list[JournalRecord],
+        placed: tuple[int, int, int, int, int, int] | None,
+    ) -> tuple[int, int] | None:
+        """Push a port's journaled datagrams into its new track (before it joins the recorder, so
+        none is late; the recorder drops what lies before its file's end). With the lost track's
+        newest placement, that packet goes first, arriving exactly at its place: the new track is
+        anchored as the old one was. Without, only datagrams that arrived after the written place
+        are pushed, placed by their arrival.
+
+        Returns what the lost track had counted and the new one will not: its counters at the note,
+        less the replayed packets up to the anchor (which the new track counts again)."""
+        recorder = rec.recorder
+        anchor: JournalRecord | None = None
+        carried: tuple[int, int] | None = None
+        if placed is not None:
+            ssrc, seq, ts, _position, received, lost = placed
+            for record in reversed(replay):
+                if len(record.data) >= 12 and _RTP.unpack_from(record.data) == (seq, ts, ssrc):
+                    anchor = record
+                    break
+            again = sum(
+                1
+                for record in replay
+                if len(record.data) >= 12
+                and (header := _RTP.unpack_from(record.data))[2] == ssrc
+                and ((header[0] - seq) & 0xFFFF == 0 or (header[0] - seq) & 0xFFFF >= 0x8000)
+            )
+            carried = (max(0, received - again), lost)
+        if anchor is not None:
+            assert placed is not None
+            track.push(anchor.data, REPLAY_SOURCE, recorder.start + placed[3] / recorder.sample_rate)
+        else:
+            written_at = recorder.start + recorder.written_until / recorder.sample_rate
+            replay = [record for record in replay if record.arrival >= written_at]
+        for record in replay:
+            if record is not anchor:
+                track.push(record.data, REPLAY_SOURCE, record.arrival)
+        track.relatch()
+        return carried
 
     def track(self, key: str, port: int) -> StreamTrack | None:
         rec = self.recordings.get(key)
@@ -178,12 +231,18 @@ class RecordingSet:
         return rec.recorder.tracks[rec.tracks[port]]
 
     def counters(self, key: str) -> dict[int, tuple[int, int]]:
-        """RTP port -> (packets received, packets lost) of the tracks fed now."""
+        """RTP port -> (packets received, packets lost) of the tracks fed now (with what tracks
+        lost with a dead worker had counted)."""
         rec = self.recordings.get(key)
         if rec is None:
             return {}
         tracks = rec.recorder.tracks
-        return {port: (tracks[i].packets_received, tracks[i].packets_lost) for port, i in rec.tracks.items()}
+        return {port: self._counted(rec, i, tracks[i]) for port, i in rec.tracks.items()}
+
+    @staticmethod
+    def _counted(rec: _Recording, index: int, track: StreamTrack) -> tuple[int, int]:
+        before = rec.carried.get(index, (0, 0))
+        return before[0] + track.packets_received, before[1] + track.packets_lost
 
     def pause(self, key: str, at: float) -> None:
         rec = self.recordings.get(key)
@@ -222,7 +281,15 @@ class RecordingSet:
         journal = rec.journal
         if journal is not None:
             written = recorder.written_until
-            journal.mark(recorder.start + written / recorder.sample_rate, written, recorder.frames)
+            written_at = recorder.start + written / recorder.sample_rate
+            journal.mark(written_at - REPLAY_MARGIN_S, written, recorder.frames)
+            tracks = recorder.tracks
+            for port, index in rec.tracks.items():
+                track = tracks[index]
+                placed = track.placement()
+                if placed is not None:
+                    received, lost = self._counted(rec, index, track)
+                    journal.note(port, now, PLACED, PLACEMENT.pack(*placed, received, lost))
             with contextlib.suppress(OSError):
                 journal.sync()
         return None
@@ -243,6 +310,16 @@ class RecordingSet:
             self._drop_journal(rec, keep=False)
             raise OSError(f"write failed: {exc.strerror or exc}") from exc
         self._drop_journal(rec, keep=False)
+        if rec.carried:
+            streams = list(result.streams)
+            for index, (received, lost) in rec.carried.items():
+                stats = streams[index]
+                streams[index] = dataclasses.replace(
+                    stats,
+                    packets_received=stats.packets_received + received,
+                    packets_lost=stats.packets_lost + lost,
+                )
+            result = dataclasses.replace(result, streams=tuple(streams))
         return result
 
     def abort(self, key: str, *, keep_journal: bool = False) -> None:
@@ -282,18 +359,21 @@ def _resume_point(spec: RecorderSpec, contents: JournalContents | None) -> int:
 
 
 def _pending_replay(
-    recorder: Recorder, contents: JournalContents
-) -> tuple[Resumed, dict[int, list[JournalRecord]]]:
-    """The journal's datagrams whose place is not written yet, by port."""
-    written = recorder.written_until
-    cutoff = recorder.start + written / recorder.sample_rate
+    contents: JournalContents,
+) -> tuple[Resumed, dict[int, list[JournalRecord]], dict[int, tuple[int, int, int, int, int, int]]]:
+    """The journal's datagrams by port, and each port's newest placement note."""
     by_port: dict[int, list[JournalRecord]] = {}
+    placements: dict[int, tuple[int, int, int, int, int, int]] = {}
     last: float | None = None
     count = 0
     for record in contents.records:
-        if record.arrival < cutoff:
+        if record.kind == PLACED:
+            if len(record.data) == PLACEMENT.size:
+                placements[record.port] = PLACEMENT.unpack(record.data)
+            continue
+        if record.kind != DATAGRAM:
             continue
         by_port.setdefault(record.port, []).append(record)
         last = record.arrival if last is None else max(last, record.arrival)
         count += 1
-    return Resumed(written, count, last, contents.torn), by_port
+    return Resumed(contents.written, count, last, contents.torn), by_port, placements

@@ -18,7 +18,7 @@ from srs.mediaplane.journal_state import journal_path, load_state, remove_files,
 from srs.mediaplane.recordings import RecordingSet
 
 _TAIL_S = 0.1
-"""How far past the last datagram's arrival the file is finished (its own length and jitter)."""
+"""How far past the newest packet's place the file is finished (its own length, at most 100 ms)."""
 _KEY = "recovery"
 
 
@@ -65,7 +65,15 @@ def recover_recording(path: str | os.PathLike[str], decoder_factory: DecoderFact
             elif op == "resume":
                 recordings.resume(_KEY, at)
         written_at = recorder.start + recorder.written_until / recorder.sample_rate
-        end = resumed.last_arrival + _TAIL_S if resumed.last_arrival is not None else written_at
+        # the file ends after the newest packet's place (tracks place by RTP timestamp, which may
+        # lie after its arrival), or after the last arrival when no track placed anything
+        placed = [p[3] for t in recorder.tracks if (p := t.placement()) is not None]
+        if placed:
+            end = recorder.start + max(placed) / recorder.sample_rate + _TAIL_S
+        elif resumed.last_arrival is not None:
+            end = resumed.last_arrival + _TAIL_S
+        else:
+            end = written_at
         result = recordings.close(_KEY, max(end, written_at))
     finally:
         recordings.abort(_KEY)

@@ -48,9 +48,8 @@ class _Kept:
     pauses: list[tuple[str, float]] = field(default_factory=list)
     closing_at: float | None = None
     counters: dict[int, tuple[int, int]] = field(default_factory=dict)
-    """RTP port -> (received, lost) as last reported, including what earlier workers counted."""
-    base: dict[int, tuple[int, int]] = field(default_factory=dict)
-    """RTP port -> counters of the workers that died (a replacement counts from zero)."""
+    """RTP port -> (received, lost) as last reported (a replacement worker carries on the dead
+    one's counts from its journal)."""
     interruptions: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -211,9 +210,7 @@ class WorkerPlane(MediaPlane):
             kept = self._kept.get(key)
             if kept is None:
                 continue
-            for port, (received, lost) in ports.items():
-                base = kept.base.get(port, (0, 0))
-                kept.counters[port] = (base[0] + received, base[1] + lost)
+            kept.counters.update(ports)
 
     def _on_resumed(self, key: str, written_from: int, replayed: int, last_arrival: float | None) -> None:
         kept = self._kept.get(key)
@@ -269,7 +266,6 @@ class WorkerPlane(MediaPlane):
             return False
         reason = f"media worker exited ({'signal ' + str(-code) if code is not None and code < 0 else code})"
         kept.interruptions.append({"at_ms": round((died - kept.spec.start) * 1000), "reason": reason})
-        kept.base = dict(kept.counters)
         if kept.closing_at is None:
             worker.keys.add(key)
             self._route[key] = worker

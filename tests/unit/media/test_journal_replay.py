@@ -28,11 +28,19 @@ def _samples(path: Path) -> np.ndarray:
 
 
 def _call(
-    rs: RecordingSet, key: str, packets: range, *, flush_every: int = 50, ports: tuple[int, ...] = PORTS
+    rs: RecordingSet,
+    key: str,
+    packets: range,
+    *,
+    flush_every: int = 50,
+    ports: tuple[int, ...] = PORTS,
+    first_late: float = 0.0,
+    not_before: float = 0.0,
 ) -> None:
-    """50 packets/s per port, arriving exactly at their place; a flush once a second (like a worker)."""
+    """50 packets/s per port, arriving exactly at their place (the first ``first_late`` s late, which
+    places the whole stream that much after the others' arrival); a flush once a second."""
     for i in packets:
-        arrival = START + i / 50
+        arrival = max(START + i / 50 + (first_late if i == 0 else 0.0), START + not_before)
         for k, port in enumerate(ports):
             data = rtp(i, 160 * i, payload_for(i + 1000 * k), ssrc=k + 1)
             rs.lane(key, port).record(data, arrival)
@@ -49,10 +57,10 @@ def _open(rs: RecordingSet, path: Path, *, resume: bool = False, pause_mode: str
         rs.set_stream("k", port, StreamSpec(PCMU, label=str(k + 1)), START)
 
 
-def _reference(count: int, length: int) -> np.ndarray:
+def _reference(count: int, length: int, offset: int = 0) -> np.ndarray:
     mixed = np.zeros(length, dtype=np.int32)
     for k in range(len(PORTS)):
-        mixed += expected([(160 * i, payload_for(i + 1000 * k)) for i in range(count)], length)
+        mixed += expected([(offset + 160 * i, payload_for(i + 1000 * k)) for i in range(count)], length)
     return np.clip(mixed, -32768, 32767).astype(np.int16)
 
 
@@ -87,13 +95,34 @@ def test_a_killed_recording_is_finished_from_its_journal(tmp_path: Path, count: 
     assert not Path(journal_path(path)).exists() and not Path(state_path(path)).exists()
 
 
-def test_a_new_worker_continues_the_file_and_the_journal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("count", [150, 175, 199])
+def test_a_stream_placed_later_than_it_arrives_is_replayed_where_it_was_placed(
+    tmp_path: Path, count: int
+) -> None:
+    """The first packet came 190 ms late, so every later one is placed 190 ms after its arrival:
+    datagrams that arrived before the written place still belong after it, and a replay anchored
+    on arrival would put them 190 ms early. The placement note puts them back sample-exact."""
+    path = tmp_path / "call.wav"
+    rs = RecordingSet(factory, JournalPolicy())
+    _open(rs, path)
+    _call(rs, "k", range(count), first_late=0.19)
+    assert recover_recording(path, factory) is not None
+    samples = _samples(path)
+    offset = round(0.19 * RATE)
+    end = offset + count * 160
+    assert len(samples) >= end
+    assert np.array_equal(samples[:end], _reference(count, end, offset))
+
+
+@pytest.mark.parametrize("first_late", [0.0, 0.19])
+def test_a_new_worker_continues_the_file_and_the_journal(tmp_path: Path, first_late: float) -> None:
     """A worker dies mid-call; the next one opens the file with ``resume``, gets the streams again,
-    replays the journal and goes on receiving: one file, every packet in its place."""
+    replays the journal and goes on receiving (what waited in the sockets meanwhile arrives late,
+    at once): one file, every packet in its place."""
     path = tmp_path / "call.wav"
     dead = RecordingSet(factory, JournalPolicy())
     _open(dead, path)
-    _call(dead, "k", range(170))
+    _call(dead, "k", range(170), first_late=first_late)
 
     alive = RecordingSet(factory, JournalPolicy())
     _open(alive, path, resume=True)
@@ -103,11 +132,14 @@ def test_a_new_worker_continues_the_file_and_the_journal(tmp_path: Path) -> None
         track = alive.track("k", port)
         assert track is not None and track.packets_received > 0
     # live packets come from the real source again (the replayed ones carried none): relatched
-    _call(alive, "k", range(170, 300))
-    result = alive.close("k", START + 300 / 50)
+    _call(alive, "k", range(170, 300), not_before=170 / 50 + 0.5)
+    offset = round(first_late * RATE)
+    result = alive.close("k", START + 300 / 50 + first_late)
     samples = _samples(path)
-    assert result.samples == len(samples) == 300 * 160
-    assert np.array_equal(samples, _reference(300, 300 * 160))
+    assert result.samples == len(samples) == 300 * 160 + offset
+    assert np.array_equal(samples, _reference(300, 300 * 160 + offset, offset))
+    # the counters go on from the dead worker's: every packet once, none lost
+    assert [(s.packets_received, s.packets_lost) for s in result.streams] == [(300, 0), (300, 0)]
     assert not Path(journal_path(path)).exists()
 
 
