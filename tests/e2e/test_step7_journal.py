@@ -36,13 +36,17 @@ from srs.bench.loadgen import Call, _in_dialog, _invite, tone_payload
 from tests.e2e.conftest import (
     LOOPBACK,
     Ports,
+    Wav,
     free_port,
     read_wav,
     recordings_show,
+    segment,
     sip_options_ok,
     srs_command,
+    tone_level_dbfs,
     wait_recording,
 )
+from tests.e2e.recording_checks import LEVEL_DBFS
 
 pytestmark = pytest.mark.e2e
 
@@ -50,10 +54,14 @@ MAX_LOSS_MS = 100.0
 _M_LINE = re.compile(r"^m=audio (\d+)", re.MULTILINE)
 
 
-def _launch(ports: Ports, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def _launch(ports: Ports, data_dir: Path, log: Path, config: str | None = None) -> subprocess.Popen[bytes]:
     """``srs serve`` as the leader of its own process group (so the group can be killed whole)."""
-    cmd = [
-        *srs_command(), "serve",
+    cmd = [*srs_command(), "serve"]
+    if config is not None:
+        path = log.with_suffix(".toml")
+        path.write_text(config)
+        cmd += ["--config", str(path)]
+    cmd += [
         "--sip", f"{LOOPBACK}:{ports.sip}",
         "--rtp-ports", f"{ports.rtp_low}-{ports.rtp_high}",
         "--data-dir", str(data_dir),
@@ -232,17 +240,27 @@ def _wait_flush(path: Path, within: float = 5.0) -> None:
         time.sleep(0.002)
 
 
-def _loss_ms(samples: np.ndarray, sent: int) -> tuple[float, float]:
-    """(audio sent but not in the file, holes inside it) in ms: the tones leave no sample at zero
-    for long, so the span from the first audible sample to the last, less its holes, is what
-    arrived in the file."""
+def _loss_ms(samples: np.ndarray, sent: int) -> tuple[float, float, float]:
+    """(audio sent but not in the file, holes inside it) in ms, and where the audio starts (s): the
+    tones leave no sample at zero for long, so the span from the first audible sample to the last,
+    less its holes, is what arrived in the file (audio written twice would make it longer than
+    what was sent, audio written over other audio shorter)."""
     audible = np.flatnonzero(samples != 0)
     assert len(audible), "the file holds no audio"
     first, last = int(audible[0]), int(audible[-1])
     steps = np.diff(audible)
     holes = int(np.sum(steps[steps > 16] - 1))  # runs of more than 2 ms of exact zeros
     recorded = (last - first + 1 - holes) / 8000
-    return (sent * 0.02 - recorded) * 1000, holes / 8
+    return (sent * 0.02 - recorded) * 1000, holes / 8, first / 8000
+
+
+def _check_tones(wav: Wav, start_s: float, end_s: float, what: str) -> None:
+    """Both tones at the level sent (the two streams mixed) over [start_s, end_s]."""
+    part = segment(wav, start_s, end_s)
+    assert len(part) >= 0.3 * wav.sample_rate, (what, start_s, end_s)
+    for frequency in (400.0, 1200.0):
+        level = tone_level_dbfs(part, frequency)
+        assert abs(level - LEVEL_DBFS) <= 3.0, f"{what}: {frequency} Hz at {level:.1f} dBFS"
 
 
 @pytest.mark.parametrize("moment", [0.02, 0.5, 0.93])
@@ -276,11 +294,47 @@ def test_kill_9_of_the_process_group_loses_at_most_100_ms(
         assert "crash journal" in rec["incomplete_reason"], rec["incomplete_reason"]
         wav = read_wav(rec["file"]["path"])
         assert (wav.sample_rate, wav.channels, wav.sample_width) == (8000, 1, 2)
-        lost, holes = _loss_ms(wav.samples, sent)
+        lost, holes, first = _loss_ms(wav.samples, sent)
         print(f"kill -9 of the group {moment:.2f} s after a flush, {sent * 0.02:.2f} s sent: "
-              f"{lost:.0f} ms missing ({holes:.0f} ms in holes)")  # fmt: skip
-        assert lost <= MAX_LOSS_MS, (lost, holes, sent)
+              f"{lost:.1f} ms missing ({holes:.1f} ms in holes)")  # fmt: skip
+        assert abs(lost) <= MAX_LOSS_MS, (lost, holes, sent)
+        assert holes <= MAX_LOSS_MS, (lost, holes, sent)
+        _check_tones(wav, first + 0.1, first + sent * 0.02 - 0.1, "the whole call")
+        _check_tones(wav, first + sent * 0.02 - 0.6, first + sent * 0.02 - 0.05, "its last half second")
         assert not list(data_dir.rglob("*.journal")), "the journal was not removed after its replay"
+    finally:
+        assert _stop(second) == 0, log.read_text()
+
+
+def test_without_the_journal_the_same_kill_loses_the_unflushed_audio(
+    ports: Ports, data_dir: Path, tmp_path: Path, crid: str
+) -> None:
+    """The defect the journal removes, measured the same way (so the measurement can fail)."""
+    log = tmp_path / "srs.log"
+    config = "[media]\njournal = false\n"
+    first = _launch(ports, data_dir, log, config)
+    call = SiprecCall(ports.sip, crid)
+    try:
+        call.invite()
+        wav_path = _wav_path(data_dir)
+        time.sleep(2.0)
+        _wait_flush(wav_path)
+        time.sleep(0.93)
+        with call.lock:
+            os.killpg(first.pid, signal.SIGKILL)
+            sent = call.sent
+            call.stopped = True
+        first.wait(5)
+    finally:
+        call.close()
+    second = _launch(ports, data_dir, log, config)
+    try:
+        rec = wait_recording(crid, data_dir, "available", within=10.0)
+        assert "crash journal" not in rec["incomplete_reason"], rec["incomplete_reason"]
+        lost, _holes, _first = _loss_ms(read_wav(rec["file"]["path"]).samples, sent)
+        print(f"without the journal: kill -9 0.93 s after a flush, {sent * 0.02:.2f} s sent: "
+              f"{lost:.0f} ms missing")  # fmt: skip
+        assert lost >= 1000, lost
     finally:
         assert _stop(second) == 0, log.read_text()
 
@@ -312,9 +366,10 @@ def test_a_killed_media_worker_is_replaced_and_the_call_goes_on(
         time.sleep(4.0)
         assert _media_worker_pid(daemon.pid) != worker
         sent = call.stop_rtp()
-        # a stream whose first packet came late is placed that much after its arrival, and the file
-        # ends at the BYE: leave its last packets time to be inside (this test is about the crash)
-        time.sleep(0.5)
+        # the first call after start-up has its first packet read late (the worker warms up), so
+        # its stream is placed that much after arrival, up to the 2 s jump threshold, and the file
+        # ends at the BYE: leave the last packets time to be inside (this test is about the crash)
+        time.sleep(2.2)
         call.bye()
         assert call.byes_from_srs == [], "srs hung up the call"
     finally:
@@ -330,10 +385,15 @@ def test_a_killed_media_worker_is_replaced_and_the_call_goes_on(
         assert gap["replayed_packets"] > 0, gap
         assert any("media worker exited" in w for w in rec["warnings"]), rec["warnings"]
         wav = read_wav(rec["file"]["path"])
-        lost, holes = _loss_ms(wav.samples, sent)
+        lost, holes, first = _loss_ms(wav.samples, sent)
         print(f"media worker killed {killed_after:.2f} s into the call, {sent * 0.02:.2f} s sent: "
-              f"{lost:.0f} ms missing ({holes:.0f} ms in holes); {gap}")  # fmt: skip
-        assert lost <= MAX_LOSS_MS, (lost, holes, sent)
+              f"{lost:.1f} ms missing ({holes:.1f} ms in holes); {gap}")  # fmt: skip
+        assert abs(lost) <= MAX_LOSS_MS, (lost, holes, sent)
+        assert holes <= MAX_LOSS_MS, (lost, holes, sent)
+        crash = first + killed_after
+        _check_tones(wav, first + 0.1, crash - 0.1, "before the worker died")
+        _check_tones(wav, crash - 0.5, crash + 0.5, "across the worker's death")
+        _check_tones(wav, crash + 0.1, first + sent * 0.02 - 0.1, "after it was replaced")
         for stream in rec["streams"]:
             assert stream["packets_received"] >= sent - 5, (stream, sent)
     finally:
