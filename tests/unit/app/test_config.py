@@ -43,6 +43,7 @@ def test_unknown_section_is_refused_with_its_name() -> None:
         ("limits", "drain_seconds", True),
         ("sip", "reject_reason", 5),
         ("media", "codec_preference", "PCMU"),
+        ("media", "journal", "yes"),
         ("sip", "listen", "localhost"),
     ],
 )
@@ -60,6 +61,8 @@ def test_wrong_types_are_refused(section: str, key: str, value: object) -> None:
         ({"limits": {"drain_seconds": -1}}, "drain_seconds"),
         ({"sip": {"reject_status": 200}}, "reject_status"),
         ({"sip": {"tls_listen": ["0.0.0.0:5061"]}}, "tls_cert"),
+        ({"media": {"journal_fsync": "always"}}, "journal_fsync"),
+        ({"media": {"journal_fsync_interval_ms": 0}}, "journal_fsync_interval_ms"),
     ],
 )
 def test_inconsistent_values_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
@@ -114,3 +117,9 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[sip\n")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_config(bad)
+
+
+def test_journal_settings() -> None:
+    media = build_config({"media": {"journal_fsync": "interval", "journal_fsync_interval_ms": 250}}).media
+    assert (media.journal, media.journal_fsync, media.journal_fsync_interval_ms) == (True, "interval", 250)
+    assert build_config({"media": {"journal": False}}).media.journal is False
