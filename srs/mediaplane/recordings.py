@@ -101,7 +101,7 @@ class RecordingSet:
         pause_mode: Literal["silence", "cut"] = "cut" if spec.pause_mode == "cut" else "silence"
         contents: JournalContents | None = None
         journal: Journal | None = None
-        journaled = self.journal_policy is not None and _journal_supported(spec)
+        journaled = self.journal_policy is not None and journal_supported(spec)
         if spec.resume:
             contents, journal = self._resume_journal(spec, journaled)
         recorder = Recorder(
@@ -342,7 +342,7 @@ class RecordingSet:
                 remove_files(rec.recorder.path)
 
 
-def _journal_supported(spec: RecorderSpec) -> bool:
+def journal_supported(spec: RecorderSpec) -> bool:
     """Only a WAV mix can be continued after a crash (encoded formats cannot be appended to)."""
     extra = spec.extra
     return extra.get("output_format", "wav") == "wav" and not extra.get("per_stream", False)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srs.collector import tune_collector
+from srs.errors import SrsError
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
 
@@ -166,6 +167,9 @@ class WorkerLoop:
                 self.recordings.open(key, spec)
             except OSError as exc:
                 self._reply(("failed", key, f"cannot create file: {exc.strerror or exc}"))
+                return
+            except (ValueError, SrsError) as exc:  # a file that cannot be continued after a crash
+                self._reply(("failed", key, f"cannot continue file: {exc}"))
                 return
             resumed = self.recordings.resumed(key)
             if resumed is not None:

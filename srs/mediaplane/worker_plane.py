@@ -29,7 +29,7 @@ from typing import Any
 from srs.media.recorder import RecordingResult
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
-from srs.mediaplane.recordings import JournalPolicy
+from srs.mediaplane.recordings import JournalPolicy, journal_supported
 from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all, journal_arg
 
 _STOP_WAIT_S = 10.0
@@ -264,6 +264,18 @@ class WorkerPlane(MediaPlane):
         kept = self._kept.get(key)
         if self.journal is None or kept is None or len(kept.interruptions) >= MAX_RESUMES:
             return False
+        if not kept.spec.path and kept.closing_at is None:
+            # offered, not answered yet: no file; the new worker just takes the ports
+            worker.keys.add(key)
+            self._route[key] = worker
+            try:
+                for port in kept.ports.values():
+                    self._queue(worker, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+            except OSError:
+                return False
+            return True
+        if not kept.spec.path or not journal_supported(kept.spec):
+            return False  # a format that cannot be continued
         reason = f"media worker exited ({'signal ' + str(-code) if code is not None and code < 0 else code})"
         kept.interruptions.append({"at_ms": round((died - kept.spec.start) * 1000), "reason": reason})
         if kept.closing_at is None:

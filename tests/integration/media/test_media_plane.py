@@ -273,6 +273,32 @@ def test_a_close_sent_to_a_worker_that_dies_is_done_by_its_replacement(tmp_path:
     assert abs(len(pcm) - 60 * 160) <= 160, len(pcm)
 
 
+def test_a_recording_that_cannot_be_continued_still_fails_when_its_worker_dies(tmp_path: Path) -> None:
+    """Per-stream files (and encoded formats) keep no journal: such a recording fails as before."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> list[str]:
+        plane = WorkerPlane(1, journal=JournalPolicy())
+        plane.start(loop)
+        try:
+            ports = allocator.allocate(1)
+            assert ports is not None
+            start = time.monotonic()
+            plane.attach("k", ports[0])
+            plane.open("k", RecorderSpec(str(tmp_path / "call.wav"), start, extra={"per_stream": True}))
+            plane.set_stream("k", ports[0].port, StreamSpec(PCMU, "1"), start)
+            await asyncio.sleep(0.3)
+            assert not Path(journal_path(tmp_path / "call.wav")).exists()
+            first = plane.pids[0]
+            os.kill(first, signal.SIGKILL)
+            await _replaced(plane, first)
+            return plane.flush(time.monotonic())
+        finally:
+            plane.stop()
+
+    assert run(scenario) == ["k"]
+
+
 def test_workers_share_the_process_group_and_exit_with_the_plane() -> None:
     async def scenario(loop: asyncio.AbstractEventLoop) -> tuple[list[int], list[int | None]]:
         plane = WorkerPlane(2)
