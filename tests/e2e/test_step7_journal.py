@@ -116,13 +116,7 @@ class SiprecCall:
         self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sip.bind((LOOPBACK, 0))
         self.local = f"{LOOPBACK}:{self.sip.getsockname()[1]}"
-        media = free_port((socket.SOCK_DGRAM,), even=True)
-        self.rtp = []
-        for port in (media, media + 2):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((LOOPBACK, port))
-            self.rtp.append(sock)
-        self.media = media
+        self.media, self.rtp = self._media_sockets()
         now = time.monotonic()
         self.call = Call(0, f"{uuid.uuid4().hex}@e2e", uuid.uuid4().hex[:10], crid, now, now + 60)
         self.payloads = (tone_payload(400), tone_payload(1200))
@@ -133,6 +127,24 @@ class SiprecCall:
         self.bye_answered = threading.Event()
         self.srs_ports: list[int] = []
         self._threads: list[threading.Thread] = []
+
+    @staticmethod
+    def _media_sockets() -> tuple[int, list[socket.socket]]:
+        """Two sockets on P and P+2 (the offer's m-lines), P even; others may take ports meanwhile."""
+        for _ in range(50):
+            media = free_port((socket.SOCK_DGRAM,), even=True)
+            bound: list[socket.socket] = []
+            try:
+                for port in (media, media + 2):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    bound.append(sock)
+                    sock.bind((LOOPBACK, port))
+            except OSError:
+                for sock in bound:
+                    sock.close()
+                continue
+            return media, bound
+        raise AssertionError("no two free media ports")
 
     def invite(self) -> None:
         message = _invite(self.call, self.target, self.local, self.media)
