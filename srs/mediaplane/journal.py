@@ -183,7 +183,8 @@ class Journal:
             if resume:
                 capacity = max(os.fstat(fd).st_size, HEADER_SIZE + RECORD_SIZE)
                 contents = parse(os.pread(fd, capacity, 0))
-            os.ftruncate(fd, capacity)
+            # blocks reserved now: a store into a hole of a mapped file on a full disk is a SIGBUS
+            os.posix_fallocate(fd, 0, capacity)
             self._mm = mmap.mmap(fd, capacity)
         finally:
             os.close(fd)
@@ -216,6 +217,8 @@ class Journal:
         offset = self._tail
         if offset + size > self._capacity:
             offset = self._make_room(size)
+            if offset < 0:
+                return  # cannot be kept (no room on the disk): the datagram still goes to its track
         mm = self._mm
         body = offset + RECORD_SIZE
         mm[body : body + length] = data
@@ -232,6 +235,8 @@ class Journal:
         offset = self._tail
         if offset + size > self._capacity:
             offset = self._make_room(size)
+            if offset < 0:
+                return
         self._mm[offset + RECORD_SIZE : offset + RECORD_SIZE + length] = data
         crc, arrival_ns = zlib.crc32(data), int(arrival * 1e9)
         RECORD.pack_into(self._mm, offset, RECORD_MAGIC, port, length, kind, self._seq, crc, arrival_ns)
@@ -282,7 +287,8 @@ class Journal:
         self._mm[offset : offset + len(slot)] = slot
 
     def _make_room(self, size: int) -> int:
-        """Compact (the live records to the front, when they fit where nothing live is) or grow."""
+        """Compact (the live records to the front, when they fit where nothing live is) or grow;
+        returns where the record goes (-1: nowhere)."""
         live = self._tail - self._head
         if HEADER_SIZE + live <= self._head and HEADER_SIZE + live + size <= self._capacity:
             self._mm[HEADER_SIZE : HEADER_SIZE + live] = self._mm[self._head : self._tail]
@@ -292,6 +298,20 @@ class Journal:
         capacity = self._capacity
         while self._tail + size > capacity:
             capacity *= 2
-        self._mm.resize(capacity)
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, capacity)
+            finally:
+                os.close(fd)
+            self._mm.resize(capacity)
+        except (OSError, ValueError):
+            # no room to grow (a full disk): forget what is live rather than fault on a hole
+            if HEADER_SIZE + size > self._capacity:
+                return -1
+            self._head = self._tail = HEADER_SIZE
+            self._head_seq = self._seq
+            self._write_slot()
+            return self._tail
         self._capacity = capacity
         return self._tail

@@ -207,3 +207,23 @@ def test_append_cost_per_datagram(tmp_path: Path) -> None:
     per = (time.perf_counter() - began) / count * 1e6
     print(f"journal append: {per:.2f} us per 172-byte datagram")
     assert per < 50
+
+
+def test_no_room_to_grow_forgets_the_live_records_instead_of_faulting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks are reserved before they are mapped (a store into a hole on a full disk is SIGBUS);
+    when the disk cannot give more, the journal starts over rather than grow."""
+    path = tmp_path / "a.journal"
+    journal = Journal(path, capacity=HEADER_SIZE + 3 * record_size(172))
+    assert os.stat(path).st_blocks * 512 >= HEADER_SIZE + 3 * record_size(172)  # reserved, not sparse
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    _fill(journal, 3)
+    journal.append(1, 200.0, b"y" * 172)  # no room to grow: the three before it are forgotten
+    assert [r.data for r in read(path).records] == [b"y" * 172]
+    journal.append(1, 201.0, b"z" * 5000)  # larger than the whole journal: not kept, no error
+    assert [r.data for r in read(path).records] == [b"y" * 172]
