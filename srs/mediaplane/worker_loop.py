@@ -2,7 +2,9 @@
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
-sockets ride along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure).
+sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, the
+packet counters of every recording (once per flush cycle) and the take-over of a recording opened
+with ``resume`` (its dead worker's crash journal replayed).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
@@ -10,7 +12,9 @@ microseconds of loop machinery; here it is one ``epoll`` result and one ``recvfr
 straight to the track's ``push`` for plain RTP ports. A poll that returns only a few events is
 followed by a millisecond's pause so the next one returns a batch. Recorders are flushed a slice
 at a time (every ``flush_interval / slices``) so no single pause of the loop holds up more than a
-fraction of the calls' packets.
+fraction of the calls' packets. With crash journals every datagram a track gets is first appended
+to its recording's journal through the port's lane (``lane.record``: the one call per datagram on
+either path, see :mod:`srs.mediaplane.journal`).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
 the group (the daemon drains calls first); they exit on ``stop``, on end-of-file of the command
@@ -257,7 +261,7 @@ class WorkerLoop:
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
-        """The general (slow) path of one datagram: early buffering, SRTP, the track."""
+        """The general (slow) path of one datagram: early buffering, SRTP, the journal, the track."""
         if entry.sink is None:
             if len(entry.early) < _MAX_EARLY:
                 entry.early.append((data, addr, arrival))

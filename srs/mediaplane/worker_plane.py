@@ -356,6 +356,8 @@ class WorkerPlane(MediaPlane):
         kept = self._kept.get(key)
         if kept is not None:
             kept.ports.pop(port.port, None)
+            if not kept.ports and not kept.spec.path:
+                del self._kept[key]  # a call that ended before its answer: nothing more comes
         self._send(key, ("detach", key, port.port))
 
     def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:

@@ -187,7 +187,7 @@ def test_a_worker_that_dies_fails_its_recordings_and_is_replaced(tmp_path: Path)
 
 
 async def _replaced(plane: WorkerPlane, pid: int) -> None:
-    for _ in range(100):
+    for _ in range(300):
         if plane.pids[0] != pid:
             return
         await asyncio.sleep(0.05)
