@@ -3,8 +3,8 @@
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
 sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, the
-packet counters of every recording (once per flush cycle) and the take-over of a recording opened
-with ``resume`` (its dead worker's crash journal replayed).
+packet counters of every recording (once per flush cycle), the take-over of a recording opened
+with ``resume`` (its dead worker's crash journal replayed) and, once, that the worker is ready.
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
@@ -414,6 +414,7 @@ def worker_main(argv: list[str]) -> int:
     if os.getppid() != parent:
         return 0
     tune_collector()
+    loop._reply(("ready",))
     loop.run()
     return 0
 

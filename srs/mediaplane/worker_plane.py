@@ -34,6 +34,7 @@ from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND,
 
 _STOP_WAIT_S = 10.0
 _SEND_WAIT_S = 5.0
+_READY_WAIT_S = 10.0
 MAX_RESUMES = 3
 """A recording whose worker died this often fails (something in it may be killing workers)."""
 
@@ -155,8 +156,17 @@ class WorkerPlane(MediaPlane):
         self._flush_scheduled = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the workers and wait until each is ready (or ``_READY_WAIT_S`` passed): a call
+        answered while its worker still imports would have its first packets read late, and its
+        stream placed that much after the others' arrival for the rest of the call."""
         self._loop = loop
         self.workers = [self._spawn(i) for i in range(self.count)]
+        deadline = time.monotonic() + _READY_WAIT_S
+        for worker in self.workers:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                select.select([worker.sock], [], [], remaining)
+            self._on_readable(worker)
 
     @property
     def pids(self) -> list[int]:
@@ -202,6 +212,8 @@ class WorkerPlane(MediaPlane):
                 self._on_counters(message[1])
             elif message[0] == "resumed":
                 self._on_resumed(*message[1:])
+            elif message[0] == "ready":
+                pass
             elif message[0] == "error" and self.log is not None:
                 self.log.error("media_worker_error", worker=worker.index, error=message[1])
 

@@ -89,10 +89,10 @@ async def _open_call(
     return ports
 
 
-async def _send(ports: list[RtpPort], packets: int, *, pace: float = 0.02, first: int = 0) -> None:
+async def _send(ports: list[RtpPort], packets: int, *, pace: float = 0.02) -> None:
     payloads = [tone_payload(f) for f in TONES]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for seq in range(first, first + packets):
+        for seq in range(packets):
             for i, port in enumerate(ports):
                 tx.sendto(_packet(seq, 0x100 + i, payloads[i]), ("127.0.0.1", port.port))
             if pace:
@@ -186,6 +186,19 @@ def test_a_worker_that_dies_fails_its_recordings_and_is_replaced(tmp_path: Path)
     assert after.streams[0].packets_received == 20
 
 
+async def _send_in_time(ports: list[RtpPort], packets: range, t0: float) -> None:
+    """Packet ``seq`` leaves at ``t0 + seq * 20 ms`` (a late wake-up catches up): a sender whose clock
+    keeps time even on a loaded machine, so every packet has its place."""
+    payloads = [tone_payload(f) for f in TONES]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for seq in packets:
+            delay = t0 + seq * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for i, port in enumerate(ports):
+                tx.sendto(_packet(seq, 0x100 + i, payloads[i]), ("127.0.0.1", port.port))
+
+
 async def _replaced(plane: WorkerPlane, pid: int) -> None:
     for _ in range(300):
         if plane.pids[0] != pid:
@@ -220,12 +233,11 @@ def test_with_journals_a_dead_workers_recordings_go_on_in_its_replacement(tmp_pa
         plane.start(loop)
         try:
             ports = await _open_call(plane, allocator, path)
-            await _send(ports, 75)
-            await asyncio.sleep(1.2)  # a flush cycle: the worker reports its counters
+            sending = asyncio.ensure_future(_send_in_time(ports, range(150), time.monotonic()))
+            await asyncio.sleep(1.6)  # past a flush cycle: the worker has reported its counters
             live = [plane.packets_received("k", port.port) for port in ports]
             first = plane.pids[0]
             os.kill(first, signal.SIGKILL)
-            sending = asyncio.ensure_future(_send(ports, 75, first=75))
             await _replaced(plane, first)
             await sending
             failed = plane.flush(time.monotonic())
@@ -235,7 +247,7 @@ def test_with_journals_a_dead_workers_recordings_go_on_in_its_replacement(tmp_pa
             plane.stop()
 
     result, interruptions, live, failed = run(scenario)
-    assert live == [75, 75]
+    assert all(0 < n <= 80 for n in live), live
     assert failed == []
     assert [(s.packets_received, s.packets_lost) for s in result.streams] == [(150, 0), (150, 0)]
     assert len(interruptions) == 1
@@ -243,7 +255,8 @@ def test_with_journals_a_dead_workers_recordings_go_on_in_its_replacement(tmp_pa
     assert isinstance(gap, dict) and gap["reason"] == "media worker exited (signal 9)"
     assert gap["replayed_packets"] > 0 and gap["resumed_at_ms"] >= gap["at_ms"]
     pcm = _tones_throughout(path)
-    assert abs(len(pcm) - 150 * 160) <= 160, len(pcm)  # every packet in its place, once
+    # every packet in its place, once (the close may cut into the last one, sent just before it)
+    assert abs(len(pcm) - 150 * 160) <= 320, (len(pcm), result.streams)
     assert not Path(journal_path(path)).exists()
 
 
@@ -256,7 +269,7 @@ def test_a_close_sent_to_a_worker_that_dies_is_done_by_its_replacement(tmp_path:
         plane.start(loop)
         try:
             ports = await _open_call(plane, allocator, path)
-            await _send(ports, 60)
+            await _send_in_time(ports, range(60), time.monotonic())
             await asyncio.sleep(1.0)  # a cold worker places a first call late: all of it before the end
             first = plane.pids[0]
             os.kill(first, signal.SIGSTOP)  # the close reaches a worker that never answers it
