@@ -254,3 +254,28 @@ def test_packet_counters_are_reported_once_per_flush_cycle(harness: Harness) -> 
         harness.loop._flush_slice(slice_no, time.monotonic())
     message = pickle.loads(harness.daemon.recv(1 << 16))
     assert message == ("counters", {KEY: {port: (5, 1)}})
+
+
+def test_an_srtp_stream_is_journaled_decrypted(tmp_path: Path) -> None:
+    """The journal holds what the track got (the key is not needed to replay it, nor kept)."""
+    from srs.rtp.srtp import SrtpOutbound
+
+    harness = Harness(tmp_path, JournalPolicy())
+    try:
+        port, sock = harness.attach()
+        harness.stream(port, SRTP)
+        sender = SrtpOutbound(*SRTP)
+        plain = [_packet(seq) for seq in range(5)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for data in plain:
+                tx.sendto(sender.protect(data), ("127.0.0.1", port))
+            tx.sendto(b"\x80" + bytes(40), ("127.0.0.1", port))  # fails authentication: not journaled
+        _wait_readable(sock)
+        time.sleep(0.05)
+        harness.loop._drain(harness.loop.by_port[port])
+        records = journal.read(journal_path(harness.path)).records
+        assert [r.data for r in records] == plain
+        state = Path(str(harness.path) + ".journal.json").read_text()
+        assert "inline:" not in state and SRTP[1].split(":")[1] not in state
+    finally:
+        harness.close()
