@@ -31,7 +31,7 @@ import srs_codecs
 import srs
 from srs.collector import tune_collector
 from srs.config import Config
-from srs.errors import ParseError
+from srs.errors import ParseError, SrsError
 from srs.http_runtime import HttpRuntime, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
@@ -164,7 +164,7 @@ class Daemon:
             if path.exists():
                 try:
                     recovered = recover_recording(path, srs_codecs.get_decoder)
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, SrsError) as exc:  # the file is repaired as it is
                     self.log.warning("journal_replay_failed", recording=recording_id, error=str(exc))
                     recovered = None
                 if recovered is not None:

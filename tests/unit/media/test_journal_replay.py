@@ -168,3 +168,18 @@ def test_an_unreadable_state_is_removed_and_the_file_kept(tmp_path: Path) -> Non
     assert recover_recording(path, factory) is None
     assert len(_samples(path)) == before
     assert not Path(journal_path(path)).exists()
+
+
+def test_a_file_that_is_not_a_wav_of_srs_is_refused_and_its_journal_removed(tmp_path: Path) -> None:
+    """Bad input is normal input: a journal beside a file that cannot be continued raises the
+    error family's own error (the start-up repair then keeps the file as it is)."""
+    from srs.errors import SrsError
+
+    path = tmp_path / "call.wav"
+    rs = RecordingSet(factory, JournalPolicy())
+    _open(rs, path)
+    _call(rs, "k", range(80))
+    path.write_bytes(b"RIFF" + bytes(100))  # something else now
+    with pytest.raises(SrsError):
+        recover_recording(path, factory)
+    assert not Path(journal_path(path)).exists() and not Path(state_path(path)).exists()
