@@ -227,3 +227,31 @@ def test_no_room_to_grow_forgets_the_live_records_instead_of_faulting(
     assert [r.data for r in read(path).records] == [b"y" * 172]
     journal.append(1, 201.0, b"z" * 5000)  # larger than the whole journal: not kept, no error
     assert [r.data for r in read(path).records] == [b"y" * 172]
+
+
+def test_fsync_interval_writes_the_pages_out_at_most_that_often(tmp_path: Path) -> None:
+    now = [0.0]
+
+    class Counting:
+        """Stands in for the mapping where only ``flush`` (msync) is called."""
+
+        def __init__(self, real: object) -> None:
+            self.real = real
+            self.flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    kept = Journal(tmp_path / "a.journal", fsync_interval=1.0, clock=lambda: now[0])
+    counting = Counting(kept._mm)
+    kept._mm = counting  # type: ignore[assignment]
+    for step in range(30):  # a flush every 100 ms for 3 s
+        now[0] = step * 0.1
+        kept.sync()
+    assert counting.flushes == 2  # at 1.0 s and 2.0 s
+    none = Journal(tmp_path / "b.journal", clock=lambda: now[0])
+    counting = Counting(none._mm)
+    none._mm = counting  # type: ignore[assignment]
+    now[0] = 100.0
+    none.sync()
+    assert counting.flushes == 0  # write-back is left to the kernel
