@@ -104,14 +104,19 @@ class RecordingSet:
         journaled = self.journal_policy is not None and journal_supported(spec)
         if spec.resume:
             contents, journal = self._resume_journal(spec, journaled)
-        recorder = Recorder(
-            spec.path,
-            spec.start,
-            reorder_window=spec.reorder_window,
-            pause_mode=pause_mode,
-            resume_written=_resume_point(spec, contents) if spec.resume else None,
-            **dict(spec.extra),
-        )
+        try:
+            recorder = Recorder(
+                spec.path,
+                spec.start,
+                reorder_window=spec.reorder_window,
+                pause_mode=pause_mode,
+                resume_written=_resume_point(spec, contents) if spec.resume else None,
+                **dict(spec.extra),
+            )
+        except BaseException:
+            if journal is not None:
+                journal.close(remove=False)
+            raise
         rec = _Recording(recorder)
         if contents is not None:
             rec.resumed, rec.replay, rec.placements = _pending_replay(contents)
