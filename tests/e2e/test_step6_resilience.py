@@ -137,8 +137,10 @@ def test_kill_9_mid_call_is_repaired_at_restart(
         expected_s = killed_at - epoch_seconds(rec["started_at"])
         lost_s = expected_s - recorded_s
         print(f"kill -9 after {expected_s:.2f} s of call: {recorded_s:.2f} s kept, {lost_s:.2f} s lost")
-        # by the wall clock: the replayed file ends 100 ms after the last packet's place
-        assert -0.3 <= lost_s <= 0.2, (expected_s, recorded_s)
+        # by the wall clock, so loosely (SIPp's pcap play falls behind it on a loaded machine; the
+        # 100 ms bound is measured from the packets sent in test_step7_journal.py): the replayed
+        # file ends 100 ms after the last packet's place
+        assert -0.3 <= lost_s <= 0.5, (expected_s, recorded_s)
         assert rec["file"]["size"] == Path(rec["file"]["path"]).stat().st_size
     finally:
         assert _stop(second) == 0, log.read_text()
