@@ -33,7 +33,7 @@ import srs_codecs
 import srs
 from srs.collector import tune_collector
 from srs.config import Config
-from srs.errors import ListenError, ParseError, TlsSetupError
+from srs.errors import ListenError, ParseError, SrsError, TlsSetupError
 from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
 from srs.log import configure_logging, get_logger
@@ -41,6 +41,8 @@ from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator
+from srs.mediaplane.recordings import JournalPolicy
+from srs.mediaplane.recovery import recover_recording
 from srs.mediaplane.watch import NoMedia, SourceChanged, WatchEvent
 from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
@@ -75,6 +77,8 @@ from srs.storage.uploads import UploadJob, UploadLedger, object_key
 
 _MEDIA_WATCH_PERIOD_S = 1.0
 """How often per-stream activity is collected (bounds how late a no-media warning or RTP timeout fires)."""
+_COUNTERS_EVERY_S = 5.0
+"""How often live calls' packet counters are written to the index."""
 _SRTP_KEY_BYTES = {"AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28}
 
 
@@ -179,7 +183,22 @@ class Daemon:
             row = self.index.get(recording_id) or {}
             path = self.layout.recording_path(recording_id, float(row.get("started_at") or time.time()))
             final: FinalizedRecording
+            reason = "srs stopped while recording; file repaired at restart"
             if path.exists():
+                try:
+                    recovered = recover_recording(path, srs_codecs.get_decoder)
+                except (OSError, ValueError, SrsError) as exc:  # the file is repaired as it is
+                    self.log.warning("journal_replay_failed", recording=recording_id, error=str(exc))
+                    recovered = None
+                if recovered is not None:
+                    reason += f"; {recovered.recovered_ms} ms replayed from the crash journal"
+                    self.log.info(
+                        "journal_replayed",
+                        recording=recording_id,
+                        packets=recovered.replayed,
+                        recovered_ms=recovered.recovered_ms,
+                        torn=recovered.torn,
+                    )
                 try:
                     result = repair_wav(path)
                 except (OSError, ValueError) as exc:
@@ -194,7 +213,7 @@ class Daemon:
                         file_size=path.stat().st_size,
                         sha256=file_sha256(path),
                         incomplete=True,
-                        incomplete_reason="srs stopped while recording; file repaired at restart",
+                        incomplete_reason=reason,
                         warnings=["recording interrupted by a restart"],
                     )
             else:
@@ -208,6 +227,13 @@ class Daemon:
                 continue
             repaired += 1
         return repaired
+
+    def _journal_policy(self) -> JournalPolicy | None:
+        media = self.config.media
+        if not media.journal:
+            return None
+        interval = media.journal_fsync_interval_ms / 1000 if media.journal_fsync == "interval" else None
+        return JournalPolicy(interval)
 
     @staticmethod
     def _failed(reason: str) -> FinalizedRecording:
@@ -288,6 +314,7 @@ class Daemon:
                 self.config.media.workers,
                 flush_interval=self.config.media.flush_interval_ms / 1000,
                 log=self.log,
+                journal=self._journal_policy(),
             )
             worker_plane.start(loop)
             plane = worker_plane
@@ -636,8 +663,12 @@ class Daemon:
     async def _flush_loop(self) -> None:
         assert self.loop is not None and self.live is not None
         interval = self.config.media.flush_interval_ms / 1000
+        counters_due = self.loop.time() + _COUNTERS_EVERY_S
         while True:
             await asyncio.sleep(interval)
+            if self.loop.time() >= counters_due:
+                counters_due = self.loop.time() + _COUNTERS_EVERY_S
+                self.live.refresh_counters()
             for session_id in self.live.flush(self.loop.time()):
                 self.log.error("recording_write_failed", session=session_id)
                 self._handle(self.ua.hangup(session_id, self.loop.time(), "recording failed"))

@@ -82,6 +82,9 @@ class MediaSettings:
     """"warn" (accept, warn loudly), "allow" (TOML true) or "refuse" (TOML false)."""
     no_media_warning_s: int = 5
     rtp_timeout_s: int = 60
+    journal: bool = True
+    journal_fsync: str = "none"
+    journal_fsync_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("media", "output"): ("mono", "stereo", "per-stream"),
     ("media", "format"): ("wav", "flac", "ogg-opus", "mp3"),
     ("media", "rtp_source"): ("sdp-address", "sip-peer", "any"),
+    ("media", "journal_fsync"): ("none", "interval"),
 }
 """Keys whose value is one of a few words: anything else is refused, never read as the default."""
 
@@ -236,6 +240,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("media", "workers"): (0, 64),
     ("media", "no_media_warning_s"): (0, 3600),
     ("media", "rtp_timeout_s"): (0, _DAY),
+    ("media", "journal_fsync_interval_ms"): (10, 3_600_000),
     ("limits", "max_sessions"): (1, 1_000_000),
     ("limits", "max_duration_s"): (1, 31 * _DAY),
     ("limits", "drain_seconds"): (0, _DAY),

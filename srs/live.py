@@ -100,6 +100,8 @@ class LiveSession:
     failure: str | None = None
     peer_host: str = ""
     """The host the SIP peer sent the session's INVITE from."""
+    counters: tuple[tuple[int, int], ...] = ()
+    """(received, lost) per stream as last written to the index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +371,7 @@ class LiveRecordings:
             received = lost = 0
             if slot.has_track:
                 received = self.plane.packets_received(session.session_id, slot.port.port)
+                lost = self.plane.packets_lost(session.session_id, slot.port.port)
             infos.append(
                 StreamInfo(
                     label=label,
@@ -394,6 +397,21 @@ class LiveRecordings:
             if warning not in session.warnings and len(session.warnings) < _MAX_WATCH_WARNINGS:
                 session.warnings.append(warning)
         return events
+
+    def refresh_counters(self) -> int:
+        """Write the live calls' packet counters to the index (for the API while they last); only
+        sessions whose figures moved are written. Returns how many were."""
+        written = 0
+        for session in self.sessions.values():
+            if not session.opened:
+                continue
+            infos = self._stream_infos(session)
+            figures = tuple((i.packets_received, i.packets_lost) for i in infos)
+            if figures != session.counters:
+                session.counters = figures
+                self.index.update_streams(session.recording_id, infos)
+                written += 1
+        return written
 
     # ------------------------------------------------------------- flushing
     def flush(self, now: float) -> list[str]:
@@ -466,6 +484,13 @@ class LiveRecordings:
     ) -> FinalizedRecording:
         warnings = list(session.warnings) + list(result.warnings)
         dropped = self.plane.srtp_dropped(session.session_id)
+        interruptions = self.plane.interruptions(session.session_id)
+        for gap in interruptions:
+            warnings.append(
+                f"{gap['reason']} at {gap['at_ms'] / 1000:.1f} s;"
+                " the recording went on from its crash journal"
+                + (f" at {gap['resumed_at_ms'] / 1000:.1f} s" if "resumed_at_ms" in gap else "")
+            )
         srtp_by_label: dict[str, int] = {}
         for i, slot in enumerate(session.slots):
             negotiated = slot.negotiated
@@ -523,7 +548,12 @@ class LiveRecordings:
             file_size=size,
             sha256=None,
             warnings=warnings,
-            completeness={"end_reason": event.reason, "paused_ms": result.paused_ms, "streams": streams},
+            completeness={
+                "end_reason": event.reason,
+                "paused_ms": result.paused_ms,
+                "streams": streams,
+                **({"interruptions": interruptions} if interruptions else {}),
+            },
             dtmf=dtmf,
             file_format=self.options.file_format,
             channels=2 if self.options.output == "stereo" else 1,

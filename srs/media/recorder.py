@@ -37,6 +37,7 @@ from srs.media.outputs import (
 )
 from srs.media.report import stream_warnings
 from srs.media.track import StreamStats, StreamTrack
+from srs.media.wavfile import WavWriter
 from srs.rtp.dtmf import DtmfEvent
 
 PauseMode = Literal["silence", "cut"]
@@ -92,7 +93,10 @@ class Recorder:
         per_stream: bool = False,
         rtcp_alignment: bool = True,
         conceal_loss: bool = False,
+        resume_written: int | None = None,
     ) -> None:
+        """``resume_written`` continues the existing WAV at ``path`` (its writer died) as if
+        ``resume_written`` timeline samples had been written; only a WAV mix can be continued."""
         if pause_mode not in ("silence", "cut"):
             raise ValueError(f"pause_mode must be 'silence' or 'cut', not {pause_mode!r}")
         self.output_format: OutputFormat = check_output_format(output_format, sample_rate)
@@ -114,7 +118,13 @@ class Recorder:
         self._channels = 2 if stereo is not None else 1
         if self.output_format != "wav":
             path = with_extension(path, self.output_format)
-        self._wav: AudioSink = open_sink(os.fspath(path), self.output_format, sample_rate, self._channels)
+        if resume_written is not None:
+            if self.output_format != "wav" or per_stream:
+                raise ValueError("only a WAV mix without per-stream files can be resumed")
+            self._wav: AudioSink = WavWriter(path, sample_rate, self._channels, append=True)
+            self._written = max(0, resume_written)
+        else:
+            self._wav = open_sink(os.fspath(path), self.output_format, sample_rate, self._channels)
         self._stream_sinks: list[AudioSink | None] = []
         try:
             for track in tracks:
@@ -140,6 +150,11 @@ class Recorder:
     @property
     def written_until(self) -> int:
         return self._written
+
+    @property
+    def frames(self) -> int:
+        """Sample frames in the mix file so far."""
+        return self._wav.frames
 
     @property
     def paused(self) -> bool:
@@ -178,8 +193,10 @@ class Recorder:
         self._tracks.append(track)
         self._ends.append(None)
         self._stream_sinks.append(sink)
-        if self._written:
-            track.render(track.rendered_until, self._written)
+        # catch up with the file a minute at a time (a track added hours into a call, or one that
+        # continues a recording after a crash, must not render its whole past in one buffer)
+        for done in range(track.rendered_until, self._written, _ZERO_CHUNK):
+            track.render(done, min(done + _ZERO_CHUNK, self._written))
         return len(self._tracks) - 1
 
     def end_track(self, index: int, now: float) -> None:

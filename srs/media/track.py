@@ -358,6 +358,22 @@ class StreamTrack:
         """Packets accepted from the latched source (including duplicates and late ones)."""
         return self._unique_before + self._unique + self.packets_duplicate
 
+    def placement(self) -> tuple[int, int, int, int] | None:
+        """(SSRC, sequence number, RTP timestamp, timeline sample) of the newest in-order packet, None
+        before the first: a crash journal replays later packets into a new track placed the same way
+        (that packet pushed first, arriving at its place, anchors the new track where this one is)."""
+        if self._ssrc < 0 or not self._max_seq:
+            return None
+        return self._ssrc, self._max_seq & 0xFFFF, self._last_ts & 0xFFFFFFFF, self._position(self._last_ts)
+
+    @property
+    def packets_lost(self) -> int:
+        """Sequence numbers not received so far (as :meth:`stats` counts them, without its cost)."""
+        lost = self._expected_before - self._unique_before
+        if self._unique:
+            lost += (self._max_seq - self._base_seq + 1) - self._unique
+        return max(0, lost)
+
     def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
         """Take one datagram; every outcome other than placement is a counter, never an exception."""
         try:

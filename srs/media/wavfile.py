@@ -49,12 +49,33 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 class WavWriter:
     """Append-only PCM16 WAV file; OSError from the disk propagates to the caller."""
 
-    def __init__(self, path: str | os.PathLike[str], sample_rate: int = 8000, channels: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sample_rate: int = 8000,
+        channels: int = 1,
+        *,
+        append: bool = False,
+    ) -> None:
+        """``append`` continues an existing file of this module's layout (a recording resumed after
+        its writer died): its header is repaired first, then audio is added after what it holds."""
         self.path = os.fspath(path)
         self.sample_rate = sample_rate
         self.channels = channels
         self._data_size = 0
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        if append:
+            repaired = repair_wav(self.path)
+            self._fd: int | None = os.open(self.path, os.O_WRONLY)
+            self._data_size = repaired.data_size
+            expected = _header(sample_rate, channels, repaired.data_size)
+            with open(self.path, "rb") as handle:
+                found = handle.read(HEADER_SIZE)
+            if found != expected or os.lseek(self._fd, 0, os.SEEK_END) != HEADER_SIZE + repaired.data_size:
+                os.close(self._fd)
+                self._fd = None
+                raise WavFormatError(f"{self.path}: not a {sample_rate} Hz {channels}-channel WAV of srs")
+            return
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             _write_all(self._fd, _header(sample_rate, channels, 0))
         except OSError:

@@ -41,6 +41,8 @@ class RecorderSpec:
     pause_mode: str = "silence"
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Further keyword arguments of :class:`Recorder` (output options), passed through as given."""
+    resume: bool = False
+    """Continue the file at ``path`` from its crash journal (its media worker died) instead of creating it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,16 @@ class MediaPlane(ABC):
     @abstractmethod
     def packets_received(self, key: str, port: int) -> int:
         """Packets accepted so far on ``port`` (0 where the plane cannot tell without asking)."""
+
+    def packets_lost(self, key: str, port: int) -> int:
+        """Packets missing so far on ``port`` (0 where the plane cannot tell)."""
+        return 0
+
+    def interruptions(self, key: str) -> list[dict[str, Any]]:
+        """Media worker deaths the recording lived through (continued from its journal), once its
+        close has completed: ``at_ms`` on its timeline, ``reason``, ``resumed_at_ms``,
+        ``replayed_packets``."""
+        return []
 
     @abstractmethod
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:

@@ -134,6 +134,10 @@ class InProcessPlane(MediaPlane):
         track = self.set.track(key, port)
         return track.packets_received if track is not None else 0
 
+    def packets_lost(self, key: str, port: int) -> int:
+        track = self.set.track(key, port)
+        return track.packets_lost if track is not None else 0
+
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         future: asyncio.Future[RecordingResult] = _detached_future()
         try:

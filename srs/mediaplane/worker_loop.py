@@ -2,9 +2,11 @@
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
-sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or
-per-stream activity when asked (``("activity", taken_at, {key: {port: activity tuple}})``,
-the fields of :class:`~srs.media.track.StreamActivity`).
+sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, the
+packet counters of every recording (once per flush cycle), the take-over of a recording opened
+with ``resume`` (its dead worker's crash journal replayed), once, that the worker is ready, and
+per-stream activity when asked (``("activity", taken_at, {key: {port: activity tuple}})``, the
+fields of :class:`~srs.media.track.StreamActivity`).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
@@ -12,7 +14,9 @@ microseconds of loop machinery; here it is one ``epoll`` result and one ``recvfr
 straight to the track's ``push`` for plain RTP ports. A poll that returns only a few events is
 followed by a millisecond's pause so the next one returns a batch. Recorders are flushed a slice
 at a time (every ``flush_interval / slices``) so no single pause of the loop holds up more than a
-fraction of the calls' packets.
+fraction of the calls' packets. With crash journals every datagram a track gets is first appended
+to its recording's journal through the port's lane (``lane.record``: the one call per datagram on
+either path, see :mod:`srs.mediaplane.journal`).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
 the group (the daemon drains calls first); they exit on ``stop``, on end-of-file of the command
@@ -35,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srs.collector import tune_collector
+from srs.errors import SrsError
 from srs.mediaplane.contract import PacketFilter, srtp_filter
-from srs.mediaplane.recordings import RecordingSet
+from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
 
 _MAX_COMMAND = 1 << 22
 _MAX_BATCH_FDS = 250
@@ -65,6 +70,8 @@ class _Port:
     """Datagrams that arrived before the stream was set up (RTP may follow the 200 OK at once)."""
     fd: int = -1
     """The RTP socket's descriptor (kept: it is looked up on every flush)."""
+    lane: JournalLane = NO_LANE
+    """Where the port's datagrams are journaled (a crash loses none that reached the worker)."""
 
 
 @dataclass
@@ -80,21 +87,23 @@ class WorkerLoop:
     rtcp_by_fd: dict[int, _Port] = field(default_factory=dict)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
-    fast: dict[int, tuple[Callable[[int], tuple[bytes, Any]], Callable[[bytes, Any, float], None]]] = field(
-        default_factory=dict
-    )
-    """RTP fd -> (recvfrom, track push) of ports whose datagrams need nothing else."""
+    fast: dict[
+        int, tuple[Callable[[int], tuple[bytes, Any]], Callable[[bytes, Any, float], None], JournalLane]
+    ] = field(default_factory=dict)
+    """RTP fd -> (recvfrom, track push, journal lane) of ports whose datagrams need nothing else."""
     batch_wait: float = 0.001
     batch_target: int = 64
     """Fewer events than this from one poll: sleep ``batch_wait`` before the next."""
     running: bool = True
     dropped: dict[str, dict[int, int]] = field(default_factory=dict)
     """SRTP authentication failures of detached ports, by recording, until its close is answered."""
+    journal: JournalPolicy | None = None
+    """Keep a crash journal per recording (None: none)."""
 
     def __post_init__(self) -> None:
         import srs_codecs
 
-        self.recordings = RecordingSet(srs_codecs.get_decoder)
+        self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal)
         self.epoll = select.epoll()
         self.control.setblocking(False)
         self.epoll.register(self.control.fileno(), select.EPOLLIN)
@@ -164,6 +173,13 @@ class WorkerLoop:
                 self.recordings.open(key, spec)
             except OSError as exc:
                 self._reply(("failed", key, f"cannot create file: {exc.strerror or exc}"))
+                return
+            except (ValueError, SrsError) as exc:  # a file that cannot be continued after a crash
+                self._reply(("failed", key, f"cannot continue file: {exc}"))
+                return
+            resumed = self.recordings.resumed(key)
+            if resumed is not None:
+                self._reply(("resumed", key, resumed.written_from, resumed.replayed, resumed.last_arrival))
         elif op == "stream":
             _, key, port_no, spec, at = message
             track = self.recordings.set_stream(key, port_no, spec, at)
@@ -173,6 +189,7 @@ class WorkerLoop:
                 plain = spec is not None and spec.srtp is None
                 bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
                 bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+                bound.lane = self.recordings.lane(key, port_no)
                 self._reroute(bound)
                 early, bound.early = bound.early, []
                 for data, addr, arrival in early:
@@ -192,6 +209,7 @@ class WorkerLoop:
             self.recordings.resume(message[1], message[2])
         elif op == "close":
             _, key, at = message
+            self._unjournal(key)
             try:
                 result = self.recordings.close(key, at)
             except (OSError, KeyError) as exc:
@@ -199,10 +217,23 @@ class WorkerLoop:
             else:
                 self._reply(("closed", key, result, None, self.dropped.pop(key, {})))
         elif op == "abort":
+            self._unjournal(message[1])
             self.recordings.abort(message[1])
             self.dropped.pop(message[1], None)
         elif op == "stop":
             self.running = False
+
+    def _unjournal(self, key: str) -> None:
+        """The recording's journal is about to close: its ports (if still attached) stop writing to it."""
+        for entry in self.by_key.get(key, ()):
+            entry.lane = NO_LANE
+            self._reroute(entry)
+
+    def _report_counters(self) -> None:
+        """Per-port packet counters of every recording, for the daemon's live index rows."""
+        counters = {key: self.recordings.counters(key) for key in self.recordings.recordings}
+        if counters:
+            self._reply(("counters", counters))
 
     def _detach(self, port_no: int) -> None:
         entry = self.by_port.pop(port_no, None)
@@ -237,7 +268,7 @@ class WorkerLoop:
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
-        """The general (slow) path of one datagram: early buffering, SRTP, the track."""
+        """The general (slow) path of one datagram: early buffering, SRTP, the journal, the track."""
         if entry.sink is None:
             if len(entry.early) < _MAX_EARLY:
                 entry.early.append((data, addr, arrival))
@@ -248,6 +279,7 @@ class WorkerLoop:
                 entry.dropped_srtp += 1
                 return
             data = clear
+        entry.lane.record(data, arrival)
         entry.sink(data, addr, arrival)
 
     # -------------------------------------------------------------- loop
@@ -256,7 +288,7 @@ class WorkerLoop:
         to ``push``; early, SRTP and unbound ports take :meth:`_deliver`."""
         fd = entry.rtp.fileno()
         if entry.sink is not None and entry.filter is None:
-            self.fast[fd] = (entry.recvfrom, entry.sink)
+            self.fast[fd] = (entry.recvfrom, entry.sink, entry.lane)
         else:
             self.fast.pop(fd, None)
 
@@ -283,11 +315,13 @@ class WorkerLoop:
             for fd, _mask in events:
                 route = fast.get(fd)
                 if route is not None:
+                    recvfrom, push, lane = route
                     try:
-                        data, addr = route[0](_RECV_SIZE)
+                        data, addr = recvfrom(_RECV_SIZE)
                     except OSError:
                         continue
-                    route[1](data, addr, arrival)
+                    lane.record(data, arrival)
+                    push(data, addr, arrival)
                     continue
                 entry = by_fd.get(fd)
                 if entry is None:
@@ -310,7 +344,8 @@ class WorkerLoop:
                 # (the reorder window is half a second, so a millisecond of latency is free); never
                 # while commands come in (a burst of closes must not wait a millisecond per batch)
                 sleep(batch_wait)
-        self.recordings.abort_all()
+        # recordings still open when the worker goes keep their journals: the next start replays them
+        self.recordings.abort_all(keep_journal=True)
 
     def _other(self, fd: int, control_fd: int) -> None:
         if fd == control_fd:
@@ -339,6 +374,8 @@ class WorkerLoop:
                 failure = self.recordings.flush_one(key, now)
                 if failure is not None:
                     self._reply(("failed", key, failure))
+        if slice_no == slices - 1:
+            self._report_counters()
 
 
 def _close_all(fds: list[int]) -> None:
@@ -353,12 +390,26 @@ def _set_parent_death_signal(sig: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
+def journal_arg(policy: JournalPolicy | None) -> str:
+    if policy is None:
+        return "off"
+    return "on" if policy.fsync_interval is None else repr(policy.fsync_interval)
+
+
+def parse_journal_arg(value: str) -> JournalPolicy | None:
+    if value == "off":
+        return None
+    return JournalPolicy(None if value == "on" else float(value))
+
+
 def worker_main(argv: list[str]) -> int:
-    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL]``."""
+    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL [JOURNAL]]``;
+    JOURNAL is ``off``, ``on`` (write-back by the kernel) or an fsync interval in seconds."""
     control = socket.socket(fileno=int(argv[0]))
     interval = float(argv[1]) if len(argv) > 1 else 1.0
+    journal = parse_journal_arg(argv[2]) if len(argv) > 2 else None
     parent = os.getppid()
-    loop = WorkerLoop(control, flush_interval=interval)
+    loop = WorkerLoop(control, flush_interval=interval, journal=journal)
 
     def on_term(signum: int, frame: Any) -> None:
         if os.getppid() != parent:  # the daemon died (parent-death signal): close the files and go
@@ -372,6 +423,7 @@ def worker_main(argv: list[str]) -> int:
     if os.getppid() != parent:
         return 0
     tune_collector()
+    loop._reply(("ready",))
     loop.run()
     return 0
 

@@ -1,9 +1,15 @@
 """The media worker processes (daemon side): each recording handed whole to one worker.
 
 Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP sockets ride
-along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, or per-stream
-activity when asked (:meth:`WorkerPlane.poll_activity`). The child side is
-:mod:`srs.mediaplane.worker_loop`.
+along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, per-port packet
+counters (once per flush cycle), the take-over of a resumed recording, and per-stream activity
+when asked (:meth:`WorkerPlane.poll_activity`). The child side is :mod:`srs.mediaplane.worker_loop`.
+
+A worker that dies does not end its calls when recordings keep crash journals: the daemon still
+holds every port's socket (datagrams wait in its buffer), so a replacement worker is started and
+told each recording's state again (open with ``resume``, the ports, the streams, the pauses, a
+close already asked for); it continues the same files from their journals. The interruption is
+reported with the recording (:meth:`WorkerPlane.interruptions`).
 """
 
 from __future__ import annotations
@@ -19,21 +25,41 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from srs.media.recorder import RecordingResult
 from srs.media.track import ActivityTuple
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
-from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all
+from srs.mediaplane.recordings import JournalPolicy, journal_supported
+from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all, journal_arg
 
 _STOP_WAIT_S = 10.0
 _GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _SEND_WAIT_S = 5.0
+_READY_WAIT_S = 10.0
+MAX_RESUMES = 3
+"""A recording whose worker died this often fails (something in it may be killing workers)."""
+
+
+@dataclass
+class _Kept:
+    """What the daemon told a worker about one recording: enough to tell a replacement again."""
+
+    spec: RecorderSpec
+    ports: dict[int, RtpPort] = field(default_factory=dict)
+    streams: dict[int, tuple[StreamSpec | None, float]] = field(default_factory=dict)
+    pauses: list[tuple[str, float]] = field(default_factory=list)
+    closing_at: float | None = None
+    counters: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """RTP port -> (received, lost) as last reported (a replacement worker carries on the dead
+    one's counts from its journal)."""
+    interruptions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Worker:
-    def __init__(self, index: int, flush_interval: float) -> None:
+    def __init__(self, index: int, flush_interval: float, journal: str = "off") -> None:
         self.index = index
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (ours, theirs):
@@ -48,7 +74,7 @@ class _Worker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "srs.mediaplane.worker_loop", str(theirs.fileno()),
-                 str(flush_interval)],
+                 str(flush_interval), journal],
                 pass_fds=[theirs.fileno()],
                 close_fds=True,
             )
@@ -110,10 +136,22 @@ class _Worker:
 class WorkerPlane(MediaPlane):
     """Recordings spread over ``workers`` processes (each recording lives in one of them)."""
 
-    def __init__(self, workers: int = 1, *, flush_interval: float = 1.0, log: Any = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        flush_interval: float = 1.0,
+        log: Any = None,
+        journal: JournalPolicy | None = None,
+    ) -> None:
         self.count = max(1, workers)
         self.flush_interval = flush_interval
         self.log = log
+        self.journal = journal
+        self._kept: dict[str, _Kept] = {}
+        self._closing_on: dict[str, _Worker] = {}
+        """Recordings whose close was sent, by the worker it was sent to."""
+        self._interrupted: dict[str, list[dict[str, Any]]] = {}
         self.workers: list[_Worker] = []
         self._route: dict[str, _Worker] = {}
         self._pending: dict[str, asyncio.Future[RecordingResult]] = {}
@@ -125,15 +163,24 @@ class WorkerPlane(MediaPlane):
         """The latest activity reply of each worker, by worker index."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the workers and wait until each is ready (or ``_READY_WAIT_S`` passed): a call
+        answered while its worker still imports would have its first packets read late, and its
+        stream placed that much after the others' arrival for the rest of the call."""
         self._loop = loop
         self.workers = [self._spawn(i) for i in range(self.count)]
+        deadline = time.monotonic() + _READY_WAIT_S
+        for worker in self.workers:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                select.select([worker.sock], [], [], remaining)
+            self._on_readable(worker)
 
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers]
 
     def _spawn(self, index: int) -> _Worker:
-        worker = _Worker(index, self.flush_interval)
+        worker = _Worker(index, self.flush_interval, journal_arg(self.journal))
         assert self._loop is not None
         self._loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
         return worker
@@ -154,6 +201,12 @@ class WorkerPlane(MediaPlane):
                 _, key, result, error, dropped = message
                 if dropped:
                     self._dropped[key] = dropped
+                self._closing_on.pop(key, None)
+                kept = self._kept.get(key)
+                if kept is not None and kept.closing_at is not None:
+                    self._kept.pop(key, None)
+                    if kept.interruptions:
+                        self._interrupted[key] = kept.interruptions
                 future = self._pending.pop(key, None)
                 if future is not None and not future.done():
                     if result is not None:
@@ -165,11 +218,37 @@ class WorkerPlane(MediaPlane):
             elif message[0] == "activity":
                 _, taken_at, tracks = message
                 self._activity[worker.index] = (taken_at, tracks)
+            elif message[0] == "counters":
+                self._on_counters(message[1])
+            elif message[0] == "resumed":
+                self._on_resumed(*message[1:])
+            elif message[0] == "ready":
+                pass
             elif message[0] == "error" and self.log is not None:
                 self.log.error("media_worker_error", worker=worker.index, error=message[1])
 
+    def _on_counters(self, counters: dict[str, dict[int, tuple[int, int]]]) -> None:
+        for key, ports in counters.items():
+            kept = self._kept.get(key)
+            if kept is None:
+                continue
+            kept.counters.update(ports)
+
+    def _on_resumed(self, key: str, written_from: int, replayed: int, last_arrival: float | None) -> None:
+        kept = self._kept.get(key)
+        if kept is None or not kept.interruptions:
+            return
+        assert self._loop is not None
+        gap = kept.interruptions[-1]
+        gap["resumed_at_ms"] = round((self._loop.time() - kept.spec.start) * 1000)
+        gap["replayed_packets"] = replayed
+        gap["file_written_ms"] = written_from * 1000 // 8000
+        if self.log is not None:
+            self.log.warning("recording_resumed", session=key, replayed=replayed, at_ms=gap["at_ms"])
+
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: its recordings fail (the daemon hangs them up); a new worker takes its place."""
+        """A worker died: a new worker takes its place and, with journals, its recordings (else they
+        fail and the daemon hangs them up)."""
         assert self._loop is not None
         with contextlib.suppress(ValueError, OSError):
             self._loop.remove_reader(worker.sock.fileno())
@@ -181,8 +260,9 @@ class WorkerPlane(MediaPlane):
             worker.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(1.0)
+        died = self._loop.time()
+        code = worker.process.returncode
         if self.log is not None:
-            code = worker.process.returncode
             # Error level only when something was lost: a worker without recordings stopped by a
             # signal to the process group (an operator stopping srs) is part of a normal shutdown.
             if worker.keys:
@@ -192,14 +272,60 @@ class WorkerPlane(MediaPlane):
             else:
                 report = self.log.warning
             report("media_worker_exited", worker=worker.index, code=code, recordings=len(worker.keys))
-        for key in worker.keys:
+        replacement: _Worker | None = None
+        if worker in self.workers:
+            replacement = self._spawn(worker.index)
+            self.workers[self.workers.index(worker)] = replacement
+        closing = [key for key, future in self._pending.items() if self._closing_on.get(key) is worker]
+        for key in [*worker.keys, *closing]:
+            self._closing_on.pop(key, None)
+            if replacement is not None and self._resume(key, replacement, died, code):
+                continue
+            self._kept.pop(key, None)
             future = self._pending.pop(key, None)
             if future is not None and not future.done():
                 future.set_exception(OSError("media worker exited"))
             else:
                 self._failed.append(key)
-        if worker in self.workers:
-            self.workers[self.workers.index(worker)] = self._spawn(worker.index)
+        worker.keys.clear()
+
+    def _resume(self, key: str, worker: _Worker, died: float, code: int | None) -> bool:
+        """Tell ``worker`` everything about ``key`` again so it continues the file from its journal."""
+        kept = self._kept.get(key)
+        if self.journal is None or kept is None or len(kept.interruptions) >= MAX_RESUMES:
+            return False
+        if not kept.spec.path and kept.closing_at is None:
+            # offered, not answered yet: no file; the new worker just takes the ports
+            worker.keys.add(key)
+            self._route[key] = worker
+            try:
+                for port in kept.ports.values():
+                    self._queue(worker, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+            except OSError:
+                return False
+            return True
+        if not kept.spec.path or not journal_supported(kept.spec):
+            return False  # a format that cannot be continued
+        reason = f"media worker exited ({'signal ' + str(-code) if code is not None and code < 0 else code})"
+        kept.interruptions.append({"at_ms": round((died - kept.spec.start) * 1000), "reason": reason})
+        if kept.closing_at is None:
+            worker.keys.add(key)
+            self._route[key] = worker
+        else:
+            self._closing_on[key] = worker
+        try:
+            self._queue(worker, ("open", key, replace(kept.spec, resume=True)))
+            for port in kept.ports.values():
+                self._queue(worker, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+            for port_no, (spec, at) in kept.streams.items():
+                self._queue(worker, ("stream", key, port_no, spec, at))
+            for op, at in kept.pauses:
+                self._queue(worker, (op, key, at))
+            if kept.closing_at is not None:
+                self._queue(worker, ("close", key, kept.closing_at))
+        except OSError:
+            return False
+        return True
 
     def _worker(self, key: str) -> _Worker:
         return self._route[key]
@@ -246,16 +372,28 @@ class WorkerPlane(MediaPlane):
 
     def open(self, key: str, spec: RecorderSpec) -> None:
         self._assign(key)
+        ports = self._kept[key].ports if key in self._kept else {}
+        self._kept[key] = _Kept(spec, ports=ports)
         self._send(key, ("open", key, spec))
 
     def attach(self, key: str, port: RtpPort) -> None:
         self._assign(key)
+        # ports are attached at the offer, before the answer opens the file
+        self._kept.setdefault(key, _Kept(RecorderSpec("", 0.0))).ports[port.port] = port
         self._send(key, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
 
     def detach(self, key: str, port: RtpPort) -> None:
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.ports.pop(port.port, None)
+            if not kept.ports and not kept.spec.path:
+                del self._kept[key]  # a call that ended before its answer: nothing more comes
         self._send(key, ("detach", key, port.port))
 
     def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.streams[port] = (spec, at)
         self._send(key, ("stream", key, port, spec, at))
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
@@ -289,23 +427,45 @@ class WorkerPlane(MediaPlane):
         return min(r[0] for r in replies if r is not None), merged
 
     def pause(self, key: str, at: float) -> None:
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.pauses.append(("pause", at))
         self._send(key, ("pause", key, at))
 
     def resume(self, key: str, at: float) -> None:
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.pauses.append(("resume", at))
         self._send(key, ("resume", key, at))
 
     def packets_received(self, key: str, port: int) -> int:
-        return 0
+        """As the recording's worker last reported it (once per flush cycle)."""
+        kept = self._kept.get(key)
+        return kept.counters.get(port, (0, 0))[0] if kept is not None else 0
+
+    def packets_lost(self, key: str, port: int) -> int:
+        kept = self._kept.get(key)
+        return kept.counters.get(port, (0, 0))[1] if kept is not None else 0
+
+    def interruptions(self, key: str) -> list[dict[str, Any]]:
+        """Worker deaths the recording lived through, once its close has completed."""
+        return self._interrupted.pop(key, [])
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         assert self._loop is not None
         future: asyncio.Future[RecordingResult] = self._loop.create_future()
         worker = self._route.pop(key, None)
         if worker is None or not worker.alive:
+            self._kept.pop(key, None)
             future.set_exception(OSError("media worker exited"))
             return future
         worker.keys.discard(key)
         self._pending[key] = future
+        kept = self._kept.get(key)
+        if kept is not None:
+            kept.closing_at = at
+            kept.ports.clear()
+        self._closing_on[key] = worker
         try:
             self._queue(worker, ("close", key, at))
         except OSError:
@@ -315,6 +475,7 @@ class WorkerPlane(MediaPlane):
         return future
 
     def abort(self, key: str) -> None:
+        self._kept.pop(key, None)
         self._send(key, ("abort", key))
         worker = self._route.pop(key, None)
         if worker is not None:

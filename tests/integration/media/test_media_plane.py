@@ -28,7 +28,9 @@ from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
+from srs.mediaplane.journal_state import journal_path
 from srs.mediaplane.ports import PortAllocator, RtpPort
+from srs.mediaplane.recordings import JournalPolicy
 from srs.mediaplane.worker_plane import WorkerPlane
 
 T = TypeVar("T")
@@ -182,6 +184,132 @@ def test_a_worker_that_dies_fails_its_recordings_and_is_replaced(tmp_path: Path)
     assert failed == ["doomed"]
     assert outcome == "media worker exited"
     assert after.streams[0].packets_received == 20
+
+
+async def _send_in_time(ports: list[RtpPort], packets: range, t0: float) -> None:
+    """Packet ``seq`` leaves at ``t0 + seq * 20 ms`` (a late wake-up catches up): a sender whose clock
+    keeps time even on a loaded machine, so every packet has its place."""
+    payloads = [tone_payload(f) for f in TONES]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for seq in packets:
+            delay = t0 + seq * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for i, port in enumerate(ports):
+                tx.sendto(_packet(seq, 0x100 + i, payloads[i]), ("127.0.0.1", port.port))
+
+
+async def _replaced(plane: WorkerPlane, pid: int) -> None:
+    for _ in range(300):
+        if plane.pids[0] != pid:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker was not replaced")
+
+
+def _tones_throughout(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    audible = np.flatnonzero(pcm)
+    pcm = pcm[audible[0] : audible[-1] + 1]
+    for second in range(len(pcm) // 8000):
+        spectrum = np.abs(np.fft.rfft(pcm[second * 8000 : (second + 1) * 8000].astype(np.float64))) * 2 / 8000
+        for freq in TONES:
+            assert 0.8 * LEVEL < spectrum[freq] < 1.2 * LEVEL, (second, freq, spectrum[freq])
+    return pcm
+
+
+def test_with_journals_a_dead_workers_recordings_go_on_in_its_replacement(tmp_path: Path) -> None:
+    """The worker is killed mid-call: the daemon's sockets keep the datagrams, a new worker is told
+    the recording again, replays its journal and goes on; nothing fails, nothing is lost, counters
+    carry on, and the interruption is reported with the result."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+    path = tmp_path / "call.wav"
+
+    async def scenario(
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[RecordingResult, list[object], list[int], list[str]]:
+        plane = WorkerPlane(1, journal=JournalPolicy())
+        plane.start(loop)
+        try:
+            ports = await _open_call(plane, allocator, path)
+            sending = asyncio.ensure_future(_send_in_time(ports, range(150), time.monotonic()))
+            await asyncio.sleep(1.6)  # past a flush cycle: the worker has reported its counters
+            live = [plane.packets_received("k", port.port) for port in ports]
+            first = plane.pids[0]
+            os.kill(first, signal.SIGKILL)
+            await _replaced(plane, first)
+            await sending
+            failed = plane.flush(time.monotonic())
+            result = await _close(plane, allocator, ports)
+            return result, plane.interruptions("k"), live, failed
+        finally:
+            plane.stop()
+
+    result, interruptions, live, failed = run(scenario)
+    assert all(0 < n <= 80 for n in live), live
+    assert failed == []
+    assert [(s.packets_received, s.packets_lost) for s in result.streams] == [(150, 0), (150, 0)]
+    assert len(interruptions) == 1
+    gap = interruptions[0]
+    assert isinstance(gap, dict) and gap["reason"] == "media worker exited (signal 9)"
+    assert gap["replayed_packets"] > 0 and gap["resumed_at_ms"] >= gap["at_ms"]
+    pcm = _tones_throughout(path)
+    # every packet in its place, once (the close may cut into the last one, sent just before it)
+    assert abs(len(pcm) - 150 * 160) <= 320, (len(pcm), result.streams)
+    assert not Path(journal_path(path)).exists()
+
+
+def test_a_close_sent_to_a_worker_that_dies_is_done_by_its_replacement(tmp_path: Path) -> None:
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+    path = tmp_path / "call.wav"
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> RecordingResult:
+        plane = WorkerPlane(1, journal=JournalPolicy())
+        plane.start(loop)
+        try:
+            ports = await _open_call(plane, allocator, path)
+            await _send_in_time(ports, range(60), time.monotonic())
+            await asyncio.sleep(1.0)  # a cold worker places a first call late: all of it before the end
+            first = plane.pids[0]
+            os.kill(first, signal.SIGSTOP)  # the close reaches a worker that never answers it
+            closing = asyncio.ensure_future(_close(plane, allocator, ports))
+            await asyncio.sleep(0.2)
+            os.kill(first, signal.SIGKILL)
+            return await closing
+        finally:
+            plane.stop()
+
+    result = run(scenario)
+    assert [s.packets_received for s in result.streams] == [60, 60]
+    pcm = _tones_throughout(path)
+    assert abs(len(pcm) - 60 * 160) <= 160, len(pcm)
+
+
+def test_a_recording_that_cannot_be_continued_still_fails_when_its_worker_dies(tmp_path: Path) -> None:
+    """Per-stream files (and encoded formats) keep no journal: such a recording fails as before."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> list[str]:
+        plane = WorkerPlane(1, journal=JournalPolicy())
+        plane.start(loop)
+        try:
+            ports = allocator.allocate(1)
+            assert ports is not None
+            start = time.monotonic()
+            plane.attach("k", ports[0])
+            plane.open("k", RecorderSpec(str(tmp_path / "call.wav"), start, extra={"per_stream": True}))
+            plane.set_stream("k", ports[0].port, StreamSpec(PCMU, "1"), start)
+            await asyncio.sleep(0.3)
+            assert not Path(journal_path(tmp_path / "call.wav")).exists()
+            first = plane.pids[0]
+            os.kill(first, signal.SIGKILL)
+            await _replaced(plane, first)
+            return plane.flush(time.monotonic())
+        finally:
+            plane.stop()
+
+    assert run(scenario) == ["k"]
 
 
 def test_workers_share_the_process_group_and_exit_with_the_plane() -> None:

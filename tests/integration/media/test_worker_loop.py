@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from srs.media.track import PayloadFormat
+from srs.mediaplane import journal
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
+from srs.mediaplane.journal_state import journal_path
+from srs.mediaplane.recordings import NO_LANE, JournalPolicy
 from srs.mediaplane.worker_loop import WorkerLoop
 
 PCMU = {0: PayloadFormat("PCMU", 8000)}
@@ -28,11 +31,12 @@ def _packet(seq: int, ssrc: int = 0x1234) -> bytes:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, journal: JournalPolicy | None = None) -> None:
         self.control, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.loop = WorkerLoop(self.control)
+        self.loop = WorkerLoop(self.control, journal=journal)
         self.start = time.monotonic()
-        self.loop._command(("open", KEY, RecorderSpec(str(tmp_path / "call.wav"), self.start)), [])
+        self.path = tmp_path / "call.wav"
+        self.loop._command(("open", KEY, RecorderSpec(str(self.path), self.start)), [])
         self.ports: list[tuple[int, socket.socket, socket.socket]] = []
 
     def attach(self) -> tuple[int, socket.socket]:
@@ -76,9 +80,10 @@ def test_a_plain_stream_is_routed_straight_to_its_track(harness: Harness) -> Non
     port, sock = harness.attach()
     assert sock.fileno() not in harness.loop.fast  # no stream yet: datagrams wait as early ones
     harness.stream(port)
-    _recvfrom, push = harness.loop.fast[sock.fileno()]
+    _recvfrom, push, lane = harness.loop.fast[sock.fileno()]
     track = harness.loop.recordings.track(KEY, port)
     assert track is not None and push == track.push
+    assert lane is NO_LANE  # no journal asked for
     harness.loop._command(("stream", KEY, port, None, harness.start), [])
     assert sock.fileno() not in harness.loop.fast  # stream ended: the general path drops its datagrams
 
@@ -170,3 +175,107 @@ def test_the_loop_runs_until_stopped_and_records_what_arrived(harness: Harness) 
         thread.join(5)
     assert not thread.is_alive()
     assert received == 30
+
+
+def _run_briefly(harness: Harness, send: Callable[[], None], settle: float = 0.2) -> None:
+    import pickle
+    import threading
+
+    thread = threading.Thread(target=harness.loop.run)
+    thread.start()
+    try:
+        send()
+        time.sleep(settle)
+    finally:
+        harness.daemon.send(pickle.dumps(("stop",)))
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_every_datagram_of_the_direct_route_is_journaled(tmp_path: Path) -> None:
+    """With a journal the loop appends each datagram before the track takes it; a worker that stops
+    with the recording open leaves the journal for the next start."""
+    harness = Harness(tmp_path, JournalPolicy())
+    try:
+        port, sock = harness.attach()
+        harness.stream(port)
+        assert harness.loop.fast[sock.fileno()][2] is not NO_LANE
+        sent = [_packet(seq) for seq in range(40)]
+
+        def send() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                for data in sent:
+                    tx.sendto(data, ("127.0.0.1", port))
+                    time.sleep(0.002)
+
+        _run_briefly(harness, send)
+        records = [r for r in journal.read(journal_path(harness.path)).records if r.kind == journal.DATAGRAM]
+        assert [r.data for r in records] == sent
+        assert {r.port for r in records} == {port}
+        assert all(harness.start <= r.arrival <= time.monotonic() for r in records)
+    finally:
+        harness.close()
+
+
+def test_early_datagrams_are_journaled_when_their_stream_is_set(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, JournalPolicy())
+    try:
+        port, sock = harness.attach()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for seq in range(3):
+                tx.sendto(_packet(seq), ("127.0.0.1", port))
+        _wait_readable(sock)
+        time.sleep(0.05)
+        harness.loop._drain(harness.loop.by_port[port])  # no stream yet: kept as early datagrams
+        assert journal.read(journal_path(harness.path)).records == ()
+        harness.stream(port)
+        assert [r.data for r in journal.read(journal_path(harness.path)).records] == [
+            _packet(seq) for seq in range(3)
+        ]
+        # a close stops the journaling of its ports and removes the journal
+        harness.loop._command(("close", KEY, time.monotonic()), [])
+        assert harness.loop.fast[sock.fileno()][2] is NO_LANE
+        assert not Path(journal_path(harness.path)).exists()
+    finally:
+        harness.close()
+
+
+def test_packet_counters_are_reported_once_per_flush_cycle(harness: Harness) -> None:
+    import pickle
+
+    port, _sock = harness.attach()
+    harness.stream(port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for seq in (0, 1, 2, 4, 5):  # 3 is lost
+            tx.sendto(_packet(seq), ("127.0.0.1", port))
+    time.sleep(0.05)
+    harness.loop._drain(harness.loop.by_port[port])
+    for slice_no in range(harness.loop.slices):
+        harness.loop._flush_slice(slice_no, time.monotonic())
+    message = pickle.loads(harness.daemon.recv(1 << 16))
+    assert message == ("counters", {KEY: {port: (5, 1)}})
+
+
+def test_an_srtp_stream_is_journaled_decrypted(tmp_path: Path) -> None:
+    """The journal holds what the track got (the key is not needed to replay it, nor kept)."""
+    from srs.rtp.srtp import SrtpOutbound
+
+    harness = Harness(tmp_path, JournalPolicy())
+    try:
+        port, sock = harness.attach()
+        harness.stream(port, SRTP)
+        sender = SrtpOutbound(*SRTP)
+        plain = [_packet(seq) for seq in range(5)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for data in plain:
+                tx.sendto(sender.protect(data), ("127.0.0.1", port))
+            tx.sendto(b"\x80" + bytes(40), ("127.0.0.1", port))  # fails authentication: not journaled
+        _wait_readable(sock)
+        time.sleep(0.05)
+        harness.loop._drain(harness.loop.by_port[port])
+        records = journal.read(journal_path(harness.path)).records
+        assert [r.data for r in records] == plain
+        state = Path(str(harness.path) + ".journal.json").read_text()
+        assert "inline:" not in state and SRTP[1].split(":")[1] not in state
+    finally:
+        harness.close()

@@ -43,6 +43,7 @@ def test_unknown_section_is_refused_with_its_name() -> None:
         ("limits", "drain_seconds", True),
         ("sip", "reject_reason", 5),
         ("media", "codec_preference", "PCMU"),
+        ("media", "journal", "yes"),
         ("sip", "listen", "localhost"),
     ],
 )
@@ -69,6 +70,8 @@ def test_wrong_types_are_refused(section: str, key: str, value: object) -> None:
         ({"media": {"sdes_over_plain_sip": "yes"}}, "sdes_over_plain_sip"),
         ({"media": {"rtp_timeout_s": -1}}, "rtp_timeout_s"),
         ({"media": {"no_media_warning_s": -5}}, "no_media_warning_s"),
+        ({"media": {"journal_fsync": "always"}}, "journal_fsync"),
+        ({"media": {"journal_fsync_interval_ms": 0}}, "journal_fsync_interval_ms"),
     ],
 )
 def test_inconsistent_values_are_refused(data: dict[str, dict[str, object]], needle: str) -> None:
@@ -232,3 +235,9 @@ def test_outgoing_tls_context_verifies_unless_opted_out(tmp_path: Path) -> None:
     assert verifying.verify_mode is ssl.CERT_REQUIRED
     lab = Daemon._client_ssl(SimpleNamespace(config=build_config({"sip": {"tls_verify_peer": False}})))  # type: ignore[arg-type]
     assert lab.verify_mode is ssl.CERT_NONE
+
+
+def test_journal_settings() -> None:
+    media = build_config({"media": {"journal_fsync": "interval", "journal_fsync_interval_ms": 250}}).media
+    assert (media.journal, media.journal_fsync, media.journal_fsync_interval_ms) == (True, "interval", 250)
+    assert build_config({"media": {"journal": False}}).media.journal is False
