@@ -242,6 +242,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         self.metrics.set_live_source(self._live_metrics)
         self.http = await self._start_http()
+        self.http.events.live_source = self.live.snapshot  # the console's live view reads it
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
         watching = self.lag is not None or self.backlog is not None

@@ -291,6 +291,43 @@ class LiveRecordings:
             )
         return infos
 
+    # ------------------------------------------------------------- watching
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The calls being recorded now, for the live view: plain values, read on the loop.
+
+        Packet counts come from the plane; a worker plane does not report them while a call runs
+        (its counts arrive with the result), so they read 0 there until the call ends.
+        """
+        calls = []
+        for session in self.sessions.values():
+            metadata = session.metadata
+            streams = []
+            for i, slot in enumerate(session.slots):
+                stream = slot.negotiated
+                if stream is None or stream.refused:
+                    continue
+                codec = next(iter(stream.codecs.values()), None)
+                received = (
+                    self.plane.packets_received(session.session_id, slot.port.port) if slot.has_track else 0
+                )
+                streams.append({
+                    "label": stream.label if stream.label is not None else str(i + 1),
+                    "codec": codec.encoding if codec else None,
+                    "packets_received": received,
+                })
+            calls.append({
+                "id": session.recording_id,
+                "sip_call_id": session.call_id,
+                "call_recording_id": metadata.call_recording_id if metadata is not None else None,
+                "participants": [
+                    {"name": p.name, "aor": p.aor} for p in (metadata.participants if metadata else ())
+                ],
+                "started_at": session.started_wall,
+                "paused": session.paused,
+                "streams": streams,
+            })
+        return calls
+
     # ------------------------------------------------------------- flushing
     def flush(self, now: float) -> list[str]:
         """Write what is due (the in-process plane) and return sessions whose file failed."""
@@ -369,6 +406,7 @@ class LiveRecordings:
                 "completeness": round(stats.completeness, 4),
                 "silent": stats.silent,
                 "packets_dropped_srtp": srtp_by_label.get(stats.label, 0),
+                "first_audio_ms": stats.first_audio_ms,
             }
             if srtp_by_label.get(stats.label):
                 warnings.append(
@@ -397,7 +435,10 @@ class LiveRecordings:
             file_size=size,
             sha256=None,
             warnings=warnings,
-            completeness={"end_reason": event.reason, "paused_ms": result.paused_ms, "streams": streams},
+            completeness={
+                "end_reason": event.reason, "paused_ms": result.paused_ms,
+                "pauses": [list(p) for p in result.pauses], "streams": streams,
+            },
             dtmf=dtmf,
             file_format=self.options.file_format,
             channels=2 if self.options.output == "stereo" else 1,

@@ -114,6 +114,8 @@ class StreamStats:
     """RTCP sender reports accepted for wall-clock alignment."""
     sender_clock_shift_ms: int = 0
     """How far wall-clock alignment moved the stream earlier than its first packet's arrival put it."""
+    first_audio_ms: int | None = None
+    """Where the stream's first audio lies on the recording's timeline (None: it sent none)."""
 
     @property
     def completeness(self) -> float:
@@ -847,4 +849,5 @@ class StreamTrack:
             dtmf=tuple(self._dtmf.events),
             sender_reports=self.sender_reports,
             sender_clock_shift_ms=self._sender_shift * 1000 // rate,
+            first_audio_ms=self._cov_first * 1000 // rate if self._cov_first is not None else None,
         )
