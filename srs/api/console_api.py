@@ -7,7 +7,7 @@ use them too (the events feed in particular).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
@@ -24,17 +24,17 @@ Need = Callable[[Request], Principal]
 def add_console_api(
     app: FastAPI, service: RecordingService, hub: EventHub, peaks: PeaksCache, need_read: Need
 ) -> None:
-    Read = Annotated[Principal, Depends(need_read)]
+    read = Depends(need_read)  # a default value, not an annotation: these are closures' locals
 
     @app.get(f"{API_PREFIX}/whoami", tags=["tokens"])
-    def whoami(who: Read) -> dict[str, Any]:
+    def whoami(who: Principal = read) -> dict[str, Any]:
         """The calling token's id, name and scope (a page decides which actions to offer from it)."""
         return {"token_id": who.token_id, "name": who.token_name, "scope": who.scope}
 
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}/peaks", tags=["recordings"])
     def recording_peaks(
         recording_id: str,
-        _: Read,
+        _: Principal = read,
         width: int = Query(DEFAULT_WIDTH, ge=MIN_WIDTH, le=MAX_WIDTH, description="number of slices"),
     ) -> dict[str, Any]:
         """Min and max sample (int16, all channels) of each of ``width`` equal slices of the file."""
@@ -47,13 +47,13 @@ def add_console_api(
         return {"id": recording_id, "sha256": sha256, **result}
 
     @app.post(f"{API_PREFIX}/events/ticket", tags=["events"])
-    def events_ticket(who: Read) -> dict[str, Any]:
+    def events_ticket(who: Principal = read) -> dict[str, Any]:
         """A short-lived ticket that opens the events feed (for clients that cannot send headers)."""
         ticket, ttl = hub.issue_ticket(who)
         return {"ticket": ticket, "expires_in": ttl, "url": f"{API_PREFIX}/events?ticket={ticket}"}
 
     @app.get(f"{API_PREFIX}/live", tags=["events"])
-    async def live_calls(_: Read) -> dict[str, Any]:
+    async def live_calls(_: Principal = read) -> dict[str, Any]:
         """The calls being recorded now (the same snapshot the feed sends as ``live``)."""
         return hub.snapshot()
 
@@ -62,7 +62,7 @@ def add_console_api(
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def events(
-        _: Read, ticket: str | None = Query(None, description="from POST /api/v1/events/ticket")
+        _: Principal = read, ticket: str | None = Query(None, description="from POST /api/v1/events/ticket")
     ) -> StreamingResponse:
         """Server-sent events: ``live`` snapshots every second, then ``recording_started``,
         ``recording_finished`` and ``recording_available`` (the webhook payloads) as they happen."""
