@@ -76,7 +76,11 @@ async function route() {
     }
     const me = await header();
     const views = { search: searchView, recording: recordingView, live: liveView, exports: exportsView };
-    const view = views[name] || searchView;
+    const view = views[name];
+    if (!view) {
+      main.append(h("h1", {}, "Nothing here"), h("p", {}, h("a", { href: "#/search" }, "Find recordings")));
+      return;
+    }
     cleanup = (await view(main, { arg, params, me })) || null;
   } catch (exc) {
     if (exc instanceof SignInNeeded) return;
