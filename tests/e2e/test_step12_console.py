@@ -76,6 +76,17 @@ def canvas_ink(page: Page, fractions: list[float]) -> list[int]:
     return result
 
 
+def unlabelled(page: Page) -> list[str]:
+    """Controls in the view with no accessible name (no label, aria-label or text)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('main input, main select, main textarea, main button')]
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.textContent.trim())
+            .map((el) => el.outerHTML.slice(0, 120))"""
+    )
+    return found
+
+
 def record_hold_and_dtmf_call(srs: SrsDaemon, run_sipp: RunSipp, crid: str, tmp_path: Path) -> dict[str, Any]:
     before = media_pcap(tmp_path / "a.pcap", 2.0, "--dtmf", f"5@{DTMF_AT_S}", "--dtmf-seconds", "0.2")
     after = media_pcap(tmp_path / "b.pcap", 2.0, "--seed", "99")
@@ -117,14 +128,16 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     wait_until(page, "() => location.hash === '#/search'")
     page.wait_for_selector("#signout:not([hidden])")
 
-    # search by call-recording-id: the query lands in the URL and finds exactly this call
-    page.fill("#f-call_recording_id", crid)
-    page.click("form.search button[type=submit]")
+    # search by call-recording-id, from the keyboard: the query lands in the URL, finds this call
+    page.focus("#f-call_recording_id")
+    page.keyboard.type(crid)
+    page.keyboard.press("Enter")
     wait_until(page, "() => location.hash.includes('call_recording_id=')")
     row = page.locator(f"table.results tbody tr[data-id='{rec['id']}']")
     row.wait_for(timeout=WAIT_MS)
     assert page.locator("table.results tbody tr").count() == 1
     assert crid in page.url
+    assert unlabelled(page) == [], unlabelled(page)
     screenshot(page, "search")
     bookmarked = page.url
 
@@ -155,12 +168,20 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     assert any(status == 206 and rng for _, status, rng in media), media
     assert all("token" not in url.lower() or "tok=" in url for url, _, _ in media)
 
-    # clicking the DTMF marker seeks to the digit
+    # clicking the DTMF marker seeks to the digit; so does Enter on it, reached from the keyboard
     digit = rec["dtmf"][0]
     page.evaluate("document.getElementById('player').pause()")
     page.click(".marker-dtmf")
     at = page.evaluate("document.getElementById('player').currentTime")
     assert digit["offset_ms"] / 1000 - 0.05 <= at <= digit["offset_ms"] / 1000 + 1.0, (at, digit)
+    page.evaluate("(p) => { p.pause(); p.currentTime = 5; }", page.query_selector("#player"))
+    page.focus(".marker-pause")
+    page.keyboard.press("Tab")  # the next marker in the order of the page: the digit
+    assert page.evaluate("document.activeElement.dataset.kind") == "dtmf"
+    page.keyboard.press("Enter")
+    at = page.evaluate("document.getElementById('player').currentTime")
+    assert digit["offset_ms"] / 1000 - 0.05 <= at <= digit["offset_ms"] / 1000 + 1.0, (at, digit)
+    assert unlabelled(page) == [], unlabelled(page)
     screenshot(page, "recording")
 
     # a signed link copied from the page downloads the file without a token

@@ -49,7 +49,7 @@ export function marker({ kind, at, length = 0, label, total, seek }) {
 // One lane per stream: where it carried audio (its first audio through its last, minus gaps).
 export function lane(label, stats, total, seek) {
   const row = h("div", { class: "lane", role: "group", "aria-label": `Stream ${label} activity` },
-    h("span", { class: "lane-label" }, label));
+    h("span", { class: "lane-label" }, `stream ${label}`));
   const track = h("div", { class: "lane-track" });
   row.append(track);
   if (!stats || stats.first_audio_ms === null || stats.first_audio_ms === undefined) {
