@@ -294,3 +294,36 @@ def test_console_live_view_shows_a_call_appear_and_disappear(
     assert outcome and outcome[0].returncode == 0, outcome[0].describe() if outcome else "SIPp did not finish"
     assert errors == [], errors
     context.close()
+
+
+def test_console_marks_a_metadata_update_with_who_joined(
+    start_srs: Callable[..., SrsDaemon], run_sipp: RunSipp, crid: str, tmp_path: Path, browser: Browser
+) -> None:
+    srs = start_srs(CONFIG)
+    pcap = media_pcap(tmp_path / "m.pcap", 3.0)
+    result = run_sipp(
+        "siprec_metadata_update.xml", "-d", "1500", "-set", "crid", crid, target=srs.sip_target, timeout=40,
+        pcaps={"two_tone_pcmu.pcap": pcap},
+    )
+    assert result.returncode == 0, result.describe()
+    rec = wait_recording(crid, srs.data_dir, "available", within=5.0)
+    admin = create_token(srs.data_dir, "admin")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = watch_errors(page)
+    sign_in(page, base_url(srs), admin, f"#/recording/{rec['id']}")
+    page.wait_for_selector("#waveform[data-drawn='true']", timeout=WAIT_MS)
+    update = page.locator(".marker-metadata")
+    assert update.count() == 1
+    label = update.get_attribute("aria-label") or ""
+    assert "Carol joined" in label, label
+    # the update came about a second into the call: the marker sits there, and seeks there
+    at_ms = float(update.get_attribute("data-at") or "nan")
+    assert 500 <= at_ms <= rec["duration_ms"] - 500, (at_ms, rec["duration_ms"])
+    update.click()
+    at = page.evaluate("document.getElementById('player').currentTime")
+    assert at_ms / 1000 - 0.05 <= at <= at_ms / 1000 + 1.0, (at, at_ms)
+    assert page.locator("ol.versions > li").count() == 2
+    screenshot(page, "recording-metadata-update")
+    assert errors == [], errors
+    context.close()
