@@ -208,11 +208,13 @@ def browser_timings(base: str, token: str, rid: str, rows: int) -> dict[str, Any
             page.evaluate("(h) => { location.hash = h; }", hash_)
             page.wait_for_selector(ready, timeout=60_000)
             results[name] = round((time.perf_counter() - began) * 1000, 1)
-        began = time.perf_counter()
-        page.goto(f"{base}/console/#/search?participant=Agent%2042")
-        page.reload()
-        page.wait_for_selector("#main .pager", timeout=60_000)
-        results["full_page_load_search"] = round((time.perf_counter() - began) * 1000, 1)
+        for name, hash_ in (("full_page_load_search", "#/search"),
+                            ("full_page_load_participant", "#/search?participant=Agent%2042")):
+            page.goto("about:blank")  # the token stays in this tab's sessionStorage
+            began = time.perf_counter()
+            page.goto(f"{base}/console/{hash_}")
+            page.wait_for_selector("#main .pager", timeout=60_000)
+            results[name] = round((time.perf_counter() - began) * 1000, 1)
         browser.close()
     return results
 

@@ -319,3 +319,28 @@ def test_concurrent_writer_and_reader_processes(tmp_path: Path) -> None:
     final = RecordingIndex(path)
     assert final.find(RecordingFilter()).total == 2 * count
     final.close()
+
+
+def test_participant_search_through_the_trigram_index_matches_like(
+    index: RecordingIndex, layout: DataLayout
+) -> None:
+    """3+ characters go through the trigram index: substrings of AOR or name, any case, quotes
+    literal; it follows inserts, metadata updates and deletions."""
+    alice = add_recording(index, layout, started_at=T0, participants=(
+        Participant("p1", "sip:alice.o'hara@example.com", "Alice \"Al\" O'Hara", (), ()),
+    ))
+    bob = add_recording(index, layout, started_at=T0 + 1, participants=(
+        Participant("p1", "sip:+15550001111@example.net", "Bob", (), ()),
+    ))
+    assert _ids(index, participant="alice.o") == [alice]
+    assert _ids(index, participant="ALICE") == [alice]
+    assert _ids(index, participant='"Al"') == [alice]
+    assert _ids(index, participant="5550001") == [bob]
+    assert _ids(index, participant="example") == [bob, alice]
+    assert _ids(index, participant="nobody") == []
+    assert _ids(index, participant="Bo") == [bob]  # shorter than a trigram: the LIKE scan
+    index.set_metadata(bob, "crid", [Participant("p2", "sip:carol@example.org", "Carol", (), ())], [], [], [])
+    assert _ids(index, participant="Carol") == [bob]
+    assert _ids(index, participant="5550001") == []
+    index.delete(alice)
+    assert _ids(index, participant="alice") == []
