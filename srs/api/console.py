@@ -70,5 +70,7 @@ def add_console(app: FastAPI) -> None:
         headers = {**SECURITY_HEADERS, "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        content = b"" if request.method == "HEAD" else body
-        return Response(content, media_type=TYPES[path.suffix], headers=headers)
+        response = Response(body, media_type=TYPES[path.suffix], headers=headers)
+        if request.method == "HEAD":
+            response.body = b""  # the headers (Content-Length too) stay those of the GET
+        return response

@@ -159,6 +159,10 @@ def test_console_files_are_public_with_a_strict_policy_and_nothing_else_is(api: 
     assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
     assert page.headers["x-content-type-options"] == "nosniff"
     assert '<script type="module" src="js/main.js">' in page.text and "<style" not in page.text
+    head = api.request("HEAD", "/console/", token=None)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(page.content))
+    assert head.headers["content-security-policy"] == policy
     script = api.request("GET", "/console/js/main.js", token=None)
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     etag = {"If-None-Match": script.headers["etag"]}

@@ -24,22 +24,44 @@ function table(caption, headers, rows) {
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c ?? "–"))))));
 }
 
-// Who joined with each metadata update: AORs not seen in the versions before it.
+// Who joined with each metadata update (AORs not seen in the versions before it) and who left (a
+// participant's session association given a disassociate-time, RFC 7865 §6.4).
 function metadataChanges(versions) {
   const seen = new Set();
+  const names = new Map(); // participant_id -> name or AOR, across versions (updates may be partial)
+  const gone = new Set();
   return versions.map((v) => {
     const joined = [];
+    const left = [];
     if (v.xml) {
       const doc = new DOMParser().parseFromString(v.xml, "application/xml");
-      for (const nameId of doc.getElementsByTagNameNS("*", "nameID")) {
+      for (const participant of doc.getElementsByTagNameNS("*", "participant")) {
+        const nameId = participant.getElementsByTagNameNS("*", "nameID")[0];
+        if (!nameId) continue;
         const aor = nameId.getAttribute("aor");
         const name = nameId.getElementsByTagNameNS("*", "name")[0];
         const who = (name && name.textContent) || aor;
+        const id = participant.getAttribute("participant_id");
+        if (id && who) names.set(id, who);
         if (aor && !seen.has(aor)) { seen.add(aor); joined.push(who); }
       }
+      for (const assoc of doc.getElementsByTagNameNS("*", "participantsessionassoc")) {
+        const id = assoc.getAttribute("participant_id");
+        if (id && !gone.has(id) && assoc.getElementsByTagNameNS("*", "disassociate-time").length) {
+          gone.add(id);
+          left.push(names.get(id) || id);
+        }
+      }
     }
-    return { ...v, joined };
+    return { ...v, joined, left };
   });
+}
+
+function changeText(v) {
+  const parts = [];
+  if (v.joined.length) parts.push(`${v.joined.join(", ")} joined`);
+  if (v.left.length) parts.push(`${v.left.join(", ")} left`);
+  return parts.join("; ");
 }
 
 function streamsTable(rec) {
@@ -156,7 +178,7 @@ export async function recordingView(root, { arg }) {
       : h("p", {}, "None."), rec.incomplete_reason ? h("p", {}, rec.incomplete_reason) : null),
     section("Metadata versions", h("ol", { class: "versions" }, metadataChanges(meta.versions).map((v) =>
       h("li", {}, h("details", {}, h("summary", {}, `#${v.seq} · ${fmtTime(v.received_at)}`,
-        v.joined.length ? ` · ${v.joined.join(", ")}` : ""), h("pre", {}, v.xml || "(not kept)")))))));
+        changeText(v) ? ` · ${changeText(v)}` : ""), h("pre", {}, v.xml || "(not kept)")))))));
   if (rec.extensions && Object.keys(rec.extensions).length) {
     side.append(section("Extensions", dl(Object.entries(rec.extensions).map(([k, v]) => [k, String(v)]))));
   }
@@ -173,7 +195,8 @@ export async function recordingView(root, { arg }) {
   const started = Date.parse(rec.started_at);
   for (const v of metadataChanges(meta.versions).slice(1)) {
     const at = Math.max(0, Date.parse(v.received_at) - started);
-    const label = v.joined.length ? `Metadata #${v.seq}: ${v.joined.join(", ")} joined` : `Metadata #${v.seq}`;
+    const change = changeText(v);
+    const label = change ? `Metadata #${v.seq}: ${change}` : `Metadata #${v.seq}`;
     markers.append(marker({ kind: "metadata", at: Math.min(at, total), label, total, seek }));
   }
   for (const [label, stats] of Object.entries(comp.streams || {})) lanes.append(lane(label, stats, total, seek));
