@@ -344,3 +344,35 @@ def test_participant_search_through_the_trigram_index_matches_like(
     assert _ids(index, participant="5550001") == []
     index.delete(alice)
     assert _ids(index, participant="alice") == []
+
+
+def test_common_participant_and_extension_matches_page_the_same_either_way(
+    index: RecordingIndex, layout: DataLayout
+) -> None:
+    """Common matches are paged by walking recordings by start time (EXISTS), rare ones by
+    collecting them (IN); counts of a lone condition come from its own index. Same answers."""
+    ids = []
+    for i in range(40):
+        people = (Participant("p1", f"sip:agent{i % 3}@example.com", f"Agent {i % 3}", (), ()),)
+        ext = {"queue": f"q{i % 2}", "ticket": str(i)}
+        ids.append(add_recording(index, layout, started_at=T0 + i, participants=people, extensions=ext))
+    newest = list(reversed(ids))
+    cases: list[dict[str, object]] = [
+        {"extensions": (("queue", "q0"),)},
+        {"extensions": (("ticket", "7"),)},
+        {"participant": "agent1"},
+        {"participant": "Agent 2", "extensions": (("queue", "q1"),)},
+        {"participant": "agent0", "state": State.AVAILABLE},
+    ]
+    for case in cases:
+        filt = RecordingFilter(**case)  # type: ignore[arg-type]
+        everything = [item["id"] for item in index.find(filt).items]
+        expected = [rid for rid in newest if rid in set(everything)]
+        assert everything == expected, case
+        for size in (1, 3, 50):
+            for page in (1, 2, 5):
+                got = index.find(filt, page=page, max=size)
+                assert got.total == len(expected), case
+                assert [i["id"] for i in got.items] == expected[(page - 1) * size: page * size], (case, page)
+        oldest = index.find(RecordingFilter(**case, oldest_first=True), max=3)  # type: ignore[arg-type]
+        assert [i["id"] for i in oldest.items] == list(reversed(expected))[:3], case
