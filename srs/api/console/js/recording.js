@@ -211,8 +211,17 @@ export async function recordingView(root, { arg }) {
   });
 
   if (rec.state === "available" && rec.file) {
-    const link = await signedLink(rec.id, PLAYER_LINK_MINUTES).catch(() => signedLink(rec.id));
-    audio.src = link.link;
+    const playerLink = () => signedLink(rec.id, PLAYER_LINK_MINUTES).catch(() => signedLink(rec.id));
+    audio.src = (await playerLink()).link;
+    // a link that expired while the page stayed open: make a new one, once a minute at most
+    let renewed = 0;
+    audio.addEventListener("error", async () => {
+      if (!audio.getAttribute("src") || Date.now() - renewed < 60_000) return;
+      renewed = Date.now();
+      const at = audio.currentTime;
+      audio.src = (await playerLink()).link;
+      audio.currentTime = at;
+    });
     const peaks = await request(`${base}/peaks`, { query: `width=${peaksWidth(canvas)}` });
     draw(canvas, peaks);
     canvas.dataset.drawn = "true";
