@@ -295,8 +295,8 @@ class LiveRecordings:
     def snapshot(self) -> list[dict[str, Any]]:
         """The calls being recorded now, for the live view: plain values, read on the loop.
 
-        Packet counts come from the plane; a worker plane does not report them while a call runs
-        (its counts arrive with the result), so they read 0 there until the call ends.
+        Packet counts come from the plane; worker processes are asked for theirs at each snapshot
+        and answer in the background, so their figures are one snapshot old.
         """
         calls = []
         for session in self.sessions.values():
@@ -326,6 +326,7 @@ class LiveRecordings:
                 "paused": session.paused,
                 "streams": streams,
             })
+        self.plane.refresh_counts()  # for the next snapshot (worker processes answer in the background)
         return calls
 
     # ------------------------------------------------------------- flushing

@@ -99,6 +99,11 @@ class MediaPlane(ABC):
     def packets_received(self, key: str, port: int) -> int:
         """Packets accepted so far on ``port`` (0 where the plane cannot tell without asking)."""
 
+    def refresh_counts(self) -> None:
+        """Ask for fresh packet counts where they are not at hand (worker processes); the answers
+        arrive in the background and :meth:`packets_received` reads them. Only a live view asks."""
+        return None  # a plane that counts in this process has them at hand
+
     @abstractmethod
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         """Finish the file at ``at``; the future fails with OSError when it could not be written."""

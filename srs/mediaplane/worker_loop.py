@@ -191,6 +191,12 @@ class WorkerLoop:
                 self._reply(("closed", key, None, str(exc), self.dropped.pop(key, {})))
             else:
                 self._reply(("closed", key, result, None, self.dropped.pop(key, {})))
+        elif op == "counts":
+            # for a live view: packets received so far on each port of each recording
+            self._reply(("counts", {
+                key: {port: rec.recorder.tracks[i].packets_received for port, i in rec.tracks.items()}
+                for key, rec in self.recordings.recordings.items()
+            }))
         elif op == "abort":
             self.recordings.abort(message[1])
             self.dropped.pop(message[1], None)

@@ -106,6 +106,8 @@ class WorkerPlane(MediaPlane):
         self._pending: dict[str, asyncio.Future[RecordingResult]] = {}
         self._failed: list[str] = []
         self._dropped: dict[str, dict[int, int]] = {}
+        self._counts: dict[str, dict[int, int]] = {}
+        """Packets received per port of each recording, as the workers last reported them."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
 
@@ -147,6 +149,10 @@ class WorkerPlane(MediaPlane):
                         future.set_exception(OSError(error or "recording could not be closed"))
             elif message[0] == "failed":
                 self._failed.append(message[1])
+            elif message[0] == "counts":
+                for key, ports in message[1].items():
+                    if key in self._route:  # not a recording that closed meanwhile
+                        self._counts[key] = ports
             elif message[0] == "error" and self.log is not None:
                 self.log.error("media_worker_error", worker=worker.index, error=message[1])
 
@@ -171,6 +177,7 @@ class WorkerPlane(MediaPlane):
                 recordings=len(worker.keys),
             )
         for key in worker.keys:
+            self._counts.pop(key, None)
             future = self._pending.pop(key, None)
             if future is not None and not future.done():
                 future.set_exception(OSError("media worker exited"))
@@ -246,12 +253,18 @@ class WorkerPlane(MediaPlane):
         self._send(key, ("resume", key, at))
 
     def packets_received(self, key: str, port: int) -> int:
-        return 0
+        return self._counts.get(key, {}).get(port, 0)
+
+    def refresh_counts(self) -> None:
+        for worker in self.workers:
+            if worker.alive and worker.keys:
+                self._queue(worker, ("counts",))
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         assert self._loop is not None
         future: asyncio.Future[RecordingResult] = self._loop.create_future()
         worker = self._route.pop(key, None)
+        self._counts.pop(key, None)
         if worker is None or not worker.alive:
             future.set_exception(OSError("media worker exited"))
             return future
@@ -268,6 +281,7 @@ class WorkerPlane(MediaPlane):
     def abort(self, key: str) -> None:
         self._send(key, ("abort", key))
         worker = self._route.pop(key, None)
+        self._counts.pop(key, None)
         if worker is not None:
             worker.keys.discard(key)
 

@@ -31,7 +31,6 @@ pytestmark = pytest.mark.e2e
 __all__ = ["browser"]
 
 RunSipp = Callable[..., SippResult]
-CONFIG = "[media]\nworkers = 0\n"  # the in-process plane reports live packet counts
 DTMF_AT_S = 1.0
 WAIT_MS = 20_000
 
@@ -101,7 +100,7 @@ def record_hold_and_dtmf_call(srs: SrsDaemon, run_sipp: RunSipp, crid: str, tmp_
 def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     start_srs: Callable[..., SrsDaemon], run_sipp: RunSipp, crid: str, tmp_path: Path, browser: Browser
 ) -> None:
-    srs = start_srs(CONFIG)
+    srs = start_srs()  # the default media plane: one worker process
     rec = record_hold_and_dtmf_call(srs, run_sipp, crid, tmp_path)
     pauses = rec["completeness"]["pauses"]
     assert len(pauses) == 1 and pauses[0][1] >= 1500, rec["completeness"]
@@ -251,7 +250,7 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
 def test_console_live_view_shows_a_call_appear_and_disappear(
     start_srs: Callable[..., SrsDaemon], run_sipp: RunSipp, crid: str, tmp_path: Path, browser: Browser
 ) -> None:
-    srs = start_srs(CONFIG)
+    srs = start_srs()  # the default media plane: one worker process
     admin = create_token(srs.data_dir, "admin")
     base = base_url(srs)
     context = browser.new_context(viewport={"width": 1300, "height": 700})
@@ -299,7 +298,7 @@ def test_console_live_view_shows_a_call_appear_and_disappear(
 def test_console_marks_a_metadata_update_with_who_joined(
     start_srs: Callable[..., SrsDaemon], run_sipp: RunSipp, crid: str, tmp_path: Path, browser: Browser
 ) -> None:
-    srs = start_srs(CONFIG)
+    srs = start_srs()  # the default media plane: one worker process
     pcap = media_pcap(tmp_path / "m.pcap", 3.0)
     result = run_sipp(
         "siprec_metadata_update.xml", "-d", "1500", "-set", "crid", crid, target=srs.sip_target, timeout=40,
