@@ -139,6 +139,19 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     assert unlabelled(page) == [], unlabelled(page)
     screenshot(page, "search")
     bookmarked = page.url
+    # other filters through the form: participant (any case, part of the AOR), state, duration
+    page.fill("#f-call_recording_id", "")
+    page.fill("#f-participant", "ALICE@example")
+    page.select_option("#f-state", "available")
+    page.fill("#f-min_duration", "5")
+    page.click("form.search button[type=submit]")
+    wait_until(page, "() => location.hash.includes('participant=ALICE')")
+    page.locator(f"table.results tbody tr[data-id='{rec['id']}']").wait_for(timeout=WAIT_MS)
+    page.fill("#f-min_duration", "600")
+    page.click("form.search button[type=submit]")
+    wait_until(page, "() => document.querySelector('.status').textContent.startsWith('0 recordings')")
+    page.goto(bookmarked)
+    page.locator(f"table.results tbody tr[data-id='{rec['id']}']").wait_for(timeout=WAIT_MS)
 
     # one recording: waveform drawn from the peaks endpoint, markers, details
     row.locator("a").click()
