@@ -152,6 +152,12 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     wait_until(page, "() => document.querySelector('.status').textContent.startsWith('0 recordings')")
     page.goto(bookmarked)
     page.locator(f"table.results tbody tr[data-id='{rec['id']}']").wait_for(timeout=WAIT_MS)
+    # start time sorts through the API (all pages): the order lands in the URL
+    page.click("button.sort[data-sort='started_at']")
+    wait_until(page, "() => location.hash.includes('order=oldest')")
+    page.locator("th[aria-sort='ascending'] button[data-sort='started_at']").wait_for(timeout=WAIT_MS)
+    page.goto(bookmarked)
+    page.locator(f"table.results tbody tr[data-id='{rec['id']}']").wait_for(timeout=WAIT_MS)
 
     # one recording: waveform drawn from the peaks endpoint, markers, details
     row.locator("a").click()
@@ -257,6 +263,11 @@ def test_console_finds_draws_plays_seeks_and_links_a_recorded_call(
     wait_until(page, "() => location.hash === '#/search'")
     gone = httpx.get(f"{base}/api/v1/recordings/{rec['id']}", headers={"Authorization": f"Bearer {admin}"})
     assert gone.status_code == 404
+
+    # sign out: the token leaves the tab
+    page.click("#signout")
+    wait_until(page, "() => location.hash === '#/signin'")
+    assert page.evaluate("sessionStorage.getItem('srs.console.token')") is None
     context.close()
 
 
