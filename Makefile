@@ -13,10 +13,10 @@ SRS_FLAGS ?=
 install: $(STAMP)
 
 # SIPp (Debian: sip-tester) drives the end-to-end and load tests; libbcg729 encodes the G.729
-# test captures (the decoder srs uses comes with PyAV).
+# test captures (the decoder srs uses comes with PyAV); chromium runs the web console's browser tests.
 system-deps:
-	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0; \
+	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729 || ! command -v chromium >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0 chromium; \
 	fi
 
 $(STAMP): pyproject.toml codecs/pyproject.toml | system-deps

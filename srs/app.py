@@ -348,6 +348,7 @@ class Daemon:
         self.http = await self._start_http()
         if self.objects is not None:
             await self._start_uploader(self.objects)
+        self.http.events.live_source = self.live.snapshot  # the console's live view reads it
         flusher = loop.create_task(self._flush_loop())
         disk_watch = loop.create_task(self._disk_watch())
         media_watch = loop.create_task(self._media_watch())

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from srs.api.app import create_app
+from srs.api.events import EventHub
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
 from srs.errors import ListenError
 from srs.metrics import DaemonMetrics
@@ -145,6 +146,7 @@ class HttpRuntime:
         server: _EmbeddedServer | None,
         export_sweeper: ExportSweeper | None = None,
         listen_socket: socket.socket | None = None,
+        events: EventHub | None = None,
     ) -> None:
         self.listen_socket = listen_socket
         self.index = index
@@ -155,6 +157,7 @@ class HttpRuntime:
         self.metrics = metrics
         self.server = server
         self.export_sweeper = export_sweeper
+        self.events = events if events is not None else EventHub()
         self._serving: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._export_task: asyncio.Task[None] | None = None
@@ -205,7 +208,7 @@ class HttpRuntime:
         """
         if event not in RECORDING_EVENTS:
             raise ValueError(f"not a recording event: {event!r}")
-        if self._stopped or not self.webhooks.urls:
+        if self._stopped or (not self.webhooks.urls and not self.events.subscribers):
             return
         task = asyncio.get_running_loop().create_task(self._recording_event(event, recording_id, details))
         self._pending.add(task)
@@ -220,13 +223,16 @@ class HttpRuntime:
             data = {"id": recording_id}
         if details is not None:
             data = {**data, "details": dict(details)}
-        self.emit(event, data)
+        self.events.publish(event, data)
+        if self.webhooks.urls:
+            self.emit(event, data)
 
     async def stop(self) -> None:
         """Stop serving, stop retention, deliver queued webhooks (bounded), close the index connection."""
         if self._stopped:
             return
         self._stopped = True
+        self.events.close()  # open event streams end, so the server's shutdown need not wait for them
         for task in (self._retention_task, self._export_task):
             if task is not None:
                 task.cancel()
@@ -294,10 +300,12 @@ async def start_http_runtime(
         service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics
     )
     server: _EmbeddedServer | None = None
+    events = EventHub()
     if listen_host is not None:
         app = create_app(
             service, TokenService(index), exports, webhooks, metrics.registry,
             max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
+            events=events,
         )
         server = _EmbeddedServer(
             uvicorn.Config(
@@ -307,7 +315,7 @@ async def start_http_runtime(
     runtime = HttpRuntime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
         metrics=metrics, server=server,
-        export_sweeper=ExportSweeper(service, sweep_interval(export_ttl_s)),
+        export_sweeper=ExportSweeper(service, sweep_interval(export_ttl_s)), events=events,
         listen_socket=listen_socket if server is not None else None,
     )
     try:

@@ -413,6 +413,43 @@ class LiveRecordings:
                 written += 1
         return written
 
+    # ------------------------------------------------------------- watching
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The calls being recorded now, for the live view: plain values, read on the loop.
+
+        Packet counts come from the plane; worker processes report theirs once per flush cycle, so
+        their figures are up to a flush interval old.
+        """
+        calls = []
+        for session in self.sessions.values():
+            metadata = session.metadata
+            streams = []
+            for i, slot in enumerate(session.slots):
+                stream = slot.negotiated
+                if stream is None or stream.refused:
+                    continue
+                codec = next(iter(stream.codecs.values()), None)
+                received = (
+                    self.plane.packets_received(session.session_id, slot.port.port) if slot.has_track else 0
+                )
+                streams.append({
+                    "label": stream.label if stream.label is not None else str(i + 1),
+                    "codec": codec.encoding if codec else None,
+                    "packets_received": received,
+                })
+            calls.append({
+                "id": session.recording_id,
+                "sip_call_id": session.call_id,
+                "call_recording_id": metadata.call_recording_id if metadata is not None else None,
+                "participants": [
+                    {"name": p.name, "aor": p.aor} for p in (metadata.participants if metadata else ())
+                ],
+                "started_at": session.started_wall,
+                "paused": session.paused,
+                "streams": streams,
+            })
+        return calls
+
     # ------------------------------------------------------------- flushing
     def flush(self, now: float) -> list[str]:
         """Write what is due (the in-process plane) and return sessions whose file failed."""
@@ -520,6 +557,7 @@ class LiveRecordings:
                 "sources": list(stats.sources),
                 "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
                 "rtcp_dropped_source": stats.rtcp_dropped_source,
+                "first_audio_ms": stats.first_audio_ms,
             }
             if srtp_by_label.get(stats.label):
                 warnings.append(
@@ -551,6 +589,7 @@ class LiveRecordings:
             completeness={
                 "end_reason": event.reason,
                 "paused_ms": result.paused_ms,
+                "pauses": [list(p) for p in result.pauses],
                 "streams": streams,
                 **({"interruptions": interruptions} if interruptions else {}),
             },

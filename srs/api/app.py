@@ -18,9 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import srs
+from srs.api.console import add_console
+from srs.api.console_api import add_console_api
+from srs.api.events import EventHub
 from srs.api.files import file_response, make_etag, ranged_response
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
+from srs.api.peaks import PeaksCache
 from srs.api.strict import strict_query
 from srs.service.audit import Action
 from srs.service.errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
@@ -102,6 +106,7 @@ def create_app(
     max_link_validity_min: float | None = None,
     store_metrics: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    events: EventHub | None = None,
 ) -> FastAPI:
     max_link_min = max_link_validity_min if max_link_validity_min is not None else (
         service.max_link_validity_s / 60
@@ -114,6 +119,8 @@ def create_app(
     )
     app.state.webhooks = webhooks
     app.state.tokens = tokens
+    hub = events if events is not None else EventHub()
+    app.state.events = hub
 
     def verify_link(recording_id: str, query: Mapping[str, str]) -> Principal:
         return service.verify_link(
@@ -122,7 +129,8 @@ def create_app(
         )
 
     app.add_middleware(
-        Guard, identify=tokens.identify, verify_link=verify_link, max_body_bytes=max_body_bytes
+        Guard, identify=tokens.identify, verify_link=verify_link, max_body_bytes=max_body_bytes,
+        verify_ticket=hub.redeem,
     )
 
     @app.exception_handler(ServiceError)
@@ -311,4 +319,6 @@ def create_app(
         )
         return response
 
+    add_console(app)
+    add_console_api(app, service, hub, PeaksCache(service.layout.peaks_dir), _need("read"))
     return app

@@ -35,6 +35,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 PRINCIPAL_KEY = "principal"
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 LINKS_PREFIX = f"{API_PREFIX}/links/"
+CONSOLE_PREFIX = "/console"
+EVENTS_PATH = f"{API_PREFIX}/events"
+VerifyTicket = Callable[[str], Principal | None]
 
 
 class Need(enum.Enum):
@@ -42,6 +45,7 @@ class Need(enum.Enum):
     READ = "read"
     ADMIN = "admin"
     SIGNED_LINK = "signed_link"
+    READ_OR_TICKET = "read_or_ticket"
 
 
 def required(method: str, path: str) -> Need:
@@ -52,6 +56,10 @@ def required(method: str, path: str) -> Need:
     """
     if path in PUBLIC_PATHS:
         return Need.PUBLIC
+    if (path == CONSOLE_PREFIX or path.startswith(f"{CONSOLE_PREFIX}/")) and method in ("GET", "HEAD"):
+        return Need.PUBLIC  # the console's static files; every call it makes carries a token
+    if path == EVENTS_PATH and method == "GET":
+        return Need.READ_OR_TICKET  # EventSource cannot send a header: a ticket in the query will do
     if path.startswith(LINKS_PREFIX):
         if method in ("GET", "HEAD") and "/" not in path[len(LINKS_PREFIX):]:
             return Need.SIGNED_LINK
@@ -79,10 +87,12 @@ class Guard:
         identify: Identify,
         verify_link: VerifyLink,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        verify_ticket: VerifyTicket | None = None,
     ) -> None:
         self.app = app
         self.identify = identify
         self.verify_link = verify_link
+        self.verify_ticket = verify_ticket
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,6 +135,14 @@ class Guard:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
             return await anyio.to_thread.run_sync(self.verify_link, recording_id, query)
         token = bearer(headers)
+        if need is Need.READ_OR_TICKET and token is None and self.verify_ticket is not None:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            ticketed = self.verify_ticket(query.get("ticket", ""))  # in memory: no thread needed
+            if ticketed is None:
+                raise Unauthorized("a valid bearer token or events ticket is required")
+            return ticketed
+        if need is Need.READ_OR_TICKET:
+            need = Need.READ
         principal = await anyio.to_thread.run_sync(self.identify, token) if token else None
         if principal is None:
             raise Unauthorized("a valid bearer token is required")

@@ -56,6 +56,8 @@ class RecordingResult:
     warnings: tuple[str, ...]
     files: tuple[OutputFile, ...] = ()
     """Every file written: the mix first, then per-stream files in track order."""
+    pauses: tuple[tuple[int, int], ...] = ()
+    """(offset_ms, length_ms) of each pause (hold), the offset on the file's timeline."""
 
 
 _ZERO_CHUNK = 60 * 8000
@@ -381,4 +383,17 @@ class Recorder:
             dtmf=tuple(dtmf),
             warnings=tuple(warnings),
             files=tuple(files),
+            pauses=self._pause_spans(),
         )
+
+    def _pause_spans(self) -> tuple[tuple[int, int], ...]:
+        """Each pause as (offset_ms on the file, length_ms); a cut pause sits where the file skips it."""
+        rate = self.sample_rate
+        spans = []
+        cut = 0
+        for p0, p1 in self._pauses:
+            length = (p1 if p1 >= 0 else self._written) - p0
+            spans.append(((p0 - cut) * 1000 // rate, length * 1000 // rate))
+            if self.pause_mode == "cut":
+                cut += length
+        return tuple(spans)

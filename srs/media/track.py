@@ -127,6 +127,8 @@ class StreamStats:
     """Addresses whose packets were dropped and how many, at most :data:`MAX_REJECTED` of them."""
     rtcp_dropped_source: int = 0
     """RTCP datagrams from hosts not allowed to send the stream (ignored)."""
+    first_audio_ms: int | None = None
+    """Where the stream's first audio lies on the recording's timeline (None: it sent none)."""
 
     @property
     def completeness(self) -> float:
@@ -979,4 +981,5 @@ class StreamTrack:
             sources=tuple(self._accepted),
             rejected_sources=tuple(self._rejected.items()),
             rtcp_dropped_source=self.rtcp_dropped_source,
+            first_audio_ms=self._cov_first * 1000 // rate if self._cov_first is not None else None,
         )

@@ -299,6 +299,7 @@ class RecordingService:
         if row.get("file_path"):
             with contextlib.suppress(UnsafePath, OSError):
                 self.layout.contain(row["file_path"]).unlink(missing_ok=True)
+        self._forget_peaks(row.get("sha256"))
         try:
             metadata_dir = self.layout.metadata_dir(rid, float(row["started_at"]))
             shutil.rmtree(metadata_dir, ignore_errors=True)
@@ -314,6 +315,14 @@ class RecordingService:
         # an archive holding the audio would outlive the deletion: it goes too
         for job in self.index.admin.exports_holding(rid):
             self._purge_export(job, "purged", actor, f"recording {rid} was deleted")
+
+    def _forget_peaks(self, sha256: str | None) -> None:
+        """The waveform outline cached for the console goes with the audio it was drawn from."""
+        if not sha256 or not sha256.isalnum():
+            return
+        with contextlib.suppress(OSError):
+            for cached in self.layout.peaks_dir.glob(f"{sha256}-*.json"):
+                cached.unlink(missing_ok=True)
 
     def hold(
         self, recording_id: str, on: bool, actor: Actor = "cli", client: str | None = None

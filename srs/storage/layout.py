@@ -56,6 +56,11 @@ class DataLayout:
         return self.data_dir / "exports"
 
     @property
+    def peaks_dir(self) -> Path:
+        """Waveform peaks computed for the console, by file sha256 and width (a cache: safe to delete)."""
+        return self.data_dir / "cache" / "peaks"
+
+    @property
     def secret_path(self) -> Path:
         return self.data_dir / "secret.key"
 

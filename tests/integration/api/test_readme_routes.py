@@ -38,6 +38,11 @@ def test_each_route_asks_for_the_token_the_readme_says(api: Api) -> None:
     rid = add_recording(api.index, api.layout)
     for (method, route), token in documented_routes().items():
         url = route.replace("{}", rid)
+        if token == "read (or a ticket)":
+            # an event stream never ends: only the refusal is asked for here (tests of the feed
+            # open it with a token and with a ticket)
+            assert api.request(method, url, token=None).status_code == 401, (method, route)
+            continue
         anonymous = api.request(method, url, token=None)
         as_read = api.request(method, url, token="read")
         if token == "none":

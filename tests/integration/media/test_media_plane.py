@@ -395,3 +395,30 @@ def test_a_worker_that_dies_without_recordings_is_a_warning_not_an_error() -> No
     lines = run(scenario)
     assert ("warning", "media_worker_exited") in lines
     assert not [line for line in lines if line[0] == "error"]
+
+
+@pytest.mark.parametrize("kind", ["in-process", "worker"])
+def test_packet_counts_are_readable_while_the_call_runs(kind: str, tmp_path: Path) -> None:
+    """The live view's figures: a worker plane's workers report their counts once per flush cycle."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> list[int]:
+        plane = _plane(kind, loop)
+        try:
+            ports = await _open_call(plane, allocator, tmp_path / "live.wav")
+            await _send(ports, 30, pace=0.005)
+            deadline = time.monotonic() + 10
+            counts = [0, 0]
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                counts = [plane.packets_received("k", port.port) for port in ports]
+                if counts == [30, 30]:
+                    break
+            result = await _close(plane, allocator, ports)
+            assert [s.packets_received for s in result.streams] == [30, 30]
+            assert all(plane.packets_received("k", port.port) == 0 for port in ports)  # forgotten at close
+            return counts
+        finally:
+            plane.stop()
+
+    assert run(scenario) == [30, 30]

@@ -319,3 +319,60 @@ def test_concurrent_writer_and_reader_processes(tmp_path: Path) -> None:
     final = RecordingIndex(path)
     assert final.find(RecordingFilter()).total == 2 * count
     final.close()
+
+
+def test_participant_search_through_the_trigram_index_matches_like(
+    index: RecordingIndex, layout: DataLayout
+) -> None:
+    """3+ characters go through the trigram index: substrings of AOR or name, any case, quotes
+    literal; it follows inserts, metadata updates and deletions."""
+    alice = add_recording(index, layout, started_at=T0, participants=(
+        Participant("p1", "sip:alice.o'hara@example.com", "Alice \"Al\" O'Hara", (), ()),
+    ))
+    bob = add_recording(index, layout, started_at=T0 + 1, participants=(
+        Participant("p1", "sip:+15550001111@example.net", "Bob", (), ()),
+    ))
+    assert _ids(index, participant="alice.o") == [alice]
+    assert _ids(index, participant="ALICE") == [alice]
+    assert _ids(index, participant='"Al"') == [alice]
+    assert _ids(index, participant="5550001") == [bob]
+    assert _ids(index, participant="example") == [bob, alice]
+    assert _ids(index, participant="nobody") == []
+    assert _ids(index, participant="Bo") == [bob]  # shorter than a trigram: the LIKE scan
+    index.set_metadata(bob, "crid", [Participant("p2", "sip:carol@example.org", "Carol", (), ())], [], [], [])
+    assert _ids(index, participant="Carol") == [bob]
+    assert _ids(index, participant="5550001") == []
+    index.delete(alice)
+    assert _ids(index, participant="alice") == []
+
+
+def test_common_participant_and_extension_matches_page_the_same_either_way(
+    index: RecordingIndex, layout: DataLayout
+) -> None:
+    """Common matches are paged by walking recordings by start time (EXISTS), rare ones by
+    collecting them (IN); counts of a lone condition come from its own index. Same answers."""
+    ids = []
+    for i in range(40):
+        people = (Participant("p1", f"sip:agent{i % 3}@example.com", f"Agent {i % 3}", (), ()),)
+        ext = {"queue": f"q{i % 2}", "ticket": str(i)}
+        ids.append(add_recording(index, layout, started_at=T0 + i, participants=people, extensions=ext))
+    newest = list(reversed(ids))
+    cases: list[dict[str, object]] = [
+        {"extensions": (("queue", "q0"),)},
+        {"extensions": (("ticket", "7"),)},
+        {"participant": "agent1"},
+        {"participant": "Agent 2", "extensions": (("queue", "q1"),)},
+        {"participant": "agent0", "state": State.AVAILABLE},
+    ]
+    for case in cases:
+        filt = RecordingFilter(**case)  # type: ignore[arg-type]
+        everything = [item["id"] for item in index.find(filt).items]
+        expected = [rid for rid in newest if rid in set(everything)]
+        assert everything == expected, case
+        for size in (1, 3, 50):
+            for page in (1, 2, 5):
+                got = index.find(filt, page=page, max=size)
+                assert got.total == len(expected), case
+                assert [i["id"] for i in got.items] == expected[(page - 1) * size: page * size], (case, page)
+        oldest = index.find(RecordingFilter(**case, oldest_first=True), max=3)  # type: ignore[arg-type]
+        assert [i["id"] for i in oldest.items] == list(reversed(expected))[:3], case
