@@ -35,6 +35,7 @@ from srs.config import Config
 from srs.errors import ListenError, ParseError, TlsSetupError
 from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
+from srs.live_info import call_info, find_session
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
@@ -46,6 +47,8 @@ from srs.net.sip_edge import SipEdge
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
+from srs.service.live_formats import CallInfo
+from srs.service.live_hub import LiveHub
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import (
@@ -143,6 +146,7 @@ class Daemon:
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.live: LiveRecordings | None = None
+        self.live_hub: LiveHub | None = None
         self.edge: SipEdge | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -293,6 +297,12 @@ class Daemon:
             plane=plane,
             soon=loop.call_soon,
         )
+        self.live_hub = LiveHub(
+            describe=self._describe_live, subscribe=self.live.plane.live_subscribe,
+            registry=self.metrics.registry,
+        )
+        if isinstance(plane, WorkerPlane):
+            plane.on_live = self.live_hub.deliver
         sip = self.config.sip
         server_ssl = self._server_ssl() if sip.tls_listen else None
         await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
@@ -358,6 +368,7 @@ class Daemon:
             metrics=self.metrics,
             listen_socket=self._http_socket,
             objects=self.objects,
+            live=self.live_hub,
         )
 
     async def _start_uploader(self, store: ObjectStore) -> None:
@@ -481,9 +492,17 @@ class Daemon:
             )
         return self.ua.accept(event.session_id, ports, now)
 
+    def _describe_live(self, wanted: str) -> CallInfo | None:
+        session = find_session(self.live.sessions.values(), wanted) if self.live is not None else None
+        return call_info(session) if session is not None else None
+
     def _ended(self, event: SessionEnded) -> None:
         assert self.live is not None and self.loop is not None
         session = self.live.sessions.get(event.session_id)
+        if self.live_hub is not None:
+            dropped = self.live_hub.ended(event.session_id)
+            if dropped and session is not None:
+                session.warnings.append(f"live audio: {dropped} frames dropped for slow listeners")
         pending = self.live.end(event)
         if pending is None:
             return

@@ -118,6 +118,8 @@ class WorkerPlane(MediaPlane):
         self._dropped: dict[str, dict[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
+        self.on_live: Any = None
+        """``(frames, dropped)`` callback for live frames (see :mod:`srs.mediaplane.live_tap`)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -145,7 +147,10 @@ class WorkerPlane(MediaPlane):
                 self._lost(worker)
                 return
             message = pickle.loads(data)
-            if message[0] == "closed":
+            if message[0] == "live":
+                if self.on_live is not None:
+                    self.on_live(message[1], message[2], worker.index)
+            elif message[0] == "closed":
                 _, key, result, error, dropped = message
                 if dropped:
                     self._dropped[key] = dropped
@@ -261,6 +266,13 @@ class WorkerPlane(MediaPlane):
 
     def packets_received(self, key: str, port: int) -> int:
         return 0
+
+    def live_subscribe(self, key: str, on: bool) -> bool:
+        """Tap (or stop tapping) a recording's ports in its worker; False when it has no worker."""
+        if key not in self._route:
+            return False
+        self._send(key, ("live", key, on))
+        return True
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         assert self._loop is not None
