@@ -35,7 +35,7 @@ def call_info(session: LiveSession, source: str = "") -> CallInfo:
             {"id": p.id, "aor": p.aor, "name": p.name, "send": list(p.send)} for p in participants
         ),
         sides=(tuple(labels[i] for i in left), tuple(labels[i] for i in right)),
-        extensions=tuple(str(e) for e in meta.extensions) if meta is not None else (),
+        extensions=tuple(f"{name}:{value}" for name, value in meta.extensions) if meta is not None else (),
     )
 
 

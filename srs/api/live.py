@@ -43,7 +43,9 @@ def install_live_routes(app: FastAPI, hub: LiveHub, service: RecordingService) -
         if info is None:
             await websocket.close(CLOSE_NOT_LIVE, "no call with this id is being recorded")
             return
-        listener = Listener(info, format=chosen, mix=mix, sample_rate=int(rate))
+        listener = Listener(
+            info, format=chosen, mix=mix, sample_rate=int(rate), queue_frames=hub.queue_frames
+        )
         if not hub.attach(info.key, listener):
             await websocket.close(CLOSE_NOT_LIVE, "the call cannot be tapped")
             return

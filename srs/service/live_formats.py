@@ -80,12 +80,28 @@ def jambonz_dtmf(digit: str, duration_ms: int = 0) -> str:
     return json.dumps({"event": "dtmf", "dtmf": digit, "duration": str(duration_ms)})
 
 
+def jambonz_metadata(info: CallInfo) -> str:
+    """srs's own text event (not in jambonz's listen protocol): the call's metadata changed."""
+    return json.dumps({
+        "event": "metadata", "callSid": info.recording_id, "callRecordingId": info.call_recording_id,
+        "participants": [dict(p) for p in info.participants], "streams": list(info.labels),
+    })
+
+
+def twilio_metadata(info: CallInfo, stream_sid: str, seq: int) -> str:
+    """srs's own event (Twilio has none for this); consumers that do not know it skip it."""
+    return json.dumps({
+        "event": "metadata", "sequenceNumber": str(seq), "streamSid": stream_sid,
+        "metadata": _custom(info),
+    })
+
+
 def twilio_connected() -> str:
     return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
 
-def twilio_start(info: CallInfo, stream_sid: str, seq: int) -> str:
-    custom = {
+def _custom(info: CallInfo) -> dict[str, str]:
+    return {
         "callRecordingId": info.call_recording_id or "",
         "sipCallId": info.sip_call_id,
         "recordingId": info.recording_id,
@@ -95,6 +111,10 @@ def twilio_start(info: CallInfo, stream_sid: str, seq: int) -> str:
         "inbound": ",".join(info.sides[0]),
         "outbound": ",".join(info.sides[1]),
     }
+
+
+def twilio_start(info: CallInfo, stream_sid: str, seq: int) -> str:
+    custom = _custom(info)
     return json.dumps(
         {
             "event": "start",

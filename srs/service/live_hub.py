@@ -173,6 +173,15 @@ class Listener:
         mixed = np.clip(total, -32768, 32767).astype(np.int16)
         return fmt.upsample(mixed, factor).astype("<i2").tobytes()
 
+    def metadata_event(self, info: CallInfo) -> None:
+        """The call's metadata changed (a participant joined): told as an event, in the same stream."""
+        self.info = info
+        if self.format == "twilio":
+            self.seq += 1
+            self._put(("text", fmt.twilio_metadata(info, self.stream_sid, self.seq)), force=True)
+        else:
+            self._put(("text", fmt.jambonz_metadata(info)), force=True)
+
     def end(self, reason: str) -> None:
         if self.closed:
             return
@@ -198,6 +207,7 @@ class LiveHub:
         self.listeners: dict[str, set[Listener]] = {}
         self.dropped_by_key: dict[str, int] = {}
         self.tap_dropped = 0
+        self.queue_frames = DEFAULT_QUEUE_FRAMES
         self.frames_in = 0
         self._metrics(registry)
 
@@ -272,6 +282,10 @@ class LiveHub:
         self.frames_in += counted
         if self._frames is not None and counted:
             self._frames.inc(counted)
+
+    def metadata_changed(self, key: str, info: CallInfo) -> None:
+        for listener in list(self.listeners.get(key, ())):
+            listener.metadata_event(info)
 
     def ended(self, key: str, reason: str = "call ended") -> int:
         """The call is over: every listener gets its closing frames; returns the frames dropped."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +321,155 @@ def test_a_stalled_listener_never_harms_the_recording(live_daemon: SrsDaemon, cr
         seg = samples[start + block * 1600 + 200:start + (block + 1) * 1600 - 200]
         assert tone_level_dbfs(seg, TONES[block % len(TONES)]) > -25, block
         assert tone_level_dbfs(seg, STREAM2_TONE) > -30, block
+
+
+class TargetServer:
+    """A websocket server on loopback (its own loop in a thread) that records every connection."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.connections: list[dict[str, Any]] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Any = None
+        self.start()
+
+    def start(self) -> None:
+        async def handler(ws: Any) -> None:
+            record: dict[str, Any] = {"start": None, "binary": 0, "texts": [], "subprotocol": ws.subprotocol}
+            self.connections.append(record)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        record["binary"] += 1
+                    elif record["start"] is None:
+                        record["start"] = json.loads(message)
+                    else:
+                        record["texts"].append(json.loads(message))
+            record["closed"] = True
+
+        async def open_server() -> Any:
+            def select(connection: Any, offered: list[str]) -> Any:
+                return "audio.jambonz.org" if "audio.jambonz.org" in offered else None
+
+            return await websockets.serve(handler, LOOPBACK, self.port, select_subprotocol=select)
+
+        self.server = asyncio.run_coroutine_threadsafe(open_server(), self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    def by_call(self) -> dict[str, list[dict[str, Any]]]:
+        calls: dict[str, list[dict[str, Any]]] = {}
+        for record in list(self.connections):
+            if record["start"] is not None:
+                calls.setdefault(record["start"]["callRecordingId"], []).append(record)
+        return calls
+
+
+@pytest.fixture
+def target_server() -> Iterator[TargetServer]:
+    server = TargetServer()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_push_targets_receive_every_call_of_a_200_call_load(
+    start_srs: Callable[..., SrsDaemon], target_server: TargetServer, run_sipp: Callable[..., Any],
+    pcaps: dict[str, Path], crid: str,
+) -> None:
+    """200 one-second SIPp calls (20 per second, at most 40 at once) pushed to a jambonz target
+    that filters on the SBC's address: every call arrives with its metadata and its audio."""
+    daemon = start_srs(
+        f'[live]\ntargets = ["ws://{LOOPBACK}:{target_server.port}/ai?srs.source={LOOPBACK}&srs.mix=stereo"]\n'
+        f'reconnect_max_s = 1.0\n'
+        # a second target whose filter matches no call: it must never be connected
+        f'[media]\nworkers = 1\n'
+    )
+    calls = 200
+    result = run_sipp(
+        "siprec_load.xml", "-set", "crid", crid, "-d", "1000", "-r", "20", "-l", "40", "-m", str(calls),
+        target=daemon.sip_target, timeout=90, pcaps={"load_pcmu.pcap": pcaps["load_1s"]},
+    )
+    assert result.returncode == 0, result.describe()
+    wanted = {f"{crid}-{n}" for n in range(1, calls + 1)}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = target_server.by_call()
+        if wanted <= set(got) and all(r.get("closed") for rs in got.values() for r in rs):
+            break
+        time.sleep(0.2)
+    got = target_server.by_call()
+    assert wanted <= set(got), f"{len(wanted - set(got))} calls never pushed"
+    for name in wanted:
+        record = got[name][0]
+        assert record["subprotocol"] == "audio.jambonz.org"
+        assert set(record["start"]) == JAMBONZ_START_FIELDS and record["start"]["mixType"] == "stereo"
+        assert record["start"]["source"].startswith(LOOPBACK)
+        # one second of audio is 50 frames; the first few may precede the tap (sent before it was on)
+        assert record["binary"] >= 35, (name, record["binary"])
+
+
+def test_push_target_reconnects_after_a_restart(
+    start_srs: Callable[..., SrsDaemon], target_server: TargetServer, crid: str
+) -> None:
+    daemon = start_srs(
+        f'[live]\ntargets = ["ws://{LOOPBACK}:{target_server.port}/ai?srs.format=twilio",'
+        f' "ws://{LOOPBACK}:{target_server.port}/never?srs.participant=nobody-here"]\n'
+        'reconnect_max_s = 0.5\n'
+    )
+    call = place_call(daemon.ports.sip, crid)
+
+    def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        raise AssertionError(what)
+
+    async def media(seconds: float, first: int) -> None:
+        start = time.monotonic()
+        for k in range(int(seconds / 0.02)):
+            delay = start + 0.02 * k - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            call.send_audio(packet_pcm(first + k))
+
+    try:
+        wait_for(lambda: len(target_server.connections) == 1, "no connection to the target")
+        asyncio.run(media(1.0, 0))
+        first = target_server.connections[0]
+        wait_for(lambda: sum(t["event"] == "media" for t in first["texts"]) >= 80, "no media on the first")
+        port = target_server.port
+        target_server.stop()
+        wait_for(lambda: bool(first.get("closed")), "first connection not closed")
+        asyncio.run(media(0.5, 50))  # the target is down: srs keeps recording and retrying
+        target_server.port = port
+        target_server.start()
+        wait_for(lambda: len(target_server.connections) == 2, "srs did not reconnect", timeout=15)
+        asyncio.run(media(1.0, 75))
+        second = target_server.connections[1]
+        wait_for(lambda: sum(t["event"] == "media" for t in second["texts"]) >= 80, "no media on the second")
+    finally:
+        call.bye()
+    wait_for(lambda: bool(target_server.connections[1].get("closed")), "no close at the end of the call")
+    assert [c["start"]["event"] for c in target_server.connections] == ["connected", "connected"]
+    for record in target_server.connections:
+        starts = [t for t in record["texts"] if t["event"] == "start"]
+        assert len(starts) == 1 and starts[0]["start"]["customParameters"]["callRecordingId"] == crid
+    assert target_server.connections[1]["texts"][-1]["event"] == "stop"
+    assert len(target_server.connections) == 2  # the filtered-out target was never connected
