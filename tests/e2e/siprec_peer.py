@@ -107,7 +107,14 @@ def place_call(sip_port: int, crid: str | None = None, timeout: float = 10.0) ->
         audio(rtp_socks[0].getsockname()[1], "1"), audio(rtp_socks[1].getsockname()[1], "2"),
         connection=LOOPBACK,
     )
-    metadata = METADATA
+    # RFC 7865 stream associations: Alice sends stream "1", Bob sends stream "2"
+    metadata = METADATA.replace(b"</recording>", (
+        b'<participantstreamassoc participant_id="srfBElmCRp2QB23b7Mpk0w==">'
+        b"<send>UAAMm5GRQKSCMVvLyl4rFw==</send><recv>i1Pz3to5hGk8fuXl+PbwCw==</recv></participantstreamassoc>"
+        b'<participantstreamassoc participant_id="zSfPoSvdSDCmU3A3TRDxAw==">'
+        b"<send>i1Pz3to5hGk8fuXl+PbwCw==</send><recv>UAAMm5GRQKSCMVvLyl4rFw==</recv></participantstreamassoc>"
+        b"</recording>"
+    ))
     if crid is not None:  # as an AudioCodes SBC sends it
         metadata = metadata.replace(b"</sipSessionID>", (
             '</sipSessionID><extensiondata xmlns:ac="http://AudioCodes">'

@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import io
 import json
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -395,9 +398,7 @@ def test_push_targets_receive_every_call_of_a_200_call_load(
     that filters on the SBC's address: every call arrives with its metadata and its audio."""
     daemon = start_srs(
         f'[live]\ntargets = ["ws://{LOOPBACK}:{target_server.port}/ai?srs.source={LOOPBACK}&srs.mix=stereo"]\n'
-        f'reconnect_max_s = 1.0\n'
-        # a second target whose filter matches no call: it must never be connected
-        f'[media]\nworkers = 1\n'
+        'reconnect_max_s = 1.0\n[media]\nworkers = 1\n'
     )
     calls = 200
     result = run_sipp(
@@ -473,3 +474,75 @@ def test_push_target_reconnects_after_a_restart(
         assert len(starts) == 1 and starts[0]["start"]["customParameters"]["callRecordingId"] == crid
     assert target_server.connections[1]["texts"][-1]["event"] == "stop"
     assert len(target_server.connections) == 2  # the filtered-out target was never connected
+
+
+def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: str) -> None:
+    """The vCon (GET …/vcon and the export's ``vcon`` member) is parsed and validated by the ``vcon``
+    package; the JWS form verifies with authlib (HS256, the server key)."""
+    from authlib.jose import JsonWebSignature
+    from vcon import Vcon
+
+    daemon = live_daemon
+    reader = token(daemon.data_dir, "read")
+    admin = token(daemon.data_dir, "admin")
+    call = place_call(daemon.ports.sip, crid)
+    rec = wait_live(daemon, call, reader)
+    asyncio.run(_send_packets(call, 50, time.monotonic()))
+    call.bye()
+    shown = wait_available(daemon, rec["id"], reader)
+    assert shown["state"] == "available"
+    with api(daemon, reader) as client:
+        answer = client.get(f"/api/v1/recordings/{crid}/vcon")
+        assert answer.status_code == 404  # the API names recordings by id here
+        answer = client.get(f"/api/v1/recordings/{rec['id']}/vcon")
+        assert answer.status_code == 200, answer.text
+        document = answer.json()
+        wav = client.get(f"/api/v1/recordings/{rec['id']}/file").content
+        signed = client.get(f"/api/v1/recordings/{rec['id']}/vcon", params={"signed": 1}).json()
+        fetched = httpx.get(document["dialog"][0]["url"], timeout=20)
+    parsed = Vcon.build_from_json(json.dumps(document))
+    valid, errors = parsed.is_valid()
+    assert valid, errors
+    assert parsed.uuid == document["uuid"] and len(parsed.parties) == 2
+    assert [p.get("sip") for p in document["parties"]] == [ALICE, BOB]
+    assert [p.get("name") for p in document["parties"]] == ["Alice", "Bob"]
+    dialog = document["dialog"][0]
+    assert dialog["type"] == "recording" and dialog["parties"] == [0, 1] and dialog["originator"] == 0
+    assert dialog["start"] == shown["started_at"] and dialog["duration"] == shown["duration_ms"] / 1000
+    expected_hash = "sha512-" + base64.urlsafe_b64encode(hashlib.sha512(wav).digest()).rstrip(b"=").decode()
+    assert dialog["content_hash"] == expected_hash
+    assert fetched.status_code == 200 and fetched.content == wav  # the url is a working signed link
+    purposes = [a["purpose"] for a in document["attachments"]]
+    assert purposes == ["rs-metadata", "sip"]
+    assert "participantstreamassoc" in document["attachments"][0]["body"]
+    assert document["attachments"][1]["body"]["sip_call_id"] == call.call_id
+    assert document["attachments"][1]["body"]["call_recording_id"] == crid
+    # signed: JWS with HS256 keyed by secret.key
+    key = (daemon.data_dir / "secret.key").read_bytes()
+    jws = JsonWebSignature(algorithms=["HS256"])
+    verified = jws.deserialize_json(signed, key)
+    payload = json.loads(verified["payload"])
+    assert payload["dialog"][0].pop("url") != dialog.pop("url")  # each answer signs a fresh link
+    assert payload == document
+    tampered = dict(signed, payload=signed["payload"][:-2] + "AA")
+    with pytest.raises(Exception, match=r"(?i)signature"):
+        jws.deserialize_json(tampered, key)
+    # exports carry the same document, the url pointing into the archive
+    with api(daemon, admin) as client:
+        job = client.post("/api/v1/exports", json={"ids": [rec["id"]]})
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 20
+        status = client.get(job.headers["location"]).json()
+        while status["state"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = client.get(job.headers["location"]).json()
+        archive = client.get(status["links"]["file"]).content
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        entry = json.loads(tar.extractfile("index.json").read())["recordings"][0]  # type: ignore[union-attr]
+        exported = entry["vcon"]
+        assert tar.extractfile(exported["dialog"][0]["url"]).read() == wav  # type: ignore[union-attr]
+    valid, errors = Vcon.build_from_json(json.dumps(exported)).is_valid()
+    assert valid, errors
+    assert exported["uuid"] == document["uuid"] and exported["parties"] == document["parties"]
+    sha256 = "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(wav).digest()).rstrip(b"=").decode()
+    assert exported["dialog"][0]["content_hash"] == sha256
