@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import socket
 import subprocess
 import tarfile
@@ -32,7 +33,15 @@ import pytest
 import websockets
 
 from srs.service.live_formats import ulaw_decode
-from tests.e2e.conftest import LOOPBACK, SrsDaemon, srs_command, tone_level_dbfs
+from tests.e2e.conftest import (
+    LOOPBACK,
+    Ports,
+    SrsDaemon,
+    free_port,
+    free_port_range,
+    srs_command,
+    tone_level_dbfs,
+)
 from tests.e2e.siprec_peer import Call, place_call, tone
 
 pytestmark = pytest.mark.e2e
@@ -102,6 +111,13 @@ async def _send_packets(call: Call, count: int, start: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         call.send_audio(packet_pcm(k))
+
+
+@pytest.fixture
+def ports() -> Ports:
+    """Room for 200 two-stream calls at once (each takes four RTP/RTCP ports)."""
+    low, high = free_port_range(1000)
+    return Ports(sip=free_port(), rtp_low=low, rtp_high=high, http=free_port((socket.SOCK_STREAM,)))
 
 
 @pytest.fixture
@@ -546,3 +562,57 @@ def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: s
     assert exported["uuid"] == document["uuid"] and exported["parties"] == document["parties"]
     sha256 = "sha256-" + base64.urlsafe_b64encode(hashlib.sha256(wav).digest()).rstrip(b"=").decode()
     assert exported["dialog"][0]["content_hash"] == sha256
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(x) for x in text.split()]
+
+
+@pytest.mark.slow
+def test_cost_per_live_listener_at_200_calls(
+    start_srs: Callable[..., SrsDaemon], target_server: TargetServer, run_sipp: Callable[..., Any],
+    pcap_dir: Path, crid: str,
+) -> None:
+    """The same 200 concurrent 3-second calls twice on one daemon: once nobody listens, once every
+    call is pushed to a jambonz target (the target's filter matches the vendor extension carrying
+    the call-recording-id of the second run only). The difference in CPU time of the daemon and the
+    media worker (from /proc) per RTP packet is the cost of a listener; printed with the load
+    average: the machine is shared, so the figure is indicative. Asserted: every call of both runs
+    reached the index and every call of the second run reached the target, none of the first."""
+    from tests.e2e.conftest import make_pcap
+
+    pcap = make_pcap(pcap_dir / "live_cost_3s.pcap", 3.0)
+    daemon = start_srs(
+        f'[live]\ntargets = ["ws://{LOOPBACK}:{target_server.port}/ai?srs.extension=listened"]\n'
+    )
+    worker = _children(daemon.process.pid)[0]
+    calls, seconds = 200, 3.0
+    cpu: dict[str, tuple[float, float]] = {}
+    loads: dict[str, float] = {}
+    for run in ("plain", "listened"):
+        before = _cpu_seconds(daemon.process.pid), _cpu_seconds(worker)
+        result = run_sipp(
+            "siprec_load.xml", "-set", "crid", f"{crid}-{run}", "-d", "3000", "-r", "100", "-l", str(calls),
+            "-m", str(calls), target=daemon.sip_target, timeout=90, pcaps={"load_pcmu.pcap": pcap},
+        )
+        assert result.returncode == 0, result.describe()
+        time.sleep(2.0)  # the last recordings close
+        after = _cpu_seconds(daemon.process.pid), _cpu_seconds(worker)
+        cpu[run] = (after[0] - before[0], after[1] - before[1])
+        loads[run] = os.getloadavg()[0]
+    pushed = target_server.by_call()
+    assert {f"{crid}-listened-{n}" for n in range(1, calls + 1)} <= set(pushed)
+    assert not any(name.startswith(f"{crid}-plain") for name in pushed)
+    packets = calls * 2 * seconds * 50
+    extra_daemon = (cpu["listened"][0] - cpu["plain"][0]) / packets * 1e6
+    extra_worker = (cpu["listened"][1] - cpu["plain"][1]) / packets * 1e6
+    print(
+        f"live listener cost at {calls} calls: worker +{extra_worker:.1f} µs/packet, daemon "
+        f"+{extra_daemon:.1f} µs/packet (cpu s daemon/worker: {cpu}; load average 1 min {loads})"
+    )
