@@ -133,24 +133,34 @@ def test_jambonz_streams_bit_exact_in_order_and_latency(live_daemon: SrsDaemon, 
         rec = wait_live(daemon, call, reader)
         count = 150
 
-        async def listen() -> tuple[dict[str, Any], list[tuple[float, bytes]]]:
+        async def collect(ws: Any) -> list[tuple[float, bytes]]:
+            frames: list[tuple[float, bytes]] = []
+            while len(frames) < count:
+                data = await asyncio.wait_for(ws.recv(), 5)
+                assert isinstance(data, bytes), data
+                frames.append((time.monotonic(), data))
+            return frames
+
+        async def listen() -> tuple[dict[str, Any], list[tuple[float, bytes]], list[Any]]:
+            headers = {"Authorization": f"Bearer {reader}"}
+            protocols = [websockets.Subprotocol("audio.jambonz.org")]
             async with websockets.connect(
-                ws_url(daemon, crid, "?mix=streams"),
-                subprotocols=[websockets.Subprotocol("audio.jambonz.org")],
-                additional_headers={"Authorization": f"Bearer {reader}"},
-            ) as ws:
+                ws_url(daemon, crid, "?mix=streams"), subprotocols=protocols, additional_headers=headers,
+            ) as ws, websockets.connect(
+                ws_url(daemon, rec["id"], "?mix=stereo&rate=16000"), subprotocols=protocols,
+                additional_headers=headers,
+            ) as stereo, websockets.connect(ws_url(daemon, crid), additional_headers=headers) as mono:
                 assert ws.subprotocol == "audio.jambonz.org"
                 start = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                others = [json.loads(await asyncio.wait_for(s.recv(), 5)) for s in (stereo, mono)]
                 sender = asyncio.ensure_future(_send_packets(call, count, time.monotonic() + 0.1))
-                frames: list[tuple[float, bytes]] = []
-                while len(frames) < count:
-                    data = await asyncio.wait_for(ws.recv(), 5)
-                    assert isinstance(data, bytes), data
-                    frames.append((time.monotonic(), data))
+                frames, stereo_frames, mono_frames = await asyncio.gather(
+                    collect(ws), collect(stereo), collect(mono)
+                )
                 await sender
-                return start, frames
+                return start, frames, [others, stereo_frames, mono_frames]
 
-        start, frames = asyncio.run(listen())
+        start, frames, (others, stereo_frames, mono_frames) = asyncio.run(listen())
     finally:
         call.bye()
     assert set(start) == JAMBONZ_START_FIELDS
@@ -177,6 +187,18 @@ def test_jambonz_streams_bit_exact_in_order_and_latency(live_daemon: SrsDaemon, 
     for block in range(len(left) // 1600):
         seg = left[block * 1600:(block + 1) * 1600]
         assert tone_level_dbfs(seg, TONES[block % len(TONES)]) > -20
+    assert latencies[0] <= 0.1, f"first audio {latencies[0] * 1000:.1f} ms after its packet"
+    # stereo at 16 kHz: Alice (stream 1, by the stream associations) left, Bob right, 20 ms frames
+    assert others[0]["mixType"] == "stereo" and others[0]["sampleRate"] == 16000
+    assert others[1]["mixType"] == "mono" and others[1]["channels"] == ["mix"]
+    for k in (20, 75, 140):
+        both = np.frombuffer(stereo_frames[k][1], dtype="<i2").reshape(-1, 2)
+        assert both.shape == (320, 2)
+        left = ulaw_decode(call.sent[0][k][1]).astype(float)
+        right = ulaw_decode(call.sent[1][k][1]).astype(float)
+        assert np.allclose(both[::2, 0], left, atol=1) and np.allclose(both[::2, 1], right, atol=1)
+        mix = np.frombuffer(mono_frames[k][1], dtype="<i2")
+        assert len(mix) == 160 and np.allclose(mix, left + right, atol=1)
     lat = np.array(latencies) * 1000
     p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
     print(f"live latency ms: p50={p50:.1f} p99={p99:.1f} max={lat.max():.1f} n={len(lat)}")
@@ -616,3 +638,30 @@ def test_cost_per_live_listener_at_200_calls(
         f"live listener cost at {calls} calls: worker +{extra_worker:.1f} µs/packet, daemon "
         f"+{extra_daemon:.1f} µs/packet (cpu s daemon/worker: {cpu}; load average 1 min {loads})"
     )
+
+
+def test_push_target_hears_a_participant_join(
+    start_srs: Callable[..., SrsDaemon], target_server: TargetServer, run_sipp: Callable[..., Any],
+    pcaps: dict[str, Path], crid: str,
+) -> None:
+    """SIPp's re-INVITE adds Carol with partial metadata: the connected target gets a metadata event
+    listing her, after the start that did not, and the audio goes on in the same connection."""
+    daemon = start_srs(f'[live]\ntargets = ["ws://{LOOPBACK}:{target_server.port}/ai"]\n')
+    result = run_sipp(
+        "siprec_metadata_update.xml", "-set", "crid", crid, "-d", "2000",
+        target=daemon.sip_target, timeout=30, pcaps={"two_tone_pcmu.pcap": pcaps["pcmu_2s"]},
+    )
+    assert result.returncode == 0, result.describe()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(r.get("closed") for r in target_server.connections):
+        time.sleep(0.05)
+    calls = target_server.by_call()
+    assert list(calls) == [crid] and len(calls[crid]) == 1
+    record = calls[crid][0]
+    before = [p["aor"] for p in record["start"]["participants"]]
+    assert not any("carol" in aor for aor in before)
+    events = [t for t in record["texts"] if t.get("event") == "metadata"]
+    assert events, record["texts"]
+    assert set(events[-1]) == {"event", "callSid", "callRecordingId", "participants", "streams"}
+    assert any("carol" in (p["aor"] or "") for p in events[-1]["participants"])
+    assert record["binary"] >= 80  # 2 s of audio at 50 frames a second, minus the first moments
