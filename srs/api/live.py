@@ -37,17 +37,17 @@ def install_live_routes(app: FastAPI, hub: LiveHub, service: RecordingService) -
         if chosen not in FORMATS or mix not in ("mono", "mixed", "stereo", "streams") or rate not in (
             "8000", "16000"
         ):
-            await websocket.close(CLOSE_BAD_REQUEST, "format, mix or rate not supported")
+            await _refuse(websocket, CLOSE_BAD_REQUEST, "format, mix or rate not supported")
             return
         info = hub.describe(recording_id)
         if info is None:
-            await websocket.close(CLOSE_NOT_LIVE, "no call with this id is being recorded")
+            await _refuse(websocket, CLOSE_NOT_LIVE, "no call with this id is being recorded")
             return
         listener = Listener(
             info, format=chosen, mix=mix, sample_rate=int(rate), queue_frames=hub.queue_frames
         )
         if not hub.attach(info.key, listener):
-            await websocket.close(CLOSE_NOT_LIVE, "the call cannot be tapped")
+            await _refuse(websocket, CLOSE_NOT_LIVE, "this call cannot be tapped (no media worker)")
             return
         principal = websocket.scope.get("state", {}).get(PRINCIPAL_KEY)
         client = websocket.client.host if websocket.client else None
@@ -91,6 +91,13 @@ def install_live_routes(app: FastAPI, hub: LiveHub, service: RecordingService) -
                     service.audit.record, principal, Action.LIVE_LISTEN, recording_id=info.recording_id,
                     client=client, detail=detail,
                 )
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close with a code and reason the client can read (a close before the accept
+    would reach it as a bare HTTP 403)."""
+    await websocket.accept()
+    await websocket.close(code, reason)
 
 
 SEND_BUFFER_BYTES = 64 * 1024

@@ -306,9 +306,9 @@ def test_live_needs_a_token_and_a_live_call(live_daemon: SrsDaemon) -> None:
     daemon = live_daemon
     reader = token(daemon.data_dir, "read")
 
-    async def attempt(headers: dict[str, str], recording: str) -> Any:
+    async def attempt(headers: dict[str, str], recording: str, query: str = "") -> Any:
         try:
-            async with websockets.connect(ws_url(daemon, recording), additional_headers=headers) as ws:
+            async with websockets.connect(ws_url(daemon, recording, query), additional_headers=headers) as ws:
                 await ws.recv()
         except websockets.InvalidStatus as exc:
             return exc.response.status_code
@@ -318,7 +318,8 @@ def test_live_needs_a_token_and_a_live_call(live_daemon: SrsDaemon) -> None:
 
     assert asyncio.run(attempt({}, "whatever")) == 401
     assert asyncio.run(attempt({"Authorization": "Bearer nope"}, "whatever")) == 401
-    assert asyncio.run(attempt({"Authorization": f"Bearer {reader}"}, "no-such-call")) in (403, 4404)
+    assert asyncio.run(attempt({"Authorization": f"Bearer {reader}"}, "no-such-call")) == 4404
+    assert asyncio.run(attempt({"Authorization": f"Bearer {reader}"}, "x", "?format=mp3")) == 4400
 
 
 def test_a_stalled_listener_never_harms_the_recording(live_daemon: SrsDaemon, crid: str) -> None:
