@@ -39,7 +39,7 @@ from srs.live_info import call_info, find_session
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
-from srs.mediaplane.inprocess import RtpReceiver
+from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator
 from srs.mediaplane.worker_plane import WorkerPlane
 from srs.metrics import DaemonMetrics
@@ -306,8 +306,9 @@ class Daemon:
             registry=self.metrics.registry,
         )
         self.live_hub.queue_frames = self.config.live.queue_frames
-        if isinstance(plane, WorkerPlane):
-            plane.on_live = self.live_hub.deliver
+        live_plane = self.live.plane
+        if isinstance(live_plane, WorkerPlane | InProcessPlane):
+            live_plane.on_live = self.live_hub.deliver
         self.live_pusher = LivePusher(
             [parse_target(t) for t in self.config.live.targets], self.live_hub,
             queue_frames=self.config.live.queue_frames, reconnect_max_s=self.config.live.reconnect_max_s,

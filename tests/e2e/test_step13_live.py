@@ -666,3 +666,37 @@ def test_push_target_hears_a_participant_join(
     assert set(events[-1]) == {"event", "callSid", "callRecordingId", "participants", "streams"}
     assert any("carol" in (p["aor"] or "") for p in events[-1]["participants"])
     assert record["binary"] >= 80  # 2 s of audio at 50 frames a second, minus the first moments
+
+
+def test_live_audio_without_a_media_worker(start_srs: Callable[..., SrsDaemon], crid: str) -> None:
+    """``[media] workers = 0``: the tap runs on the daemon's loop; the same frames, bit for bit."""
+    daemon = start_srs("[media]\nworkers = 0\n")
+    reader = token(daemon.data_dir, "read")
+    call = place_call(daemon.ports.sip, crid)
+    count = 60
+    try:
+        wait_live(daemon, call, reader)
+
+        async def listen() -> list[tuple[float, bytes]]:
+            async with websockets.connect(
+                ws_url(daemon, crid, "?mix=streams"), additional_headers={"Authorization": f"Bearer {reader}"}
+            ) as ws:
+                json.loads(await asyncio.wait_for(ws.recv(), 5))
+                sender = asyncio.ensure_future(_send_packets(call, count, time.monotonic() + 0.1))
+                frames = []
+                while len(frames) < count:
+                    data = await asyncio.wait_for(ws.recv(), 5)
+                    frames.append((time.monotonic(), bytes(data)))
+                await sender
+                return frames
+
+        frames = asyncio.run(listen())
+    finally:
+        call.bye()
+    latencies = []
+    for k, (received_at, data) in enumerate(frames):
+        pcm = np.frombuffer(data, dtype="<i2").reshape(-1, 2)
+        for stream in range(2):
+            assert np.array_equal(pcm[:, stream], ulaw_decode(call.sent[stream][k][1])), (k, stream)
+        latencies.append(received_at - call.sent[1][k][0])
+    assert float(np.percentile(latencies, 50)) <= 0.1
