@@ -47,6 +47,7 @@ from srs.net.sip_edge import SipEdge
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
+from srs.service.audit import Action
 from srs.service.live_formats import CallInfo
 from srs.service.live_hub import LiveHub
 from srs.service.live_push import LivePusher, parse_target
@@ -314,6 +315,7 @@ class Daemon:
             queue_frames=self.config.live.queue_frames, reconnect_max_s=self.config.live.reconnect_max_s,
             log=self.log,
         )
+        self.live_pusher.audit = self._audit_push
         sip = self.config.sip
         server_ssl = self._server_ssl() if sip.tls_listen else None
         await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
@@ -512,6 +514,14 @@ class Daemon:
     def _describe_live(self, wanted: str) -> CallInfo | None:
         session = find_session(self.live.sessions.values(), wanted) if self.live is not None else None
         return self._call_info(session) if session is not None else None
+
+    async def _audit_push(self, recording_id: str, detail: dict[str, Any]) -> None:
+        """A push target's connection ended: a ``live_listen`` row, as for a listener of the API."""
+        if self.http is not None:
+            await asyncio.to_thread(
+                self.http.service.audit.record, "live-target", Action.LIVE_LISTEN, recording_id=recording_id,
+                detail=detail,
+            )
 
     def _call_info(self, session: LiveSession) -> CallInfo:
         return call_info(session, self._live_sources.get(session.session_id, ""))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -99,6 +99,8 @@ class LivePusher:
         self.reconnect_max_s = reconnect_max_s
         self.log = log
         self.calls: dict[str, dict[int, _Push]] = {}
+        self.audit: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        """Writes the ``live_listen`` audit row of one connection: (recording id, detail)."""
 
     def consider(self, info: CallInfo) -> None:
         """A call started or its metadata changed: connect the targets that match and are not yet on."""
@@ -139,6 +141,8 @@ class LivePusher:
             )
             if not self.hub.attach(push.info.key, listener):
                 return
+            started = asyncio.get_running_loop().time()
+            end = "target unreachable"
             try:
                 jambonz = target.format == "jambonz"
                 protocols = [websockets.Subprotocol(JAMBONZ_SUBPROTOCOL)] if jambonz else None
@@ -148,15 +152,26 @@ class LivePusher:
                     while True:
                         kind, payload = await listener.next()
                         if kind == "close":
-                            await ws.close(1000, str(payload))
+                            end = str(payload)
+                            await ws.close(1000, end)
                             return
                         await ws.send(payload)
             except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                if push.connections and end == "target unreachable":
+                    end = "target went away"
                 if self.log is not None:
                     self.log.warning("live_push_failed", url=target.url, recording=push.info.recording_id,
                                      error=str(exc) or type(exc).__name__, retry_s=delay)
             finally:
                 self.hub.detach(push.info.key, listener)
+                if self.audit is not None and listener.sent:
+                    detail = {
+                        "target": target.url, "format": target.format, "mix": target.mix, "rate": target.rate,
+                        "seconds": round(asyncio.get_running_loop().time() - started, 3),
+                        "messages_sent": listener.sent, "frames_dropped": listener.dropped, "end": end,
+                    }
+                    with contextlib.suppress(Exception):
+                        await self.audit(push.info.recording_id, detail)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(push.done.wait(), delay)
             delay = min(delay * 2, self.reconnect_max_s)

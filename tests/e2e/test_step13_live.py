@@ -513,6 +513,15 @@ def test_push_target_reconnects_after_a_restart(
         assert len(starts) == 1 and starts[0]["start"]["customParameters"]["callRecordingId"] == crid
     assert target_server.connections[1]["texts"][-1]["event"] == "stop"
     assert len(target_server.connections) == 2  # the filtered-out target was never connected
+    admin = token(daemon.data_dir, "admin")
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    with api(daemon, admin) as client:
+        while time.monotonic() < deadline and len(rows) < 2:
+            rows = client.get("/api/v1/audit", params={"action": "live_listen"}).json()["items"]
+            time.sleep(0.1)
+    assert sorted(r["detail"]["end"] for r in rows) == ["call ended", "target went away"], rows
+    assert all(r["actor"] == "live-target" and r["detail"]["format"] == "twilio" for r in rows)
 
 
 def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: str) -> None:
