@@ -344,6 +344,7 @@ def test_a_stalled_listener_never_harms_the_recording(live_daemon: SrsDaemon, cr
     assert stalled.recv(12) == b"HTTP/1.1 101"
     packets = 500
     asyncio.run(_send_packets(call, packets, time.monotonic()))
+    time.sleep(0.2)  # the file ends at the BYE: let the last packet's 20 ms pass first
     call.bye()
     shown = wait_available(daemon, rec["id"], reader)
     stalled.close()
@@ -358,6 +359,12 @@ def test_a_stalled_listener_never_harms_the_recording(live_daemon: SrsDaemon, cr
     samples = np.frombuffer(wav[44:], dtype="<i2")
     assert abs(len(samples) / 8000 - packets * 0.02) < 0.3, len(samples)
     start = int(np.argmax(np.abs(samples) > 500))
+    # the file is the sum of what was sent, sample for sample, for every packet
+    sent = [np.concatenate([ulaw_decode(p).astype(np.int32) for _, p in call.sent[s]]) for s in range(2)]
+    expected = np.clip(sent[0] + sent[1], -32768, 32767)
+    first = int(np.argmax(np.abs(expected) > 500))
+    got = samples[start - first:start - first + len(expected)].astype(np.int32)
+    assert len(got) == len(expected) and np.array_equal(got, expected)
     # every 200 ms block holds stream 1's tone of that block and stream 2's tone: nothing missing
     for block in range(1, packets // 10 - 1):
         seg = samples[start + block * 1600 + 200:start + (block + 1) * 1600 - 200]
