@@ -62,6 +62,10 @@ class Listener:
     stream_sid: str = field(default_factory=lambda: "MZ" + secrets.token_hex(16))
     seq: int = 0
     chunks: dict[str, int] = field(default_factory=dict)
+    created: float = field(default_factory=time.monotonic)
+    """When the stream started (the clock of packet arrivals: CLOCK_MONOTONIC, shared by processes)."""
+    track_start_ms: dict[str, int] = field(default_factory=dict)
+    """Twilio ``timestamp`` of each track's first chunk: its audio's place from the stream's start."""
     closed: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +112,8 @@ class Listener:
             self.first_arrival = arrival
         if self.format == "twilio":
             track = "inbound" if self.side_of(label) == 0 else "outbound"
+            if track not in self.track_start_ms:
+                self.track_start_ms[track] = max(0, round((arrival - self.created) * 50)) * 20
             buf = self.buffers.setdefault(track, bytearray())
             buf += audio
             while len(buf) >= FRAME_BYTES:
@@ -117,7 +123,8 @@ class Listener:
                 self.chunks[track] = chunk
                 self.seq += 1
                 self._put(("text", fmt.twilio_media(
-                    self.stream_sid, self.seq, track, chunk, (chunk - 1) * 20, fmt.ulaw_encode(pcm)
+                    self.stream_sid, self.seq, track, chunk, self.track_start_ms[track] + (chunk - 1) * 20,
+                    fmt.ulaw_encode(pcm),
                 )))
             return
         self.buffers.setdefault(label, bytearray()).extend(audio)
