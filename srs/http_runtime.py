@@ -22,7 +22,6 @@ import uvicorn
 from srs.api.app import create_app
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
 from srs.api.live import install_live_routes
-from srs.api.vcon import install_vcon_routes
 from srs.errors import ListenError
 from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
@@ -290,7 +289,6 @@ async def start_http_runtime(
             service, TokenService(index), exports, webhooks, metrics.registry,
             max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
         )
-        install_vcon_routes(app, service, min(60.0, float(link_max_validity_min)))
         if live is not None:
             install_live_routes(app, live, service)
         server = _EmbeddedServer(

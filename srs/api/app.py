@@ -22,6 +22,7 @@ from srs.api.files import file_response, make_etag, ranged_response
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
 from srs.api.strict import strict_query
+from srs.api.vcon import install_vcon_routes
 from srs.service.audit import Action
 from srs.service.errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
 from srs.service.exports import ExportManager
@@ -311,4 +312,5 @@ def create_app(
         )
         return response
 
+    install_vcon_routes(app, service, min(60.0, max_link_min))
     return app
