@@ -165,7 +165,7 @@ class Listener:
             sides = [np.zeros(FRAME_SAMPLES, np.int32), np.zeros(FRAME_SAMPLES, np.int32)]
             for label, pcm in parts.items():
                 sides[self.side_of(label)] += pcm
-            channels = [fmt.upsample(np.clip(s, -32768, 32767).astype(np.int16), factor) for s in sides]
+            channels = [fmt.upsample(_to_int16(s), factor) for s in sides]
             return fmt.interleave(channels)
         if self.mix == "streams":
             order = list(self.info.labels) + sorted(set(parts) - set(self.info.labels))
@@ -177,7 +177,7 @@ class Listener:
         total = np.zeros(FRAME_SAMPLES, np.int32)
         for pcm in parts.values():
             total += pcm
-        mixed = np.clip(total, -32768, 32767).astype(np.int16)
+        mixed = _to_int16(total)
         return fmt.upsample(mixed, factor).astype("<i2").tobytes()
 
     def metadata_event(self, info: CallInfo) -> None:
@@ -197,6 +197,13 @@ class Listener:
             self._put(("text", fmt.twilio_stop(self.info, self.stream_sid, self.seq)), force=True)
         self.closed = True
         self._put(("close", reason), force=True)
+
+
+def _to_int16(samples: np.ndarray) -> np.ndarray:
+    """Saturate an int32 sum to int16 (two ufuncs: ``np.clip`` costs microseconds more per call)."""
+    np.maximum(samples, -32768, out=samples)
+    np.minimum(samples, 32767, out=samples)
+    return samples.astype(np.int16)
 
 
 class LiveHub:
