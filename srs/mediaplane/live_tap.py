@@ -158,6 +158,8 @@ class LiveTaps:
         self.hold = hold
         self.keys: set[str] = set()
         self.ports: dict[int, _PortState] = {}
+        self.tapped: dict[int, StreamTap] = {}
+        """The taps in use, by port: what :meth:`tick` visits (not every port of the process)."""
         self.out: list[tuple[Any, ...]] = []
         self.dropped = 0
         """Frames dropped because the consumer did not take them in time."""
@@ -176,7 +178,7 @@ class LiveTaps:
                sink: Sink | None) -> Sink | None:
         """A port got a new track (or lost it): returns the sink the port should use."""
         if sink is None or formats is None:
-            self.ports.pop(port, None)
+            self.forget(port)
             return sink
         state = _PortState(key, label, formats, sink)
         self.ports[port] = state
@@ -184,6 +186,7 @@ class LiveTaps:
 
     def forget(self, port: int) -> None:
         self.ports.pop(port, None)
+        self.tapped.pop(port, None)
 
     def subscribe(self, key: str, on: bool) -> dict[int, Sink | None]:
         """Start or stop tapping ``key``; returns the new sink of each of its ports."""
@@ -197,8 +200,9 @@ class LiveTaps:
         plain = state.sink
         if state.key not in self.keys or plain is None:
             state.tap = None
+            self.tapped.pop(port, None)
             return plain
-        tap = state.tap = StreamTap(
+        tap = state.tap = self.tapped[port] = StreamTap(
             state.key, port, state.label, state.formats, self.decoder_factory, self._emit, self.hold
         )
         feed = tap.push
@@ -210,9 +214,9 @@ class LiveTaps:
         return tapped
 
     def tick(self, now: float) -> None:
-        for state in self.ports.values():
-            if state.tap is not None:
-                state.tap.tick(now)
+        for tap in self.tapped.values():
+            if tap.pending:
+                tap.tick(now)
 
     def take(self, now: float) -> list[tuple[Any, ...]]:
         """Frames ready to leave (after releasing gaps that waited long enough)."""

@@ -92,5 +92,7 @@ def test_only_subscribed_keys_are_tapped_and_the_recording_is_fed_first() -> Non
     assert tapped is not None and tapped is not track_push
     tapped(rtp(1, 0, payload(500)), ("127.0.0.1", 1), 1.0)
     assert calls == ["track"] and len(taps.take(1.0)) == 1
+    assert list(taps.tapped) == [4000]  # what a poll's tick visits
     assert taps.subscribe("k", False)[4000] is track_push
+    assert taps.tapped == {}
     assert taps.subscribe("other", True) == {}
