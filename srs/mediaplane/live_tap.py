@@ -10,7 +10,8 @@ is filled with silence by its successor, from the RTP timestamps).
 
 Only ports of calls that someone listens to are tapped (:meth:`LiveTaps.subscribe`): an
 unlistened call keeps its plain ``track.push`` sink and pays nothing. Frames leave as tuples
-``(key, port, label, seq, arrival, pcm)`` or ``(key, port, label, "dtmf", digit, arrival)``
+``(key, port, label, seq, arrival, pcm, fill)`` (``fill``: silent samples at the head of ``pcm``
+standing for a gap) or ``(key, port, label, "dtmf", digit, arrival)``
 collected by :meth:`LiveTaps.take`; the caller decides how they travel (see
 :mod:`srs.mediaplane.worker_loop` and :mod:`srs.mediaplane.worker_plane`).
 """
@@ -128,7 +129,7 @@ class StreamTap:
         audio = pcm.astype(np.int16, copy=False).tobytes()
         if fill:
             audio = bytes(2 * fill) + audio
-        self.emit((self.key, self.port, self.label, seq, arrival, audio))
+        self.emit((self.key, self.port, self.label, seq, arrival, audio, fill))
 
     def _dtmf(self, ts: int, payload: bytes, arrival: float) -> None:
         try:

@@ -32,8 +32,10 @@ from srs.service.live_formats import CallInfo
 FRAME_SAMPLES = 160
 """20 ms at 8 kHz: the unit every listener receives."""
 FRAME_BYTES = 2 * FRAME_SAMPLES
-ALIGN_WAIT_FRAMES = 3
-"""A side with nothing buffered is waited for while another has less than 60 ms ahead."""
+ALIGN_WAIT_FRAMES = 5
+"""A side with nothing buffered is waited for while another has less than 100 ms buffered, i.e. for
+80 ms after the other's oldest frame: longer than the tap's 40 ms gap hold plus a packet interval,
+so a gap the tap fills is never also stood in for here (a side that is silent costs 80 ms)."""
 DEFAULT_QUEUE_FRAMES = 250
 MIX_TYPES = ("mono", "mixed", "stereo", "streams")
 FORMATS = ("jambonz", "twilio")
@@ -59,6 +61,9 @@ class Listener:
     """Monotonic arrival time of the first audio packet queued for this listener."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     buffers: dict[str, bytearray] = field(default_factory=dict)
+    padded: dict[str, int] = field(default_factory=dict)
+    """Samples of silence the assembler put in for a stream that had nothing yet, since its last
+    audio: a gap fill arriving next covers the same time and is not played twice."""
     stream_sid: str = field(default_factory=lambda: "MZ" + secrets.token_hex(16))
     seq: int = 0
     chunks: dict[str, int] = field(default_factory=dict)
@@ -75,7 +80,7 @@ class Listener:
             self._put(("text", fmt.twilio_start(self.info, self.stream_sid, self.seq)), force=True)
         else:
             self._put(("text", fmt.jambonz_start(self.info, self.sample_rate, self.mix)), force=True)
-            # every negotiated stream is waited for (at most 60 ms), so the first frame has both sides
+            # every negotiated stream is waited for (at most 80 ms), so the first frame has both sides
             self.buffers = {label: bytearray() for label in self.info.labels}
 
     # ------------------------------------------------------------ queue
@@ -105,9 +110,13 @@ class Listener:
         labels = self.info.labels
         return 0 if not labels or label == labels[0] else 1
 
-    def feed(self, label: str, audio: bytes, arrival: float) -> None:
+    def feed(self, label: str, audio: bytes, arrival: float, fill: int = 0, assemble: bool = True) -> None:
+        """20 ms-ish of a stream's audio; ``fill`` samples at its head are silence for a gap."""
         if self.closed:
             return
+        owed = self.padded.pop(label, 0)
+        if owed and fill:  # the assembler already stood in for this gap: skip that much of the fill
+            audio = audio[2 * min(owed, fill):]
         if self.first_arrival is None:
             self.first_arrival = arrival
         if self.format == "twilio":
@@ -128,7 +137,13 @@ class Listener:
                 )))
             return
         self.buffers.setdefault(label, bytearray()).extend(audio)
-        self._assemble()
+        if assemble:
+            self._assemble()
+
+    def flush(self) -> None:
+        """Frame what a whole batch brought (streams of one poll are aligned together)."""
+        if self.format != "twilio" and not self.closed:
+            self._assemble()
 
     def dtmf_event(self, label: str, digit: str) -> None:
         if self.closed or not self.dtmf:
@@ -141,7 +156,7 @@ class Listener:
             self._put(("text", fmt.jambonz_dtmf(digit)))
 
     def _assemble(self) -> None:
-        """Release 20 ms frames once every stream that has spoken has one (or one runs 60 ms ahead)."""
+        """Release 20 ms frames once every stream has one (or one runs 100 ms ahead)."""
         buffers = self.buffers
         while buffers:
             longest = max(len(b) for b in buffers.values())
@@ -155,6 +170,7 @@ class Listener:
                 del buf[:FRAME_BYTES]
                 pcm = np.frombuffer(take, dtype="<i2").astype(np.int32)
                 if len(pcm) < FRAME_SAMPLES:
+                    self.padded[label] = self.padded.get(label, 0) + FRAME_SAMPLES - len(pcm)
                     pcm = np.concatenate([pcm, np.zeros(FRAME_SAMPLES - len(pcm), np.int32)])
                 parts[label] = pcm
             self._put(("bytes", self._render(parts)))
@@ -270,12 +286,15 @@ class LiveHub:
             self.subscribe(key, False)
 
     def deliver(self, frames: list[tuple[Any, ...]], tap_dropped: int = 0, worker: int = 0) -> None:
-        """A batch from a tap: ``(key, port, label, seq, arrival, pcm)`` or ``(..., "dtmf", digit, t)``."""
+        """A batch from a tap: ``(key, port, label, seq, arrival, pcm, fill)`` or
+        ``(key, port, label, "dtmf", digit, arrival)``; framed per listener once the batch is in."""
         if tap_dropped > self.tap_dropped:
             self._count_drop(tap_dropped - self.tap_dropped)
             self.tap_dropped = tap_dropped
         listeners = self.listeners
         counted = 0
+        touched: dict[Listener, tuple[str, int]] = {}
+        """Each listener fed by this batch: (key, frames it had dropped before the batch)."""
         for frame in frames:
             group = listeners.get(frame[0])
             if not group:
@@ -285,14 +304,16 @@ class LiveHub:
                     listener.dtmf_event(frame[2], frame[4])
                 continue
             for listener in group:
-                before = listener.dropped
-                listener.feed(frame[2], frame[5], frame[4])
+                if listener not in touched:
+                    touched[listener] = (frame[0], listener.dropped)
+                listener.feed(frame[2], frame[5], frame[4], frame[6], assemble=False)
                 counted += 1
-                if listener.dropped != before:
-                    self._count_drop(listener.dropped - before)
-                    self.dropped_by_key[frame[0]] = (
-                        self.dropped_by_key.get(frame[0], 0) + listener.dropped - before
-                    )
+        for listener, (key, before) in touched.items():
+            listener.flush()
+            lost = listener.dropped - before
+            if lost:
+                self._count_drop(lost)
+                self.dropped_by_key[key] = self.dropped_by_key.get(key, 0) + lost
         self.frames_in += counted
         if self._frames is not None and counted:
             self._frames.inc(counted)

@@ -58,6 +58,15 @@ class Call:
             self.ts[i] += len(samples)
         return sent_at
 
+    def send_raw(self, stream: int, packets: list[tuple[int, int, bytes]]) -> float:
+        """Send prepared (seq, ts, payload) packets of one stream in the given order."""
+        sent_at = 0.0
+        for seq, ts, payload in packets:
+            sent_at = time.monotonic()
+            packet = rtp(0, seq, ts, self.ssrc[stream], payload)
+            self.rtp[stream].sendto(packet, (LOOPBACK, self.rtp_ports[stream]))
+        return sent_at
+
     def send_dtmf(self, stream: int, event: int) -> None:
         ts = self.ts[stream]
         for n, duration in enumerate((160, 320, 480, 480, 480)):

@@ -735,3 +735,58 @@ def test_live_audio_without_a_media_worker(start_srs: Callable[..., SrsDaemon], 
             assert np.array_equal(pcm[:, stream], ulaw_decode(call.sent[stream][k][1])), (k, stream)
         latencies.append(received_at - call.sent[1][k][0])
     assert float(np.percentile(latencies, 50)) <= 0.1
+
+
+def test_live_jitter_buffer_reorders_and_fills_a_loss(live_daemon: SrsDaemon, crid: str) -> None:
+    """Stream 1 loses packet 40 and swaps packets 60 and 61 on the wire: the listener still gets
+    every 20 ms in order, 40 as silence (after the 40 ms hold), 60 and 61 in place, bit for bit."""
+    from srs.service.live_formats import ulaw_encode
+
+    daemon = live_daemon
+    reader = token(daemon.data_dir, "read")
+    call = place_call(daemon.ports.sip, crid)
+    count = 100
+    payloads = [[ulaw_encode(pcm) for pcm in packet_pcm(k)] for k in range(count)]
+    send_times: dict[int, float] = {}
+
+    async def send() -> None:
+        start = time.monotonic() + 0.1
+        held: tuple[int, int, bytes] | None = None
+        for k in range(count):
+            delay = start + 0.02 * k - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            one = (1000 + k, 160000 + 160 * k, payloads[k][0])
+            if k == 60:
+                held = one
+            elif k == 61:
+                assert held is not None
+                call.send_raw(0, [one, held])
+            elif k != 40:
+                call.send_raw(0, [one])
+            send_times[k] = call.send_raw(1, [(5000 + k, 320000 + 160 * k, payloads[k][1])])
+
+    async def listen() -> list[tuple[float, bytes]]:
+        async with websockets.connect(
+            ws_url(daemon, crid, "?mix=streams"), additional_headers={"Authorization": f"Bearer {reader}"}
+        ) as ws:
+            await asyncio.wait_for(ws.recv(), 5)
+            sender = asyncio.ensure_future(send())
+            frames = []
+            while len(frames) < count:
+                data = await asyncio.wait_for(ws.recv(), 5)
+                frames.append((time.monotonic(), bytes(data)))
+            await sender
+            return frames
+
+    try:
+        wait_live(daemon, call, reader)
+        frames = asyncio.run(listen())
+    finally:
+        call.bye()
+    for k, (received_at, data) in enumerate(frames):
+        pcm = np.frombuffer(data, dtype="<i2").reshape(-1, 2)
+        one = np.zeros(160, np.int16) if k == 40 else ulaw_decode(payloads[k][0])
+        assert np.array_equal(pcm[:, 0], one), f"stream 1, frame {k}"
+        assert np.array_equal(pcm[:, 1], ulaw_decode(payloads[k][1])), f"stream 2, frame {k}"
+        assert received_at - send_times[k] <= 0.1, f"frame {k}: {1000 * (received_at - send_times[k]):.1f} ms"

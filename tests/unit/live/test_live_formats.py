@@ -39,14 +39,32 @@ def test_listener_stereo_waits_for_both_sides_then_interleaves() -> None:
     assert (frame[:, 0] == 100).all() and (frame[:, 1] == -200).all()
 
 
-def test_a_silent_side_holds_the_mix_back_at_most_60_ms() -> None:
+def test_a_silent_side_holds_the_mix_back_at_most_80_ms() -> None:
     listener = Listener(INFO, mix="mono")
     listener.queue.clear()
-    for _ in range(2):
+    for _ in range(4):
         listener.feed("1", np.full(160, 7, "<i2").tobytes(), 1.0)
     assert not listener.queue
     listener.feed("1", np.full(160, 7, "<i2").tobytes(), 1.0)
     assert len(listener.queue) == 1
+    assert listener.padded == {"2": 160}
+
+
+def test_a_gap_stood_in_for_is_not_played_twice() -> None:
+    """Stream 1 loses a packet: the mix goes on with silence for it after 80 ms; when the tap then
+    delivers the next packet with its 20 ms gap fill, the fill is skipped: the sides stay aligned."""
+    listener = Listener(INFO, mix="streams")
+    listener.queue.clear()
+    frame = lambda v: np.full(160, v, "<i2").tobytes()  # noqa: E731
+    listener.feed("1", frame(1), 1.0)
+    listener.feed("2", frame(-1), 1.0)
+    for k in range(2, 7):  # stream 1's packet 2 is lost; stream 2 runs on
+        listener.feed("2", frame(-k), 1.0)
+    listener.feed("1", bytes(320) + frame(3), 1.1, fill=160)
+    for k in range(4, 7):
+        listener.feed("1", frame(k), 1.1)
+    firsts = [tuple(np.frombuffer(d, "<i2").reshape(-1, 2)[0]) for _, d in listener.queue]
+    assert firsts == [(1, -1), (0, -2), (3, -3), (4, -4), (5, -5), (6, -6)]
 
 
 def test_a_full_queue_drops_and_counts() -> None:
