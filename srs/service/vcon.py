@@ -11,8 +11,10 @@ Mapping (draft-ietf-vcon-vcon-core, vCon 0.4.0 shape):
   a path relative to an export archive) and ``content_hash`` (``sha512-<base64url>`` of the file
   when srs can read it, else ``sha256-<base64url>`` of the hash the index keeps).
 * ``attachments``: every rs-metadata XML version received (``purpose`` ``rs-metadata``) and the SIP
-  identifiers (``purpose`` ``sip``: Call-ID, SIPREC session ids, call-recording-id, source).
-  Attachments carry both ``purpose`` (0.4.0) and ``type`` (earlier drafts) with the same value.
+  identifiers (``purpose`` ``sip``, a JSON string: Call-ID, SIPREC session ids, call-recording-id,
+  source, extensions), each with ``start``, ``party`` (the originator, else 0) and ``dialog`` (0)
+  as the draft's schema requires. They carry both ``purpose`` (0.4.0) and ``type`` (earlier
+  drafts) with the same value.
 
 Signing: :func:`sign_vcon` wraps the document in a JWS general JSON serialization (the signed form
 of a vCon) with **HS256**, an HMAC keyed with the server's ``secret.key``: it proves the document
@@ -113,12 +115,16 @@ def build_vcon(
             entry["content_hash"] = content_hash
         dialog.append(entry)
     attachments: list[dict[str, Any]] = []
+    # the draft asks each attachment for the party that contributed it and its dialog: the SBC
+    # sent both on behalf of the call, so the originator (else the first party) and the recording
+    contributed = {"party": originator if originator is not None else 0, "dialog": 0}
     for version in metadata_versions:
         if version.get("xml") is None:
             continue
         attachments.append({
             "purpose": "rs-metadata", "type": "rs-metadata", "start": version.get("received_at"),
-            "mediatype": "application/rs-metadata+xml", "encoding": "none", "body": version["xml"],
+            **contributed, "mediatype": "application/rs-metadata+xml", "encoding": "none",
+            "body": version["xml"],
         })
     sip = {
         "sip_call_id": recording.get("sip_call_id"),
@@ -128,8 +134,8 @@ def build_vcon(
         "extensions": recording.get("extensions") or {},
     }
     attachments.append({
-        "purpose": "sip", "type": "sip", "start": recording.get("started_at"),
-        "mediatype": "application/json", "encoding": "json", "body": sip,
+        "purpose": "sip", "type": "sip", "start": recording.get("started_at"), **contributed,
+        "mediatype": "application/json", "encoding": "json", "body": json.dumps(sip, sort_keys=True),
     })
     document: dict[str, Any] = {
         "vcon": VCON_VERSION,
@@ -140,7 +146,6 @@ def build_vcon(
         "dialog": dialog,
         "attachments": attachments,
         "analysis": [],
-        "redacted": {},
         "group": [],
     }
     return document

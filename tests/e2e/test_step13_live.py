@@ -550,7 +550,7 @@ def test_push_target_reconnects_after_a_restart(
     assert all(r["actor"] == "live-target" and r["detail"]["format"] == "twilio" for r in rows)
 
 
-def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: str) -> None:
+def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: str, tmp_path: Path) -> None:
     """The vCon (GET …/vcon and the export's ``vcon`` member) is parsed and validated by the ``vcon``
     package; the JWS form verifies with authlib (HS256, the server key)."""
     from authlib.jose import JsonWebSignature
@@ -574,6 +574,7 @@ def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: s
         wav = client.get(f"/api/v1/recordings/{rec['id']}/file").content
         signed = client.get(f"/api/v1/recordings/{rec['id']}/vcon", params={"signed": 1}).json()
         fetched = httpx.get(document["dialog"][0]["url"], timeout=20)
+    (tmp_path / "recording.vcon.json").write_text(json.dumps(document, indent=2))  # kept for inspection
     parsed = Vcon.build_from_json(json.dumps(document))
     valid, errors = parsed.is_valid()
     assert valid, errors
@@ -589,8 +590,9 @@ def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: s
     purposes = [a["purpose"] for a in document["attachments"]]
     assert purposes == ["rs-metadata", "sip"]
     assert "participantstreamassoc" in document["attachments"][0]["body"]
-    assert document["attachments"][1]["body"]["sip_call_id"] == call.call_id
-    assert document["attachments"][1]["body"]["call_recording_id"] == crid
+    sip = json.loads(document["attachments"][1]["body"])
+    assert document["attachments"][1]["encoding"] == "json"
+    assert sip["sip_call_id"] == call.call_id and sip["call_recording_id"] == crid
     # signed: JWS with HS256 keyed by secret.key
     key = (daemon.data_dir / "secret.key").read_bytes()
     jws = JsonWebSignature(algorithms=["HS256"])
@@ -615,6 +617,7 @@ def test_vcon_of_a_recording_validates_and_signs(live_daemon: SrsDaemon, crid: s
         entry = json.loads(tar.extractfile("index.json").read())["recordings"][0]  # type: ignore[union-attr]
         exported = entry["vcon"]
         assert tar.extractfile(exported["dialog"][0]["url"]).read() == wav  # type: ignore[union-attr]
+    (tmp_path / "exported.vcon.json").write_text(json.dumps(exported, indent=2))
     valid, errors = Vcon.build_from_json(json.dumps(exported)).is_valid()
     assert valid, errors
     assert exported["uuid"] == document["uuid"] and exported["parties"] == document["parties"]
