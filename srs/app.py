@@ -35,11 +35,12 @@ from srs.collector import tune_collector
 from srs.config import Config
 from srs.errors import ListenError, ParseError, SrsError, TlsSetupError
 from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
-from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
+from srs.live import Finished, LiveRecordings, LiveSession, MediaOptions, file_sha256
+from srs.live_info import call_info, find_session
 from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
 from srs.mediaplane.contract import MediaPlane
-from srs.mediaplane.inprocess import RtpReceiver
+from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator
 from srs.mediaplane.recordings import JournalPolicy
 from srs.mediaplane.recovery import recover_recording
@@ -51,6 +52,10 @@ from srs.net.stream_limits import StreamLimits
 from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
+from srs.service.audit import Action
+from srs.service.live_formats import CallInfo
+from srs.service.live_hub import LiveHub
+from srs.service.live_push import LivePusher, parse_target
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import (
@@ -159,6 +164,10 @@ class Daemon:
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.live: LiveRecordings | None = None
+        self.live_hub: LiveHub | None = None
+        self.live_pusher: LivePusher | None = None
+        self._live_sources: dict[str, str] = {}
+        """SBC address of each session (for [live] targets filters), until it ends."""
         self.edge: SipEdge | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -339,6 +348,20 @@ class Daemon:
             plane=plane,
             soon=loop.call_soon,
         )
+        self.live_hub = LiveHub(
+            describe=self._describe_live, subscribe=self.live.plane.live_subscribe,
+            registry=self.metrics.registry,
+        )
+        self.live_hub.queue_frames = self.config.live.queue_frames
+        live_plane = self.live.plane
+        if isinstance(live_plane, WorkerPlane | InProcessPlane):
+            live_plane.on_live = self.live_hub.deliver
+        self.live_pusher = LivePusher(
+            [parse_target(t) for t in self.config.live.targets], self.live_hub,
+            queue_frames=self.config.live.queue_frames, reconnect_max_s=self.config.live.reconnect_max_s,
+            log=self.log,
+        )
+        self.live_pusher.audit = self._audit_push
         sip = self.config.sip
         server_ssl = self._server_ssl() if sip.tls_listen else None
         await self.edge.start(sip.listen, sip.tls_listen, server_ssl)
@@ -366,6 +389,8 @@ class Daemon:
         )
         await self._stop.wait()
         await self._drain()
+        if self.live_pusher is not None:
+            await self.live_pusher.stop()
         flusher.cancel()
         disk_watch.cancel()
         media_watch.cancel()
@@ -444,6 +469,7 @@ class Daemon:
             metrics=self.metrics,
             listen_socket=self._http_socket,
             objects=self.objects,
+            live=self.live_hub,
         )
 
     async def _start_uploader(self, store: ObjectStore) -> None:
@@ -505,8 +531,11 @@ class Daemon:
                     if session is not None and self.http is not None:
                         self.metrics.session_started()
                         self.http.recording_event("recording_started", session.recording_id)
+                    if session is not None and self.live_pusher is not None:
+                        self.live_pusher.consider(self._call_info(session))
             elif isinstance(event, MetadataReceived):
-                self._guarded(event.session_id, self.live.metadata, event, pending)
+                if self._guarded(event.session_id, self.live.metadata, event, pending):
+                    self._live_metadata(event.session_id)
             elif isinstance(event, SessionEnded):
                 self._guarded(event.session_id, self._ended, event, pending)
             elif isinstance(event, RequestRefused):
@@ -575,6 +604,7 @@ class Daemon:
                 detail=SDES_IN_CLEAR,
             )
         if event.initial:
+            self._live_sources[event.session_id] = str(event.source)
             self.log.info(
                 "session_offered",
                 session=event.session_id,
@@ -585,9 +615,42 @@ class Daemon:
             )
         return self.ua.accept(event.session_id, ports, now)
 
+    def _describe_live(self, wanted: str) -> CallInfo | None:
+        session = find_session(self.live.sessions.values(), wanted) if self.live is not None else None
+        return self._call_info(session) if session is not None else None
+
+    async def _audit_push(self, recording_id: str, detail: dict[str, Any]) -> None:
+        """A push target's connection ended: a ``live_listen`` row, as for a listener of the API."""
+        if self.http is not None:
+            await asyncio.to_thread(
+                self.http.service.audit.record, "live-target", Action.LIVE_LISTEN, recording_id=recording_id,
+                detail=detail,
+            )
+
+    def _call_info(self, session: LiveSession) -> CallInfo:
+        return call_info(session, self._live_sources.get(session.session_id, ""))
+
+    def _live_metadata(self, session_id: str) -> None:
+        """Tell live listeners and push targets about the call's (new) metadata."""
+        session = self.live.sessions.get(session_id) if self.live is not None else None
+        if session is None or not session.opened:
+            return
+        info = self._call_info(session)
+        if self.live_hub is not None:
+            self.live_hub.metadata_changed(session_id, info)
+        if self.live_pusher is not None:
+            self.live_pusher.consider(info)
+
     def _ended(self, event: SessionEnded) -> None:
         assert self.live is not None and self.loop is not None
         session = self.live.sessions.get(event.session_id)
+        self._live_sources.pop(event.session_id, None)
+        if self.live_pusher is not None:
+            self.live_pusher.ended(event.session_id)
+        if self.live_hub is not None:
+            dropped = self.live_hub.ended(event.session_id)
+            if dropped and session is not None:
+                session.warnings.append(f"live audio: {dropped} frames dropped for slow listeners")
         pending = self.live.end(event)
         if pending is None:
             return

@@ -137,6 +137,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    targets: tuple[str, ...] = ()
+    """ws:// or wss:// URLs srs streams matching calls to (options as srs.* query parameters)."""
+    queue_frames: int = 250
+    """Messages (20 ms each) kept per live listener before new ones are dropped and counted."""
+    reconnect_max_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
 
@@ -149,6 +158,7 @@ class Config:
     http: HttpSettings = field(default_factory=HttpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -158,6 +168,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "http": HttpSettings,
     "storage": StorageSettings,
     "log": LogSettings,
+    "live": LiveSettings,
 }
 
 
@@ -261,6 +272,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("storage", "retention_interval_s"): (0.01, 366 * _DAY),
     ("storage", "min_free_mb"): (0, 1 << 30),
     ("storage", "warn_free_mb"): (0, 1 << 30),
+    ("live", "queue_frames"): (10, 100_000),
+    ("live", "reconnect_max_s"): (0.2, 3600),
 }
 """Every number's accepted range (inclusive): a typo of a few digits is refused at start with the
 key and the range named, instead of a daemon that times out every call or never flushes."""
@@ -295,9 +308,33 @@ def _check_values(config: Config) -> None:
                     f"[media] codec_preference: {name!r} is not a codec srs decodes "
                     f"({', '.join(sorted(known))})"
                 )
+    for target in config.live.targets:
+        _check_live_target(target)
     for url in config.http.webhook_urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"[http] webhook_urls: {url!r} is not an http:// or https:// URL")
+
+
+_LIVE_OPTIONS = {
+    "srs.format": ("jambonz", "twilio"), "srs.mix": ("mono", "mixed", "stereo", "streams"),
+    "srs.rate": ("8000", "16000"), "srs.source": (), "srs.participant": (), "srs.extension": (),
+}
+
+
+def _check_live_target(target: str) -> None:
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(target)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ConfigError(f"[live] targets: {target!r} is not a ws:// or wss:// URL")
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if not key.startswith("srs."):
+            continue
+        if key not in _LIVE_OPTIONS:
+            raise ConfigError(f"[live] targets: {target!r}: unknown option {key}")
+        choices = _LIVE_OPTIONS[key]
+        if choices and value not in choices:
+            raise ConfigError(f"[live] targets: {key}={value!r}: expected one of {', '.join(choices)}")
 
 
 def _validate(config: Config) -> None:

@@ -22,9 +22,11 @@ import uvicorn
 from srs.api.app import create_app
 from srs.api.events import EventHub
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
+from srs.api.live import install_live_routes
 from srs.errors import ListenError
 from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
+from srs.service.live_hub import LiveHub
 from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService
 from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher
@@ -271,6 +273,7 @@ async def start_http_runtime(
     metrics: DaemonMetrics,
     listen_socket: socket.socket | None = None,
     objects: ObjectStore | None = None,
+    live: LiveHub | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
@@ -307,6 +310,8 @@ async def start_http_runtime(
             max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
             events=events,
         )
+        if live is not None:
+            install_live_routes(app, live, service)
         server = _EmbeddedServer(
             uvicorn.Config(
                 app, host=listen_host, port=listen_port, log_config=None, access_log=False, lifespan="off"

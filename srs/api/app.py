@@ -26,6 +26,7 @@ from srs.api.guard import DEFAULT_MAX_BODY_BYTES, PRINCIPAL_KEY, Guard
 from srs.api.metrics import MetricsExporter
 from srs.api.peaks import PeaksCache
 from srs.api.strict import strict_query
+from srs.api.vcon import install_vcon_routes
 from srs.service.audit import Action
 from srs.service.errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
 from srs.service.exports import ExportManager
@@ -321,4 +322,5 @@ def create_app(
 
     add_console(app)
     add_console_api(app, service, hub, PeaksCache(service.layout.peaks_dir), _need("read"))
+    install_vcon_routes(app, service, min(60.0, max_link_min))
     return app

@@ -33,6 +33,7 @@ VerifyLink = Callable[[str, Mapping[str, str]], Principal]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 PRINCIPAL_KEY = "principal"
+SERVER_SEND_KEY = "server_send"
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 LINKS_PREFIX = f"{API_PREFIX}/links/"
 CONSOLE_PREFIX = "/console"
@@ -68,6 +69,8 @@ def required(method: str, path: str) -> Need:
         return Need.ADMIN
     if method == "DELETE" or (method == "POST" and path.endswith("/hold")):
         return Need.ADMIN
+    if method == "GET" and path.startswith(f"{API_PREFIX}/recordings/") and path.endswith(("/live", "/vcon")):
+        return Need.READ  # listening live (websocket upgrade) and the vCon: a read token, as for the audio
     return Need.READ
 
 
@@ -96,6 +99,9 @@ class Guard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -149,6 +155,27 @@ class Guard:
         if not scope_allows(principal.scope or "", need.value):
             raise Forbidden(f"this token has scope {principal.scope!r}; {need.value!r} is needed")
         return principal
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A websocket upgrade is a GET: the same table, the same token, refused before it is accepted
+        (with the HTTP status where the server can send one, else a close that becomes a 403)."""
+        try:
+            principal = await self._admit({**scope, "method": "GET"}, _headers(scope))
+        except ServiceError as exc:
+            if "websocket.http.response" in scope.get("extensions", {}):
+                body = json.dumps(exc.to_json()).encode()
+                length = str(len(body)).encode()
+                headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+                start = {"type": "websocket.http.response.start", "status": exc.status, "headers": headers}
+                await send(start)
+                await send({"type": "websocket.http.response.body", "body": body})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        state = scope.setdefault("state", {})
+        state[PRINCIPAL_KEY] = principal
+        state[SERVER_SEND_KEY] = send  # the server's own send (its transport), before any wrapping
+        await self.app(scope, receive, send)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is larger than {self.max_body_bytes} bytes")

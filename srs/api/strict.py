@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 
 from srs.service.filters import EXTENSION_KEY, EXTENSION_PREFIX, check_keys
@@ -34,8 +34,9 @@ def allowed_query(route: APIRoute) -> frozenset[str]:
     return allowed
 
 
-def strict_query(request: Request) -> None:
-    """A dependency for the whole app: 400 naming any undeclared query parameter."""
+def strict_query(request: HTTPConnection) -> None:
+    """A dependency for the whole app: 400 naming any undeclared query parameter (websocket routes,
+    not APIRoutes, check their own)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

@@ -140,6 +140,10 @@ class MediaPlane(ABC):
     def flush(self, now: float) -> list[str]:
         """Write what is due (or collect what workers wrote); returns keys whose file failed."""
 
+    def live_subscribe(self, key: str, on: bool) -> bool:
+        """Start or stop the live tap of ``key`` (:mod:`srs.mediaplane.live_tap`); False: not here."""
+        return False
+
     @abstractmethod
     def stop(self) -> None:
         """Release the plane's processes and files, if any."""

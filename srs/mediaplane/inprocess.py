@@ -11,10 +11,13 @@ from typing import Any
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec, srtp_filter
+from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.recordings import RecordingSet
 
 _RECV_SIZE = 2048
+_LIVE_PUMP_S = 0.005
+"""How often tapped frames are handed to the live hub when media runs on the daemon's loop."""
 
 
 class RtpReceiver:
@@ -86,6 +89,10 @@ class InProcessPlane(MediaPlane):
         self.set = RecordingSet(decoder_factory)
         self._ports: dict[int, RtpPort] = {}
         self._dropped: dict[str, dict[int, int]] = {}
+        self.live = LiveTaps(decoder_factory)
+        self.on_live: Any = None
+        """``(frames, dropped, worker)`` callback, as :attr:`WorkerPlane.on_live`."""
+        self._pumping = False
 
     def open(self, key: str, spec: RecorderSpec) -> None:
         self.set.open(key, spec)
@@ -97,6 +104,7 @@ class InProcessPlane(MediaPlane):
     def detach(self, key: str, port: RtpPort) -> None:
         self._ports.pop(port.port, None)
         self.receiver.unwatch(port)
+        self.live.forget(port.port)
         port.sink = None
         if port.counters.dropped_srtp:
             self._dropped.setdefault(key, {})[port.port] = port.counters.dropped_srtp
@@ -106,11 +114,36 @@ class InProcessPlane(MediaPlane):
         rtp_port = self._ports.get(port)
         if rtp_port is None:
             return
-        rtp_port.sink = track.push if track is not None else None
+        rtp_port.sink = self.live.stream(
+            key, port, spec.label if spec else "", spec.formats if spec else None,
+            track.push if track is not None else None,
+        )
         rtp_port.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
         # sender reports align streams; SRTCP is not decrypted yet, so encrypted streams go without
         plain = spec is not None and spec.srtp is None
         rtp_port.rtcp_sink = track.push_rtcp if track is not None and plain else None
+
+    def live_subscribe(self, key: str, on: bool) -> bool:
+        """Tap (or untap) ``key``'s ports; frames reach ``on_live`` every few milliseconds."""
+        if on and key not in self.set.recordings:
+            return False
+        for port_no, sink in self.live.subscribe(key, on).items():
+            bound = self._ports.get(port_no)
+            if bound is not None:
+                bound.sink = sink
+        if self.live.keys and not self._pumping:
+            self._pumping = True
+            self.receiver.loop.call_later(_LIVE_PUMP_S, self._pump)
+        return True
+
+    def _pump(self) -> None:
+        frames = self.live.take(self.receiver.clock())
+        if frames and self.on_live is not None:
+            self.on_live(frames, self.live.dropped, 0)
+        if self.live.keys:
+            self.receiver.loop.call_later(_LIVE_PUMP_S, self._pump)
+        else:
+            self._pumping = False
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
         track = self.set.track(key, port)
@@ -139,6 +172,7 @@ class InProcessPlane(MediaPlane):
         return track.packets_lost if track is not None else 0
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
+        self.live.keys.discard(key)
         future: asyncio.Future[RecordingResult] = _detached_future()
         try:
             future.set_result(self.set.close(key, at))

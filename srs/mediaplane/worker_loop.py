@@ -41,6 +41,7 @@ from typing import Any
 from srs.collector import tune_collector
 from srs.errors import SrsError
 from srs.mediaplane.contract import PacketFilter, srtp_filter
+from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
 
 _MAX_COMMAND = 1 << 22
@@ -104,6 +105,7 @@ class WorkerLoop:
         import srs_codecs
 
         self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal)
+        self.live = LiveTaps(srs_codecs.get_decoder)
         self.epoll = select.epoll()
         self.control.setblocking(False)
         self.epoll.register(self.control.fileno(), select.EPOLLIN)
@@ -190,6 +192,9 @@ class WorkerLoop:
                 bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
                 bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
                 bound.lane = self.recordings.lane(key, port_no)
+                bound.sink = self.live.stream(
+                    key, port_no, spec.label if spec else "", spec.formats if spec else None, bound.sink
+                )
                 self._reroute(bound)
                 early, bound.early = bound.early, []
                 for data, addr, arrival in early:
@@ -210,6 +215,7 @@ class WorkerLoop:
         elif op == "close":
             _, key, at = message
             self._unjournal(key)
+            self.live.keys.discard(key)
             try:
                 result = self.recordings.close(key, at)
             except (OSError, KeyError) as exc:
@@ -220,6 +226,12 @@ class WorkerLoop:
             self._unjournal(message[1])
             self.recordings.abort(message[1])
             self.dropped.pop(message[1], None)
+        elif op == "live":  # a listener came or went: (un)tap the call's ports
+            for port_no, sink in self.live.subscribe(message[1], message[2]).items():
+                tapped = self.by_port.get(port_no)
+                if tapped is not None:
+                    tapped.sink = sink
+                    self._reroute(tapped)
         elif op == "stop":
             self.running = False
 
@@ -240,6 +252,7 @@ class WorkerLoop:
         if entry is None:
             return
         self._drain(entry)
+        self.live.forget(port_no)
         if entry.dropped_srtp:
             self.dropped.setdefault(entry.key, {})[port_no] = entry.dropped_srtp
         siblings = self.by_key.get(entry.key, [])
@@ -333,6 +346,8 @@ class WorkerLoop:
                 except OSError:
                     continue
                 self._deliver(entry, data, addr, arrival)
+            if self.live.keys:
+                self._live_out(arrival)
             if arrival >= next_flush:
                 self._flush_slice(slice_no, arrival)
                 slice_no = (slice_no + 1) % self.slices
@@ -346,6 +361,17 @@ class WorkerLoop:
                 sleep(batch_wait)
         # recordings still open when the worker goes keep their journals: the next start replays them
         self.recordings.abort_all(keep_journal=True)
+
+    def _live_out(self, now: float) -> None:
+        """This poll's live frames as one datagram; never blocks (a full socket drops them, counted)."""
+        frames = self.live.take(now)
+        if not frames:
+            return
+        data = pickle.dumps(("live", frames, self.live.dropped), pickle.HIGHEST_PROTOCOL)
+        try:
+            self.control.send(data, socket.MSG_DONTWAIT)
+        except OSError:
+            self.live.dropped += len(frames)
 
     def _other(self, fd: int, control_fd: int) -> None:
         if fd == control_fd:

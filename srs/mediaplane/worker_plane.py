@@ -161,6 +161,8 @@ class WorkerPlane(MediaPlane):
         self._flush_scheduled = False
         self._activity: dict[int, Activity] = {}
         """The latest activity reply of each worker, by worker index."""
+        self.on_live: Any = None
+        """``(frames, dropped)`` callback for live frames (see :mod:`srs.mediaplane.live_tap`)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the workers and wait until each is ready (or ``_READY_WAIT_S`` passed): a call
@@ -197,7 +199,10 @@ class WorkerPlane(MediaPlane):
                 self._lost(worker)
                 return
             message = pickle.loads(data)
-            if message[0] == "closed":
+            if message[0] == "live":
+                if self.on_live is not None:
+                    self.on_live(message[1], message[2], worker.index)
+            elif message[0] == "closed":
                 _, key, result, error, dropped = message
                 if dropped:
                     self._dropped[key] = dropped
@@ -450,6 +455,13 @@ class WorkerPlane(MediaPlane):
     def interruptions(self, key: str) -> list[dict[str, Any]]:
         """Worker deaths the recording lived through, once its close has completed."""
         return self._interrupted.pop(key, [])
+
+    def live_subscribe(self, key: str, on: bool) -> bool:
+        """Tap (or stop tapping) a recording's ports in its worker; False when it has no worker."""
+        if key not in self._route:
+            return False
+        self._send(key, ("live", key, on))
+        return True
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
         assert self._loop is not None

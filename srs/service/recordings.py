@@ -34,6 +34,7 @@ from srs.service.errors import (
 from srs.service.filters import filter_from_json, filter_to_json
 from srs.service.principal import Kind, Principal
 from srs.service.timefmt import iso_utc
+from srs.service.vcon import build_vcon, content_hash_from_sha256
 from srs.storage.errors import InvalidId, RecordingNotFound, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
 from srs.storage.index import RecordingIndex
@@ -260,6 +261,15 @@ class RecordingService:
             raise NotAvailable(f"recording {recording_id}: file is missing", state=state)
         return path
 
+    def _export_vcon(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """The vCon of an exported recording; its dialog's url is the file's path inside the archive."""
+        file = entry.get("file") or {}
+        sha = file.get("sha256")
+        return build_vcon(
+            entry, self.metadata_versions(str(entry["id"])), url=entry.get("archive_path"),
+            content_hash=content_hash_from_sha256(str(sha)) if sha and entry.get("archive_path") else None,
+        )
+
     def metadata_versions(self, recording_id: str) -> builtins.list[dict[str, Any]]:
         self._row(recording_id)
         return [
@@ -485,6 +495,7 @@ class RecordingService:
                     name = f"recordings/{row['id']}.{row.get('file_format') or 'wav'}"
                     entry["archive_path"] = name
                     files.append((source, name))
+                entry["vcon"] = self._export_vcon(entry)
                 entries.append(entry)
             manifest = json.dumps(
                 {"export_id": export_id, "exported_at": iso_utc(self.clock()), "count": len(entries),
