@@ -82,6 +82,8 @@ MAX_SOURCES = 16
 """Accepted source addresses a track remembers (changes beyond are still counted in ``relatches``)."""
 MAX_REJECTED = 8
 """Distinct refused source addresses a track remembers; packets from others are only counted."""
+REPLAYED_SOURCE = ("0.0.0.0", 0)
+"""The stand-in source of :meth:`StreamTrack.push_replayed` (never latched, never reported)."""
 _EMPTY: Pcm = np.zeros(0, dtype=np.int16)
 _position_of = itemgetter(1)
 _unpack_header = FIXED_HEADER.unpack_from
@@ -326,6 +328,21 @@ class StreamTrack:
         re-INVITE/UPDATE); with ``sources=None``, from any address."""
         self._relatch_pending = True
 
+    def push_replayed(self, data: bytes, arrival: float) -> None:
+        """Take one journaled datagram of the track a dead worker lost (see
+        :mod:`srs.mediaplane.recordings`). The journal keeps no addresses, and its datagrams were
+        the call's audio, so they pass the source policy as the lost track's latched address and
+        latch nothing: the next live packet from an allowed host latches as the stream's first
+        source (not a source change)."""
+        if self._first_arrival is None:
+            self._first_arrival = arrival
+        latched = self._source
+        self._source = REPLAYED_SOURCE
+        try:
+            self.push(data, REPLAYED_SOURCE, arrival)
+        finally:
+            self._source = latched
+
     def allow(self, sources: Iterable[str] | None) -> None:
         """New allowed hosts from new SDP; a latched address outside them yields to the next allowed one.
 
@@ -545,7 +562,8 @@ class StreamTrack:
                     self._rejected[name] = self._rejected.get(name, 0) + 1
                 return False
             if current is None:
-                self._first_arrival = arrival
+                if self._first_arrival is None:  # else set by push_replayed
+                    self._first_arrival = arrival
             else:
                 self.relatches += 1
             if len(self._accepted) < MAX_SOURCES:
@@ -600,7 +618,7 @@ class StreamTrack:
         report only counts for the SSRC it names, which must be the SSRC this track is receiving
         when the report is used.
         """
-        if self._allowed is not None and source[0] not in self._allowed:
+        if self._allowed is not None and source[0] not in self._allowed and source is not REPLAYED_SOURCE:
             self.rtcp_dropped_source += 1
             return
         self.packets_rtcp += 1

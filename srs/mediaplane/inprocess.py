@@ -146,10 +146,7 @@ class InProcessPlane(MediaPlane):
             self._pumping = False
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
-        track = self.set.track(key, port)
-        if track is not None:
-            track.allow(sources)
-            track.relatch()
+        self.set.relatch(key, port, sources)
 
     def poll_activity(self) -> None:
         """Nothing to ask: the tracks are here."""

@@ -56,6 +56,7 @@ class JournalState:
                     },
                     "label": stream.label,
                     "relatch_after": stream.relatch_after,
+                    "sources": None if stream.sources is None else list(stream.sources),
                 }
                 for port, stream in self.streams.items()
             },
@@ -86,8 +87,12 @@ class JournalState:
                 int(pt): PayloadFormat(str(f[0]), int(f[1]), int(f[2]), None if f[3] is None else str(f[3]))
                 for pt, f in dict(stream["formats"]).items()
             }
+            sources = stream.get("sources")  # absent in a state written before streams had allowed hosts
             streams[int(port)] = StreamSpec(
-                formats, label=str(stream["label"]), relatch_after=float(stream["relatch_after"])
+                formats,
+                label=str(stream["label"]),
+                relatch_after=float(stream["relatch_after"]),
+                sources=None if sources is None else tuple(str(host) for host in sources),
             )
         pauses = [(str(op), float(at)) for op, at in data.get("pauses") or []]
         return cls(spec, streams, pauses)

@@ -23,9 +23,6 @@ from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal import DATAGRAM, PLACED, PLACEMENT, Journal, JournalContents, JournalRecord
 from srs.mediaplane.journal_state import JournalState, journal_path, remove_files, save_state, state_path
 
-REPLAY_SOURCE = ("0.0.0.0", 0)
-"""The source address replayed datagrams carry (the journal does not keep addresses); a resumed
-track relatches to the next live source."""
 REPLAY_MARGIN_S = 2.0
 """Datagrams are kept this long past the written place's time: a track places packets up to its
 jump threshold (2 s) later than they arrived (its first packet came late), so a datagram that
@@ -197,7 +194,9 @@ class RecordingSet:
         none is late; the recorder drops what lies before its file's end). With the lost track's
         newest placement, that packet goes first, arriving exactly at its place: the new track is
         anchored as the old one was. Without, only datagrams that arrived after the written place
-        are pushed, placed by their arrival.
+        are pushed, placed by their arrival. They pass the stream's source policy
+        (:meth:`StreamTrack.push_replayed`): the journal keeps no addresses, and the next live
+        packet from an allowed host latches the new track.
 
         Returns what the lost track had counted and the new one will not: its counters at the note,
         less the replayed packets up to the anchor (which the new track counts again)."""
@@ -220,14 +219,13 @@ class RecordingSet:
             carried = (max(0, received - again), lost)
         if anchor is not None:
             assert placed is not None
-            track.push(anchor.data, REPLAY_SOURCE, recorder.start + placed[3] / recorder.sample_rate)
+            track.push_replayed(anchor.data, recorder.start + placed[3] / recorder.sample_rate)
         else:
             written_at = recorder.start + recorder.written_until / recorder.sample_rate
             replay = [record for record in replay if record.arrival >= written_at]
         for record in replay:
             if record is not anchor:
-                track.push(record.data, REPLAY_SOURCE, record.arrival)
-        track.relatch()
+                track.push_replayed(record.data, record.arrival)
         return carried
 
     def track(self, key: str, port: int) -> StreamTrack | None:
@@ -235,6 +233,24 @@ class RecordingSet:
         if rec is None or port not in rec.tracks:
             return None
         return rec.recorder.tracks[rec.tracks[port]]
+
+    def relatch(self, key: str, port: int, sources: tuple[str, ...] | None, *, allow: bool = True) -> None:
+        """New SDP for the stream on ``port``: its track allows ``sources`` (unless ``allow`` is
+        false: an old command without them) and may be taken over at once by another allowed
+        address; the journal state keeps the allowed hosts, so a track resumed from it is held
+        to them as well."""
+        rec = self.recordings.get(key)
+        if rec is None or port not in rec.tracks:
+            return
+        track = rec.recorder.tracks[rec.tracks[port]]
+        if allow:
+            track.allow(sources)
+            if rec.state is not None:
+                spec = rec.state.streams.get(port)
+                if spec is not None and spec.sources != sources:
+                    rec.state.streams[port] = dataclasses.replace(spec, sources=sources)
+                    self._save(rec)
+        track.relatch()
 
     def activity(self) -> dict[str, dict[int, ActivityTuple]]:
         """Every live track's activity, by recording and RTP port."""

@@ -200,11 +200,9 @@ class WorkerLoop:
                 for data, addr, arrival in early:
                     self._deliver(bound, data, addr, arrival)
         elif op == "relatch":
-            track = self.recordings.track(message[1], message[2])
-            if track is not None:
-                if len(message) > 3:  # ("relatch", key, port, allowed hosts or None)
-                    track.allow(message[3])
-                track.relatch()
+            # ("relatch", key, port, allowed hosts or None)
+            allow = len(message) > 3
+            self.recordings.relatch(message[1], message[2], message[3] if allow else None, allow=allow)
         elif op == "activity":
             # per-stream packets, last arrival and source, for the daemon's no-media/timeout checks
             self._reply(("activity", self.clock(), self.recordings.activity()))

@@ -403,7 +403,13 @@ class WorkerPlane(MediaPlane):
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
         """Sent at once, not with the loop turn's batch: it must reach the worker before the SBC
-        has the answer that moves its media (the answer leaves later in this turn)."""
+        has the answer that moves its media (the answer leaves later in this turn). The kept spec
+        takes the new allowed hosts: a replacement worker must hold the stream to them too."""
+        kept = self._kept.get(key)
+        if kept is not None:
+            stream = kept.streams.get(port)
+            if stream is not None and stream[0] is not None and stream[0].sources != sources:
+                kept.streams[port] = (replace(stream[0], sources=sources), stream[1])
         self._send(key, ("relatch", key, port, sources))
         worker = self._route.get(key)
         if worker is not None:

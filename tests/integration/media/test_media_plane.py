@@ -75,7 +75,11 @@ def run(make: Callable[[asyncio.AbstractEventLoop], Awaitable[T]]) -> T:
 
 
 async def _open_call(
-    plane: MediaPlane, allocator: PortAllocator, path: Path, key: str = "k"
+    plane: MediaPlane,
+    allocator: PortAllocator,
+    path: Path,
+    key: str = "k",
+    sources: tuple[str, ...] | None = None,
 ) -> list[RtpPort]:
     ports = allocator.allocate(2)
     assert ports is not None
@@ -84,7 +88,7 @@ async def _open_call(
         plane.attach(key, port)
     plane.open(key, RecorderSpec(str(path), start))
     for i, port in enumerate(ports):
-        plane.set_stream(key, port.port, StreamSpec(PCMU, str(i + 1)), start)
+        plane.set_stream(key, port.port, StreamSpec(PCMU, str(i + 1), sources=sources), start)
     await asyncio.sleep(0.3 if isinstance(plane, WorkerPlane) else 0)
     return ports
 
@@ -258,6 +262,49 @@ def test_with_journals_a_dead_workers_recordings_go_on_in_its_replacement(tmp_pa
     # every packet in its place, once (the close may cut into the last one, sent just before it)
     assert abs(len(pcm) - 150 * 160) <= 320, (len(pcm), result.streams)
     assert not Path(journal_path(path)).exists()
+
+
+@pytest.mark.parametrize("signalled", ["at-the-offer", "by-a-re-invite"])
+def test_a_dead_workers_streams_keep_their_allowed_sources_and_every_packet(
+    signalled: str, tmp_path: Path
+) -> None:
+    """Streams that only the signalled host may send: the journaled datagrams (which carry no
+    address) are replayed into the replacement's tracks, the replacement holds the streams to the
+    hosts allowed last (a re-INVITE's, not the offer's) and latches the live sender without a
+    source change; nothing is lost."""
+    allocator = PortAllocator(*_free_range(40), bind_host="127.0.0.1")
+    path = tmp_path / "call.wav"
+    offered = ("127.0.0.1",) if signalled == "at-the-offer" else ("192.0.2.9",)
+
+    async def scenario(loop: asyncio.AbstractEventLoop) -> tuple[RecordingResult, list[object]]:
+        plane = WorkerPlane(1, journal=JournalPolicy())
+        plane.start(loop)
+        try:
+            ports = await _open_call(plane, allocator, path, sources=offered)
+            if signalled == "by-a-re-invite":
+                for port in ports:
+                    plane.relatch("k", port.port, ("127.0.0.1",))
+            sending = asyncio.ensure_future(_send_in_time(ports, range(150), time.monotonic()))
+            await asyncio.sleep(1.6)  # past a flush cycle: placements are journaled
+            first = plane.pids[0]
+            os.kill(first, signal.SIGKILL)
+            await _replaced(plane, first)
+            await sending
+            result = await _close(plane, allocator, ports)
+            return result, plane.interruptions("k")
+        finally:
+            plane.stop()
+
+    result, interruptions = run(scenario)
+    assert len(interruptions) == 1
+    gap = interruptions[0]
+    assert isinstance(gap, dict) and gap["replayed_packets"] > 0, gap
+    for stream in result.streams:
+        assert (stream.packets_received, stream.packets_lost, stream.packets_dropped_source) == (150, 0, 0)
+        assert stream.relatches == 0 and stream.source is not None, stream
+        assert stream.source.startswith("127.0.0.1:") and stream.sources == (stream.source,), stream
+    pcm = _tones_throughout(path)
+    assert abs(len(pcm) - 150 * 160) <= 320, (len(pcm), result.streams)
 
 
 def test_a_close_sent_to_a_worker_that_dies_is_done_by_its_replacement(tmp_path: Path) -> None:

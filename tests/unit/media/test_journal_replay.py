@@ -11,7 +11,7 @@ import pytest
 
 from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
-from srs.mediaplane.journal_state import journal_path, state_path
+from srs.mediaplane.journal_state import journal_path, load_state, state_path
 from srs.mediaplane.recordings import JournalPolicy, RecordingSet
 from srs.mediaplane.recovery import recover_recording
 from tests.unit.media.rtp_fixtures import SRC, expected, factory, payload_for, rtp
@@ -51,10 +51,17 @@ def _call(
             rs.flush_one(key, arrival + 0.02)
 
 
-def _open(rs: RecordingSet, path: Path, *, resume: bool = False, pause_mode: str = "silence") -> None:
+def _open(
+    rs: RecordingSet,
+    path: Path,
+    *,
+    resume: bool = False,
+    pause_mode: str = "silence",
+    sources: tuple[str, ...] | None = None,
+) -> None:
     rs.open("k", RecorderSpec(str(path), START, pause_mode=pause_mode, resume=resume))
     for k, port in enumerate(PORTS):
-        rs.set_stream("k", port, StreamSpec(PCMU, label=str(k + 1)), START)
+        rs.set_stream("k", port, StreamSpec(PCMU, label=str(k + 1), sources=sources), START)
 
 
 def _reference(count: int, length: int, offset: int = 0) -> np.ndarray:
@@ -141,6 +148,38 @@ def test_a_new_worker_continues_the_file_and_the_journal(tmp_path: Path, first_l
     # the counters go on from the dead worker's: every packet once, none lost
     assert [(s.packets_received, s.packets_lost) for s in result.streams] == [(300, 0), (300, 0)]
     assert not Path(journal_path(path)).exists()
+
+
+def test_a_stream_only_the_signalled_host_may_send_is_replayed_and_latched_anew(tmp_path: Path) -> None:
+    """The journal keeps no addresses: its datagrams pass the allowed-host check of the new tracks
+    (they were the call's audio) without latching anything, so the live sender's next packet
+    latches as the stream's first source; the journal state keeps the hosts a re-INVITE allowed."""
+    path = tmp_path / "call.wav"
+    dead = RecordingSet(factory, JournalPolicy())
+    _open(dead, path, sources=("192.0.2.99",))
+    for port in PORTS:
+        dead.relatch("k", port, (SRC[0],))  # new SDP before the media starts
+    _call(dead, "k", range(170))
+    state = load_state(state_path(path))
+    assert state is not None
+    assert [spec.sources if spec else None for spec in state.streams.values()] == [(SRC[0],)] * 2
+
+    alive = RecordingSet(factory, JournalPolicy())
+    _open(alive, path, resume=True, sources=(SRC[0],))
+    resumed = alive.resumed("k")
+    assert resumed is not None and resumed.replayed > 0
+    for port in PORTS:
+        track = alive.track("k", port)
+        assert track is not None and track.packets_received > 0 and track.packets_dropped_source == 0
+    _call(alive, "k", range(170, 300), not_before=170 / 50 + 0.5)
+    result = alive.close("k", START + 300 / 50)
+    samples = _samples(path)
+    assert np.array_equal(samples, _reference(300, 300 * 160))
+    source = f"{SRC[0]}:{SRC[1]}"
+    assert [(s.packets_received, s.packets_lost, s.packets_dropped_source) for s in result.streams] == [
+        (300, 0, 0)
+    ] * 2
+    assert [(s.source, s.sources, s.relatches) for s in result.streams] == [(source, (source,), 0)] * 2
 
 
 def test_a_pause_is_replayed(tmp_path: Path) -> None:
