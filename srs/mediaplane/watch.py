@@ -75,9 +75,12 @@ class SourceChanged:
 class RtpTimeout:
     key: str
     idle: float
+    """The silence measured (read from activity reports up to a second old, so above ``timeout``)."""
+    timeout: float
 
     def reason(self) -> str:
-        return f"rtp timeout: no RTP for {self.idle:.0f} s"
+        """Names the configured timeout, which the operator set and looks for, not the measurement."""
+        return f"rtp timeout: no RTP for {self.timeout:g} s"
 
 
 WatchEvent = NoMedia | SourceChanged | RtpTimeout
@@ -173,5 +176,5 @@ class MediaWatch:
                 and taken_at - last_heard >= self.timeout
             ):
                 state.timed_out = True
-                events.append(RtpTimeout(key, taken_at - last_heard))
+                events.append(RtpTimeout(key, taken_at - last_heard, self.timeout))
         return events

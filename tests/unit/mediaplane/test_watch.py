@@ -52,9 +52,9 @@ def test_rtp_timeout_counts_from_the_last_packet_of_any_expected_stream() -> Non
     watch.arm("k", [stream(20000), stream(20002)])
     report = {"k": {20000: seen(10, 110.0, "a:1"), 20002: seen(10, 130.0, "a:2")}}
     assert watch.check(189.0, report) == []
-    assert watch.check(190.0, report) == [RtpTimeout("k", 60.0)]
+    assert watch.check(190.0, report) == [RtpTimeout("k", 60.0, 60.0)]
     assert watch.check(300.0, report) == []  # raised once
-    assert RtpTimeout("k", 60.0).reason() == "rtp timeout: no RTP for 60 s"
+    assert RtpTimeout("k", 61.4, 60.0).reason() == "rtp timeout: no RTP for 60 s"
 
 
 def test_held_streams_never_time_out_and_resuming_restarts_the_clock() -> None:
@@ -63,7 +63,7 @@ def test_held_streams_never_time_out_and_resuming_restarts_the_clock() -> None:
     assert watch.check(1000.0, {"k": {20000: seen(5, 101.0, "a:1")}}) == []
     watch.arm("k", [stream(since=1000.0)])  # resumed by re-INVITE at 1000
     assert watch.check(1009.0, {"k": {20000: seen(5, 101.0, "a:1")}}) == []
-    assert watch.check(1010.0, {"k": {20000: seen(5, 101.0, "a:1")}}) == [RtpTimeout("k", 10.0)]
+    assert watch.check(1010.0, {"k": {20000: seen(5, 101.0, "a:1")}}) == [RtpTimeout("k", 10.0, 10.0)]
 
 
 def test_timeout_zero_is_off() -> None:
