@@ -45,7 +45,7 @@ class AdminStore:
                 "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (self.clock(), token_id),
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
     # ---- audit log --------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 from srs.storage import writes
 from srs.storage.admin import AdminStore
+from srs.storage.backend import Connection, Dialect
 from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition
 from srs.storage.ids import new_id
@@ -59,10 +59,20 @@ class RecordingIndex:
     queued before them.
     """
 
-    def __init__(self, path: Path | str, clock: Clock = time.time, layout: DataLayout | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        clock: Clock = time.time,
+        layout: DataLayout | None = None,
+        *,
+        node: str | None = None,
+    ) -> None:
+        """``path``: a SQLite file or an index URL (``sqlite:///…``, ``postgresql://…``); ``node``:
+        the name this srs records under (recordings it creates carry it; repair looks at its own)."""
         self.db = Database(path)
         self.clock = clock
         self.layout = layout
+        self.node = node
         self.admin = AdminStore(self.db, clock)
         self._writer: WriteBehind | None = None
         self._queued: dict[str, _Queued] = {}
@@ -113,7 +123,7 @@ class RecordingIndex:
         state = State(new.state)
         values = (
             rid, new.call_recording_id, new.sip_call_id, new.source, new.tenant, state.value,
-            new.started_at, new.file_format, new.sample_rate, new.channels, now, now,
+            new.started_at, new.file_format, new.sample_rate, new.channels, now, now, self.node,
         )  # fmt: skip
         if self._writer is not None and rid not in self._queued:
             self._queued[rid] = _Queued(state)
@@ -226,13 +236,18 @@ class RecordingIndex:
         if queued is not None:
             del self._queued[recording_id]
 
-    def unfinished(self) -> list[str]:
+    def unfinished(self, node: str | None = None) -> list[str]:
+        """Recordings not yet final; with ``node``, only those that node recorded (a fleet shares
+        one index: another node's running calls are not this node's to repair). Rows from before
+        nodes were recorded (no node) count as this node's."""
         marks = ",".join("?" * len(UNFINISHED_STATES))
+        sql = f"SELECT id FROM recordings WHERE state IN ({marks})"
+        args: list[Any] = [s.value for s in UNFINISHED_STATES]
+        if node is not None:
+            sql += " AND (node = ? OR node IS NULL)"
+            args.append(node)
         with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT id FROM recordings WHERE state IN ({marks}) ORDER BY started_at, id",
-                [s.value for s in UNFINISHED_STATES],
-            ).fetchall()
+            rows = conn.execute(sql + " ORDER BY started_at, id", args).fetchall()
         return [row["id"] for row in rows]
 
     def set_legal_hold(self, recording_id: str, on: bool) -> None:
@@ -270,7 +285,7 @@ class RecordingIndex:
             return self._hydrate(conn, [row])[0]
 
     def find(self, filt: RecordingFilter, page: int = 1, max: int | None = None) -> Page:
-        where, params = _where(filt)
+        where, params = _where(filt, self.db.dialect)
         order = "ASC" if filt.oldest_first else "DESC"
         page = 1 if page < 1 else page
         with self.db.read() as conn:
@@ -289,7 +304,7 @@ class RecordingIndex:
         return Page(items=items, total=total, pages=pages, current=current, max=max)
 
     @staticmethod
-    def _total(conn: sqlite3.Connection, filt: RecordingFilter, where: str, params: list[Any]) -> int:
+    def _total(conn: Connection, filt: RecordingFilter, where: str, params: list[Any]) -> int:
         """Unfiltered and state-only totals come from the trigger-kept counts, the rest from COUNT(*)."""
         if not where:
             return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM recording_counts").fetchone()[0])
@@ -323,10 +338,11 @@ class RecordingIndex:
         with self.db.read() as conn:
             return [dict(row) for row in conn.execute(sql + " ORDER BY started_at, id", args)]
 
-    def _hydrate(self, conn: sqlite3.Connection, rows: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+    def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         items = [_recording(row) for row in rows]
         by_id = {item["id"]: item for item in items}
         ids = list(by_id)
+        tie = self.db.dialect.insertion_order
         for chunk_start in range(0, len(ids), _MAX_IN_LIST):
             chunk = ids[chunk_start:chunk_start + _MAX_IN_LIST]
             marks = ",".join("?" * len(chunk))
@@ -358,12 +374,14 @@ class RecordingIndex:
                     "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
                 })
             for row in conn.execute(
-                f"SELECT * FROM extensions WHERE recording_id IN ({marks}) ORDER BY rowid", chunk
+                f"SELECT recording_id, key, value FROM extensions WHERE recording_id IN ({marks})"
+                f" ORDER BY recording_id, position, {tie}",
+                chunk,
             ):
                 by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
             for row in conn.execute(
-                f"SELECT * FROM dtmf WHERE recording_id IN ({marks})"
-                " ORDER BY recording_id, offset_ms, rowid",
+                f"SELECT recording_id, label, digit, offset_ms, duration_ms FROM dtmf"
+                f" WHERE recording_id IN ({marks}) ORDER BY recording_id, offset_ms, position, {tie}",
                 chunk,
             ):
                 by_id[row["recording_id"]]["dtmf"].append({
@@ -373,7 +391,7 @@ class RecordingIndex:
         return items
 
 
-def _recording(row: sqlite3.Row) -> dict[str, Any]:
+def _recording(row: Any) -> dict[str, Any]:
     item = dict(row)
     item["incomplete"] = bool(item["incomplete"])
     item["legal_hold"] = bool(item["legal_hold"])
@@ -391,7 +409,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(filt: RecordingFilter) -> tuple[str, list[Any]]:
+def _where(filt: RecordingFilter, dialect: Dialect) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if filt.state is not None:
@@ -403,7 +421,7 @@ def _where(filt: RecordingFilter) -> tuple[str, list[Any]]:
     if filt.end is not None:
         clauses.append("r.started_at < ?")
         params.append(filt.end)
-    for column in ("call_recording_id", "sip_call_id", "source"):
+    for column in ("call_recording_id", "sip_call_id", "source", "node"):
         value = getattr(filt, column)
         if value is not None:
             clauses.append(f"r.{column} = ?")
@@ -418,7 +436,7 @@ def _where(filt: RecordingFilter) -> tuple[str, list[Any]]:
         pattern = f"%{_like_escape(filt.participant)}%"
         clauses.append(
             "r.id IN (SELECT p.recording_id FROM participants p"
-            " WHERE p.aor LIKE ? ESCAPE '\\' OR p.name LIKE ? ESCAPE '\\')"
+            f" WHERE p.aor {dialect.like} ? ESCAPE '\\' OR p.name {dialect.like} ? ESCAPE '\\')"
         )
         params += [pattern, pattern]
     for key, value in filt.extensions:
@@ -427,7 +445,7 @@ def _where(filt: RecordingFilter) -> tuple[str, list[Any]]:
         params += [key, value]
     if filt.ids is not None:
         if not filt.ids:
-            clauses.append("0")
+            clauses.append("1 = 0")
         else:
             clauses.append(f"r.id IN ({','.join('?' * len(filt.ids))})")
             params.extend(filt.ids)

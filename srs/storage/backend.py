@@ -1,0 +1,182 @@
+"""Which database holds the index, and the few ways its SQL differs from SQLite's.
+
+The index is SQLite (one file, the embedded default) or PostgreSQL (shared by a fleet of nodes).
+Both run the same queries and the same migrations: everything is written once, in the portable
+subset described at the top of :mod:`srs.storage.schema`, and :class:`Dialect` names each
+difference explicitly instead of hiding it in string rewriting spread over the code.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from srs.storage.errors import StorageError
+
+
+class Engine(enum.StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+class Cursor(Protocol):
+    """What the index code uses of a DB-API cursor (``sqlite3.Cursor`` and psycopg's both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection inside one transaction; SQL uses ``?`` placeholders on every engine."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class IndexUrl:
+    """``sqlite:///ABSOLUTE/PATH`` (or a bare path) or ``postgresql://user:pw@host:port/db?options``."""
+
+    engine: Engine
+    target: str
+    """The file path for SQLite (``:memory:`` allowed), the libpq connection string for PostgreSQL."""
+
+    @classmethod
+    def parse(cls, text: str | Path) -> IndexUrl:
+        value = str(text)
+        if value.startswith(("postgresql://", "postgres://")):
+            parts = urlsplit(value)
+            if not parts.hostname and "host=" not in parts.query:
+                raise StorageError("a postgresql:// index URL needs a host (or ?host=/socket/dir)")
+            return cls(Engine.POSTGRESQL, value)
+        if value.startswith("sqlite://"):
+            path = value[len("sqlite://"):]
+            if not path.startswith("/") or path == "/":
+                raise StorageError(f"expected sqlite:///PATH, got {value!r}")
+            return cls(Engine.SQLITE, path if path != "/:memory:" else ":memory:")
+        if "://" in value:
+            raise StorageError(f"unsupported index URL {redact(value)!r}: use sqlite:/// or postgresql://")
+        return cls(Engine.SQLITE, value)
+
+    @property
+    def shown(self) -> str:
+        """For logs and errors: the URL without its password."""
+        return redact(self.target) if self.engine is Engine.POSTGRESQL else f"sqlite://{self.target}"
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The differences between the engines that the index code and the migrations must know of."""
+
+    engine: Engine
+    like: str
+    """Case-insensitive LIKE: SQLite's LIKE already is (for ASCII), PostgreSQL needs ILIKE."""
+    insertion_order: str
+    """A column that follows insertion order, for ties in ORDER BY (older rows without a position)."""
+
+    def migration(self, statement: str) -> list[str]:
+        """One portable migration statement as this engine runs it (PostgreSQL may need two)."""
+        if self.engine is Engine.SQLITE:
+            return [statement]
+        return _to_postgresql(statement)
+
+
+SQLITE = Dialect(Engine.SQLITE, like="LIKE", insertion_order="rowid")
+POSTGRESQL = Dialect(Engine.POSTGRESQL, like="ILIKE", insertion_order="ctid")
+
+
+def dialect_of(engine: Engine) -> Dialect:
+    return SQLITE if engine is Engine.SQLITE else POSTGRESQL
+
+
+# ---- placeholders ---------------------------------------------------------------------------------
+
+@lru_cache(maxsize=2048)
+def to_pyformat(sql: str) -> str:
+    """``?`` → ``%s`` outside quoted text, and every literal ``%`` doubled (psycopg scans it all)."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in sql:
+        if quote is not None:
+            if char == quote:
+                quote = None
+            out.append("%%" if char == "%" else char)
+        elif char in ("'", '"'):
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        elif char == "%":
+            out.append("%%")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+# ---- migrations ---------------------------------------------------------------------------------
+
+_TYPES = (
+    (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", re.I),
+     "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
+    (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT\s+ROWID\s*;?\s*$", re.I), ")"),
+)  # fmt: skip
+_DDL = re.compile(r"^\s*(CREATE\s+TABLE|ALTER\s+TABLE)\b", re.I)
+_TRIGGER = re.compile(
+    r"^\s*CREATE\s+TRIGGER\s+(?P<name>\w+)\s+(?P<when>AFTER|BEFORE)\s+(?P<event>.+?)\s+ON\s+(?P<table>\w+)"
+    r"(?:\s+FOR\s+EACH\s+ROW)?(?:\s+WHEN\s+(?P<cond>.+?))?\s+BEGIN\b(?P<body>.*)\bEND\s*;?\s*$",
+    re.I | re.S,
+)
+_IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b)", re.I)
+
+
+def _to_postgresql(statement: str) -> list[str]:
+    trigger = _TRIGGER.match(statement)
+    if trigger is not None:
+        return _trigger(trigger)
+    if _DDL.match(statement):
+        for pattern, replacement in _TYPES:
+            statement = pattern.sub(replacement, statement)
+    return [statement]
+
+
+def _trigger(match: re.Match[str]) -> list[str]:
+    """A SQLite row trigger as a PL/pgSQL function plus a trigger that calls it."""
+    name, table = match["name"], match["table"]
+    body = match["body"].strip()
+    if not body.endswith(";"):
+        body += ";"
+    cond = match["cond"]
+    when = f" WHEN ({_IS_NOT.sub('IS DISTINCT FROM ', cond)})" if cond else ""
+    function = (
+        f"CREATE OR REPLACE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS $body$"
+        f" BEGIN {body} RETURN NULL; END $body$"
+    )
+    trigger = (
+        f"CREATE TRIGGER {name} {match['when']} {match['event']} ON {table} FOR EACH ROW{when}"
+        f" EXECUTE FUNCTION {name}_fn()"
+    )
+    return [function, trigger]

@@ -1,0 +1,155 @@
+"""The PostgreSQL engine of the index: a small pool of psycopg 3 connections.
+
+Why the synchronous psycopg API (with :mod:`psycopg_pool`) and not its async one: every caller of
+the index is synchronous already. The daemon's writes go to the index writer process (a blocking
+loop of its own), the API, webhooks, retention and exports reach the index through
+``asyncio.to_thread`` worker threads, and the CLI is a plain process. A thread-safe pool of
+blocking connections serves all of them as they are; the async API would need an event loop in
+each of those threads and processes and would buy nothing, since no index query runs on the
+daemon's event loop.
+
+Each transaction takes one connection from the pool for its whole duration; queries use ``?``
+placeholders (rewritten once per distinct statement) and rows answer to both ``row[0]`` and
+``row["name"]``, like ``sqlite3.Row``, so the index code is the same for both engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import RowMaker
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from srs.storage.backend import IndexUrl, to_pyformat
+from srs.storage.errors import IndexUnavailable
+
+POOL_MAX = 8
+"""Connections per process: the API's worker threads share them (each query is short)."""
+CONNECT_TIMEOUT_S = 5
+POOL_WAIT_S = 10.0
+"""How long a caller waits for a connection (or for the server to come back) before failing."""
+
+_TRANSIENT = (
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.LockNotAvailable,
+    pg_errors.AdminShutdown,
+    pg_errors.CannotConnectNow,
+    pg_errors.TooManyConnections,
+    pg_errors.DiskFull,
+    pg_errors.QueryCanceled,
+)
+
+
+class Row(tuple[Any, ...]):
+    """A result row readable by position and by column name, and convertible with ``dict(row)``."""
+
+    __slots__ = ()
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> RowMaker[Row]:
+    description = cursor.description
+    if description is None:
+        return lambda values: Row(values)
+    names = {column.name: i for i, column in enumerate(description)}
+    cls = type("Row", (Row,), {"__slots__": (), "_names": names})
+    return lambda values: cls(values)
+
+
+class PgConnection:
+    """One pooled connection inside a transaction, speaking the ``?`` placeholder style."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Connection[Row]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Row]:
+        return self.raw.execute(to_pyformat(sql), tuple(parameters))  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Row]:
+        cursor = self.raw.cursor()
+        rows = [tuple(p) for p in parameters]
+        if rows:
+            cursor.executemany(to_pyformat(sql), rows)  # type: ignore[arg-type]
+        return cursor
+
+    def script(self, statement: str) -> None:
+        """DDL with no parameters, sent as written (a ``%`` in a function body stays as it is)."""
+        self.raw.execute(statement.encode())
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The server cannot be reached (down, restarting, network): the data is fine, wait and retry."""
+    if isinstance(exc, IndexUnavailable | PoolTimeout):
+        return True
+    if isinstance(exc, pg_errors.AdminShutdown | pg_errors.CannotConnectNow):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled)
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth another try of the same write: lost connection, lock conflicts, server restarting."""
+    return unreachable(exc) or isinstance(exc, _TRANSIENT)
+
+
+class PostgresEngine:
+    def __init__(self, url: IndexUrl, *, max_size: int = POOL_MAX) -> None:
+        self.url = url
+        self.key = url.target
+        self._pool = ConnectionPool(
+            url.target,
+            min_size=1,
+            max_size=max_size,
+            timeout=POOL_WAIT_S,
+            kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_S},
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=0,
+            name="srs-index",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=POOL_WAIT_S)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise IndexUnavailable(f"cannot connect to the index at {url.shown}") from exc
+
+    @contextmanager
+    def transaction(self, *, read_only: bool) -> Iterator[PgConnection]:
+        try:
+            lease = self._pool.connection()
+            raw = lease.__enter__()
+        except PoolTimeout as exc:
+            raise IndexUnavailable(f"no connection to the index at {self.url.shown}: {exc}") from exc
+        try:
+            with raw.transaction():
+                if read_only:
+                    raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield PgConnection(raw)  # type: ignore[arg-type]
+        except BaseException as exc:
+            lease.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            lease.__exit__(None, None, None)
+
+    def ping(self) -> None:
+        with self.transaction(read_only=True) as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._pool.close(timeout=2.0)
