@@ -11,10 +11,12 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # SIPp (Debian: sip-tester) drives the end-to-end and load tests; libbcg729 encodes the G.729
-# test captures (the decoder srs uses comes with PyAV).
+# test captures (the decoder srs uses comes with PyAV); the PostgreSQL server binaries run the
+# throw-away server the index tests and the index bench start for themselves.
 system-deps:
-	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0; \
+	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729 \
+		|| ! dpkg -s postgresql >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0 postgresql; \
 	fi
 
 $(STAMP): pyproject.toml codecs/pyproject.toml | system-deps

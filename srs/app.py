@@ -19,7 +19,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ import srs_codecs
 
 import srs
 from srs.collector import tune_collector
-from srs.config import Config
+from srs.config import Config, node_id
 from srs.errors import ParseError
 from srs.http_runtime import HttpRuntime, start_http_runtime
 from srs.live import Finished, LiveRecordings, MediaOptions, file_sha256
@@ -108,7 +107,11 @@ class Daemon:
         data_dir = Path(config.storage.data_dir).resolve()
         self.layout = DataLayout(data_dir)
         self.layout.ensure()
-        self.index = RecordingIndex(self.layout.index_path, layout=self.layout)
+        self.node = node_id(config)
+        self.index_target = config.storage.index or str(self.layout.index_path)
+        self.index = RecordingIndex(
+            self.index_target, layout=self.layout, node=self.node, spool_dir=data_dir / "index-spool"
+        )
         sip = config.sip
         self.ua = SiprecUserAgent(
             UaSettings(
@@ -150,9 +153,11 @@ class Daemon:
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
-        """Recordings a crash left in starting/recording/stopping become available, marked incomplete."""
+        """Recordings a crash left in starting/recording/stopping become available, marked incomplete.
+
+        Only this node's: on a shared index the other nodes' running calls are theirs."""
         repaired = 0
-        for recording_id in self.index.unfinished():
+        for recording_id in self.index.unfinished(node=self.node):
             row = self.index.get(recording_id) or {}
             path = self.layout.recording_path(recording_id, float(row.get("started_at") or time.time()))
             final: FinalizedRecording
@@ -197,6 +202,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.loop = loop
         codecs = warm_up_codecs()
+        spooled = self.index.replay_spool(
+            lambda what, exc: self.log.error("index_write_failed", write=what, error=str(exc))
+        )
+        if spooled:
+            self.log.warning("index_spool_replayed", files=spooled)
         repaired = self.repair_unfinished()
         if repaired:
             self.log.warning("recordings_repaired", count=repaired)
@@ -246,6 +256,7 @@ class Daemon:
         disk_watch = loop.create_task(self._disk_watch())
         watching = self.lag is not None or self.backlog is not None
         lag_watch = loop.create_task(self._lag_watch()) if watching else None
+        index_watch = loop.create_task(self._index_watch())
         self.log.info(
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
@@ -255,11 +266,14 @@ class Daemon:
             else self.config.storage.data_dir,
             http=str(self.config.http.listen) if self.config.http.listen else None,
             codecs=codecs,
+            node=self.node,
+            index=self.index.db.url.shown,
         )
         await self._stop.wait()
         await self._drain()
         flusher.cancel()
         disk_watch.cancel()
+        index_watch.cancel()
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
@@ -291,6 +305,8 @@ class Daemon:
             retention_overrides=storage.retention_overrides,
             retention_interval_s=storage.retention_interval_s,
             metrics=self.metrics,
+            index_url=self.index_target,
+            node=self.node,
         )
 
     def _live_metrics(self) -> dict[str, float]:
@@ -372,7 +388,7 @@ class Daemon:
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=60)
         try:
             ports = self.live.offered(event, now)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # disk, index (either engine), ports: this call only
             self.log.error("offer_failed", session=event.session_id, error=str(exc))
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if ports is None:
@@ -507,6 +523,23 @@ class Daemon:
                     reason=reason or was,
                 )
             was = reason
+
+    async def _index_watch(self) -> None:
+        """Every 250 ms: while the index writer cannot reach the index (or is far behind), new
+        INVITEs and OPTIONS pings get 503 + Retry-After; running calls keep recording and their
+        writes wait in the queue, to be committed when the database answers again."""
+        was: str | None = None
+        while True:
+            health = self.index.health()
+            reason = health.refuse_calls
+            self.ua.unavailable = reason
+            if (reason is None) != (was is None):
+                if reason is not None:
+                    self.log.error("index_unavailable", reason=reason, queued_writes=health.backlog)
+                else:
+                    self.log.warning("index_available", queued_writes=health.backlog)
+            was = reason
+            await asyncio.sleep(0.25)
 
     async def _disk_watch(self) -> None:
         while True:

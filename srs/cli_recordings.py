@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 @contextmanager
 def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
-    service = RecordingService.open(Path(args.data_dir))
+    service = RecordingService.open(Path(args.data_dir), index=args.index)
     try:
         yield service
     finally:
@@ -68,6 +69,7 @@ def _filter_from_args(args: argparse.Namespace) -> Any:
         "call_recording_id": args.call_recording_id, "participant": args.participant,
         "sip_call_id": args.sip_call_id, "source": args.source,
         "min_duration": args.min_duration, "max_duration": args.max_duration,
+        "node": getattr(args, "node", None),
     }
     pairs = [split_extension(item) for item in args.ext or []]
     return build_filter(values, pairs, oldest_first=getattr(args, "oldest_first", False))
@@ -79,6 +81,7 @@ def _summary_line(item: dict[str, Any]) -> str:
     who = ", ".join(p["aor"] or p["name"] or p["id"] for p in item["participants"]) or "-"
     flags = " incomplete" if item["incomplete"] else ""
     flags += " hold" if item["legal_hold"] else ""
+    flags += f"  @{item['node']}" if item.get("node") else ""
     return (f"{item['id']}  {item['state']:<9}  {item['started_at'] or '-':<24}  {seconds:>8}  "
             f"{item['call_recording_id'] or '-'}  {who}{flags}")
 
@@ -249,6 +252,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                         help=f"data directory (default {DEFAULT_DATA_DIR})")
+    common.add_argument("--index", default=os.environ.get("SRS_INDEX") or None, metavar="URL",
+                        help="index URL, sqlite:///PATH or postgresql://... (default: $SRS_INDEX, else the"
+                        " data directory's index.sqlite3)")
     return common
 
 
@@ -262,6 +268,7 @@ def _filters() -> argparse.ArgumentParser:
     group.add_argument("--participant", metavar="TEXT", help="substring of a participant AOR or name")
     group.add_argument("--sip-call-id", metavar="ID")
     group.add_argument("--source", metavar="HOST:PORT", help="SBC address")
+    group.add_argument("--node", metavar="ID", help="recorded by this srs node ([node] id)")
     group.add_argument("--min-duration", type=float, metavar="SECONDS")
     group.add_argument("--max-duration", type=float, metavar="SECONDS")
     group.add_argument("--ext", action="append", metavar="KEY=VALUE", help="metadata extension (repeatable)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,10 @@ class RetentionJob:
     overrides: Mapping[str, int]
     interval_s: float
     metrics: DaemonMetrics | None = None
+    holder: str | None = None
+    """With a name (the node's), sweep only while holding the fleet-wide ``retention`` lease."""
     sweeps: int = 0
+    skipped: int = 0
     deleted: list[str] = field(default_factory=list)
 
     @property
@@ -55,6 +59,11 @@ class RetentionJob:
         return self.retention_days > 0 or any(days > 0 for days in self.overrides.values())
 
     def sweep_once(self) -> list[str]:
+        if self.holder is not None:
+            admin = self.service.index.admin
+            if not admin.acquire_lease("retention", self.holder, self.interval_s * 1.5):
+                self.skipped += 1  # another node of the fleet holds it
+                return []
         overrides = {source: float(days) for source, days in self.overrides.items()}
         removed = self.service.sweep(time.time(), float(self.retention_days), overrides, actor="retention")
         self.sweeps += 1
@@ -184,14 +193,19 @@ async def start_http_runtime(
     retention_overrides: Mapping[str, int],
     retention_interval_s: float,
     metrics: DaemonMetrics,
+    index_url: str | None = None,
+    node: str | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
-    ``listen_host=None`` runs webhooks and retention without serving HTTP.
+    ``listen_host=None`` runs webhooks and retention without serving HTTP. ``index_url`` names a
+    shared index (else the data directory's own); ``node`` makes retention a fleet-wide job that
+    runs on one node at a time.
     """
     layout = DataLayout(data_dir)
     layout.ensure()
-    index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
+    target = index_url or layout.index_path
+    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
     secret = layout.secret()
     service = RecordingService(index, layout, secret, max_link_validity_s=link_max_validity_min * 60)
     metrics.data_dir = layout.data_dir
@@ -202,7 +216,8 @@ async def start_http_runtime(
     )
     exports = ExportManager(service, webhooks)
     retention = RetentionJob(
-        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics
+        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics,
+        holder=f"{node}/{os.getpid()}" if node is not None else None,
     )
     server: _EmbeddedServer | None = None
     if listen_host is not None:

@@ -53,12 +53,15 @@ class RecordingService:
         self.max_link_validity_s = max_link_validity_s
 
     @classmethod
-    def open(cls, data_dir: Path | str, clock: Clock = time.time) -> RecordingService:
-        """Open the data directory directly (CLI use: works whether the daemon runs or not)."""
+    def open(
+        cls, data_dir: Path | str, clock: Clock = time.time, *, index: str | None = None
+    ) -> RecordingService:
+        """Open the data directory directly (CLI use: works whether the daemon runs or not);
+        ``index`` names a shared index (``postgresql://…``) instead of the directory's own file."""
         layout = DataLayout(Path(data_dir))
         layout.ensure()
-        index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
-        return cls(index, layout, layout.secret(), clock)
+        opened = RecordingIndex(index or layout.index_path, clock=clock, layout=layout)
+        return cls(opened, layout, layout.secret(), clock)
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class RecordingService:
             "sip_call_id": row.get("sip_call_id"),
             "source": row.get("source"),
             "tenant": row.get("tenant"),
+            "node": row.get("node"),
             "started_at": iso_utc(row.get("started_at")),
             "ended_at": iso_utc(row.get("ended_at")),
             "duration_ms": row.get("duration_ms"),
@@ -276,7 +280,8 @@ class RecordingService:
         fmt = job["format"]
         target = self.layout.export_path(export_id, fmt)
         temp = target.with_name(f".{target.name}.partial")
-        self.index.admin.update_export(export_id, state="running")
+        if not self.index.admin.claim_export(export_id):
+            return self.export_status(export_id)  # another node (or run) has it: run once per fleet
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items

@@ -103,6 +103,38 @@ class AdminStore:
         with self.db.write() as conn:
             conn.execute(f"UPDATE exports SET {assignments} WHERE id = ?", [*fields.values(), export_id])
 
+    def claim_export(self, export_id: str) -> bool:
+        """Move a pending export to running; False if someone (another node) already did."""
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE exports SET state = 'running' WHERE id = ? AND state = 'pending'", (export_id,)
+            )
+            return bool(cursor.rowcount == 1)
+
+    # ---- fleet-wide jobs --------------------------------------------------------------------
+
+    def acquire_lease(self, job: str, holder: str, ttl_s: float) -> bool:
+        """Hold ``job`` for ``ttl_s`` seconds (or renew it): True if ``holder`` has it now.
+
+        One row per job, taken over only once it has expired, so of the nodes sharing an index
+        exactly one runs a fleet-wide job (retention) per period, and another takes over when
+        the holder stops renewing. Works the same on SQLite (one node) and PostgreSQL.
+        """
+        now = self.clock()
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO job_leases (job, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE job_leases.expires_at <= ? OR job_leases.holder = ?",
+                (job, holder, now + ttl_s, now, holder),
+            )
+            row = conn.execute("SELECT holder FROM job_leases WHERE job = ?", (job,)).fetchone()
+        return row is not None and row[0] == holder
+
+    def release_lease(self, job: str, holder: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM job_leases WHERE job = ? AND holder = ?", (job, holder))
+
     def get_export(self, export_id: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
             row = conn.execute("SELECT * FROM exports WHERE id = ?", (export_id,)).fetchone()

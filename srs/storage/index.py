@@ -29,7 +29,7 @@ from srs.storage.records import (
     StreamInfo,
     transition_allowed,
 )
-from srs.storage.write_behind import ErrorHandler, Soon, WriteBehind
+from srs.storage.write_behind import MAX_BACKLOG, ErrorHandler, Soon, WriteBehind, replay_spool
 
 Clock = Callable[[], float]
 _MAX_IN_LIST = 500
@@ -38,6 +38,23 @@ def _stream_rows(streams: Sequence[StreamInfo]) -> tuple[tuple[Any, ...], ...]:
         (s.label, s.stream_id, s.codec, s.packets_received, s.packets_lost, tuple(dict(s.stats).items()))
         for s in streams
     )
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    reachable: bool
+    backlog: int
+    """Writes queued and not yet committed."""
+    detail: str
+
+    @property
+    def refuse_calls(self) -> str | None:
+        """Why new calls should be refused now (None: take them)."""
+        if not self.reachable:
+            return f"index unreachable: {self.detail}" if self.detail else "index unreachable"
+        if self.backlog > MAX_BACKLOG:
+            return f"index behind: {self.backlog} writes waiting"
+        return None
 
 
 @dataclass(slots=True)
@@ -66,6 +83,7 @@ class RecordingIndex:
         layout: DataLayout | None = None,
         *,
         node: str | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         """``path``: a SQLite file or an index URL (``sqlite:///…``, ``postgresql://…``); ``node``:
         the name this srs records under (recordings it creates carry it; repair looks at its own)."""
@@ -73,6 +91,8 @@ class RecordingIndex:
         self.clock = clock
         self.layout = layout
         self.node = node
+        self.spool_dir = spool_dir
+        """Where the write-behind keeps writes an unreachable index could not take before a stop."""
         self.admin = AdminStore(self.db, clock)
         self._writer: WriteBehind | None = None
         self._queued: dict[str, _Queued] = {}
@@ -91,7 +111,20 @@ class RecordingIndex:
         ``on_error(what, exc)`` hears of every write that had to be given up; ``soon`` (the loop's
         ``call_soon``) sends a loop turn's writes together."""
         if self._writer is None:
-            self._writer = WriteBehind(self.db, on_error, soon=soon)
+            self._writer = WriteBehind(self.db, on_error, soon=soon, spool_dir=self.spool_dir)
+
+    def health(self) -> IndexHealth:
+        """Can the daemon's writes reach the index now, and how many wait (for admission control)."""
+        writer = self._writer
+        if writer is None:
+            return IndexHealth(True, 0, "")
+        return IndexHealth(writer.reachable, writer.backlog, writer.unreachable_detail)
+
+    def replay_spool(self, on_error: ErrorHandler) -> int:
+        """Commit writes spooled by a run that stopped while the index was unreachable."""
+        if self.spool_dir is None:
+            return 0
+        return replay_spool(self.db, self.spool_dir, on_error)
 
     @property
     def write_behind(self) -> bool:
