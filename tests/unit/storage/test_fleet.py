@@ -1,0 +1,200 @@
+"""A fleet of nodes on one index: nodes on recordings, jobs run once, portable migrations, outages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from srs.bench.pgcluster import throwaway_cluster
+from srs.service.recordings import RecordingService
+from srs.storage import schema
+from srs.storage.backend import POSTGRESQL, IndexUrl, to_pyformat
+from srs.storage.db import Database
+from srs.storage.errors import StorageError
+from srs.storage.index import RecordingIndex
+from srs.storage.layout import DataLayout
+from srs.storage.records import FinalizedRecording, NewRecording, RecordingFilter, State
+from tests.unit.storage.conftest import FakeClock
+from tests.unit.storage.factory import T0
+
+
+@pytest.fixture
+def two_nodes(
+    index_target: str, layout: DataLayout, clock: FakeClock
+) -> Iterator[tuple[RecordingIndex, ...]]:
+    a = RecordingIndex(index_target, clock=clock, layout=layout, node="node-a")
+    b = RecordingIndex(index_target, clock=clock, layout=layout, node="node-b")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_each_recording_names_its_node_and_lists_filter_by_it(two_nodes: tuple[RecordingIndex, ...]) -> None:
+    a, b = two_nodes
+    ra = a.create_recording(NewRecording(started_at=T0, call_recording_id="x"))
+    rb = b.create_recording(NewRecording(started_at=T0 + 1, call_recording_id="y"))
+    assert a.get(rb)["node"] == "node-b" and b.get(ra)["node"] == "node-a"  # type: ignore[index]
+    assert [r["id"] for r in a.find(RecordingFilter(node="node-a")).items] == [ra]
+    assert [r["id"] for r in b.find(RecordingFilter(node="node-b")).items] == [rb]
+    assert a.find(RecordingFilter(node="node-c")).total == 0
+    assert a.find(RecordingFilter()).total == 2
+
+
+def test_repair_at_start_sees_only_this_nodes_unfinished_recordings(
+    two_nodes: tuple[RecordingIndex, ...],
+) -> None:
+    a, b = two_nodes
+    mine = a.create_recording(NewRecording(started_at=T0, state=State.RECORDING))
+    theirs = b.create_recording(NewRecording(started_at=T0, state=State.RECORDING))
+    assert a.unfinished(node="node-a") == [mine]
+    assert b.unfinished(node="node-b") == [theirs]
+    assert sorted(a.unfinished()) == sorted([mine, theirs])
+
+
+def test_a_fleet_wide_job_is_held_by_one_node_until_its_lease_runs_out(
+    two_nodes: tuple[RecordingIndex, ...], clock: FakeClock
+) -> None:
+    a, b = two_nodes
+    assert a.admin.acquire_lease("retention", "node-a/1", 60)
+    assert not b.admin.acquire_lease("retention", "node-b/1", 60)
+    clock.now += 30
+    assert a.admin.acquire_lease("retention", "node-a/1", 60)  # renewed: now held until +90
+    clock.now += 59
+    assert not b.admin.acquire_lease("retention", "node-b/1", 60)
+    clock.now += 2  # node a stopped renewing
+    assert b.admin.acquire_lease("retention", "node-b/1", 60)
+    assert not a.admin.acquire_lease("retention", "node-a/1", 60)
+    b.admin.release_lease("retention", "node-b/1")
+    assert a.admin.acquire_lease("retention", "node-a/1", 60)
+
+
+def test_an_export_is_run_by_one_node_only(two_nodes: tuple[RecordingIndex, ...], layout: DataLayout) -> None:
+    a, b = two_nodes
+    service_a = RecordingService(a, layout, layout.secret(), a.clock)
+    service_b = RecordingService(b, layout, layout.secret(), b.clock)
+    job = service_a.create_export(ids=[])
+    assert b.admin.claim_export(job["id"])
+    assert service_a.run_export(job["id"])["state"] == "running"  # node a leaves it to node b
+    assert not a.admin.claim_export(job["id"])
+    assert service_b.export_status(job["id"])["state"] == "running"
+
+
+def test_a_plain_portable_migration_runs_on_both_engines(
+    index_target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What another developer's next migration looks like: plain SQL in the documented subset."""
+    extra = """
+    CREATE TABLE IF NOT EXISTS annotations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recording_id TEXT NOT NULL REFERENCES recordings (id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        body BLOB
+    );
+    CREATE INDEX annotations_recording ON annotations (recording_id, at);
+    ALTER TABLE recordings ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0;
+    """
+    Database(index_target).close()  # at the current version first, as a running fleet would be
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
+    import srs.storage.db as db_module
+
+    monkeypatch.setattr(db_module, "MIGRATIONS", schema.MIGRATIONS)
+    monkeypatch.setattr(db_module, "SCHEMA_VERSION", schema.SCHEMA_VERSION)
+    index = RecordingIndex(index_target)
+    try:
+        rid = index.create_recording(NewRecording(started_at=T0))
+        with index.db.write() as conn:
+            conn.execute(
+                "INSERT INTO annotations (recording_id, at, body) VALUES (?, ?, ?)", (rid, T0 + 0.25, b"\0x")
+            )
+            conn.execute(
+                "INSERT INTO annotations (recording_id, at, body) VALUES (?, ?, ?)", (rid, T0 + 0.5, None)
+            )
+        with index.db.read() as conn:
+            rows = [tuple(r) for r in conn.execute("SELECT id, at, body FROM annotations ORDER BY id")]
+            reviewed = conn.execute("SELECT reviewed FROM recordings WHERE id = ?", (rid,)).fetchone()[0]
+        assert [(r[1], None if r[2] is None else bytes(r[2])) for r in rows] == [
+            (T0 + 0.25, b"\0x"),
+            (T0 + 0.5, None),
+        ]
+        assert rows[0][0] < rows[1][0] and reviewed == 0
+    finally:
+        index.close()
+
+
+def test_placeholders_and_triggers_are_translated_explicitly() -> None:
+    assert to_pyformat("SELECT '?%' , x LIKE ? ESCAPE '\\' WHERE a = ? AND b LIKE '50%'") == (
+        "SELECT '?%%' , x LIKE %s ESCAPE '\\' WHERE a = %s AND b LIKE '50%%'"
+    )
+    function, trigger = POSTGRESQL.migration(
+        "CREATE TRIGGER t_state AFTER UPDATE OF state ON recordings WHEN OLD.state IS NOT NEW.state BEGIN"
+        " UPDATE c SET n = c.n - 1 WHERE state = OLD.state; END;"
+    )
+    assert function.startswith("CREATE OR REPLACE FUNCTION t_state_fn() RETURNS trigger LANGUAGE plpgsql")
+    assert "UPDATE c SET n = c.n - 1 WHERE state = OLD.state; RETURN NULL;" in function
+    assert trigger == (
+        "CREATE TRIGGER t_state AFTER UPDATE OF state ON recordings FOR EACH ROW"
+        " WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION t_state_fn()"
+    )
+    (table,) = POSTGRESQL.migration(
+        "CREATE TABLE p (run TEXT PRIMARY KEY, seq INTEGER, at REAL) WITHOUT ROWID;"
+    )
+    assert table == "CREATE TABLE p (run TEXT PRIMARY KEY, seq BIGINT, at DOUBLE PRECISION)"
+
+
+def test_index_urls_are_parsed_strictly_and_shown_without_password() -> None:
+    assert IndexUrl.parse("sqlite:///var/srs/index.sqlite3").target == "/var/srs/index.sqlite3"
+    assert IndexUrl.parse("var/index.sqlite3").target == "var/index.sqlite3"
+    url = IndexUrl.parse("postgresql://srs:s3cret@db.example.net:5432/srs")
+    assert url.shown == "postgresql://srs:***@db.example.net:5432/srs"
+    for bad in ("mysql://x/y", "sqlite://relative", "postgresql:///nohost"):
+        with pytest.raises(StorageError):
+            IndexUrl.parse(bad)
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_during_calls_loses_no_row(tmp_path: Path) -> None:
+    """The index writer waits for the server (pg_ctl stop … start) and commits every queued write,
+    exactly once; meanwhile the index reports itself unreachable (the daemon answers 503)."""
+    errors: list[tuple[str, BaseException]] = []
+    with throwaway_cluster() as cluster:
+        url = cluster.create_database("failover")
+        index = RecordingIndex(url, node="node-a")
+        index.start_write_behind(lambda what, exc: errors.append((what, exc)))
+        try:
+            ids = [
+                index.create_recording(NewRecording(started_at=T0 + i, call_recording_id=f"c{i}"))
+                for i in range(100)
+            ]
+            for rid in ids:
+                index.advance_state(rid, State.RECORDING)
+            assert index.flush(30)
+            cluster.stop("fast")
+            during = [index.create_recording(NewRecording(started_at=T0 + 1000 + i)) for i in range(200)]
+            for rid in ids[:50] + during[:100]:
+                index.advance_state(rid, State.STOPPING)
+                index.finalize(rid, FinalizedRecording(T0 + 2000, 1000, None, None, None))
+            deadline = time.monotonic() + 20
+            while index.health().reachable and time.monotonic() < deadline:
+                time.sleep(0.05)
+            health = index.health()
+            assert not health.reachable and health.refuse_calls is not None and health.backlog > 0
+            time.sleep(1.0)  # a real outage: a few retries pass
+            cluster.start()
+            assert index.flush(60)
+            assert index.health().reachable and index.health().backlog == 0
+        finally:
+            index.close()
+        check = RecordingIndex(url)
+        try:
+            counts = check.count_by_state()
+            assert counts["available"] == 150 and counts["recording"] == 50 and counts["starting"] == 100
+            assert check.find(RecordingFilter(node="node-a")).total == 300
+            with check.db.read() as conn:
+                assert conn.execute("SELECT COUNT(*) FROM recordings").fetchone()[0] == 300
+        finally:
+            check.close()
+    assert errors == []
