@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from srs.service.copies import describe as describe_copies
+from srs.service.copies import preferred as preferred_copy
 from srs.service.errors import BadRequest, BadSignature, Conflict, LinkExpired, NotAvailable, NotFound
 from srs.service.filters import filter_from_json, filter_to_json
 from srs.service.timefmt import iso_utc
@@ -71,8 +73,12 @@ class RecordingService:
         if max is not None and max < 1:
             raise BadRequest("max must be 1 or more")
         result = self.index.find(filt, page=page, max=max)
+        crids = sorted({item["call_recording_id"] for item in result.items if item["call_recording_id"]})
+        copies = self.index.copies(crids) if crids else {}
         return {
-            "items": [self.represent(item) for item in result.items],
+            "items": [
+                self.represent(item, copies.get(item["call_recording_id"] or "")) for item in result.items
+            ],
             "pagination": {"pages": result.pages, "total": result.total, "current": result.current,
                            "max": result.max},
         }
@@ -86,16 +92,29 @@ class RecordingService:
         return row
 
     def show(self, recording_id: str) -> dict[str, Any]:
-        return self.represent(self._row(recording_id))
+        row = self._row(recording_id)
+        crid = row.get("call_recording_id")
+        return self.represent(row, self.index.copies([crid])[crid] if crid else None)
 
     def show_by_call_recording_id(self, call_recording_id: str) -> dict[str, Any]:
-        row = self.index.newest_by_call_recording_id(call_recording_id)
+        """The logical recording: of the copies nodes made of this session, the most complete
+        (see :mod:`srs.service.copies`); one copy alone is simply that copy (the newest, if the
+        same id was reused for several sessions on one node)."""
+        copies = self.index.copies([call_recording_id])[call_recording_id]
+        nodes = {c.get("node") for c in copies}
+        if len(copies) > 1 and len(nodes) > 1:
+            row = self.index.get(preferred_copy(copies)["id"])
+        else:
+            row = self.index.newest_by_call_recording_id(call_recording_id)
         if row is None:
             raise NotFound(f"no recording with call-recording-id {call_recording_id!r}")
-        return self.represent(row)
+        return self.represent(row, copies)
 
-    def represent(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The public JSON shape of a recording (CLI ``--json`` and API answer the same)."""
+    def represent(
+        self, row: Mapping[str, Any], copies: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The public JSON shape of a recording (CLI ``--json`` and API answer the same); with the
+        ``copies`` of its session, ``copies`` lists them all, the preferred one first."""
         rid = row["id"]
         fmt = row.get("file_format") or "wav"
         file_path = row.get("file_path")
@@ -136,6 +155,7 @@ class RecordingService:
             "dtmf": list(row.get("dtmf", [])),
             "completeness": row.get("completeness") or {},
             "warnings": list(row.get("warnings") or []),
+            "copies": describe_copies(copies) if copies else [],
             "links": links,
         }
 

@@ -317,6 +317,26 @@ class RecordingIndex:
                 return None
             return self._hydrate(conn, [row])[0]
 
+    def copies(self, call_recording_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every recording of each call-recording-id (the copies nodes made of one SIPREC session):
+        id, node, state, incomplete, duration_ms, completeness."""
+        found: dict[str, list[dict[str, Any]]] = {crid: [] for crid in call_recording_ids}
+        wanted = list(found)
+        with self.db.read() as conn:
+            for start in range(0, len(wanted), _MAX_IN_LIST):
+                chunk = wanted[start:start + _MAX_IN_LIST]
+                for row in conn.execute(
+                    "SELECT id, call_recording_id, node, state, incomplete, duration_ms, completeness"
+                    f" FROM recordings WHERE call_recording_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY started_at, id",
+                    chunk,
+                ):
+                    item = dict(row)
+                    item["incomplete"] = bool(item["incomplete"])
+                    item["completeness"] = json.loads(item["completeness"])
+                    found[item["call_recording_id"]].append(item)
+        return found
+
     def find(self, filt: RecordingFilter, page: int = 1, max: int | None = None) -> Page:
         where, params = _where(filt, self.db.dialect)
         order = "ASC" if filt.oldest_first else "DESC"

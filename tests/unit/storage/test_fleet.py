@@ -198,3 +198,37 @@ def test_postgresql_restarted_during_calls_loses_no_row(tmp_path: Path) -> None:
         finally:
             check.close()
     assert errors == []
+
+
+def _finish(index: RecordingIndex, rid: str, received: int, incomplete: bool) -> None:
+    index.advance_state(rid, State.RECORDING)
+    index.finalize(
+        rid,
+        FinalizedRecording(
+            T0 + 10, received * 20, None, None, None, incomplete=incomplete,
+            completeness={"streams": {"1": {"packets_received": received, "packets_lost": 0}}},
+        ),
+    )  # fmt: skip
+
+
+def test_copies_of_one_session_on_two_nodes_are_one_logical_recording(
+    two_nodes: tuple[RecordingIndex, ...], layout: DataLayout
+) -> None:
+    a, b = two_nodes
+    copy_b = b.create_recording(NewRecording(started_at=T0, call_recording_id="rs-1"))
+    copy_a = a.create_recording(NewRecording(started_at=T0 + 0.01, call_recording_id="rs-1"))
+    other = a.create_recording(NewRecording(started_at=T0 + 5, call_recording_id="rs-2"))
+    _finish(b, copy_b, 120, incomplete=True)  # node b went away mid-call
+    _finish(a, copy_a, 500, incomplete=False)
+    service = RecordingService(a, layout, layout.secret(), a.clock)
+    logical = service.show_by_call_recording_id("rs-1")
+    assert logical["id"] == copy_a and logical["node"] == "node-a"
+    assert [(c["id"], c["node"], c["complete"], c["preferred"]) for c in logical["copies"]] == [
+        (copy_a, "node-a", True, True),
+        (copy_b, "node-b", False, False),
+    ]
+    listed = service.list(RecordingFilter(), max=10)["items"]
+    assert [item["id"] for item in listed] == [other, copy_a, copy_b]  # one row per copy, each marked
+    assert [len(item["copies"]) for item in listed] == [1, 2, 2]
+    assert [c["id"] for c in listed[2]["copies"] if c["preferred"]] == [copy_a]
+    assert service.show(copy_b)["copies"][0]["id"] == copy_a
