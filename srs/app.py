@@ -144,6 +144,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
         self.metrics = DaemonMetrics()
+        self.metrics.node = self.node
         self.http: HttpRuntime | None = None
         self.disk_low = False
         self.lag = LagMonitor(config.limits.max_loop_lag_ms / 1000) if config.limits.max_loop_lag_ms else None

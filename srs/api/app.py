@@ -118,8 +118,14 @@ def create_app(
         return {"status": "ok", "version": srs.__version__}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
-    def metrics_endpoint(_: Read) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    def metrics_endpoint(
+        _: Read,
+        node: Annotated[
+            str | None,
+            Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="adds this node's recordings"),
+        ] = None,
+    ) -> Response:
+        return Response(metrics.render(node), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API_PREFIX}/recordings", tags=["recordings"])
     def list_recordings(
@@ -132,6 +138,7 @@ def create_app(
         participant: str | None = Query(None, description="substring of a participant AOR or name"),
         sip_call_id: str | None = None,
         source: str | None = None,
+        node: str | None = Query(None, description="recorded by this srs node ([node] id)"),
         min_duration: float | None = Query(None, description="seconds"),
         max_duration: float | None = Query(None, description="seconds"),
         extension: Annotated[

@@ -366,10 +366,18 @@ class RecordingIndex:
             return int(row[0]) if row is not None else 0
         return int(conn.execute(f"SELECT COUNT(*) FROM recordings r{where}", params).fetchone()[0])
 
-    def count_by_state(self) -> dict[str, int]:
+    def count_by_state(self, node: str | None = None) -> dict[str, int]:
+        """Recordings per state: the fleet's (trigger-kept, one row per state), or one node's (a
+        count over that node's rows: for a scrape that asks for it, not for every request)."""
         counts = {s.value: 0 for s in State}
         with self.db.read() as conn:
-            for row in conn.execute("SELECT state, n FROM recording_counts"):
+            if node is None:
+                rows = conn.execute("SELECT state, n FROM recording_counts")
+            else:
+                rows = conn.execute(
+                    "SELECT state, COUNT(*) AS n FROM recordings WHERE node = ? GROUP BY state", (node,)
+                )
+            for row in rows:
                 counts[row["state"]] = int(row["n"])
         return counts
 
