@@ -300,22 +300,16 @@ class RecordingIndex:
     # ---- query API --------------------------------------------------------------------------
 
     def get(self, recording_id: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.execute("SELECT * FROM recordings WHERE id = ?", (recording_id,)).fetchone()
-            if row is None:
-                return None
-            return self._hydrate(conn, [row])[0]
+        _, items = self._select("SELECT * FROM recordings r WHERE r.id = ?", (recording_id,))
+        return items[0] if items else None
 
     def newest_by_call_recording_id(self, call_recording_id: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT * FROM recordings WHERE call_recording_id = ?"
-                " ORDER BY started_at DESC, id DESC LIMIT 1",
-                (call_recording_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            return self._hydrate(conn, [row])[0]
+        _, items = self._select(
+            "SELECT * FROM recordings r WHERE r.call_recording_id = ?"
+            " ORDER BY r.started_at DESC, r.id DESC LIMIT 1",
+            (call_recording_id,),
+        )
+        return items[0] if items else None
 
     def copies(self, call_recording_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Every recording of each call-recording-id (the copies nodes made of one SIPREC session):
@@ -341,30 +335,18 @@ class RecordingIndex:
         where, params = _where(filt, self.db.dialect)
         order = "ASC" if filt.oldest_first else "DESC"
         page = 1 if page < 1 else page
-        with self.db.read() as conn:
-            total = self._total(conn, filt, where, params)
-            sql = f"SELECT * FROM recordings r{where} ORDER BY r.started_at {order}, r.id {order}"
-            args = list(params)
-            if max is not None:
-                sql += " LIMIT ? OFFSET ?"
-                args += [max, (page - 1) * max]
-            rows = conn.execute(sql, args).fetchall()
-            items = self._hydrate(conn, rows)
+        sql = f"SELECT * FROM recordings r{where} ORDER BY r.started_at {order}, r.id {order}"
+        args = list(params)
+        if max is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [max, (page - 1) * max]
+        counted, items = self._select(sql, args, _total_query(filt, where, params))
+        total = int(counted[0][0]) if counted else 0
         if max is None:
             pages, current = (1 if total else 0), 1
         else:
             pages, current = math.ceil(total / max) if max > 0 else 0, page
         return Page(items=items, total=total, pages=pages, current=current, max=max)
-
-    @staticmethod
-    def _total(conn: Connection, filt: RecordingFilter, where: str, params: list[Any]) -> int:
-        """Unfiltered and state-only totals come from the trigger-kept counts, the rest from COUNT(*)."""
-        if not where:
-            return int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM recording_counts").fetchone()[0])
-        if filt.state is not None and where == " WHERE r.state = ?":
-            row = conn.execute("SELECT n FROM recording_counts WHERE state = ?", params).fetchone()
-            return int(row[0]) if row is not None else 0
-        return int(conn.execute(f"SELECT COUNT(*) FROM recordings r{where}", params).fetchone()[0])
 
     def count_by_state(self, node: str | None = None) -> dict[str, int]:
         """Recordings per state: the fleet's (trigger-kept, one row per state), or one node's (a
@@ -401,55 +383,81 @@ class RecordingIndex:
 
     def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         items = [_recording(row) for row in rows]
-        by_id = {item["id"]: item for item in items}
-        ids = list(by_id)
-        tie = self.db.dialect.insertion_order
+        ids = [item["id"] for item in items]
         for chunk_start in range(0, len(ids), _MAX_IN_LIST):
             chunk = ids[chunk_start:chunk_start + _MAX_IN_LIST]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT * FROM participants WHERE recording_id IN ({marks})"
-                " ORDER BY recording_id, position",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["participants"].append({
-                    "id": row["participant_id"], "aor": row["aor"], "name": row["name"],
-                    "send": json.loads(row["send"]), "recv": json.loads(row["recv"]),
-                })
-            for row in conn.execute(
-                f"SELECT * FROM streams WHERE recording_id IN ({marks}) ORDER BY recording_id, label", chunk
-            ):
-                stream: dict[str, Any] = {
-                    "label": row["label"], "stream_id": row["stream_id"], "codec": row["codec"],
-                    "packets_received": row["packets_received"], "packets_lost": row["packets_lost"],
-                }
-                for key, value in json.loads(row["stats"]).items():
-                    stream.setdefault(key, value)
-                by_id[row["recording_id"]]["streams"].append(stream)
-            for row in conn.execute(
-                f"SELECT * FROM sessions WHERE recording_id IN ({marks}) ORDER BY recording_id, position",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["sessions"].append({
-                    "id": row["session_id"], "sip_session_ids": json.loads(row["sip_session_ids"]),
-                    "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
-                })
-            for row in conn.execute(
-                f"SELECT recording_id, key, value FROM extensions WHERE recording_id IN ({marks})"
-                f" ORDER BY recording_id, position, {tie}",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
-            for row in conn.execute(
-                f"SELECT recording_id, label, digit, offset_ms, duration_ms FROM dtmf"
-                f" WHERE recording_id IN ({marks}) ORDER BY recording_id, offset_ms, position, {tie}",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["dtmf"].append({
-                    "label": row["label"], "digit": row["digit"], "offset_ms": row["offset_ms"],
-                    "duration_ms": row["duration_ms"],
-                })
+            queries = self._child_queries(",".join("?" * len(chunk)), chunk)
+            _attach(items, *[conn.execute(sql, args).fetchall() for sql, args in queries])
         return items
+
+    def _child_queries(self, ids: str, params: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        """The participants, streams, sessions, extensions and DTMF of ``recording_id IN (ids)``."""
+        tie = self.db.dialect.insertion_order
+        where = f"WHERE recording_id IN ({ids}) ORDER BY recording_id"
+        return [
+            (f"SELECT * FROM participants {where}, position", params),
+            (f"SELECT * FROM streams {where}, label", params),
+            (f"SELECT * FROM sessions {where}, position", params),
+            (f"SELECT recording_id, key, value FROM extensions {where}, position, {tie}", params),
+            (f"SELECT recording_id, label, digit, offset_ms, duration_ms FROM dtmf {where}, offset_ms,"
+             f" position, {tie}", params),
+        ]  # fmt: skip
+
+    def _select(
+        self, sql: str, params: Sequence[Any], first: tuple[str, Sequence[Any]] | None = None
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Recordings by ``sql`` (``SELECT * FROM recordings r …``) with all their children, and the
+        rows of ``first`` (run before it, in the same snapshot). On PostgreSQL everything, BEGIN
+        and COMMIT included, leaves in one pipeline: the children are selected by the same query
+        as a subquery, so the whole read is one round trip to the server."""
+        with self.db.read() as conn:
+            fetch = getattr(conn, "fetch_each", None)
+            if fetch is None:
+                before = conn.execute(*first).fetchall() if first is not None else []
+                return before, self._hydrate(conn, conn.execute(sql, params).fetchall())
+            children = self._child_queries(f"SELECT m.id FROM ({sql}) AS m", params)
+            queries = [*([first] if first is not None else []), (sql, params), *children]
+            results: list[list[Any]] = fetch(queries, last=True)
+        before = results.pop(0) if first is not None else []
+        items = [_recording(row) for row in results[0]]
+        _attach(items, *results[1:])
+        return before, items
+
+
+def _attach(
+    items: list[dict[str, Any]],
+    participants: Iterable[Any],
+    streams: Iterable[Any],
+    sessions: Iterable[Any],
+    extensions: Iterable[Any],
+    dtmf: Iterable[Any],
+) -> None:
+    by_id = {item["id"]: item for item in items}
+    for row in participants:
+        by_id[row["recording_id"]]["participants"].append({
+            "id": row["participant_id"], "aor": row["aor"], "name": row["name"],
+            "send": json.loads(row["send"]), "recv": json.loads(row["recv"]),
+        })
+    for row in streams:
+        stream: dict[str, Any] = {
+            "label": row["label"], "stream_id": row["stream_id"], "codec": row["codec"],
+            "packets_received": row["packets_received"], "packets_lost": row["packets_lost"],
+        }
+        for key, value in json.loads(row["stats"]).items():
+            stream.setdefault(key, value)
+        by_id[row["recording_id"]]["streams"].append(stream)
+    for row in sessions:
+        by_id[row["recording_id"]]["sessions"].append({
+            "id": row["session_id"], "sip_session_ids": json.loads(row["sip_session_ids"]),
+            "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
+        })
+    for row in extensions:
+        by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
+    for row in dtmf:
+        by_id[row["recording_id"]]["dtmf"].append({
+            "label": row["label"], "digit": row["digit"], "offset_ms": row["offset_ms"],
+            "duration_ms": row["duration_ms"],
+        })
 
 
 def _recording(row: Any) -> dict[str, Any]:
@@ -464,6 +472,15 @@ def _recording(row: Any) -> dict[str, Any]:
     item["extensions"] = {}
     item["dtmf"] = []
     return item
+
+
+def _total_query(filt: RecordingFilter, where: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """Unfiltered and state-only totals come from the trigger-kept counts, the rest from COUNT(*)."""
+    if not where:
+        return "SELECT COALESCE(SUM(n), 0) FROM recording_counts", []
+    if filt.state is not None and where == " WHERE r.state = ?":
+        return "SELECT COALESCE(SUM(n), 0) FROM recording_counts WHERE state = ?", params
+    return f"SELECT COUNT(*) FROM recordings r{where}", params
 
 
 def _like_escape(text: str) -> str:

@@ -16,9 +16,9 @@ placeholders (rewritten once per distinct statement) and rows answer to both ``r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -27,6 +27,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from srs.storage.backend import IndexUrl, to_pyformat
 from srs.storage.errors import IndexUnavailable
+
+_T = TypeVar("_T")
 
 POOL_MAX = 8
 """Connections per process: the API's worker threads share them (each query is short)."""
@@ -71,17 +73,60 @@ def _row_factory(cursor: Any) -> RowMaker[Row]:
 
 
 class PgConnection:
-    """One pooled connection inside a transaction, speaking the ``?`` placeholder style."""
+    """One pooled connection inside a transaction, speaking the ``?`` placeholder style.
 
-    __slots__ = ("raw",)
+    The transaction's BEGIN is not a round trip of its own: it leaves in one pipeline with the
+    first statement. A read that knows all its statements (:meth:`fetch_each` with ``last``) also
+    sends its COMMIT along, so a whole lookup costs one round trip to the server. A connection
+    the server dropped (restart, idle timeout) fails that first exchange; it is then swapped for
+    a fresh one and the exchange sent again (nothing of the transaction had happened yet).
+    """
 
-    def __init__(self, raw: psycopg.Connection[Row]) -> None:
+    __slots__ = ("_begin", "_fresh", "finished", "raw", "started")
+
+    def __init__(
+        self, raw: psycopg.Connection[Row], begin: str, fresh: Callable[[psycopg.Connection[Row]], Any]
+    ) -> None:
         self.raw = raw
+        self._begin = begin
+        self._fresh = fresh
+        self.started = False
+        """BEGIN has been sent."""
+        self.finished = False
+        """COMMIT has been sent with the last statements."""
+
+    def _first(self, exchange: Callable[[], _T]) -> _T:
+        if self.started:
+            return exchange()
+        try:
+            result = exchange()
+        except psycopg.OperationalError:
+            if not self.raw.broken:
+                raise
+            self.raw = self._fresh(self.raw)
+            result = exchange()
+        self.started = True
+        return result
+
+    def _begun(self) -> None:
+        if not self.started:
+            self._first(lambda: self.raw.execute(self._begin))
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Row]:
-        return self.raw.execute(to_pyformat(sql), tuple(parameters))  # type: ignore[arg-type]
+        query, args = to_pyformat(sql), tuple(parameters)
+        if self.started:
+            return self.raw.execute(query, args)  # type: ignore[arg-type]
+
+        def exchange() -> psycopg.Cursor[Row]:
+            with self.raw.pipeline():
+                self.raw.execute(self._begin)
+                cursor = self.raw.execute(query, args)  # type: ignore[arg-type]
+            return cursor
+
+        return self._first(exchange)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Row]:
+        self._begun()
         cursor = self.raw.cursor()
         rows = [tuple(p) for p in parameters]
         if rows:
@@ -90,7 +135,30 @@ class PgConnection:
 
     def script(self, statement: str) -> None:
         """DDL with no parameters, sent as written (a ``%`` in a function body stays as it is)."""
+        self._begun()
         self.raw.execute(statement.encode())
+
+    def fetch_each(
+        self, queries: Sequence[tuple[str, Sequence[Any]]], *, last: bool = False
+    ) -> list[list[Row]]:
+        """The rows of several SELECTs in one round trip (pipeline mode); with ``last``, the
+        transaction's COMMIT goes in the same round trip (nothing may follow in it)."""
+
+        def exchange() -> list[psycopg.Cursor[Row]]:
+            with self.raw.pipeline():
+                if not self.started:
+                    self.raw.execute(self._begin)
+                cursors = [
+                    self.raw.execute(to_pyformat(sql), tuple(params))  # type: ignore[arg-type]
+                    for sql, params in queries
+                ]
+                if last:
+                    self.raw.execute("COMMIT")
+            return cursors
+
+        cursors = self._first(exchange)
+        self.finished = last
+        return [cursor.fetchall() for cursor in cursors]
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -117,7 +185,6 @@ class PostgresEngine:
             max_size=max_size,
             timeout=POOL_WAIT_S,
             kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_S},
-            check=ConnectionPool.check_connection,
             reconnect_timeout=0,
             name="srs-index",
             open=False,
@@ -130,21 +197,32 @@ class PostgresEngine:
 
     @contextmanager
     def transaction(self, *, read_only: bool) -> Iterator[PgConnection]:
+        """A read is one REPEATABLE READ snapshot. Pooled connections are not pinged before use
+        (a round trip on every transaction): see :class:`PgConnection` for a dropped one."""
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" if read_only else "BEGIN"
+        conn = PgConnection(self._get(), begin, self._fresh)
         try:
-            lease = self._pool.connection()
-            raw = lease.__enter__()
+            yield conn
+            if conn.started and not conn.finished:
+                conn.raw.execute("COMMIT")
+        except BaseException:
+            if conn.started and not conn.finished and not conn.raw.broken:
+                with contextlib.suppress(Exception):
+                    conn.raw.execute("ROLLBACK")
+            raise
+        finally:
+            self._pool.putconn(conn.raw)
+
+    def _get(self) -> psycopg.Connection[Row]:
+        try:
+            raw: psycopg.Connection[Row] = self._pool.getconn()  # type: ignore[assignment]
         except PoolTimeout as exc:
             raise IndexUnavailable(f"no connection to the index at {self.url.shown}: {exc}") from exc
-        try:
-            with raw.transaction():
-                if read_only:
-                    raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield PgConnection(raw)  # type: ignore[arg-type]
-        except BaseException as exc:
-            lease.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            lease.__exit__(None, None, None)
+        return raw
+
+    def _fresh(self, broken: psycopg.Connection[Row]) -> psycopg.Connection[Row]:
+        self._pool.putconn(broken)  # the pool drops a broken connection
+        return self._get()
 
     def ping(self) -> None:
         with self.transaction(read_only=True) as conn:
