@@ -232,3 +232,37 @@ def test_copies_of_one_session_on_two_nodes_are_one_logical_recording(
     assert [len(item["copies"]) for item in listed] == [1, 2, 2]
     assert [c["id"] for c in listed[2]["copies"] if c["preferred"]] == [copy_a]
     assert service.show(copy_b)["copies"][0]["id"] == copy_a
+
+
+@pytest.mark.slow
+def test_writes_still_waiting_for_postgresql_at_stop_are_spooled_and_committed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "index-spool"
+    errors: list[tuple[str, BaseException]] = []
+    with throwaway_cluster() as cluster:
+        url = cluster.create_database("spool")
+        index = RecordingIndex(url, node="node-a", spool_dir=spool)
+        index.start_write_behind(lambda what, exc: errors.append((what, exc)))
+        first = index.create_recording(NewRecording(started_at=T0, call_recording_id="before"))
+        assert index.flush(30)
+        cluster.stop("fast")
+        late = [index.create_recording(NewRecording(started_at=T0 + 1 + i)) for i in range(20)]
+        index.advance_state(first, State.RECORDING)
+        writer = index._writer
+        assert writer is not None
+        writer.close_timeout = 2.0
+        index.close()  # the server is still down: the queue goes to the spool
+        assert [p.suffix for p in spool.iterdir()] == [".spool"]
+        assert any("spooled" in str(exc) for _, exc in errors)
+        cluster.start()
+        restarted = RecordingIndex(url, node="node-a", spool_dir=spool)
+        try:
+            assert restarted.replay_spool(lambda what, exc: errors.append((what, exc))) == 1
+            assert list(spool.iterdir()) == []
+            assert restarted.get(first)["state"] == "recording"  # type: ignore[index]
+            assert all(restarted.get(rid) is not None for rid in late)
+            assert restarted.count_by_state()["starting"] == 20
+            assert restarted.replay_spool(lambda what, exc: None) == 0  # exactly once
+        finally:
+            restarted.close()
