@@ -316,20 +316,28 @@ class RecordingIndex:
         id, node, state, incomplete, duration_ms, completeness."""
         found: dict[str, list[dict[str, Any]]] = {crid: [] for crid in call_recording_ids}
         wanted = list(found)
-        with self.db.read() as conn:
-            for start in range(0, len(wanted), _MAX_IN_LIST):
-                chunk = wanted[start:start + _MAX_IN_LIST]
-                for row in conn.execute(
-                    "SELECT id, call_recording_id, node, state, incomplete, duration_ms, completeness"
-                    f" FROM recordings WHERE call_recording_id IN ({','.join('?' * len(chunk))})"
-                    " ORDER BY started_at, id",
-                    chunk,
-                ):
-                    item = dict(row)
-                    item["incomplete"] = bool(item["incomplete"])
-                    item["completeness"] = json.loads(item["completeness"])
-                    found[item["call_recording_id"]].append(item)
+        for start in range(0, len(wanted), _MAX_IN_LIST):
+            chunk = wanted[start:start + _MAX_IN_LIST]
+            for row in self._rows(
+                "SELECT id, call_recording_id, node, state, incomplete, duration_ms, completeness"
+                f" FROM recordings WHERE call_recording_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY started_at, id",
+                chunk,
+            ):
+                item = dict(row)
+                item["incomplete"] = bool(item["incomplete"])
+                item["completeness"] = json.loads(item["completeness"])
+                found[item["call_recording_id"]].append(item)
         return found
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One SELECT in a read transaction of its own (on PostgreSQL: one round trip in all)."""
+        with self.db.read() as conn:
+            fetch = getattr(conn, "fetch_each", None)
+            if fetch is not None:
+                rows: list[Any] = fetch([(sql, params)], last=True)[0]
+                return rows
+            return list(conn.execute(sql, params).fetchall())
 
     def find(self, filt: RecordingFilter, page: int = 1, max: int | None = None) -> Page:
         where, params = _where(filt, self.db.dialect)
@@ -352,15 +360,13 @@ class RecordingIndex:
         """Recordings per state: the fleet's (trigger-kept, one row per state), or one node's (a
         count over that node's rows: for a scrape that asks for it, not for every request)."""
         counts = {s.value: 0 for s in State}
-        with self.db.read() as conn:
-            if node is None:
-                rows = conn.execute("SELECT state, n FROM recording_counts")
-            else:
-                rows = conn.execute(
-                    "SELECT state, COUNT(*) AS n FROM recordings WHERE node = ? GROUP BY state", (node,)
-                )
-            for row in rows:
-                counts[row["state"]] = int(row["n"])
+        if node is None:
+            rows = self._rows("SELECT state, n FROM recording_counts")
+        else:
+            sql = "SELECT state, COUNT(*) AS n FROM recordings WHERE node = ? GROUP BY state"
+            rows = self._rows(sql, (node,))
+        for row in rows:
+            counts[row["state"]] = int(row["n"])
         return counts
 
     def expired(
