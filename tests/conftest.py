@@ -38,5 +38,3 @@ def index_url_postgresql(postgres_cluster: PgCluster) -> Iterator[str]:
     yield postgres_cluster.url(name)
     postgres_cluster.drop_database(name)
 
-
-BACKENDS = ("sqlite", "postgresql")
