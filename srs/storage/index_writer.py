@@ -190,7 +190,7 @@ class Committer:
             return
         while True:
             try:
-                with self.db.write() as conn:
+                with self.db.write() as conn, _batch(conn):
                     for _, _, write in batch:
                         writes.run(conn, write)
                     self._progress(conn, batch[-1][0])
@@ -238,6 +238,12 @@ class Committer:
             " ON CONFLICT (run) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
             (self.run, seq, time.time()),
         )
+
+
+def _batch(conn: Any) -> contextlib.AbstractContextManager[Any]:
+    """On PostgreSQL, a batch's statements leave in one pipeline (see ``PgConnection.batch``)."""
+    batch = getattr(conn, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
 
 
 class WriterLoop:

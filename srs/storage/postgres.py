@@ -82,7 +82,7 @@ class PgConnection:
     a fresh one and the exchange sent again (nothing of the transaction had happened yet).
     """
 
-    __slots__ = ("_begin", "_fresh", "finished", "raw", "started")
+    __slots__ = ("_begin", "_deferred", "_fresh", "finished", "raw", "started")
 
     def __init__(
         self, raw: psycopg.Connection[Row], begin: str, fresh: Callable[[psycopg.Connection[Row]], Any]
@@ -94,6 +94,29 @@ class PgConnection:
         """BEGIN has been sent."""
         self.finished = False
         """COMMIT has been sent with the last statements."""
+        self._deferred: list[Callable[[], None]] | None = None
+
+    def defer(self, check: Callable[[], None]) -> None:
+        """See :func:`srs.storage.writes.then`: inside :meth:`batch`, after it; else now."""
+        if self._deferred is None:
+            check()
+        else:
+            self._deferred.append(check)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every statement of the block in one pipeline (one round trip for a batch of writes);
+        the writes' checks run once their results are back, and raise as they would have."""
+        self._begun()
+        self._deferred = []
+        try:
+            with self.raw.pipeline():
+                yield
+            checks = self._deferred
+        finally:
+            self._deferred = None
+        for check in checks:
+            check()
 
     def _first(self, exchange: Callable[[], _T]) -> _T:
         if self.started:

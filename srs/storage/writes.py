@@ -28,9 +28,25 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
+def then(conn: Connection, check: Callable[[], None]) -> None:
+    """Run ``check`` (it raises when a statement did not do what the write needs) now, or, inside
+    a PostgreSQL batch (``PgConnection.batch``), once the batch's statements have all come back:
+    a batch is one round trip, and a failed check rolls it back to be written one by one."""
+    defer = getattr(conn, "defer", None)
+    if defer is None:
+        check()
+    else:
+        defer(check)
+
+
 def require(conn: Connection, recording_id: str) -> None:
-    if conn.execute("SELECT 1 FROM recordings WHERE id = ?", (recording_id,)).fetchone() is None:
-        raise RecordingNotFound(recording_id)
+    cursor = conn.execute("SELECT 1 FROM recordings WHERE id = ?", (recording_id,))
+
+    def check() -> None:
+        if cursor.fetchone() is None:
+            raise RecordingNotFound(recording_id)
+
+    then(conn, check)
 
 
 def create(conn: Connection, values: tuple[Any, ...]) -> None:
@@ -49,16 +65,20 @@ def create(conn: Connection, values: tuple[Any, ...]) -> None:
 def advance(conn: Connection, recording_id: str, state: str, now: float) -> None:
     """Forward only: the UPDATE matches only a state this one may follow."""
     predecessors = PREDECESSORS[state]
-    changed = conn.execute(
+    cursor = conn.execute(
         f"UPDATE recordings SET state = ?, updated_at = ? WHERE id = ? AND state IN ({_marks(predecessors)})",
         (state, now, recording_id, *predecessors),
-    ).rowcount
-    if changed:
-        return
-    row = conn.execute("SELECT state FROM recordings WHERE id = ?", (recording_id,)).fetchone()
-    if row is None:
-        raise RecordingNotFound(recording_id)
-    raise InvalidStateTransition(recording_id, row[0], state)
+    )
+
+    def check() -> None:
+        if cursor.rowcount:
+            return
+        row = conn.execute("SELECT state FROM recordings WHERE id = ?", (recording_id,)).fetchone()
+        if row is None:
+            raise RecordingNotFound(recording_id)
+        raise InvalidStateTransition(recording_id, row[0], state)
+
+    then(conn, check)
 
 
 def replace_metadata(
@@ -72,13 +92,17 @@ def replace_metadata(
     streams: tuple[tuple[Any, ...], ...],
 ) -> None:
     """Everything one rs-metadata version says, in place of what the previous version said."""
-    found = conn.execute(
+    cursor = conn.execute(
         "UPDATE recordings SET call_recording_id = COALESCE(?, call_recording_id), updated_at = ?"
         " WHERE id = ?",
         (call_recording_id, now, recording_id),
-    ).rowcount
-    if not found:
-        raise RecordingNotFound(recording_id)
+    )
+
+    def check() -> None:
+        if not cursor.rowcount:
+            raise RecordingNotFound(recording_id)
+
+    then(conn, check)
     for table in ("participants", "extensions", "sessions", "streams"):
         conn.execute(f"DELETE FROM {table} WHERE recording_id = ?", (recording_id,))
     conn.executemany(

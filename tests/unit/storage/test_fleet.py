@@ -266,3 +266,36 @@ def test_writes_still_waiting_for_postgresql_at_stop_are_spooled_and_committed_a
             assert restarted.replay_spool(lambda what, exc: None) == 0  # exactly once
         finally:
             restarted.close()
+
+
+def test_a_batch_with_a_write_whose_check_fails_commits_the_others_and_reports_that_one(
+    index_target: str,
+) -> None:
+    """On PostgreSQL a batch is one pipeline and the checks run after it: a failed check must still
+    cost only its own write (the batch is rolled back and written one by one)."""
+    from srs.storage.index_writer import Committer
+
+    index = RecordingIndex(index_target)
+    reports: list[tuple[int, str, BaseException]] = []
+    committer = Committer(index.db, "run-x", lambda seq, what, exc: reports.append((seq, what, exc)))
+    row = ("01HZX3Y5Q8K2M4N6P8R0S2T4V6", None, None, None, None, "starting", T0, "wav", 8000, 1, T0, T0, "n")
+    other = ("01HZX3Y5Q8K2M4N6P8R0S2T4V7", *row[1:])
+    batch = [
+        (1, "create a", ("create", (row,))),
+        (2, "advance a", ("advance", (row[0], "recording", T0 + 1))),
+        (3, "advance missing", ("advance", ("01HZX3Y5Q8K2M4N6P8R0S2T4V8", "recording", T0 + 1))),
+        (4, "backwards a", ("advance", (row[0], "starting", T0 + 2))),
+        (5, "create b", ("create", (other,))),
+        (6, "streams missing", ("streams", ("01HZX3Y5Q8K2M4N6P8R0S2T4V8", ()))),
+    ]
+    try:
+        committer.commit(batch)
+        assert [(seq, type(exc).__name__) for seq, _, exc in reports] == [
+            (3, "RecordingNotFound"),
+            (4, "InvalidStateTransition"),
+            (6, "RecordingNotFound"),
+        ]
+        assert index.get(row[0])["state"] == "recording"  # type: ignore[index]
+        assert index.get(other[0]) is not None and committer.committed() == 6
+    finally:
+        index.close()
