@@ -141,7 +141,8 @@ class Database:
         if getattr(self._depth, "value", 0) or getattr(_ROLE, "writer", False):
             return
         for writer in list(_WRITERS.get(self._key, ())):
-            writer.wait(SETTLE_TIMEOUT_S)
+            if getattr(writer, "reachable", True):  # an unreachable index: nothing to wait for
+                writer.wait(SETTLE_TIMEOUT_S)
 
 
 class PendingWrites(Protocol):
