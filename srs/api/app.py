@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -158,6 +158,14 @@ def create_app(
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}", tags=["recordings"])
     def show_recording(recording_id: str, _: Read) -> dict[str, Any]:
         return service.show(recording_id)
+
+    @app.get(f"{API_PREFIX}/sessions/{{call_recording_id}}", tags=["recordings"])
+    def show_session(
+        call_recording_id: Annotated[str, Path(max_length=256)], _: Read
+    ) -> dict[str, Any]:
+        """The logical recording of one SIPREC session: of the copies nodes made of it, the most
+        complete, with ``copies`` naming them all (its ``links.file`` serves that copy)."""
+        return service.show_by_call_recording_id(call_recording_id)
 
     def serve_recording(request: Request, recording_id: str, download: bool) -> Response:
         path = service.file_path(recording_id)

@@ -38,3 +38,29 @@ def test_list_and_metrics_filter_by_node(api: Api) -> None:
     assert 'srs_node_recordings{node="node-b",state="available"} 0.0' in text
     assert "srs_node_recordings" not in api.request("GET", "/metrics").text
     assert api.request("GET", "/metrics", params={"node": "bad node!"}).status_code == 400
+
+
+def test_a_session_recorded_by_two_nodes_is_served_as_its_most_complete_copy(api: Api) -> None:
+    from srs.storage.records import FinalizedRecording, State
+
+    node_b = _other_node(api, "node-b")
+    try:
+        partial = node_b.create_recording(NewRecording(started_at=T0, call_recording_id="rs-9"))
+        node_b.advance_state(partial, State.RECORDING)  # node b died mid-call: never finalized
+    finally:
+        node_b.close()
+    node_a = _other_node(api, "node-a")
+    try:
+        whole = node_a.create_recording(NewRecording(started_at=T0 + 0.02, call_recording_id="rs-9"))
+        node_a.advance_state(whole, State.RECORDING)
+        node_a.finalize(whole, FinalizedRecording(T0 + 60, 60_000, None, None, None))
+    finally:
+        node_a.close()
+    body = api.request("GET", f"{PREFIX}/sessions/rs-9").json()
+    assert body["id"] == whole and body["node"] == "node-a" and body["state"] == "available"
+    assert [(c["id"], c["node"], c["complete"], c["preferred"]) for c in body["copies"]] == [
+        (whole, "node-a", True, True),
+        (partial, "node-b", False, False),
+    ]
+    assert api.request("GET", f"{PREFIX}/sessions/no-such-session").status_code == 404
+    assert api.request("GET", f"{PREFIX}/sessions/rs-9", token=None).status_code == 401
