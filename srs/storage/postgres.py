@@ -82,7 +82,7 @@ class PgConnection:
     a fresh one and the exchange sent again (nothing of the transaction had happened yet).
     """
 
-    __slots__ = ("_begin", "_deferred", "_fresh", "finished", "raw", "started")
+    __slots__ = ("_begin", "_deferred", "_fresh", "counts_locked", "finished", "raw", "started")
 
     def __init__(
         self, raw: psycopg.Connection[Row], begin: str, fresh: Callable[[psycopg.Connection[Row]], Any]
@@ -95,6 +95,8 @@ class PgConnection:
         self.finished = False
         """COMMIT has been sent with the last statements."""
         self._deferred: list[Callable[[], None]] | None = None
+        self.counts_locked = False
+        """See :func:`srs.storage.writes.lock_counts`."""
 
     def defer(self, check: Callable[[], None]) -> None:
         """See :func:`srs.storage.writes.then`: inside :meth:`batch`, after it; else now."""

@@ -39,6 +39,20 @@ def then(conn: Connection, check: Callable[[], None]) -> None:
         defer(check)
 
 
+def lock_counts(conn: Connection) -> None:
+    """Before a batch of writes on a shared (PostgreSQL) index: take the per-state count rows the
+    triggers update, all of them, in one order. Batches of several nodes touch those rows in
+    whatever order their writes come, and two batches that take two rows in opposite orders
+    deadlock (one is aborted after a second and written one write at a time); taken up front in
+    state order they simply queue (single writes too: a state change takes the old state's row,
+    then the new one's, in no fixed order). Once per transaction. SQLite needs nothing: a write
+    transaction has the whole file."""
+    if getattr(conn, "batch", None) is None or getattr(conn, "counts_locked", True):
+        return
+    conn.execute("SELECT state FROM recording_counts ORDER BY state FOR UPDATE")
+    conn.counts_locked = True  # type: ignore[attr-defined]
+
+
 def require(conn: Connection, recording_id: str) -> None:
     cursor = conn.execute("SELECT 1 FROM recordings WHERE id = ?", (recording_id,))
 
@@ -205,5 +219,6 @@ WRITES: dict[str, Callable[..., None]] = {
 
 def run(conn: Connection, write: Write) -> None:
     """One write inside the caller's transaction."""
+    lock_counts(conn)
     name, args = write
     WRITES[name](conn, *args)

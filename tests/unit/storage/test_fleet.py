@@ -299,3 +299,67 @@ def test_a_batch_with_a_write_whose_check_fails_commits_the_others_and_reports_t
         assert index.get(other[0]) is not None and committer.committed() == 6
     finally:
         index.close()
+
+
+def _deadlocks(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_two_nodes_writing_batches_at_once_never_deadlock_on_the_shared_counts(
+    index_url_postgresql: str,
+) -> None:
+    """Node A's batches create then finalize, node B's finalize then create: without the count rows
+    taken in one order up front, the two would take them in opposite orders and deadlock."""
+    import threading
+
+    from srs.storage.ids import new_id
+    from srs.storage.index_writer import Committer
+
+    setup = RecordingIndex(index_url_postgresql)
+    stopping = [
+        setup.create_recording(NewRecording(started_at=T0 + i, state=State.STOPPING)) for i in range(120)
+    ]
+    setup.close()
+    final = (T0 + 9, 1000, None, None, "wav", 8000, 1, None, 0, None)
+    reports: list[BaseException] = []
+
+    def node(name: str, finalize_first: bool, mine: list[str]) -> None:
+        db = Database(index_url_postgresql)
+        committer = Committer(db, f"run-{name}", lambda seq, what, exc: reports.append(exc), retry_for=60)
+        seq = 0
+        for rid in mine:
+            new = (new_id(T0), None, None, None, None, "starting", T0, "wav", 8000, 1, T0, T0, name)
+            pair = [("create", (new,)), ("finalize", (rid, "available", T0 + 9, final, (), (), ()))]
+            if finalize_first:
+                pair.reverse()
+            items = []
+            for write in pair:
+                seq += 1
+                items.append((seq, write[0], write))
+            committer.commit(items)
+        db.close()
+
+    before = _deadlocks(index_url_postgresql)
+    threads = [
+        threading.Thread(target=node, args=("a", False, stopping[0::2])),
+        threading.Thread(target=node, args=("b", True, stopping[1::2])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    check = RecordingIndex(index_url_postgresql)
+    try:
+        counts = check.count_by_state()
+        assert counts["available"] == 120 and counts["starting"] == 120 and counts["stopping"] == 0
+    finally:
+        check.close()
+    assert reports == []
+    assert _deadlocks(index_url_postgresql) == before
