@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,21 +25,10 @@ class Engine(enum.StrEnum):
     POSTGRESQL = "postgresql"
 
 
-class Cursor(Protocol):
-    """What the index code uses of a DB-API cursor (``sqlite3.Cursor`` and psycopg's both fit)."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-
 class Connection(Protocol):
-    """A connection inside one transaction; SQL uses ``?`` placeholders on every engine."""
+    """A connection inside one transaction (``sqlite3.Connection`` or
+    :class:`srs.storage.postgres.PgConnection`); SQL uses ``?`` placeholders on every engine and
+    ``execute`` answers a DB-API cursor (``fetchone``, ``fetchall``, ``rowcount``, iteration)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
 
