@@ -26,7 +26,9 @@ def run_postgresql(
     (loopback TCP, fsync off: it measures queries, not the disk), started and removed here."""
     from srs.bench.pgcluster import throwaway_cluster
 
-    with throwaway_cluster(directory) as cluster:
+    # the server's directory goes to the system temp dir: the postgres user must be able to reach
+    # it, and the caller's scratch directory is private to the caller
+    with throwaway_cluster() as cluster:
         url = cluster.create_database("srs_bench")
         result = run(rows, lookups, api_requests, directory, index_url=url)
     return {"backend": "postgresql", **result}

@@ -85,9 +85,10 @@ def _copy_postgresql(
                 for row in rows:
                     copy.write_row(row)
         raw.execute("ALTER TABLE recordings ENABLE TRIGGER USER")
-        raw.execute("DELETE FROM recording_counts")
+        raw.execute("UPDATE recording_counts SET n = 0")
         raw.execute(
             "INSERT INTO recording_counts (state, n) SELECT state, COUNT(*) FROM recordings GROUP BY state"
+            " ON CONFLICT (state) DO UPDATE SET n = excluded.n"
         )
     with index.db.write() as conn:
         conn.execute("ANALYZE")

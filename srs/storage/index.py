@@ -308,6 +308,7 @@ class RecordingIndex:
             "SELECT * FROM recordings r WHERE r.call_recording_id = ?"
             " ORDER BY r.started_at DESC, r.id DESC LIMIT 1",
             (call_recording_id,),
+            order="m.started_at DESC, m.id DESC",
         )
         return items[0] if items else None
 
@@ -348,7 +349,9 @@ class RecordingIndex:
         if max is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [max, (page - 1) * max]
-        counted, items = self._select(sql, args, _total_query(filt, where, params))
+        counted, items = self._select(
+            sql, args, _total_query(filt, where, params), order=f"m.started_at {order}, m.id {order}"
+        )
         total = int(counted[0][0]) if counted else 0
         if max is None:
             pages, current = (1 if total else 0), 1
@@ -410,24 +413,57 @@ class RecordingIndex:
         ]  # fmt: skip
 
     def _select(
-        self, sql: str, params: Sequence[Any], first: tuple[str, Sequence[Any]] | None = None
+        self,
+        sql: str,
+        params: Sequence[Any],
+        first: tuple[str, Sequence[Any]] | None = None,
+        order: str = "",
     ) -> tuple[list[Any], list[dict[str, Any]]]:
         """Recordings by ``sql`` (``SELECT * FROM recordings r …``) with all their children, and the
-        rows of ``first`` (run before it, in the same snapshot). On PostgreSQL everything, BEGIN
-        and COMMIT included, leaves in one pipeline: the children are selected by the same query
-        as a subquery, so the whole read is one round trip to the server."""
+        rows of ``first`` (run before it, in the same snapshot). On PostgreSQL the recordings and
+        their children come back from one statement (children aggregated to JSON per recording),
+        sent in one pipeline with ``first`` and the transaction's BEGIN and COMMIT (no transaction
+        at all for a lone statement): the whole read is one round trip and one or two statements."""
         with self.db.read() as conn:
             fetch = getattr(conn, "fetch_each", None)
             if fetch is None:
                 before = conn.execute(*first).fetchall() if first is not None else []
                 return before, self._hydrate(conn, conn.execute(sql, params).fetchall())
-            children = self._child_queries(f"SELECT m.id FROM ({sql}) AS m", params)
-            queries = [*([first] if first is not None else []), (sql, params), *children]
+            queries = [*([first] if first is not None else []), (_with_children(sql, order), params)]
             results: list[list[Any]] = fetch(queries, last=True)
         before = results.pop(0) if first is not None else []
-        items = [_recording(row) for row in results[0]]
-        _attach(items, *results[1:])
+        items = []
+        children: list[list[Any]] = [[], [], [], [], []]
+        for row in results[0]:
+            record = dict(row)
+            for i, name in enumerate(_CHILDREN):
+                children[i].extend(record.pop(f"_{name}") or ())
+            items.append(_recording(record))
+        _attach(items, *children)
         return before, items
+
+
+_CHILDREN = ("participants", "streams", "sessions", "extensions", "dtmf")
+
+
+def _with_children(sql: str, order: str) -> str:
+    """PostgreSQL: the recordings of ``sql`` (in ``order``, over its columns as ``m.``) with their
+    children as JSON arrays, in the order :meth:`RecordingIndex._child_queries` gives (one
+    statement instead of six)."""
+    aggregate = (
+        "(SELECT json_agg(c ORDER BY {order}) FROM {table} c WHERE c.recording_id = m.id) AS _{table}"
+    )
+    columns = ", ".join(
+        aggregate.format(table=table, order=order)
+        for table, order in (
+            ("participants", "c.position"),
+            ("streams", "c.label"),
+            ("sessions", "c.position"),
+            ("extensions", "c.position, c.ctid"),
+            ("dtmf", "c.offset_ms, c.position, c.ctid"),
+        )
+    )
+    return f"SELECT m.*, {columns} FROM ({sql}) AS m" + (f" ORDER BY {order}" if order else "")
 
 
 def _attach(

@@ -169,7 +169,12 @@ class PgConnection:
         """The rows of several SELECTs in one round trip (pipeline mode); with ``last``, the
         transaction's COMMIT goes in the same round trip (nothing may follow in it)."""
 
+        alone = last and not self.started and len(queries) == 1  # its own snapshot: no BEGIN/COMMIT
+
         def exchange() -> list[psycopg.Cursor[Row]]:
+            if alone:
+                sql, params = queries[0]
+                return [self.raw.execute(to_pyformat(sql), tuple(params))]  # type: ignore[arg-type]
             with self.raw.pipeline():
                 if not self.started:
                     self.raw.execute(self._begin)
@@ -178,7 +183,7 @@ class PgConnection:
                     for sql, params in queries
                 ]
                 if last:
-                    self.raw.execute("COMMIT")
+                    self.raw.execute("COMMIT")  # (alone: nothing to commit)
             return cursors
 
         cursors = self._first(exchange)

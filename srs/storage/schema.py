@@ -200,8 +200,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: a fleet of nodes on one index. Which node recorded each recording; an explicit order for
     # extensions and DTMF events (no rowid on PostgreSQL); leases so that a fleet-wide job (retention,
-    # exports) runs on one node at a time.
+    # exports) runs on one node at a time; a count row for every state from the start, so writers
+    # that lock the count rows up front (srs.storage.writes.lock_counts) lock all there will be.
     """
+    INSERT INTO recording_counts (state, n) VALUES ('available', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('failed', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('recording', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('starting', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('stopping', 0) ON CONFLICT (state) DO NOTHING;
     ALTER TABLE recordings ADD COLUMN node TEXT;
     CREATE INDEX recordings_node ON recordings (node, started_at);
     ALTER TABLE extensions ADD COLUMN position INTEGER;

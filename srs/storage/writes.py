@@ -41,9 +41,10 @@ def then(conn: Connection, check: Callable[[], None]) -> None:
 
 def lock_counts(conn: Connection) -> None:
     """Before a batch of writes on a shared (PostgreSQL) index: take the per-state count rows the
-    triggers update, all of them, in one order. Batches of several nodes touch those rows in
-    whatever order their writes come, and two batches that take two rows in opposite orders
-    deadlock (one is aborted after a second and written one write at a time); taken up front in
+    triggers update, all of them (migration 5 makes one per state), in one order. Batches of
+    several nodes touch those rows in whatever order their writes come, and two batches that take
+    two rows in opposite orders deadlock (one is aborted after a second and written one write at
+    a time); taken up front in
     state order they simply queue (single writes too: a state change takes the old state's row,
     then the new one's, in no fixed order). Once per transaction. SQLite needs nothing: a write
     transaction has the whole file."""
