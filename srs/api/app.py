@@ -26,6 +26,7 @@ from srs.service.recordings import API_PREFIX, CONTENT_TYPES, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import TokenService, scope_allows
 from srs.service.webhooks import WebhookDispatcher
+from srs.storage.errors import IndexUnavailable
 from srs.storage.records import RecordingFilter
 
 DEFAULT_PAGE_SIZE = 50
@@ -97,6 +98,13 @@ def create_app(
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(IndexUnavailable)
+    async def _index_unavailable(request: Request, exc: IndexUnavailable) -> JSONResponse:
+        """The shared index is down or unreachable: a state to retry, not a server bug."""
+        message = "the recording index cannot be reached now"
+        body = {"error": {"code": "index_unavailable", "message": message}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

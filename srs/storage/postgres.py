@@ -33,7 +33,7 @@ _T = TypeVar("_T")
 POOL_MAX = 8
 """Connections per process: the API's worker threads share them (each query is short)."""
 CONNECT_TIMEOUT_S = 5
-POOL_WAIT_S = 10.0
+POOL_WAIT_S = 5.0
 """How long a caller waits for a connection (or for the server to come back) before failing."""
 
 _TRANSIENT = (
@@ -235,10 +235,12 @@ class PostgresEngine:
             yield conn
             if conn.started and not conn.finished:
                 conn.raw.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.started and not conn.finished and not conn.raw.broken:
                 with contextlib.suppress(Exception):
                     conn.raw.execute("ROLLBACK")
+            if conn.raw.broken and isinstance(exc, psycopg.OperationalError):
+                raise IndexUnavailable(f"lost the index at {self.url.shown}: {exc}") from exc
             raise
         finally:
             self._pool.putconn(conn.raw)

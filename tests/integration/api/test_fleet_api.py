@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from srs.storage.index import RecordingIndex
 from srs.storage.records import NewRecording
 from tests.integration.api.conftest import Api
@@ -64,3 +66,20 @@ def test_a_session_recorded_by_two_nodes_is_served_as_its_most_complete_copy(api
     ]
     assert api.request("GET", f"{PREFIX}/sessions/no-such-session").status_code == 404
     assert api.request("GET", f"{PREFIX}/sessions/rs-9", token=None).status_code == 401
+
+
+def test_the_api_answers_503_while_its_postgresql_index_is_down_and_recovers(tmp_path: Path) -> None:
+    from srs.bench.pgcluster import throwaway_cluster
+
+    with throwaway_cluster() as cluster:
+        api = Api(tmp_path, cluster.create_database("api"))
+        try:
+            assert api.request("GET", f"{PREFIX}/recordings").status_code == 200
+            cluster.stop("fast")
+            down = api.request("GET", f"{PREFIX}/recordings")
+            assert down.status_code == 503 and down.headers["retry-after"] == "5"
+            assert down.json()["error"]["code"] == "index_unavailable"
+            cluster.start()
+            assert api.request("GET", f"{PREFIX}/recordings").status_code == 200
+        finally:
+            api.close()
