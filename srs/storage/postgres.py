@@ -34,6 +34,7 @@ POOL_MAX = 8
 """Connections per process: the API's worker threads share them (each query is short)."""
 CONNECT_TIMEOUT_S = 5
 POOL_WAIT_S = 5.0
+PING_WAIT_S = 1.0
 """How long a caller waits for a connection (or for the server to come back) before failing."""
 
 _TRANSIENT = (
@@ -226,11 +227,11 @@ class PostgresEngine:
             raise IndexUnavailable(f"cannot connect to the index at {url.shown}") from exc
 
     @contextmanager
-    def transaction(self, *, read_only: bool) -> Iterator[PgConnection]:
+    def transaction(self, *, read_only: bool, wait: float = POOL_WAIT_S) -> Iterator[PgConnection]:
         """A read is one REPEATABLE READ snapshot. Pooled connections are not pinged before use
         (a round trip on every transaction): see :class:`PgConnection` for a dropped one."""
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" if read_only else "BEGIN"
-        conn = PgConnection(self._get(), begin, self._fresh)
+        conn = PgConnection(self._get(wait), begin, lambda broken: self._fresh(broken, wait))
         try:
             yield conn
             if conn.started and not conn.finished:
@@ -245,19 +246,20 @@ class PostgresEngine:
         finally:
             self._pool.putconn(conn.raw)
 
-    def _get(self) -> psycopg.Connection[Row]:
+    def _get(self, wait: float = POOL_WAIT_S) -> psycopg.Connection[Row]:
         try:
-            raw: psycopg.Connection[Row] = self._pool.getconn()  # type: ignore[assignment]
+            raw: psycopg.Connection[Row] = self._pool.getconn(timeout=wait)  # type: ignore[assignment]
         except PoolTimeout as exc:
             raise IndexUnavailable(f"no connection to the index at {self.url.shown}: {exc}") from exc
         return raw
 
-    def _fresh(self, broken: psycopg.Connection[Row]) -> psycopg.Connection[Row]:
+    def _fresh(self, broken: psycopg.Connection[Row], wait: float) -> psycopg.Connection[Row]:
         self._pool.putconn(broken)  # the pool drops a broken connection
-        return self._get()
+        return self._get(wait)
 
     def ping(self) -> None:
-        with self.transaction(read_only=True) as conn:
+        """Does the server answer within a second? (The idle index writer asks once a second.)"""
+        with self.transaction(read_only=True, wait=PING_WAIT_S) as conn:
             conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
