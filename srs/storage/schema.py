@@ -18,7 +18,7 @@ portable subset, and :meth:`srs.storage.backend.Dialect.migration` does the rest
 * ``ALTER TABLE … ADD COLUMN`` with a constant default (or none); no column drops or renames
   (SQLite cannot drop a column that an index uses, and other nodes still read it).
 * ``CREATE INDEX [IF NOT EXISTS]``, ``CREATE TABLE [IF NOT EXISTS]``, ``INSERT … SELECT``: as is.
-* No ``PRAGMA``, no ``%`` anywhere (PostgreSQL's driver reads it), no ``?`` in a migration.
+* No ``PRAGMA``; no ``%`` or ``?`` in a migration (placeholder characters of the two drivers).
 
 In queries (not migrations) use ``?`` placeholders on both engines, ``LIKE … ESCAPE '\\'`` through
 ``Dialect.like`` for case-insensitive matching, ``1 = 0`` rather than ``0`` for "false", and
