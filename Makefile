@@ -13,10 +13,13 @@ SRS_FLAGS ?=
 install: $(STAMP)
 
 # SIPp (Debian: sip-tester) drives the end-to-end and load tests; libbcg729 encodes the G.729
-# test captures (the decoder srs uses comes with PyAV); chromium runs the web console's browser tests.
+# test captures (the decoder srs uses comes with PyAV); chromium runs the web console's browser
+# tests; the PostgreSQL server binaries run the throw-away server the index tests and the index
+# bench start for themselves.
 system-deps:
-	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729 || ! command -v chromium >/dev/null 2>&1; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0 chromium; \
+	@if ! command -v sipp >/dev/null 2>&1 || ! ldconfig -p | grep -q libbcg729 \
+		|| ! command -v chromium >/dev/null 2>&1 || ! dpkg -s postgresql >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0 chromium postgresql; \
 	fi
 
 $(STAMP): pyproject.toml codecs/pyproject.toml | system-deps

@@ -21,7 +21,6 @@ import resource
 import shutil
 import signal
 import socket
-import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ import srs_codecs
 
 import srs
 from srs.collector import tune_collector
-from srs.config import Config
+from srs.config import Config, node_id
 from srs.errors import ListenError, ParseError, SrsError, TlsSetupError
 from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
 from srs.live import Finished, LiveRecordings, LiveSession, MediaOptions, file_sha256
@@ -132,6 +131,8 @@ class Daemon:
         data_dir = Path(config.storage.data_dir).resolve()
         self.layout = DataLayout(data_dir)
         self._index: RecordingIndex | None = None
+        self.node = node_id(config)
+        self.index_target = config.storage.index or str(self.layout.index_path)
         sip = config.sip
         self.ua = SiprecUserAgent(
             UaSettings(
@@ -174,6 +175,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._publishing: set[asyncio.Task[None]] = set()
         self.metrics = DaemonMetrics()
+        self.metrics.node = self.node
         self.http: HttpRuntime | None = None
         self.disk_low = False
         self.lag = LagMonitor(config.limits.max_loop_lag_ms / 1000) if config.limits.max_loop_lag_ms else None
@@ -186,9 +188,11 @@ class Daemon:
 
     # ----------------------------------------------------------- startup
     def repair_unfinished(self) -> int:
-        """Recordings a crash left in starting/recording/stopping become available, marked incomplete."""
+        """Recordings a crash left in starting/recording/stopping become available, marked incomplete.
+
+        Only this node's: on a shared index the other nodes' running calls are theirs."""
         repaired = 0
-        for recording_id in self.index.unfinished():
+        for recording_id in self.index.unfinished(node=self.node):
             row = self.index.get(recording_id) or {}
             path = self.layout.recording_path(recording_id, float(row.get("started_at") or time.time()))
             final: FinalizedRecording
@@ -263,7 +267,10 @@ class Daemon:
         leaves no index behind in a directory it has just made."""
         if self._index is None:
             self.layout.ensure()
-            self._index = RecordingIndex(self.layout.index_path, layout=self.layout)
+            self._index = RecordingIndex(
+                self.index_target, layout=self.layout, node=self.node,
+                spool_dir=self.layout.data_dir / "index-spool",
+            )
         return self._index
 
     def bind(self) -> None:
@@ -312,6 +319,11 @@ class Daemon:
             self.bind()
         assert self.edge is not None
         codecs = warm_up_codecs()
+        spooled = self.index.replay_spool(
+            lambda what, exc: self.log.error("index_write_failed", write=what, error=str(exc))
+        )
+        if spooled:
+            self.log.warning("index_spool_replayed", files=spooled)
         repaired = self.repair_unfinished()
         if repaired:
             self.log.warning("recordings_repaired", count=repaired)
@@ -377,6 +389,7 @@ class Daemon:
         media_watch = loop.create_task(self._media_watch())
         watching = self.lag is not None or self.backlog is not None
         lag_watch = loop.create_task(self._lag_watch()) if watching else None
+        index_watch = loop.create_task(self._index_watch())
         self.log.info(
             "listening",
             sip=[f"{t.value.lower()}:{a}" for t, a in self.edge.bound],
@@ -386,6 +399,8 @@ class Daemon:
             else self.config.storage.data_dir,
             http=str(self.config.http.listen) if self.config.http.listen else None,
             codecs=codecs,
+            node=self.node,
+            index=self.index.db.url.shown,
         )
         await self._stop.wait()
         await self._drain()
@@ -394,6 +409,7 @@ class Daemon:
         flusher.cancel()
         disk_watch.cancel()
         media_watch.cancel()
+        index_watch.cancel()
         if lag_watch is not None:
             lag_watch.cancel()
         await self.http.stop()
@@ -470,6 +486,8 @@ class Daemon:
             listen_socket=self._http_socket,
             objects=self.objects,
             live=self.live_hub,
+            index_url=self.index_target,
+            node=self.node,
         )
 
     async def _start_uploader(self, store: ObjectStore) -> None:
@@ -588,7 +606,7 @@ class Daemon:
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=60)
         try:
             ports = self.live.offered(event, now)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # disk, index (either engine), ports: this call only
             self.log.error("offer_failed", session=event.session_id, error=str(exc))
             return self.ua.reject(event.session_id, 503, "Service Unavailable", now, retry_after=30)
         if ports is None:
@@ -844,6 +862,23 @@ class Daemon:
         }
         if self.http is not None:
             self.http.recording_event("recording_source_changed", recording, details)
+
+    async def _index_watch(self) -> None:
+        """Every 250 ms: while the index writer cannot reach the index (or is far behind), new
+        INVITEs and OPTIONS pings get 503 + Retry-After; running calls keep recording and their
+        writes wait in the queue, to be committed when the database answers again."""
+        was: str | None = None
+        while True:
+            health = self.index.health()
+            reason = health.refuse_calls
+            self.ua.unavailable = reason
+            if (reason is None) != (was is None):
+                if reason is not None:
+                    self.log.error("index_unavailable", reason=reason, queued_writes=health.backlog)
+                else:
+                    self.log.warning("index_available", queued_writes=health.backlog)
+            was = reason
+            await asyncio.sleep(0.25)
 
     async def _disk_watch(self) -> None:
         while True:

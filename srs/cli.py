@@ -29,7 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=data_dir_override(args),
         http=args.http,
     )
-    return run_daemon(config)
+    from srs.storage.errors import IndexUnavailable
+
+    try:
+        return run_daemon(config)
+    except IndexUnavailable as exc:  # a node cannot start without its index (its service manager retries)
+        print(f"srs serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _inspect(args: argparse.Namespace) -> int:

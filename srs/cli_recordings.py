@@ -39,7 +39,8 @@ def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
     `srs serve` made it: a missing or mistyped directory is an error, never a new empty index.
     The object store is ``--objects``/``SRS_OBJECTS``/the config file's ``[storage] objects``."""
     config = cli_config(args)
-    data_dir = require_data_dir(config.storage.data_dir)
+    data_dir = require_data_dir(config.storage.data_dir, shared_index=bool(getattr(args, "index", None)
+                                                                           or config.storage.index))
     objects: ObjectStore | None = None
     url = getattr(args, "objects", None) or os.environ.get("SRS_OBJECTS", "")
     if url:
@@ -52,7 +53,8 @@ def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
     try:
         layout = DataLayout(data_dir)
         layout.ensure()
-        index = RecordingIndex(layout.index_path, layout=layout)
+        shared = getattr(args, "index", None) or config.storage.index  # a fleet's PostgreSQL index
+        index = RecordingIndex(shared or layout.index_path, layout=layout)
         try:
             service = RecordingService(
                 index, layout, layout.secret(), max_link_validity_s=config.http.link_max_validity_min * 60,
@@ -109,6 +111,7 @@ def _filter_from_args(args: argparse.Namespace) -> Any:
         "call_recording_id": args.call_recording_id, "participant": args.participant,
         "sip_call_id": args.sip_call_id, "source": args.source,
         "min_duration": args.min_duration, "max_duration": args.max_duration,
+        "node": getattr(args, "node", None),
     }
     pairs = [split_extension(item) for item in args.ext or []]
     return build_filter(values, pairs, oldest_first=getattr(args, "oldest_first", False))
@@ -120,6 +123,7 @@ def _summary_line(item: dict[str, Any]) -> str:
     who = ", ".join(p["aor"] or p["name"] or p["id"] for p in item["participants"]) or "-"
     flags = " incomplete" if item["incomplete"] else ""
     flags += " hold" if item["legal_hold"] else ""
+    flags += f"  @{item['node']}" if item.get("node") else ""
     return (f"{item['id']}  {item['state']:<9}  {item['started_at'] or '-':<24}  {seconds:>8}  "
             f"{item['call_recording_id'] or '-'}  {who}{flags}")
 
@@ -334,6 +338,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--objects", metavar="URL", default=None,
                         help="object store of the daemon (default: $SRS_OBJECTS, the config file's"
                              " [storage] objects); S3 credentials from the AWS_* environment variables")
+    common.add_argument("--index", default=os.environ.get("SRS_INDEX") or None, metavar="URL",
+                        help="index URL, sqlite:///PATH or postgresql://... (default: $SRS_INDEX, the config"
+                        " file's [storage] index, else the data directory's index.sqlite3)")
     return common
 
 
@@ -347,6 +354,7 @@ def _filters() -> argparse.ArgumentParser:
     group.add_argument("--participant", metavar="TEXT", help="substring of a participant AOR or name")
     group.add_argument("--sip-call-id", metavar="ID")
     group.add_argument("--source", metavar="HOST:PORT", help="SBC address")
+    group.add_argument("--node", metavar="ID", help="recorded by this srs node ([node] id)")
     group.add_argument("--min-duration", type=float, metavar="SECONDS")
     group.add_argument("--max-duration", type=float, metavar="SECONDS")
     group.add_argument("--ext", action="append", metavar="KEY=VALUE", help="metadata extension (repeatable)")

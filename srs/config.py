@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from srs.errors import ConfigError
+
+_SQLITE_URL = re.compile(r"sqlite:///.+")
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def node_id(config: Config) -> str:
+    """``[node] id``, or the host name (its first label, cut to a valid id) when unset."""
+    if config.node.id:
+        return config.node.id
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:64]
+    return host or "srs"
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,8 @@ class HttpSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: str = "./var"
+    index: str = ""
+    """Empty: ``sqlite:///<data_dir>/index.sqlite3``; else ``sqlite:///PATH`` or ``postgresql://…``."""
     retention_days: int = 0
     retention_overrides: Mapping[str, int] = field(default_factory=dict)
     retention_interval_s: float = 3600.0
@@ -146,6 +161,12 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class NodeSettings:
+    id: str = ""
+    """This srs's name in a fleet sharing one index; empty: the host name."""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
 
@@ -157,6 +178,7 @@ class Config:
     limits: LimitSettings = field(default_factory=LimitSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
     log: LogSettings = field(default_factory=LogSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
 
@@ -167,6 +189,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitSettings,
     "http": HttpSettings,
     "storage": StorageSettings,
+    "node": NodeSettings,
     "log": LogSettings,
     "live": LiveSettings,
 }
@@ -376,6 +399,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("[http] webhook_max_attempts: expected 1..20")
     if config.sip.tls_listen and not (config.sip.tls_cert and config.sip.tls_key):
         raise ConfigError("[sip] tls_listen needs tls_cert and tls_key")
+    index = config.storage.index
+    if index and not (index.startswith(("postgresql://", "postgres://")) or _SQLITE_URL.fullmatch(index)):
+        shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", index)
+        raise ConfigError(f'[storage] index: expected "sqlite:///PATH" or "postgresql://...", got {shown!r}')
+    if config.node.id and not _NODE_ID.fullmatch(config.node.id):
+        raise ConfigError(
+            f"[node] id: 1 to 64 letters, digits, '.', '_' or '-', got {config.node.id!r}"
+        )
     _validate_objects(config.storage)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -79,7 +80,10 @@ class RetentionJob:
     overrides: Mapping[str, int]
     interval_s: float
     metrics: DaemonMetrics | None = None
+    holder: str | None = None
+    """With a name (the node's), sweep only while holding the fleet-wide ``retention`` lease."""
     sweeps: int = 0
+    skipped: int = 0
     deleted: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +91,11 @@ class RetentionJob:
         return self.retention_days > 0 or any(days > 0 for days in self.overrides.values())
 
     def sweep_once(self) -> list[str]:
+        if self.holder is not None:
+            admin = self.service.index.admin
+            if not admin.acquire_lease("retention", self.holder, self.interval_s * 1.5):
+                self.skipped += 1  # another node of the fleet holds it
+                return []
         overrides = {source: float(days) for source, days in self.overrides.items()}
         removed = self.service.sweep(time.time(), float(self.retention_days), overrides, actor="retention")
         self.sweeps += 1
@@ -274,15 +283,20 @@ async def start_http_runtime(
     listen_socket: socket.socket | None = None,
     objects: ObjectStore | None = None,
     live: LiveHub | None = None,
+    index_url: str | None = None,
+    node: str | None = None,
 ) -> HttpRuntime:
     """Open a second index connection, start webhooks, the API server and the retention job.
 
     ``listen_host=None`` runs webhooks and retention without serving HTTP; ``listen_socket`` is
     one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself).
+    ``index_url`` names a shared index (else the data directory's own); ``node`` makes retention a
+    fleet-wide job that runs on one node at a time.
     """
     layout = DataLayout(data_dir)
     layout.ensure()
-    index = await asyncio.to_thread(RecordingIndex, layout.index_path, time.time, layout)
+    target = index_url or layout.index_path
+    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
     secret = layout.secret()
     service = RecordingService(
         index, layout, secret, max_link_validity_s=link_max_validity_min * 60, export_ttl_s=export_ttl_s,
@@ -300,7 +314,8 @@ async def start_http_runtime(
         metrics.webhook_receiver(label)
     exports = ExportManager(service, webhooks)
     retention = RetentionJob(
-        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics
+        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics,
+        holder=f"{node}/{os.getpid()}" if node is not None else None,
     )
     server: _EmbeddedServer | None = None
     events = EventHub()

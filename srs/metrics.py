@@ -37,6 +37,10 @@ class _ScrapeCollector(Collector):
         streams = GaugeMetricFamily("srs_active_streams", "Media streams being received")
         streams.add_metric([], float(live.get("active_streams", 0)))
         yield streams
+        if self.owner.node is not None:
+            info = GaugeMetricFamily("srs_node_info", "This srs node's name in its fleet", labels=["node"])
+            info.add_metric([self.owner.node], 1.0)
+            yield info
         counts = self.owner.state_counts()
         if counts is not None:
             family = GaugeMetricFamily("srs_recordings", "Recordings in the index by state", labels=["state"])
@@ -71,6 +75,8 @@ class _ScrapeCollector(Collector):
 
 class DaemonMetrics:
     def __init__(self, data_dir: Path | None = None) -> None:
+        self.node: str | None = None
+        """The node's name (``[node] id``), reported as ``srs_node_info{node}``."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.data_dir = data_dir
         self._live: LiveSource | None = None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -36,6 +36,7 @@ from srs.service.recordings import API_PREFIX, CONTENT_TYPES, RecordingService
 from srs.service.timefmt import iso_utc
 from srs.service.tokens import TokenService, scope_allows
 from srs.service.webhooks import WebhookDispatcher
+from srs.storage.errors import IndexUnavailable
 from srs.storage.records import RecordingFilter
 
 DEFAULT_PAGE_SIZE = 50
@@ -138,6 +139,13 @@ def create_app(
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return _error(exc)
 
+    @app.exception_handler(IndexUnavailable)
+    async def _index_unavailable(request: Request, exc: IndexUnavailable) -> JSONResponse:
+        """The shared index is down or unreachable: a state to retry, not a server bug."""
+        message = "the recording index cannot be reached now"
+        body = {"error": {"code": "index_unavailable", "message": message}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = "; ".join(
@@ -158,8 +166,14 @@ def create_app(
         return {"status": "ok", "version": srs.__version__}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
-    def metrics_endpoint(_: Read) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    def metrics_endpoint(
+        _: Read,
+        node: Annotated[
+            str | None,
+            Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="adds this node's recordings"),
+        ] = None,
+    ) -> Response:
+        return Response(metrics.render(node), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API_PREFIX}/recordings", tags=["recordings"])
     def list_recordings(
@@ -172,6 +186,7 @@ def create_app(
         participant: str | None = Query(None, description="substring of a participant AOR or name"),
         sip_call_id: str | None = None,
         source: str | None = None,
+        node: str | None = Query(None, description="recorded by this srs node ([node] id)"),
         min_duration: float | None = Query(None, description="seconds"),
         max_duration: float | None = Query(None, description="seconds"),
         extension: Annotated[
@@ -192,6 +207,14 @@ def create_app(
     @app.get(f"{API_PREFIX}/recordings/{{recording_id}}", tags=["recordings"])
     def show_recording(recording_id: str, who: Read) -> dict[str, Any]:
         return for_scope(service.show(recording_id), who.scope)
+
+    @app.get(f"{API_PREFIX}/sessions/{{call_recording_id}}", tags=["recordings"])
+    def show_session(
+        call_recording_id: Annotated[str, Path(max_length=256)], _: Read
+    ) -> dict[str, Any]:
+        """The logical recording of one SIPREC session: of the copies nodes made of it, the most
+        complete, with ``copies`` naming them all (its ``links.file`` serves that copy)."""
+        return service.show_by_call_recording_id(call_recording_id)
 
     def serve_recording(request: Request, recording_id: str, download: bool, who: Principal) -> Response:
         """Streamed through the API from the local disk or the object store alike: same auth, audit,

@@ -22,6 +22,7 @@ from srs.service.errors import Forbidden, PayloadTooLarge, ServiceError, Unautho
 from srs.service.principal import ANONYMOUS, Principal
 from srs.service.recordings import API_PREFIX
 from srs.service.tokens import scope_allows
+from srs.storage.errors import IndexUnavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,6 +112,12 @@ class Guard:
             declared = _content_length(headers)
         except ServiceError as exc:
             await _refuse(send, exc)
+            return
+        except IndexUnavailable:  # tokens live in the index: a state to retry, as the routes answer it
+            unavailable = ServiceError(
+                "the recording index cannot be reached now", code="index_unavailable", status=503
+            )
+            await _refuse(send, unavailable, retry_after=5)
             return
         if declared is not None and declared > self.max_body_bytes:
             await _refuse(send, self._too_large())
@@ -215,7 +222,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _refuse(send: Send, exc: ServiceError) -> None:
+async def _refuse(send: Send, exc: ServiceError, retry_after: int | None = None) -> None:
     """Answer without reading the body; ``Connection: close`` so the unread rest is never received."""
     body = json.dumps(exc.to_json()).encode()
     headers = [
@@ -225,5 +232,7 @@ async def _refuse(send: Send, exc: ServiceError) -> None:
     ]
     if exc.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

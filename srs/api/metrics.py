@@ -40,12 +40,32 @@ class MetricsExporter:
         self, service: RecordingService, registry: CollectorRegistry | None, *, include_store: bool = True
     ) -> None:
         self.registry = registry
+        self.service = service
         self.own = CollectorRegistry(auto_describe=False)
         if include_store:
             self.own.register(StoreCollector(service))
 
-    def render(self) -> bytes:
+    def render(self, node: str | None = None) -> bytes:
+        """With ``node``, also that node's recordings by state (``srs_node_recordings``)."""
         parts = [generate_latest(self.own)]
         if self.registry is not None:
             parts.insert(0, generate_latest(self.registry))
+        if node is not None:
+            extra = CollectorRegistry(auto_describe=False)
+            extra.register(_NodeCollector(self.service, node))
+            parts.append(generate_latest(extra))
         return b"".join(parts)
+
+
+class _NodeCollector(Collector):
+    def __init__(self, service: RecordingService, node: str) -> None:
+        self.service = service
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "srs_node_recordings", "Recordings one node of the fleet made, by state", labels=["node", "state"]
+        )
+        for state, count in sorted(self.service.index.count_by_state(node=self.node).items()):
+            family.add_metric([self.node, state], count)
+        yield family

@@ -11,6 +11,7 @@ Sections (each measured on loopback, bounded in time and count):
 * ``end_to_end``: the load generator against a running daemon (media in a worker): failed calls,
   BYE → available p50/p99, every recording checked in the index and as a WAV.
 * ``index``: lookup by call-recording-id and API list p99 with ``rows`` recordings indexed.
+* ``index_pg``: the same on PostgreSQL, a throw-away server started for it (``index_postgresql``).
 
 ``--quick`` is the CI variant (small levels, a few minutes, no thresholds).
 """
@@ -293,7 +294,8 @@ def _uvloop_run(coro: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srs.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CI variant (a few minutes)")
-    parser.add_argument("--only", action="append", choices=["media", "inprocess", "setup", "e2e", "index"])
+    sections = ["media", "inprocess", "setup", "e2e", "index", "index_pg"]
+    parser.add_argument("--only", action="append", choices=sections)
     parser.add_argument("--levels", help="comma-separated call counts for the media ladder")
     parser.add_argument("--seconds", type=float, help="seconds per media level")
     parser.add_argument("--rows", type=int, help="recordings in the index benchmark")
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         else ([50, 100] if quick else [250, 500, 1000, 1500, 2000, 2500])
     )
     seconds = args.seconds or (4.0 if quick else 10.0)
-    only = set(args.only or ["media", "inprocess", "setup", "e2e", "index"])
+    only = set(args.only or ["media", "inprocess", "setup", "e2e", "index", "index_pg"])
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -374,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         if "index" in only:
             rows = args.rows or (20_000 if quick else 1_000_000)
             report["index"] = index_bench.run(
+                rows, 500 if quick else 5000, 100 if quick else 300, directory=work
+            )
+            _progress(report, "index")
+        if "index_pg" in only:
+            rows = args.rows or (20_000 if quick else 1_000_000)
+            report["index_postgresql"] = index_bench.run_postgresql(
                 rows, 500 if quick else 5000, 100 if quick else 300, directory=work
             )
     print(json.dumps(report, indent=2))

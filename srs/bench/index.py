@@ -19,8 +19,28 @@ from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 
 
-def run(
+def run_postgresql(
     rows: int, lookups: int = 2000, api_requests: int = 300, directory: Path | None = None
+) -> dict[str, Any]:
+    """The same figures on PostgreSQL: a throw-away server of this machine's PostgreSQL binaries
+    (loopback TCP, fsync off: it measures queries, not the disk), started and removed here."""
+    from srs.bench.pgcluster import throwaway_cluster
+
+    # the server's directory goes to the system temp dir: the postgres user must be able to reach
+    # it, and the caller's scratch directory is private to the caller
+    with throwaway_cluster() as cluster:
+        url = cluster.create_database("srs_bench")
+        result = run(rows, lookups, api_requests, directory, index_url=url)
+    return {"backend": "postgresql", **result}
+
+
+def run(
+    rows: int,
+    lookups: int = 2000,
+    api_requests: int = 300,
+    directory: Path | None = None,
+    *,
+    index_url: str | None = None,
 ) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
@@ -32,7 +52,7 @@ def run(
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         layout = DataLayout(Path(scratch))
         layout.ensure()
-        index = RecordingIndex(layout.index_path, layout=layout)
+        index = RecordingIndex(index_url or layout.index_path, layout=layout)
         began = time.perf_counter()
         populate(index, rows)
         populate_s = time.perf_counter() - began
@@ -78,3 +98,29 @@ def run(
         "api_list_ms_p99": round((percentile(api, 99) or 0) * ms, 2),
         "api_lookup_by_call_recording_id_ms_p99": round((percentile(api_lookup, 99) or 0) * ms, 2),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m srs.bench.index", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=5000)
+    parser.add_argument("--api-requests", type=int, default=300)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    args = parser.parse_args(argv)
+    began = os.getloadavg()
+    if args.backend == "postgresql":
+        result = run_postgresql(args.rows, args.lookups, args.api_requests)
+    else:
+        result = {"backend": "sqlite", **run(args.rows, args.lookups, args.api_requests)}
+    result["load_average_at_start"] = [round(x, 2) for x in began]
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

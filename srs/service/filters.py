@@ -12,7 +12,7 @@ from srs.storage.records import RecordingFilter, State
 
 FILTER_KEYS = (
     "state", "start", "end", "call_recording_id", "participant", "sip_call_id", "source",
-    "min_duration", "max_duration",
+    "min_duration", "max_duration", "node",
 )
 
 
@@ -113,6 +113,7 @@ def build_filter(
         participant=text("participant"),
         sip_call_id=text("sip_call_id"),
         source=text("source"),
+        node=text("node"),
         min_duration_ms=_duration_ms(text("min_duration"), "min_duration"),
         max_duration_ms=_duration_ms(text("max_duration"), "max_duration"),
         extensions=tuple(extensions),
@@ -126,7 +127,7 @@ def filter_to_json(filt: RecordingFilter) -> dict[str, Any]:
         "state": filt.state.value if filt.state is not None else None,
         "start": filt.start, "end": filt.end, "call_recording_id": filt.call_recording_id,
         "participant": filt.participant, "sip_call_id": filt.sip_call_id, "source": filt.source,
-        "min_duration_ms": filt.min_duration_ms, "max_duration_ms": filt.max_duration_ms,
+        "node": filt.node, "min_duration_ms": filt.min_duration_ms, "max_duration_ms": filt.max_duration_ms,
         "extensions": [list(pair) for pair in filt.extensions],
         "ids": list(filt.ids) if filt.ids is not None else None,
     }
@@ -138,7 +139,8 @@ def filter_from_json(data: Mapping[str, Any]) -> RecordingFilter:
         state=State(data["state"]) if data.get("state") else None,
         start=data.get("start"), end=data.get("end"), call_recording_id=data.get("call_recording_id"),
         participant=data.get("participant"), sip_call_id=data.get("sip_call_id"), source=data.get("source"),
-        min_duration_ms=data.get("min_duration_ms"), max_duration_ms=data.get("max_duration_ms"),
+        node=data.get("node"), min_duration_ms=data.get("min_duration_ms"),
+        max_duration_ms=data.get("max_duration_ms"),
         extensions=tuple((str(k), str(v)) for k, v in data.get("extensions") or ()),
         ids=tuple(ids) if ids is not None else None,
     )

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from srs.service.audit import Action, Actor, AuditTrail
+from srs.service.copies import describe as describe_copies
+from srs.service.copies import preferred as preferred_copy
 from srs.service.errors import (
     BadRequest,
     BadSignature,
@@ -97,13 +99,15 @@ class RecordingService:
 
     @classmethod
     def open(
-        cls, data_dir: Path | str, clock: Clock = time.time, objects: ObjectStore | None = None
+        cls, data_dir: Path | str, clock: Clock = time.time, objects: ObjectStore | None = None,
+        *, index: str | None = None,
     ) -> RecordingService:
-        """Open the data directory directly (CLI use: works whether the daemon runs or not)."""
+        """Open the data directory directly (CLI use: works whether the daemon runs or not);
+        ``index`` names a shared index (``postgresql://…``) instead of the directory's own file."""
         layout = DataLayout(Path(data_dir))
         layout.ensure()
-        index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
-        return cls(index, layout, layout.secret(), clock, objects=objects)
+        opened = RecordingIndex(index or layout.index_path, clock=clock, layout=layout)
+        return cls(opened, layout, layout.secret(), clock, objects=objects)
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -113,8 +117,12 @@ class RecordingService:
         if max is not None and max < 1:
             raise BadRequest("max must be 1 or more")
         result = self.index.find(filt, page=page, max=max)
+        crids = sorted({item["call_recording_id"] for item in result.items if item["call_recording_id"]})
+        copies = self.index.copies(crids) if crids else {}
         return {
-            "items": [self.represent(item) for item in result.items],
+            "items": [
+                self.represent(item, copies.get(item["call_recording_id"] or "")) for item in result.items
+            ],
             "pagination": {"pages": result.pages, "total": result.total, "current": result.current,
                            "max": result.max},
         }
@@ -128,16 +136,29 @@ class RecordingService:
         return row
 
     def show(self, recording_id: str) -> dict[str, Any]:
-        return self.represent(self._row(recording_id))
+        row = self._row(recording_id)
+        crid = row.get("call_recording_id")
+        return self.represent(row, self.index.copies([crid])[crid] if crid else None)
 
     def show_by_call_recording_id(self, call_recording_id: str) -> dict[str, Any]:
-        row = self.index.newest_by_call_recording_id(call_recording_id)
+        """The logical recording: of the copies nodes made of this session, the most complete
+        (see :mod:`srs.service.copies`); one copy alone is simply that copy (the newest, if the
+        same id was reused for several sessions on one node)."""
+        copies = self.index.copies([call_recording_id])[call_recording_id]
+        nodes = {c.get("node") for c in copies}
+        if len(copies) > 1 and len(nodes) > 1:
+            row = self.index.get(preferred_copy(copies)["id"])
+        else:
+            row = self.index.newest_by_call_recording_id(call_recording_id)
         if row is None:
             raise NotFound(f"no recording with call-recording-id {call_recording_id!r}")
-        return self.represent(row)
+        return self.represent(row, copies)
 
-    def represent(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The public JSON shape of a recording (CLI ``--json`` and API answer the same)."""
+    def represent(
+        self, row: Mapping[str, Any], copies: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The public JSON shape of a recording (CLI ``--json`` and API answer the same); with the
+        ``copies`` of its session, ``copies`` lists them all, the preferred one first."""
         rid = row["id"]
         fmt = row.get("file_format") or "wav"
         file_path = row.get("file_path")
@@ -175,6 +196,7 @@ class RecordingService:
             "sip_call_id": row.get("sip_call_id"),
             "source": row.get("source"),
             "tenant": row.get("tenant"),
+            "node": row.get("node"),
             "started_at": iso_utc(row.get("started_at")),
             "ended_at": iso_utc(row.get("ended_at")),
             "duration_ms": row.get("duration_ms"),
@@ -190,6 +212,7 @@ class RecordingService:
             "dtmf": list(row.get("dtmf", [])),
             "completeness": row.get("completeness") or {},
             "warnings": list(row.get("warnings") or []),
+            "copies": describe_copies(copies) if copies else [],
             "links": links,
         }
 
@@ -479,7 +502,8 @@ class RecordingService:
         fmt = job["format"]
         target = self.layout.export_path(export_id, fmt)
         temp = target.with_name(f".{target.name}.partial")
-        self.index.admin.update_export(export_id, state="running")
+        if not self.index.admin.claim_export(export_id):
+            return self.export_status(export_id)  # another node (or run) has it: run once per fleet
         try:
             target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             rows = self.index.find(filter_from_json(job["request"])).items

@@ -237,6 +237,10 @@ class SiprecUserAgent:
         self.draining = False
         self.shedding: str | None = None
         """Set by the daemon while it is overloaded: new INVITEs get 503 before their bodies are read."""
+        self.unavailable: str | None = None
+        """Set by the daemon while it cannot reach its index: new INVITEs and out-of-dialog OPTIONS
+        (an SBC's keep-alive ping) get 503 with Retry-After, so SBCs send calls to another SRS;
+        calls already running go on."""
 
     # ----------------------------------------------------------------- queries
     @property
@@ -452,6 +456,9 @@ class SiprecUserAgent:
                 return self._refuse(txn, 482, "Loop Detected", "merged request", now)
             return self._receive_invite(request, txn, source, transport, local, now)
         if method == "OPTIONS":
+            if self.unavailable is not None:
+                retry = [("Retry-After", str(self.settings.retry_after))]
+                return self._refuse(txn, 503, "Service Unavailable", self.unavailable, now, retry)
             return self._respond(txn, 200, now, extra=self._capabilities(), to_tag=self.settings.new_token())
         if method in ("BYE", "UPDATE", "INFO", "PRACK"):
             return self._refuse(
@@ -479,6 +486,8 @@ class SiprecUserAgent:
             return [*trying, *self._refuse(txn, 503, "Service Unavailable", "shutting down", now, retry)]
         if self.shedding is not None:
             return [*trying, *self._refuse(txn, 503, "Service Unavailable", self.shedding, now, retry)]
+        if self.unavailable is not None:
+            return [*trying, *self._refuse(txn, 503, "Service Unavailable", self.unavailable, now, retry)]
         if len(self._calls) >= settings.max_sessions:
             return [
                 *trying,

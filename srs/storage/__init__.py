@@ -1,4 +1,4 @@
-"""storage: the data directory layout and the SQLite recording index."""
+"""storage: the data directory layout and the recording index (SQLite or PostgreSQL)."""
 
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout

@@ -70,7 +70,7 @@ class AdminStore:
                 "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (self.clock(), token_id),
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
     # ---- audit log --------------------------------------------------------------------------
 
@@ -151,12 +151,13 @@ class AdminStore:
                 "UPDATE signed_links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (self.clock(), link_id),
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
     def forget_links(self, expired_before: float) -> int:
         """Drop rows of links that expired (they are refused by their signature's time anyway)."""
         with self.db.write() as conn:
-            return conn.execute("DELETE FROM signed_links WHERE expires_at < ?", (expired_before,)).rowcount
+            cursor = conn.execute("DELETE FROM signed_links WHERE expires_at < ?", (expired_before,))
+            return int(cursor.rowcount)
 
     # ---- webhook deliveries -----------------------------------------------------------------
 
@@ -198,7 +199,8 @@ class AdminStore:
     def set_export_members(self, export_id: str, recording_ids: list[str]) -> None:
         with self.db.write() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO export_members (export_id, recording_id) VALUES (?, ?)",
+                "INSERT INTO export_members (export_id, recording_id) VALUES (?, ?)"
+                " ON CONFLICT (export_id, recording_id) DO NOTHING",
                 [(export_id, rid) for rid in recording_ids],
             )
 
@@ -220,6 +222,38 @@ class AdminStore:
                 (now,),
             ).fetchall()
         return [{**dict(row), "request": json.loads(row["request"])} for row in rows]
+
+    def claim_export(self, export_id: str) -> bool:
+        """Move a pending export to running; False if someone (another node) already did."""
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE exports SET state = 'running' WHERE id = ? AND state = 'pending'", (export_id,)
+            )
+            return bool(cursor.rowcount == 1)
+
+    # ---- fleet-wide jobs --------------------------------------------------------------------
+
+    def acquire_lease(self, job: str, holder: str, ttl_s: float) -> bool:
+        """Hold ``job`` for ``ttl_s`` seconds (or renew it): True if ``holder`` has it now.
+
+        One row per job, taken over only once it has expired, so of the nodes sharing an index
+        exactly one runs a fleet-wide job (retention) per period, and another takes over when
+        the holder stops renewing. Works the same on SQLite (one node) and PostgreSQL.
+        """
+        now = self.clock()
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO job_leases (job, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE job_leases.expires_at <= ? OR job_leases.holder = ?",
+                (job, holder, now + ttl_s, now, holder),
+            )
+            row = conn.execute("SELECT holder FROM job_leases WHERE job = ?", (job,)).fetchone()
+        return row is not None and row[0] == holder
+
+    def release_lease(self, job: str, holder: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM job_leases WHERE job = ? AND holder = ?", (job, holder))
 
     def get_export(self, export_id: str) -> dict[str, Any] | None:
         with self.db.read() as conn:

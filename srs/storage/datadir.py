@@ -26,8 +26,11 @@ def _named(path: Path) -> str:
     return f"data dir {path}"
 
 
-def require_data_dir(path: Path | str) -> Path:
-    """An existing srs data directory (for the CLI), or :class:`DataDirError` saying what is wrong."""
+def require_data_dir(path: Path | str, *, shared_index: bool = False) -> Path:
+    """An existing srs data directory (for the CLI), or :class:`DataDirError` saying what is wrong.
+
+    With a shared index (a fleet's PostgreSQL) the directory holds no index file: the node's
+    ``secret.key`` (which signs links) is what `srs serve` leaves there."""
     path = Path(path)
     if not path.exists():
         raise DataDirError(
@@ -36,8 +39,9 @@ def require_data_dir(path: Path | str) -> Path:
         )
     if not path.is_dir():
         raise DataDirError(f"{_named(path)} is not a directory")
-    if not (path / INDEX_NAME).is_file():
-        raise DataDirError(f"{_named(path)} is not an srs data directory (no {INDEX_NAME})")
+    marker = "secret.key" if shared_index else INDEX_NAME
+    if not (path / marker).is_file():
+        raise DataDirError(f"{_named(path)} is not an srs data directory (no {marker})")
     return path
 
 

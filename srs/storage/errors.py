@@ -9,6 +9,10 @@ class StorageError(SrsError):
     """Base for storage failures that callers are expected to handle."""
 
 
+class IndexUnavailable(StorageError):
+    """The index database cannot be reached now (server down, network, no free connection)."""
+
+
 class InvalidId(StorageError):
     """An id that does not match the strict id pattern (never turned into a path)."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from srs.storage import writes
 from srs.storage.admin import AdminStore
+from srs.storage.backend import Connection, Dialect, Engine
 from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition
 from srs.storage.ids import new_id
@@ -29,7 +30,7 @@ from srs.storage.records import (
     StreamInfo,
     transition_allowed,
 )
-from srs.storage.write_behind import ErrorHandler, Soon, WriteBehind
+from srs.storage.write_behind import MAX_BACKLOG, ErrorHandler, Soon, WriteBehind, replay_spool
 
 Clock = Callable[[], float]
 _MAX_IN_LIST = 500
@@ -42,6 +43,23 @@ def _stream_rows(streams: Sequence[StreamInfo]) -> tuple[tuple[Any, ...], ...]:
         (s.label, s.stream_id, s.codec, s.packets_received, s.packets_lost, tuple(dict(s.stats).items()))
         for s in streams
     )
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    reachable: bool
+    backlog: int
+    """Writes queued and not yet committed."""
+    detail: str
+
+    @property
+    def refuse_calls(self) -> str | None:
+        """Why new calls should be refused now (None: take them)."""
+        if not self.reachable:
+            return f"index unreachable: {self.detail}" if self.detail else "index unreachable"
+        if self.backlog > MAX_BACKLOG:
+            return f"index behind: {self.backlog} writes waiting"
+        return None
 
 
 @dataclass(slots=True)
@@ -63,10 +81,23 @@ class RecordingIndex:
     queued before them.
     """
 
-    def __init__(self, path: Path | str, clock: Clock = time.time, layout: DataLayout | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        clock: Clock = time.time,
+        layout: DataLayout | None = None,
+        *,
+        node: str | None = None,
+        spool_dir: Path | None = None,
+    ) -> None:
+        """``path``: a SQLite file or an index URL (``sqlite:///…``, ``postgresql://…``); ``node``:
+        the name this srs records under (recordings it creates carry it; repair looks at its own)."""
         self.db = Database(path)
         self.clock = clock
         self.layout = layout
+        self.node = node
+        self.spool_dir = spool_dir
+        """Where the write-behind keeps writes an unreachable index could not take before a stop."""
         self.admin = AdminStore(self.db, clock)
         self._writer: WriteBehind | None = None
         self._queued: dict[str, _Queued] = {}
@@ -85,7 +116,20 @@ class RecordingIndex:
         ``on_error(what, exc)`` hears of every write that had to be given up; ``soon`` (the loop's
         ``call_soon``) sends a loop turn's writes together."""
         if self._writer is None:
-            self._writer = WriteBehind(self.db, on_error, soon=soon)
+            self._writer = WriteBehind(self.db, on_error, soon=soon, spool_dir=self.spool_dir)
+
+    def health(self) -> IndexHealth:
+        """Can the daemon's writes reach the index now, and how many wait (for admission control)."""
+        writer = self._writer
+        if writer is None:
+            return IndexHealth(True, 0, "")
+        return IndexHealth(writer.reachable, writer.backlog, writer.unreachable_detail)
+
+    def replay_spool(self, on_error: ErrorHandler) -> int:
+        """Commit writes spooled by a run that stopped while the index was unreachable."""
+        if self.spool_dir is None:
+            return 0
+        return replay_spool(self.db, self.spool_dir, on_error)
 
     @property
     def write_behind(self) -> bool:
@@ -117,7 +161,7 @@ class RecordingIndex:
         state = State(new.state)
         values = (
             rid, new.call_recording_id, new.sip_call_id, new.source, new.tenant, state.value,
-            new.started_at, new.file_format, new.sample_rate, new.channels, now, now,
+            new.started_at, new.file_format, new.sample_rate, new.channels, now, now, self.node,
         )  # fmt: skip
         if self._writer is not None and rid not in self._queued:
             self._queued[rid] = _Queued(state)
@@ -230,13 +274,18 @@ class RecordingIndex:
         if queued is not None:
             del self._queued[recording_id]
 
-    def unfinished(self) -> list[str]:
+    def unfinished(self, node: str | None = None) -> list[str]:
+        """Recordings not yet final; with ``node``, only those that node recorded (a fleet shares
+        one index: another node's running calls are not this node's to repair). Rows from before
+        nodes were recorded (no node) count as this node's."""
         marks = ",".join("?" * len(UNFINISHED_STATES))
+        sql = f"SELECT id FROM recordings WHERE state IN ({marks})"
+        args: list[Any] = [s.value for s in UNFINISHED_STATES]
+        if node is not None:
+            sql += " AND (node = ? OR node IS NULL)"
+            args.append(node)
         with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT id FROM recordings WHERE state IN ({marks}) ORDER BY started_at, id",
-                [s.value for s in UNFINISHED_STATES],
-            ).fetchall()
+            rows = conn.execute(sql + " ORDER BY started_at, id", args).fetchall()
         return [row["id"] for row in rows]
 
     def set_legal_hold(self, recording_id: str, on: bool) -> None:
@@ -256,38 +305,73 @@ class RecordingIndex:
     # ---- query API --------------------------------------------------------------------------
 
     def get(self, recording_id: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.execute("SELECT * FROM recordings WHERE id = ?", (recording_id,)).fetchone()
-            if row is None:
-                return None
-            return self._hydrate(conn, [row])[0]
+        _, items = self._select("SELECT * FROM recordings r WHERE r.id = ?", (recording_id,))
+        return items[0] if items else None
 
     def newest_by_call_recording_id(self, call_recording_id: str) -> dict[str, Any] | None:
+        _, items = self._select(
+            "SELECT * FROM recordings r WHERE r.call_recording_id = ?"
+            " ORDER BY r.started_at DESC, r.id DESC LIMIT 1",
+            (call_recording_id,),
+            order="m.started_at DESC, m.id DESC",
+        )
+        return items[0] if items else None
+
+    def copies(self, call_recording_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every recording of each call-recording-id (the copies nodes made of one SIPREC session):
+        id, node, state, incomplete, duration_ms, completeness."""
+        found: dict[str, list[dict[str, Any]]] = {crid: [] for crid in call_recording_ids}
+        wanted = list(found)
+        for start in range(0, len(wanted), _MAX_IN_LIST):
+            chunk = wanted[start:start + _MAX_IN_LIST]
+            for row in self._rows(
+                "SELECT id, call_recording_id, node, state, incomplete, duration_ms, completeness"
+                f" FROM recordings WHERE call_recording_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY started_at, id",
+                chunk,
+            ):
+                item = dict(row)
+                item["incomplete"] = bool(item["incomplete"])
+                item["completeness"] = json.loads(item["completeness"])
+                found[item["call_recording_id"]].append(item)
+        return found
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One SELECT in a read transaction of its own (on PostgreSQL: one round trip in all)."""
         with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT * FROM recordings WHERE call_recording_id = ?"
-                " ORDER BY started_at DESC, id DESC LIMIT 1",
-                (call_recording_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            return self._hydrate(conn, [row])[0]
+            fetch = getattr(conn, "fetch_each", None)
+            if fetch is not None:
+                rows: list[Any] = fetch([(sql, params)], last=True)[0]
+                return rows
+            return list(conn.execute(sql, params).fetchall())
 
     def find(self, filt: RecordingFilter, page: int = 1, max: int | None = None) -> Page:
-        where, params = _where(filt)
+        where, params = _where(filt, self.db.dialect)
         order = "ASC" if filt.oldest_first else "DESC"
         page = 1 if page < 1 else page
-        with self.db.read() as conn:
-            total = self._total(conn, filt, where, params)
-            if max is not None and _walk_by_time(conn, filt, total, page * max):
-                where, params = _where(filt, correlated=True)
+        if self.db.dialect.engine is Engine.SQLITE:
+            # SQLite: the trigram index, counts of the one participant/extension condition, and a
+            # walk by start time when matches are common (see _walk_by_time)
+            with self.db.read() as conn:
+                total = self._total(conn, filt, where, params)
+                if max is not None and _walk_by_time(conn, filt, total, page * max):
+                    where, params = _where(filt, self.db.dialect, correlated=True)
+                sql = f"SELECT * FROM recordings r{where} ORDER BY r.started_at {order}, r.id {order}"
+                args = list(params)
+                if max is not None:
+                    sql += " LIMIT ? OFFSET ?"
+                    args += [max, (page - 1) * max]
+                items = self._hydrate(conn, conn.execute(sql, args).fetchall())
+        else:
             sql = f"SELECT * FROM recordings r{where} ORDER BY r.started_at {order}, r.id {order}"
             args = list(params)
             if max is not None:
                 sql += " LIMIT ? OFFSET ?"
                 args += [max, (page - 1) * max]
-            rows = conn.execute(sql, args).fetchall()
-            items = self._hydrate(conn, rows)
+            counted, items = self._select(
+                sql, args, _total_query(filt, where, params), order=f"m.started_at {order}, m.id {order}"
+            )
+            total = int(counted[0][0]) if counted else 0
         if max is None:
             pages, current = (1 if total else 0), 1
         else:
@@ -310,11 +394,17 @@ class RecordingIndex:
             return int(conn.execute(f"SELECT COUNT(DISTINCT recording_id) FROM ({sql})", args).fetchone()[0])
         return int(conn.execute(f"SELECT COUNT(*) FROM recordings r{where}", params).fetchone()[0])
 
-    def count_by_state(self) -> dict[str, int]:
+    def count_by_state(self, node: str | None = None) -> dict[str, int]:
+        """Recordings per state: the fleet's (trigger-kept, one row per state), or one node's (a
+        count over that node's rows: for a scrape that asks for it, not for every request)."""
         counts = {s.value: 0 for s in State}
-        with self.db.read() as conn:
-            for row in conn.execute("SELECT state, n FROM recording_counts"):
-                counts[row["state"]] = int(row["n"])
+        if node is None:
+            rows = self._rows("SELECT state, n FROM recording_counts")
+        else:
+            sql = "SELECT state, COUNT(*) AS n FROM recordings WHERE node = ? GROUP BY state"
+            rows = self._rows(sql, (node,))
+        for row in rows:
+            counts[row["state"]] = int(row["n"])
         return counts
 
     def expired(
@@ -335,57 +425,119 @@ class RecordingIndex:
         with self.db.read() as conn:
             return [dict(row) for row in conn.execute(sql + " ORDER BY started_at, id", args)]
 
-    def _hydrate(self, conn: sqlite3.Connection, rows: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+    def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         items = [_recording(row) for row in rows]
-        by_id = {item["id"]: item for item in items}
-        ids = list(by_id)
+        ids = [item["id"] for item in items]
         for chunk_start in range(0, len(ids), _MAX_IN_LIST):
             chunk = ids[chunk_start:chunk_start + _MAX_IN_LIST]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT * FROM participants WHERE recording_id IN ({marks})"
-                " ORDER BY recording_id, position",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["participants"].append({
-                    "id": row["participant_id"], "aor": row["aor"], "name": row["name"],
-                    "send": json.loads(row["send"]), "recv": json.loads(row["recv"]),
-                })
-            for row in conn.execute(
-                f"SELECT * FROM streams WHERE recording_id IN ({marks}) ORDER BY recording_id, label", chunk
-            ):
-                stream: dict[str, Any] = {
-                    "label": row["label"], "stream_id": row["stream_id"], "codec": row["codec"],
-                    "packets_received": row["packets_received"], "packets_lost": row["packets_lost"],
-                }
-                for key, value in json.loads(row["stats"]).items():
-                    stream.setdefault(key, value)
-                by_id[row["recording_id"]]["streams"].append(stream)
-            for row in conn.execute(
-                f"SELECT * FROM sessions WHERE recording_id IN ({marks}) ORDER BY recording_id, position",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["sessions"].append({
-                    "id": row["session_id"], "sip_session_ids": json.loads(row["sip_session_ids"]),
-                    "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
-                })
-            for row in conn.execute(
-                f"SELECT * FROM extensions WHERE recording_id IN ({marks}) ORDER BY rowid", chunk
-            ):
-                by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
-            for row in conn.execute(
-                f"SELECT * FROM dtmf WHERE recording_id IN ({marks})"
-                " ORDER BY recording_id, offset_ms, rowid",
-                chunk,
-            ):
-                by_id[row["recording_id"]]["dtmf"].append({
-                    "label": row["label"], "digit": row["digit"], "offset_ms": row["offset_ms"],
-                    "duration_ms": row["duration_ms"],
-                })
+            queries = self._child_queries(",".join("?" * len(chunk)), chunk)
+            _attach(items, *[conn.execute(sql, args).fetchall() for sql, args in queries])
         return items
 
+    def _child_queries(self, ids: str, params: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        """The participants, streams, sessions, extensions and DTMF of ``recording_id IN (ids)``."""
+        tie = self.db.dialect.insertion_order
+        where = f"WHERE recording_id IN ({ids}) ORDER BY recording_id"
+        return [
+            (f"SELECT * FROM participants {where}, position", params),
+            (f"SELECT * FROM streams {where}, label", params),
+            (f"SELECT * FROM sessions {where}, position", params),
+            (f"SELECT recording_id, key, value FROM extensions {where}, position, {tie}", params),
+            (f"SELECT recording_id, label, digit, offset_ms, duration_ms FROM dtmf {where}, offset_ms,"
+             f" position, {tie}", params),
+        ]  # fmt: skip
 
-def _recording(row: sqlite3.Row) -> dict[str, Any]:
+    def _select(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        first: tuple[str, Sequence[Any]] | None = None,
+        order: str = "",
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Recordings by ``sql`` (``SELECT * FROM recordings r …``) with all their children, and the
+        rows of ``first`` (run before it, in the same snapshot). On PostgreSQL the recordings and
+        their children come back from one statement (children aggregated to JSON per recording),
+        sent in one pipeline with ``first`` and the transaction's BEGIN and COMMIT (no transaction
+        at all for a lone statement): the whole read is one round trip and one or two statements."""
+        with self.db.read() as conn:
+            fetch = getattr(conn, "fetch_each", None)
+            if fetch is None:
+                before = conn.execute(*first).fetchall() if first is not None else []
+                return before, self._hydrate(conn, conn.execute(sql, params).fetchall())
+            queries = [*([first] if first is not None else []), (_with_children(sql, order), params)]
+            results: list[list[Any]] = fetch(queries, last=True)
+        before = results.pop(0) if first is not None else []
+        items = []
+        children: list[list[Any]] = [[], [], [], [], []]
+        for row in results[0]:
+            record = dict(row)
+            for i, name in enumerate(_CHILDREN):
+                children[i].extend(record.pop(f"_{name}") or ())
+            items.append(_recording(record))
+        _attach(items, *children)
+        return before, items
+
+
+_CHILDREN = ("participants", "streams", "sessions", "extensions", "dtmf")
+
+
+def _with_children(sql: str, order: str) -> str:
+    """PostgreSQL: the recordings of ``sql`` (in ``order``, over its columns as ``m.``) with their
+    children as JSON arrays, in the order :meth:`RecordingIndex._child_queries` gives (one
+    statement instead of six)."""
+    aggregate = (
+        "(SELECT json_agg(c ORDER BY {order}) FROM {table} c WHERE c.recording_id = m.id) AS _{table}"
+    )
+    columns = ", ".join(
+        aggregate.format(table=table, order=order)
+        for table, order in (
+            ("participants", "c.position"),
+            ("streams", "c.label"),
+            ("sessions", "c.position"),
+            ("extensions", "c.position, c.ctid"),
+            ("dtmf", "c.offset_ms, c.position, c.ctid"),
+        )
+    )
+    return f"SELECT m.*, {columns} FROM ({sql}) AS m" + (f" ORDER BY {order}" if order else "")
+
+
+def _attach(
+    items: list[dict[str, Any]],
+    participants: Iterable[Any],
+    streams: Iterable[Any],
+    sessions: Iterable[Any],
+    extensions: Iterable[Any],
+    dtmf: Iterable[Any],
+) -> None:
+    by_id = {item["id"]: item for item in items}
+    for row in participants:
+        by_id[row["recording_id"]]["participants"].append({
+            "id": row["participant_id"], "aor": row["aor"], "name": row["name"],
+            "send": json.loads(row["send"]), "recv": json.loads(row["recv"]),
+        })
+    for row in streams:
+        stream: dict[str, Any] = {
+            "label": row["label"], "stream_id": row["stream_id"], "codec": row["codec"],
+            "packets_received": row["packets_received"], "packets_lost": row["packets_lost"],
+        }
+        for key, value in json.loads(row["stats"]).items():
+            stream.setdefault(key, value)
+        by_id[row["recording_id"]]["streams"].append(stream)
+    for row in sessions:
+        by_id[row["recording_id"]]["sessions"].append({
+            "id": row["session_id"], "sip_session_ids": json.loads(row["sip_session_ids"]),
+            "start_time": row["start_time"], "stop_time": row["stop_time"], "group": row["group_id"],
+        })
+    for row in extensions:
+        by_id[row["recording_id"]]["extensions"][row["key"]] = row["value"]
+    for row in dtmf:
+        by_id[row["recording_id"]]["dtmf"].append({
+            "label": row["label"], "digit": row["digit"], "offset_ms": row["offset_ms"],
+            "duration_ms": row["duration_ms"],
+        })
+
+
+def _recording(row: Any) -> dict[str, Any]:
     item = dict(row)
     item["incomplete"] = bool(item["incomplete"])
     item["legal_hold"] = bool(item["legal_hold"])
@@ -397,6 +549,15 @@ def _recording(row: sqlite3.Row) -> dict[str, Any]:
     item["extensions"] = {}
     item["dtmf"] = []
     return item
+
+
+def _total_query(filt: RecordingFilter, where: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """Unfiltered and state-only totals come from the trigger-kept counts, the rest from COUNT(*)."""
+    if not where:
+        return "SELECT COALESCE(SUM(n), 0) FROM recording_counts", []
+    if filt.state is not None and where == " WHERE r.state = ?":
+        return "SELECT COALESCE(SUM(n), 0) FROM recording_counts WHERE state = ?", params
+    return f"SELECT COUNT(*) FROM recordings r{where}", params
 
 
 def _like_escape(text: str) -> str:
@@ -437,7 +598,9 @@ def _walk_by_time(conn: sqlite3.Connection, filt: RecordingFilter, total: int, w
     return wanted * rows < total * total
 
 
-def _where(filt: RecordingFilter, *, correlated: bool = False) -> tuple[str, list[Any]]:
+def _where(
+    filt: RecordingFilter, dialect: Dialect, *, correlated: bool = False
+) -> tuple[str, list[Any]]:
     """The WHERE clause of ``filt``; ``correlated`` tests participants and extensions per recording
     (EXISTS) instead of collecting the recordings that have them (IN), for :func:`_walk_by_time`."""
     clauses: list[str] = []
@@ -451,7 +614,7 @@ def _where(filt: RecordingFilter, *, correlated: bool = False) -> tuple[str, lis
     if filt.end is not None:
         clauses.append("r.started_at < ?")
         params.append(filt.end)
-    for column in ("call_recording_id", "sip_call_id", "source"):
+    for column in ("call_recording_id", "sip_call_id", "source", "node"):
         value = getattr(filt, column)
         if value is not None:
             clauses.append(f"r.{column} = ?")
@@ -462,8 +625,9 @@ def _where(filt: RecordingFilter, *, correlated: bool = False) -> tuple[str, lis
     if filt.max_duration_ms is not None:
         clauses.append("r.duration_ms <= ?")
         params.append(filt.max_duration_ms)
-    if filt.participant and len(filt.participant) >= TRIGRAM:
-        # the trigram index finds the substring (case-insensitively, as LIKE does for ASCII)
+    if filt.participant and len(filt.participant) >= TRIGRAM and dialect.engine is Engine.SQLITE:
+        # the trigram index (SQLite only; PostgreSQL searches with ILIKE) finds the substring
+        # (case-insensitively, as LIKE does for ASCII)
         if correlated:
             clauses.append(
                 "EXISTS (SELECT 1 FROM participants p WHERE p.recording_id = r.id"
@@ -478,7 +642,7 @@ def _where(filt: RecordingFilter, *, correlated: bool = False) -> tuple[str, lis
         pattern = f"%{_like_escape(filt.participant)}%"
         clauses.append(
             "r.id IN (SELECT p.recording_id FROM participants p"
-            " WHERE p.aor LIKE ? ESCAPE '\\' OR p.name LIKE ? ESCAPE '\\')"
+            f" WHERE p.aor {dialect.like} ? ESCAPE '\\' OR p.name {dialect.like} ? ESCAPE '\\')"
         )
         params += [pattern, pattern]
     for key, value in filt.extensions:
@@ -495,7 +659,7 @@ def _where(filt: RecordingFilter, *, correlated: bool = False) -> tuple[str, lis
         params += [key, value]
     if filt.ids is not None:
         if not filt.ids:
-            clauses.append("0")
+            clauses.append("1 = 0")
         else:
             clauses.append(f"r.id IN ({','.join('?' * len(filt.ids))})")
             params.extend(filt.ids)

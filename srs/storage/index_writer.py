@@ -11,7 +11,16 @@ Protocol on one ``AF_UNIX`` stream (each message a 4-byte length and a pickle):
   ``("close",)`` (commit everything, then exit). End of file means the same as close.
 * writer → daemon: ``("ready", seq)`` (committed up to ``seq`` before it started), ``("error",
   seq, what, text)`` for a write given up, ``("done", seq)`` once everything up to ``seq`` is
-  committed or given up.
+  committed or given up, ``("index", reachable, text)`` when the database stops or starts
+  answering.
+
+A database that cannot be reached (PostgreSQL down or restarting, the network gone) is not a
+reason to give a write up: the writer keeps the batch, tries it again with a growing pause (at
+most :data:`DOWN_PAUSE_MAX_S`) for as long as it takes, and says so to the daemon, which refuses
+new calls meanwhile. While it waits it reads no more writes: the socket fills, then the daemon
+keeps the rest (see :mod:`srs.storage.write_behind` for the bound). When idle, the writer asks
+the database every :data:`PROBE_INTERVAL_S` whether it still answers, so an outage is known
+before the next call needs the index.
 
 Each transaction also records the last ``seq`` it holds (table ``index_writer_progress``, keyed by
 the daemon run), so a writer started again after a crash skips what is already committed: every
@@ -24,13 +33,13 @@ import contextlib
 import pickle
 import select
 import socket
-import sqlite3
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from srs.storage import writes
+from srs.storage.backend import Connection
 from srs.storage.db import Database
 
 FRAME = struct.Struct("!I")
@@ -40,10 +49,11 @@ MAX_FRAME = 64 << 20
 PROGRESS_KEPT_S = 7 * 86400
 """Progress rows of daemon runs that ended without closing are dropped after this long."""
 
-_TRANSIENT_CODES = frozenset({5, 6, 10, 13})
-"""SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL: worth another try, the data is still good."""
+PROBE_INTERVAL_S = 1.0
+DOWN_PAUSE_MAX_S = 2.0
 
 Report = Callable[[int, str, BaseException], None]
+Status = Callable[[bool, str], None]
 Queued = tuple[int, str, writes.Write]
 
 
@@ -80,18 +90,12 @@ class FrameReader:
         return messages
 
 
-def transient(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return isinstance(exc, sqlite3.OperationalError)
-    return (int(code) & 0xFF) in _TRANSIENT_CODES
-
-
 class Committer:
     """Commits queued writes in order. A batch that fails is rolled back and its writes run again
     one transaction each, so one bad write costs only itself; busy, locked, I/O and disk-full
     errors are retried with a growing pause for up to ``retry_for`` seconds before a write is
-    given up and reported. Nothing is dropped without a report."""
+    given up and reported. Nothing is dropped without a report. An unreachable database is
+    waited for without limit (``status`` hears when it goes and comes back)."""
 
     def __init__(
         self,
@@ -102,6 +106,7 @@ class Committer:
         retry_for: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        status: Status | None = None,
     ) -> None:
         self.db = db
         self.run = run
@@ -109,9 +114,60 @@ class Committer:
         self.retry_for = retry_for
         self.sleep = sleep
         self.clock = clock
+        self.status = status
+        self.reachable = True
+        self._down_pause = 0.05
+
+    def _up(self) -> None:
+        self._down_pause = 0.05
+        if not self.reachable:
+            self.reachable = True
+            if self.status is not None:
+                self.status(True, "")
+
+    def _down(self, exc: BaseException) -> None:
+        """The database did not answer: say so once, then wait a little longer each time."""
+        if self.reachable:
+            self.reachable = False
+            if self.status is not None:
+                self.status(False, f"{type(exc).__name__}: {exc}".strip()[:300])
+        self.sleep(self._down_pause)
+        self._down_pause = min(self._down_pause * 2, DOWN_PAUSE_MAX_S)
+
+    def probe(self) -> bool:
+        """Does the database answer now? (For the idle writer: an outage is known before it matters.)"""
+        try:
+            self.db.ping()
+        except Exception as exc:
+            if not self.db.unreachable(exc):
+                return True  # answered, if badly: the next write finds out what is wrong
+            if self.reachable:
+                self.reachable = False
+                if self.status is not None:
+                    self.status(False, f"{type(exc).__name__}: {exc}".strip()[:300])
+            return False
+        self._up()
+        return True
+
+    def _until_reachable(self, action: Callable[[], Any]) -> Any:
+        """``action()``, tried again for as long as the database cannot be reached."""
+        while True:
+            try:
+                result = action()
+            except Exception as exc:
+                if not self.db.unreachable(exc):
+                    raise
+                self._down(exc)
+                continue
+            self._up()
+            return result
 
     def committed(self) -> int:
         """The last ``seq`` of this run already in the index (0 for a new run); drops old runs' rows."""
+        result: int = self._until_reachable(self._committed)
+        return result
+
+    def _committed(self) -> int:
         with self.db.write() as conn:
             conn.execute(
                 "DELETE FROM index_writer_progress WHERE run != ? AND updated_at < ?",
@@ -122,20 +178,29 @@ class Committer:
 
     def forget_run(self) -> None:
         """The run closed cleanly: nobody will resend its writes."""
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM index_writer_progress WHERE run = ?", (self.run,))
+
+        def forget() -> None:
+            with self.db.write() as conn:
+                conn.execute("DELETE FROM index_writer_progress WHERE run = ?", (self.run,))
+
+        self._until_reachable(forget)
 
     def commit(self, batch: list[Queued]) -> None:
         if not batch:
             return
-        try:
-            with self.db.write() as conn:
-                for _, _, write in batch:
-                    writes.run(conn, write)
-                self._progress(conn, batch[-1][0])
+        while True:
+            try:
+                with self.db.write() as conn, _batch(conn):
+                    for _, _, write in batch:
+                        writes.run(conn, write)
+                    self._progress(conn, batch[-1][0])
+            except Exception as exc:
+                if self.db.unreachable(exc):
+                    self._down(exc)  # the whole batch waits for the database, then goes in as one
+                    continue
+                break  # rolled back; found out below, one write at a time
+            self._up()
             return
-        except Exception:
-            pass  # rolled back; found out below, one write at a time
         for item in batch:
             self._one(item)
 
@@ -148,29 +213,37 @@ class Committer:
                 with self.db.write() as conn:
                     writes.run(conn, write)
                     self._progress(conn, seq)
+                self._up()
                 return
-            except sqlite3.Error as exc:
-                if not transient(exc) or self.clock() + pause > give_up_at:
+            except Exception as exc:  # reported, never raised into the writer's loop
+                if self.db.unreachable(exc):
+                    self._down(exc)
+                    give_up_at = self.clock() + self.retry_for  # waiting for the server is not trying
+                    continue
+                if not self.db.transient(exc) or self.clock() + pause > give_up_at:
                     self._give_up(seq, what, exc)
                     return
-            except Exception as exc:  # reported, never raised into the writer's loop
-                self._give_up(seq, what, exc)
-                return
             self.sleep(pause)
             pause = min(pause * 2, 1.0)
 
     def _give_up(self, seq: int, what: str, exc: BaseException) -> None:
         with contextlib.suppress(Exception):  # a broken report must not stop the writer
             self.report(seq, what, exc)
-        with contextlib.suppress(sqlite3.Error), self.db.write() as conn:
+        with contextlib.suppress(Exception), self.db.write() as conn:
             self._progress(conn, seq)
 
-    def _progress(self, conn: sqlite3.Connection, seq: int) -> None:
+    def _progress(self, conn: Connection, seq: int) -> None:
         conn.execute(
             "INSERT INTO index_writer_progress (run, seq, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (run) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
             (self.run, seq, time.time()),
         )
+
+
+def _batch(conn: Any) -> contextlib.AbstractContextManager[Any]:
+    """On PostgreSQL, a batch's statements leave in one pipeline (see ``PgConnection.batch``)."""
+    batch = getattr(conn, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
 
 
 class WriterLoop:
@@ -187,7 +260,7 @@ class WriterLoop:
         max_batch: int = 1000,
     ) -> None:
         self.sock = sock
-        self.committer = Committer(db, run, self._report, retry_for=retry_for)
+        self.committer = Committer(db, run, self._report, retry_for=retry_for, status=self._status)
         self.linger = linger
         self.max_batch = max_batch
         self.reader = FrameReader()
@@ -214,8 +287,11 @@ class WriterLoop:
                     self.committer.forget_run()
                     self._send(("closed", self.done))
                 return 0
-            timeout = None if not self.pending else max(0, int((due - now) * 1000) + 1)
+            idle = int(PROBE_INTERVAL_S * 1000)
+            timeout = idle if not self.pending else max(0, int((due - now) * 1000) + 1)
             if not poller.poll(timeout):
+                if not self.pending:
+                    self.committer.probe()
                 continue
             try:
                 data = self.sock.recv(1 << 20)
@@ -251,6 +327,9 @@ class WriterLoop:
         if not self.pending:
             self.urgent = False
         self._send(("done", self.done))
+
+    def _status(self, reachable: bool, text: str) -> None:
+        self._send(("index", reachable, text))
 
     def _report(self, seq: int, what: str, exc: BaseException) -> None:
         self._send(("error", seq, what, f"{type(exc).__name__}: {exc}"))

@@ -121,6 +121,7 @@ class RecordingFilter:
     participant: str | None = None
     sip_call_id: str | None = None
     source: str | None = None
+    node: str | None = None
     min_duration_ms: int | None = None
     max_duration_ms: int | None = None
     extensions: tuple[tuple[str, str], ...] = ()

@@ -1,6 +1,38 @@
-"""The index schema as a list of migrations; version N is the state after applying the first N."""
+"""The index schema as a list of migrations; version N is the state after applying the first N.
+
+The same migrations build the index on SQLite and on PostgreSQL. Write them once, in this
+portable subset, and :meth:`srs.storage.backend.Dialect.migration` does the rest:
+
+* Types: ``TEXT``, ``INTEGER`` (64-bit on both: becomes ``BIGINT``), ``REAL`` (double precision:
+  becomes ``DOUBLE PRECISION``, never PostgreSQL's 4-byte ``REAL``), ``BLOB`` (becomes ``BYTEA``).
+  Booleans are ``INTEGER`` 0/1. No ``BOOLEAN``, ``JSON``, ``SERIAL`` or ``DATETIME``: JSON is
+  ``TEXT`` encoded by Python, times are unix seconds in ``REAL``.
+* Surrogate keys: ``INTEGER PRIMARY KEY AUTOINCREMENT`` (becomes an identity column); never rely
+  on ``rowid`` in a migration or a query (there is no rowid on PostgreSQL; order by a column).
+* ``WITHOUT ROWID`` may end a ``CREATE TABLE`` (dropped on PostgreSQL).
+* Triggers: SQLite's ``CREATE TRIGGER name AFTER … ON table [WHEN cond] BEGIN …; END;`` with
+  ``NEW.``/``OLD.`` and plain statements inside (becomes a PL/pgSQL function plus a row trigger;
+  ``IS NOT`` in the ``WHEN`` becomes ``IS DISTINCT FROM``).
+* Upserts: ``INSERT … ON CONFLICT (cols) DO UPDATE SET col = excluded.col``; qualify the old value
+  with the table name (``SET n = recording_counts.n + 1``): PostgreSQL refuses a bare ``n``.
+* ``ALTER TABLE … ADD COLUMN`` with a constant default (or none); no column drops or renames
+  (SQLite cannot drop a column that an index uses, and other nodes still read it).
+* ``CREATE INDEX [IF NOT EXISTS]``, ``CREATE TABLE [IF NOT EXISTS]``, ``INSERT … SELECT``: as is.
+* No ``PRAGMA``; no ``%`` or ``?`` in a migration (placeholder characters of the two drivers).
+* SQLite-only structures (the FTS5 participant index: ``CREATE VIRTUAL TABLE`` and whatever names
+  ``participants_fts``) are skipped on PostgreSQL; queries must then not need them there.
+
+In queries (not migrations) use ``?`` placeholders on both engines, ``LIKE … ESCAPE '\\'`` through
+``Dialect.like`` for case-insensitive matching, ``1 = 0`` rather than ``0`` for "false", and
+``COALESCE(SUM(…), 0)`` wrapped in ``int()`` (PostgreSQL sums are decimals).
+
+A fleet of nodes shares one PostgreSQL index: a new migration runs on the first node started with
+it (under an advisory lock); older nodes refuse to start on a newer schema, so upgrade every node.
+"""
 
 from __future__ import annotations
+
+import sqlite3
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -147,7 +179,7 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO recording_counts (state, n) SELECT state, COUNT(*) FROM recordings GROUP BY state;
     CREATE TRIGGER recording_counts_insert AFTER INSERT ON recordings BEGIN
         INSERT INTO recording_counts (state, n) VALUES (NEW.state, 1)
-            ON CONFLICT (state) DO UPDATE SET n = n + 1;
+            ON CONFLICT (state) DO UPDATE SET n = recording_counts.n + 1;
     END;
     CREATE TRIGGER recording_counts_delete AFTER DELETE ON recordings BEGIN
         UPDATE recording_counts SET n = n - 1 WHERE state = OLD.state;
@@ -156,7 +188,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHEN OLD.state IS NOT NEW.state BEGIN
         UPDATE recording_counts SET n = n - 1 WHERE state = OLD.state;
         INSERT INTO recording_counts (state, n) VALUES (NEW.state, 1)
-            ON CONFLICT (state) DO UPDATE SET n = n + 1;
+            ON CONFLICT (state) DO UPDATE SET n = recording_counts.n + 1;
     END;
     """,
     # 4: how far the index writer process has committed the queue of its daemon run, in the same
@@ -209,8 +241,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE recordings ADD COLUMN uploaded_at REAL;
     CREATE INDEX recordings_upload_state ON recordings (upload_state);
     """,
-    # 7: a participant search is a substring of a name or AOR; LIKE '%x%' reads every participant row
-    # (seconds at a million recordings). A trigram index answers substrings of 3+ characters.
+    # 7: a fleet of nodes on one index. Which node recorded each recording; an explicit order for
+    # extensions and DTMF events (no rowid on PostgreSQL); leases so that a fleet-wide job (retention,
+    # exports) runs on one node at a time; a count row for every state from the start, so writers
+    # that lock the count rows up front (srs.storage.writes.lock_counts) lock all there will be.
+    """
+    INSERT INTO recording_counts (state, n) VALUES ('available', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('failed', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('recording', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('starting', 0) ON CONFLICT (state) DO NOTHING;
+    INSERT INTO recording_counts (state, n) VALUES ('stopping', 0) ON CONFLICT (state) DO NOTHING;
+    ALTER TABLE recordings ADD COLUMN node TEXT;
+    CREATE INDEX recordings_node ON recordings (node, started_at);
+    ALTER TABLE extensions ADD COLUMN position INTEGER;
+    ALTER TABLE dtmf ADD COLUMN position INTEGER;
+    CREATE TABLE job_leases (
+        job TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 8: a participant search is a substring of a name or AOR; LIKE '%x%' reads every participant row
+    # (seconds at a million recordings). A trigram index answers substrings of 3+ characters. SQLite only:
+    # these statements are skipped on PostgreSQL (see srs.storage.backend), whose search uses ILIKE.
     """
     CREATE VIRTUAL TABLE participants_fts USING fts5(
         aor, name, content='participants', content_rowid='rowid', tokenize='trigram'
@@ -232,3 +285,18 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def split_statements(script: str) -> list[str]:
+    """Statements of a migration script; a trigger body's inner ``;`` does not end its statement."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        statements.append(pending.strip())
+    return statements

@@ -74,11 +74,12 @@ class UploadLedger:
         """The store has confirmed the object; False when the recording was deleted meanwhile."""
         now = self.clock()
         with self.db.write() as conn:
-            return conn.execute(
+            cursor = conn.execute(
                 "UPDATE recordings SET upload_state = ?, object_key = ?, upload_error = NULL,"
                 " upload_attempts = upload_attempts + 1, uploaded_at = ?, updated_at = ? WHERE id = ?",
                 (UploadState.DONE.value, key, now, now, recording_id),
-            ).rowcount > 0
+            )
+            return bool(cursor.rowcount > 0)
 
     def to_upload(self, data_dir: Path, limit: int) -> list[UploadJob]:
         """Available recordings whose file is still local and not given up: the pending ones, and

@@ -16,6 +16,8 @@ the writer has read some.
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 import select
 import socket
 import subprocess
@@ -24,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from srs.storage import writes
@@ -36,6 +39,11 @@ Soon = Callable[[Callable[[], None]], object]
 Queued = tuple[int, str, writes.Write]
 
 SOCKET_BUFFER = 4 << 20
+MAX_BACKLOG = 200_000
+"""Unacknowledged writes past which the daemon refuses new calls (the index is not keeping up)."""
+CLOSE_TIMEOUT_S = 30.0
+TARGET_ENV = "SRS_INDEX_WRITER_TARGET"
+"""How the writer process learns which index to open (not argv: a URL may carry a password)."""
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 """More than ``MAX_RESTARTS`` deaths in this many seconds and the writer is not started again."""
@@ -54,8 +62,15 @@ class WriteBehind:
         soon: Soon | None = None,
         retry_for: float = 30.0,
         linger: float = 0.01,
+        spool_dir: Path | None = None,
+        close_timeout: float = CLOSE_TIMEOUT_S,
     ) -> None:
         self.db = db
+        self.spool_dir = spool_dir
+        self.close_timeout = close_timeout
+        self.reachable = True
+        """False while the writer cannot reach the index database."""
+        self.unreachable_detail = ""
         self.soon = soon
         self.on_error = on_error
         self.retry_for = retry_for
@@ -77,7 +92,7 @@ class WriteBehind:
         self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
-        if str(db.path) == ":memory:":  # nothing another process could open
+        if db.in_memory:  # nothing another process could open
             self._in_place = Committer(db, self.run, self._report_in_place, retry_for=retry_for)
         else:
             self._sock, self.process = self._spawn()
@@ -128,8 +143,14 @@ class WriteBehind:
         with self._acked:
             return self._acked.wait_for(lambda: self._done >= target, timeout)
 
+    @property
+    def backlog(self) -> int:
+        """Writes queued and not yet acknowledged by the writer."""
+        return len(self._unacked)
+
     def close(self) -> None:
-        """Commit what is queued, stop the writer and the listener."""
+        """Commit what is queued, stop the writer and the listener. Writes still waiting for an
+        unreachable database after ``close_timeout`` are spooled to ``spool_dir`` (if given)."""
         with self._lock:
             if self._closing:
                 return
@@ -138,7 +159,14 @@ class WriteBehind:
                 self._encode_outbox()
                 self._unsent += encode(("close",))
                 self._push()
-        self._thread.join()
+        self._thread.join(self.close_timeout)
+        if self._thread.is_alive() and self.spool_dir is not None and self.process is not None:
+            with self._lock:
+                self._spool()
+                self.process.kill()
+            self._thread.join()
+        else:
+            self._thread.join()
         if self.process is not None:
             try:
                 self.process.wait(30)
@@ -226,6 +254,9 @@ class WriteBehind:
         elif kind == "error":
             _, _seq, what, text = message
             self._report(what, IndexWriteError(text))
+        elif kind == "index":
+            self.unreachable_detail = "" if message[1] else str(message[2])
+            self.reachable = bool(message[1])
 
     def _mark_done(self, seq: int) -> None:
         with self._acked:
@@ -267,6 +298,25 @@ class WriteBehind:
             self._push()
             return True
 
+    def _spool(self) -> None:
+        """With ``self._lock``: keep the unacknowledged writes on disk for the next start."""
+        assert self.spool_dir is not None
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        target = self.spool_dir / f"{self.run}.spool"
+        partial = target.with_suffix(".partial")
+        with open(partial, "wb") as handle:
+            pickle.dump((self.run, list(self._unacked)), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+        self._report(
+            "index writer process",
+            IndexWriteError(f"index unreachable at stop: {len(self._unacked)} writes spooled to {target}"),
+        )
+        self._unacked.clear()
+        self._mark_done(self._seq)
+        self._closed = True
+
     def _commit_here(self, why: str) -> None:
         """With ``self._lock``: no more writer processes; what is left, and all after, is written here."""
         committer = Committer(self.db, self.run, self._report_in_place, retry_for=self.retry_for)
@@ -297,12 +347,31 @@ class WriteBehind:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "srs.storage.writer_process", str(theirs.fileno()), self.db._key,
+                sys.executable, "-m", "srs.storage.writer_process", str(theirs.fileno()), "-",
                 self.run, str(self.retry_for), str(self.linger),
             ],
             pass_fds=[theirs.fileno()],
             close_fds=True,
+            env={**os.environ, TARGET_ENV: self.db.key},
         )  # fmt: skip
         theirs.close()
         ours.setblocking(False)
         return ours, process
+
+
+def replay_spool(db: Database, spool_dir: Path, on_error: ErrorHandler) -> int:
+    """Commit the writes a daemon stopped with while the index was unreachable; returns how many
+    spool files were committed (each exactly once: the run's progress row skips what is in)."""
+    if not spool_dir.is_dir():
+        return 0
+    replayed = 0
+    for path in sorted(spool_dir.glob("*.spool")):
+        with open(path, "rb") as handle:
+            run, items = pickle.load(handle)
+        committer = Committer(db, str(run), lambda seq, what, exc: on_error(what, exc))
+        done = committer.committed()
+        committer.commit([item for item in items if item[0] > done])
+        committer.forget_run()
+        path.unlink()
+        replayed += 1
+    return replayed

@@ -31,11 +31,12 @@ class Api:
     """A synchronous face on an in-process ASGI client; one event loop for the whole test so
     background export tasks keep running between requests."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, index_target: str | None = None) -> None:
         self.clock = Clock()
         self.layout = DataLayout(tmp_path / "data")
         self.layout.ensure()
-        self.index = RecordingIndex(self.layout.index_path, clock=self.clock, layout=self.layout)
+        target = index_target if index_target is not None else str(self.layout.index_path)
+        self.index = RecordingIndex(target, clock=self.clock, layout=self.layout)
         self.service = RecordingService(self.index, self.layout, self.layout.secret(), self.clock)
         self.tokens = TokenService(self.index)
         self.exports = ExportManager(self.service)
@@ -70,8 +71,10 @@ class Api:
         self.index.close()
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    instance = Api(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    """The API on either index backend (a real throw-away PostgreSQL server for the second)."""
+    target = request.getfixturevalue("index_url_postgresql") if request.param == "postgresql" else None
+    instance = Api(tmp_path, target)
     yield instance
     instance.close()

@@ -159,7 +159,8 @@ def test_recording_events_are_signed_and_carry_the_representation(data_dir: Path
         assert envelope["data"]["file"]["sha256"]
         events.append(envelope["event"])
     assert sorted(events) == ["recording_available", "recording_finished", "recording_started"]
-    deliveries = index.db._conn.execute("SELECT event, delivered FROM webhook_deliveries").fetchall()
+    with index.db.read() as conn:
+        deliveries = conn.execute("SELECT event, delivered FROM webhook_deliveries").fetchall()
     assert sorted(tuple(row) for row in deliveries) == sorted((e, 1) for e in events)
     index.close()
 

@@ -241,3 +241,28 @@ def test_journal_settings() -> None:
     media = build_config({"media": {"journal_fsync": "interval", "journal_fsync_interval_ms": 250}}).media
     assert (media.journal, media.journal_fsync, media.journal_fsync_interval_ms) == (True, "interval", 250)
     assert build_config({"media": {"journal": False}}).media.journal is False
+
+
+def test_index_url_and_node_id_are_validated() -> None:
+    config = build_config(
+        {"storage": {"index": "postgresql://srs:pw@db.example.net/srs"}, "node": {"id": "rec-01.dc1"}}
+    )
+    assert config.storage.index.startswith("postgresql://") and config.node.id == "rec-01.dc1"
+    assert build_config({"storage": {"index": "sqlite:///var/lib/srs/index.sqlite3"}}).storage.index
+    with pytest.raises(ConfigError, match=r"\[storage\] index") as refused:
+        build_config({"storage": {"index": "mysql://srs:hunter2@db/srs"}})
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"\[node\] id"):
+        build_config({"node": {"id": "has space"}})
+
+
+def test_node_id_defaults_to_the_host_name() -> None:
+    import socket
+
+    from srs.config import node_id
+
+    assert node_id(build_config({"node": {"id": "n1"}})) == "n1"
+    import re
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0])[:64]
+    assert node_id(Config()) == (host or "srs")

@@ -32,9 +32,18 @@ def layout(tmp_path: Path) -> DataLayout:
     return data
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_target(request: pytest.FixtureRequest, layout: DataLayout) -> str:
+    """Where the index lives: the data directory's SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(layout.index_path)
+    url: str = request.getfixturevalue("index_url_postgresql")
+    return url
+
+
 @pytest.fixture
-def index(layout: DataLayout, clock: FakeClock) -> Iterator[RecordingIndex]:
-    idx = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+def index(index_target: str, layout: DataLayout, clock: FakeClock) -> Iterator[RecordingIndex]:
+    idx = RecordingIndex(index_target, clock=clock, layout=layout)
     yield idx
     idx.close()
 

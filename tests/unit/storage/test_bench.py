@@ -7,13 +7,15 @@ from srs.storage.index import RecordingIndex
 from srs.storage.records import RecordingFilter
 
 
-def test_synthetic_rows_are_queryable(tmp_path: Path) -> None:
-    index = RecordingIndex(tmp_path / "i.sqlite3")
+def test_synthetic_rows_are_queryable(index_target: str) -> None:
+    index = RecordingIndex(index_target)
     ids = populate(index, 200)
     assert index.find(RecordingFilter()).total == 200
     (only,) = index.find(RecordingFilter(extensions=(("vendor:ticket", "40"),))).items
     assert only["id"] == ids[40] and only["extensions"] == {"queue": "q0", "vendor:ticket": "40"}
     assert index.find(RecordingFilter(call_recording_id="crid-7")).total == 2
+    counts = index.count_by_state()
+    assert sum(counts.values()) == 200 and counts["available"] > counts["failed"]
     index.close()
 
 

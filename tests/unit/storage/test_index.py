@@ -247,15 +247,17 @@ def test_count_by_state(index: RecordingIndex, populated: dict[str, str]) -> Non
     }
 
 
-def test_schema_version_and_reopen(index: RecordingIndex, layout: DataLayout) -> None:
+def test_schema_version_and_reopen(index: RecordingIndex, index_target: str, layout: DataLayout) -> None:
     rid = add_recording(index, layout)
-    again = RecordingIndex(layout.index_path, layout=layout)
+    again = RecordingIndex(index_target, layout=layout)
     assert again.get(rid) is not None
-    conn = sqlite3.connect(layout.index_path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+    with again.db.read() as conn:
+        assert [tuple(r) for r in conn.execute("SELECT version FROM schema_version")] == [(SCHEMA_VERSION,)]
     again.close()
+    if index.db.path is not None:
+        conn = sqlite3.connect(layout.index_path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

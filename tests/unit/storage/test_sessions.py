@@ -40,9 +40,8 @@ def test_deleting_a_recording_deletes_its_sessions(index: RecordingIndex, layout
     rid = index.create_recording(NewRecording(started_at=T0))
     index.set_metadata(rid, None, [], [], {}, [SESSION])
     index.delete(rid)
-    conn = sqlite3.connect(layout.index_path)
-    assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
-    conn.close()
+    with index.db.read() as conn:
+        assert tuple(conn.execute("SELECT COUNT(*) FROM sessions").fetchone()) == (0,)
 
 
 def test_representation_lists_sessions(

@@ -38,15 +38,17 @@ def test_scope_is_validated(index: RecordingIndex) -> None:
 
 def test_only_a_hash_is_stored(index: RecordingIndex, layout: DataLayout) -> None:
     plain, _ = TokenService(index).create("admin")
+    with index.db.read() as conn:
+        stored = "\n".join(str(tuple(row)) for row in conn.execute("SELECT * FROM api_tokens")).encode()
     index.close()
-    stored = b"".join(p.read_bytes() for p in layout.data_dir.glob("index.sqlite3*"))
+    stored += b"".join(p.read_bytes() for p in layout.data_dir.glob("index.sqlite3*"))
     assert plain.encode() not in stored
     assert hash_token(plain).encode() in stored
 
 
-def test_a_token_made_by_another_process_is_seen_at_once(index: RecordingIndex, layout: DataLayout) -> None:
+def test_a_token_made_by_another_process_is_seen_at_once(index: RecordingIndex, index_target: str) -> None:
     daemon_view = TokenService(index)
-    cli_index = RecordingIndex(layout.index_path)
+    cli_index = RecordingIndex(index_target)
     plain, _ = TokenService(cli_index).create("read")
     cli_index.close()
     assert daemon_view.verify(plain) == "read"

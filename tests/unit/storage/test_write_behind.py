@@ -42,8 +42,10 @@ def errors() -> Errors:
 
 
 @pytest.fixture
-def queued(layout: DataLayout, clock: FakeClock, errors: Errors) -> Iterator[RecordingIndex]:
-    idx = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+def queued(
+    index_target: str, layout: DataLayout, clock: FakeClock, errors: Errors
+) -> Iterator[RecordingIndex]:
+    idx = RecordingIndex(index_target, clock=clock, layout=layout)
     idx.start_write_behind(lambda what, exc: errors.append((what, exc)))
     yield idx
     idx.close()
@@ -105,36 +107,46 @@ def test_a_queued_call_leaves_the_same_rows_as_writing_in_place(
         in_place.close()
 
 
-def hold_write_lock(path: Path) -> sqlite3.Connection:
+def hold_write_lock(target: str) -> Any:
     """Another process's write transaction on the index: the writer must wait behind it."""
-    other = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        conn = psycopg.connect(target, autocommit=True)
+        conn.execute("BEGIN")
+        conn.execute("LOCK TABLE recordings IN SHARE ROW EXCLUSIVE MODE")
+        return conn
+    other = sqlite3.connect(target, isolation_level=None, timeout=30, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     return other
 
 
 def test_writes_wait_in_the_queue_until_the_writer_commits_them(
-    layout: DataLayout, queued: RecordingIndex
+    index_target: str, queued: RecordingIndex
 ) -> None:
-    other = hold_write_lock(layout.index_path)
+    other = hold_write_lock(index_target)
     rid = queued.create_recording(NewRecording(started_at=T0))
     queued.advance_state(rid, State.RECORDING)
     time.sleep(0.2)  # time enough to commit, were the database free
-    assert other.execute("SELECT COUNT(*) FROM recordings").fetchone() == (0,)
+    assert tuple(other.execute("SELECT COUNT(*) FROM recordings").fetchone()) == (0,)
     other.execute("ROLLBACK")
     assert queued.flush(30)
-    assert other.execute("SELECT state FROM recordings WHERE id = ?", (rid,)).fetchone() == ("recording",)
+    with queued.db.read() as conn:
+        assert tuple(conn.execute("SELECT state FROM recordings WHERE id = ?", (rid,)).fetchone()) == (
+            "recording",
+        )
     other.close()
 
 
 def test_a_reader_in_this_process_waits_for_the_writes_queued_before_it(
-    layout: DataLayout, queued: RecordingIndex, clock: FakeClock
+    index_target: str, layout: DataLayout, queued: RecordingIndex, clock: FakeClock
 ) -> None:
-    other = hold_write_lock(layout.index_path)
+    api = RecordingIndex(index_target, clock=clock, layout=layout)  # the API's own connection
+    other = hold_write_lock(index_target)
     rid = queued.create_recording(NewRecording(started_at=T0, call_recording_id="crid-9"))
     release = threading.Timer(0.5, lambda: other.execute("ROLLBACK"))
     release.start()
     began = time.monotonic()
-    api = RecordingIndex(layout.index_path, clock=clock, layout=layout)  # the API's own connection
     try:
         row = api.get(rid)  # only there if the read waited for the queue
         assert row is not None and row["call_recording_id"] == "crid-9"
@@ -159,12 +171,14 @@ def test_transitions_are_still_checked_when_called(queued: RecordingIndex) -> No
     assert queued.get(rid)["state"] == "failed"  # type: ignore[index]
 
 
-def test_recordings_it_did_not_create_are_written_in_place(layout: DataLayout, clock: FakeClock) -> None:
+def test_recordings_it_did_not_create_are_written_in_place(
+    index_target: str, layout: DataLayout, clock: FakeClock
+) -> None:
     """A recording left over from before a restart is finalized at once, with the usual errors."""
-    before = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+    before = RecordingIndex(index_target, clock=clock, layout=layout)
     rid = before.create_recording(NewRecording(started_at=T0, state=State.RECORDING))
     before.close()
-    index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+    index = RecordingIndex(index_target, clock=clock, layout=layout)
     index.start_write_behind(lambda what, exc: None)
     try:
         index.finalize(rid, FinalizedRecording(T0 + 1, 1000, None, None, None, state=State.FAILED))
@@ -175,14 +189,16 @@ def test_recordings_it_did_not_create_are_written_in_place(layout: DataLayout, c
         index.close()
 
 
-def test_closing_commits_everything_still_queued(layout: DataLayout, clock: FakeClock) -> None:
-    index = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+def test_closing_commits_everything_still_queued(
+    index_target: str, layout: DataLayout, clock: FakeClock
+) -> None:
+    index = RecordingIndex(index_target, clock=clock, layout=layout)
     index.start_write_behind(lambda what, exc: None)
     ids = [index.create_recording(NewRecording(started_at=T0 + i)) for i in range(50)]
     for rid in ids:
         index.advance_state(rid, State.RECORDING)
     index.close()
-    reopened = RecordingIndex(layout.index_path, clock=clock, layout=layout)
+    reopened = RecordingIndex(index_target, clock=clock, layout=layout)
     try:
         assert reopened.count_by_state()["recording"] == 50
     finally:
@@ -197,9 +213,9 @@ def test_the_writer_is_a_child_in_the_daemons_process_group(queued: RecordingInd
 
 
 def test_a_write_the_writer_gives_up_is_reported_and_costs_only_itself(
-    layout: DataLayout, queued: RecordingIndex, errors: Errors
+    index_target: str, queued: RecordingIndex, errors: Errors
 ) -> None:
-    other = hold_write_lock(layout.index_path)  # so all three land in one batch
+    other = hold_write_lock(index_target)  # so all three land in one batch
     first = queued.create_recording(NewRecording(started_at=T0))
     writer = queued._writer
     assert writer is not None
@@ -211,7 +227,7 @@ def test_a_write_the_writer_gives_up_is_reported_and_costs_only_itself(
     assert queued.flush(30)
     assert queued.get(first) is not None and queued.get(second) is not None
     assert [what for what, _ in errors] == ["duplicate"]
-    assert "IntegrityError" in str(errors[0][1])
+    assert "IntegrityError" in str(errors[0][1]) or "UniqueViolation" in str(errors[0][1])
 
 
 def test_a_writer_killed_mid_stream_is_started_again_and_every_write_lands_once(
@@ -253,7 +269,7 @@ def test_a_writer_that_keeps_dying_is_given_up_and_the_daemon_writes_in_place(
     assert "too often" in str(errors[-1][1])
 
 
-def test_when_the_daemon_dies_the_writer_commits_what_it_was_sent(layout: DataLayout) -> None:
+def test_when_the_daemon_dies_the_writer_commits_what_it_was_sent(index_target: str) -> None:
     script = (
         "import os, sys\n"
         "from srs.storage.index import RecordingIndex\n"
@@ -266,7 +282,7 @@ def test_when_the_daemon_dies_the_writer_commits_what_it_was_sent(layout: DataLa
         "os._exit(0)\n"  # no close: as after kill -9
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(layout.index_path)],
+        [sys.executable, "-c", script, index_target],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     writer_pid = int(done.stdout.split()[0])
@@ -274,8 +290,9 @@ def test_when_the_daemon_dies_the_writer_commits_what_it_was_sent(layout: DataLa
     while _alive(writer_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(writer_pid)
-    with sqlite3.connect(layout.index_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM recordings").fetchone() == (500,)
+    check = RecordingIndex(index_target)
+    assert check.count_by_state()["starting"] == 500
+    check.close()
 
 
 def test_a_closed_writer_refuses_new_work(layout: DataLayout, clock: FakeClock) -> None:

@@ -1,0 +1,267 @@
+"""A fleet of srs nodes on one real PostgreSQL index, driven by SIPp on loopback.
+
+* Two ``srs serve`` daemons record the same SIPREC session (same call-recording-id, as an SBC
+  with two simultaneous recording servers sends it); node B's process group is killed mid-call.
+  The fleet shows one logical recording: complete, from node A, naming both copies.
+* One daemon keeps recording while its PostgreSQL server is stopped and started again: OPTIONS
+  and new INVITEs get 503 + Retry-After meanwhile, and every call's rows are there afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from srs.bench.pgcluster import throwaway_cluster
+from srs.service.recordings import RecordingService
+from srs.storage.index import RecordingIndex
+from srs.storage.records import RecordingFilter
+from tests.e2e.conftest import (
+    LOOPBACK,
+    READY_TIMEOUT_S,
+    SippResult,
+    free_port,
+    free_port_range,
+    srs_command,
+)
+
+pytestmark = pytest.mark.e2e
+RunSipp = Callable[..., SippResult]
+
+
+@dataclass
+class Node:
+    name: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    sip_port: int
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"{LOOPBACK}:{self.sip_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill_group(self) -> None:
+        """As a crashed machine: the daemon and its children (index writer, media worker) at once."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+                return -9999
+        return int(self.process.returncode)
+
+
+def options_status(port: int, timeout: float = 0.5) -> int | None:
+    """The status an out-of-dialog OPTIONS to 127.0.0.1:port gets (None: no answer)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        local = sock.getsockname()[1]
+        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        call_id = uuid.uuid4().hex
+        message = (
+            f"OPTIONS sip:srs@{LOOPBACK}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOOPBACK}:{local};branch={branch};rport\r\n"
+            f"From: <sip:probe@{LOOPBACK}>;tag={branch[7:15]}\r\nTo: <sip:srs@{LOOPBACK}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(message.encode(), (LOOPBACK, port))
+            while True:
+                data = sock.recv(65535)
+                if call_id.encode() in data:
+                    return int(data.split(b" ", 2)[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[Callable[[str, str], Node]]:
+    nodes: list[Node] = []
+
+    def start(name: str, index_url: str) -> Node:
+        data_dir = tmp_path / f"data-{name}"
+        data_dir.mkdir()
+        sip = free_port()
+        low, high = free_port_range(100)
+        config = tmp_path / f"{name}.toml"
+        config.write_text(
+            f'[storage]\nindex = "{index_url}"\n\n[node]\nid = "{name}"\n\n[media]\nworkers = 0\n'
+        )
+        log_path = tmp_path / f"{name}.log"
+        command = [
+            *srs_command(), "serve", "--config", str(config), "--sip", f"{LOOPBACK}:{sip}",
+            "--rtp-ports", f"{low}-{high}", "--data-dir", str(data_dir), "--http", "off",
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=tmp_path,
+                start_new_session=True,
+            )
+        node = Node(name, process, data_dir, sip, log_path)
+        nodes.append(node)
+        deadline = time.monotonic() + READY_TIMEOUT_S * 2
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"srs {name} exited early with {process.returncode}:\n{node.log()}")
+            if options_status(sip, 0.3) == 200:
+                return node
+            time.sleep(0.1)
+        pytest.fail(f"srs {name} not ready:\n{node.log()}")
+
+    yield start
+    for node in nodes:
+        code = node.stop()
+        if code not in (0, -signal.SIGKILL):
+            print(f"----- srs {node.name} -----\n{node.log()}")
+
+
+def _sipp_in_thread(
+    run_sipp: RunSipp, results: dict[str, SippResult], key: str, *args: str, **kw: object
+) -> threading.Thread:
+    def run() -> None:
+        results[key] = run_sipp(*args, **kw)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(predicate: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {within} s: {what}")
+
+
+def test_one_session_on_two_nodes_is_one_logical_recording_complete_from_the_surviving_node(
+    index_url_postgresql: str,
+    start_node: Callable[[str, str], Node],
+    run_sipp: RunSipp,
+    pcaps: dict[str, Path],
+    crid: str,
+) -> None:
+    node_a = start_node("node-a", index_url_postgresql)
+    node_b = start_node("node-b", index_url_postgresql)
+    index = RecordingIndex(index_url_postgresql)
+    try:
+        results: dict[str, SippResult] = {}
+        common = ("siprec_basic.xml", "-set", "crid", crid, "-d", "6000")
+        pcap = {"two_tone_pcmu.pcap": pcaps["basic_5s"]}
+        to_a = _sipp_in_thread(run_sipp, results, "a", *common, target=node_a.target, timeout=40, pcaps=pcap)
+        to_b = _sipp_in_thread(run_sipp, results, "b", *common, target=node_b.target, timeout=15, pcaps=pcap)
+
+        def both_recording() -> bool:
+            rows = index.find(RecordingFilter(call_recording_id=crid)).items
+            return sorted((r["node"], r["state"]) for r in rows) == [
+                ("node-a", "recording"),
+                ("node-b", "recording"),
+            ]
+
+        _wait(both_recording, 20, "both nodes recording the session")
+        time.sleep(1.0)  # mid-call
+        node_b.kill_group()
+        to_a.join(60)
+        to_b.join(60)
+        assert results["a"].returncode == 0, results["a"].describe()
+        assert results["b"].returncode != 0  # its recorder vanished mid-call
+
+        def available_on_a() -> bool:
+            rows = index.find(RecordingFilter(call_recording_id=crid, node="node-a")).items
+            return bool(rows) and rows[0]["state"] == "available"
+
+        _wait(available_on_a, 20, "node a's copy available")
+        service = RecordingService.open(node_a.data_dir, index=index_url_postgresql)
+        try:
+            logical = service.show_by_call_recording_id(crid)
+        finally:
+            service.index.close()
+        assert logical["node"] == "node-a" and logical["state"] == "available" and not logical["incomplete"]
+        assert logical["duration_ms"] >= 4000
+        copies = {c["node"]: c for c in logical["copies"]}
+        assert set(copies) == {"node-a", "node-b"}
+        assert (
+            copies["node-a"]["complete"]
+            and copies["node-a"]["preferred"]
+            and copies["node-a"]["id"] == logical["id"]
+        )
+        assert not copies["node-b"]["complete"] and not copies["node-b"]["preferred"]
+        listed = subprocess.run(
+            [*srs_command(), "recordings", "list", "--data-dir", str(node_a.data_dir), "--index",
+             index_url_postgresql, "--node", "node-b", "--json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert [item["id"] for item in json.loads(listed.stdout)["items"]] == [copies["node-b"]["id"]]
+    finally:
+        index.close()
+    assert node_a.stop() == 0, node_a.log()
+
+
+def test_a_node_keeps_recording_while_postgresql_restarts_and_loses_no_row(
+    start_node: Callable[[str, str], Node], run_sipp: RunSipp, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
+    crid = f"PGDOWN-{uuid.uuid4().hex[:8]}"
+    with throwaway_cluster() as cluster:
+        url = cluster.create_database("fleet")
+        node = start_node("node-a", url)
+        index = RecordingIndex(url)
+        try:
+            results: dict[str, SippResult] = {}
+            pcap = {"two_tone_pcmu.pcap": pcaps["basic_5s"]}
+            calls = _sipp_in_thread(
+                run_sipp, results, "calls", "siprec_basic.xml", "-set", "crid", crid, "-d", "8000",
+                "-m", "4", "-l", "4", "-r", "4", target=node.target, timeout=60, pcaps=pcap,
+            )  # fmt: skip
+            _wait(lambda: index.count_by_state()["recording"] == 4, 20, "four calls recording")
+            index.close()
+            cluster.stop("fast")
+            _wait(lambda: options_status(node.sip_port) == 503, 15, "OPTIONS answered 503")
+            refused = run_sipp(
+                "siprec_basic.xml", "-set", "crid", crid + "-late", "-d", "1000", target=node.target,
+                timeout=10, pcaps=pcap,
+            )  # fmt: skip
+            answer = refused.find(sent=False, status=503)
+            assert answer.header("Retry-After"), refused.describe()
+            calls.join(90)  # the four calls end while the index is still down
+            assert results["calls"].returncode == 0, results["calls"].describe()
+            time.sleep(1.0)
+            assert options_status(node.sip_port) == 503
+            cluster.start()
+            _wait(lambda: options_status(node.sip_port) == 200, 30, "OPTIONS answered 200 again")
+            index = RecordingIndex(url)
+            _wait(lambda: index.count_by_state()["available"] == 4, 30, "every recording available")
+            rows = index.find(RecordingFilter(call_recording_id=crid)).items
+            assert len(rows) == 4 and {r["node"] for r in rows} == {"node-a"}
+            assert all(r["duration_ms"] >= 6000 and not r["incomplete"] for r in rows)
+            assert index.find(RecordingFilter(call_recording_id=crid + "-late")).total == 0
+        finally:
+            index.close()
+        assert node.stop() == 0, node.log()
+        assert '"index_unavailable"' in node.log() and '"index_available"' in node.log()
