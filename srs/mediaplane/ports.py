@@ -11,6 +11,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from srs.wire_clock import enable_timestamps
+
 Sink = Callable[[bytes, tuple[str, int], float], None]
 
 
@@ -59,6 +61,7 @@ class PortAllocator:
                 bound.append(sock)
                 sock.setblocking(False)
                 sock.bind((self.bind_host, p))
+                enable_timestamps(sock)  # every datagram carries its arrival (srs.wire_clock)
         except OSError:
             for sock in bound:
                 sock.close()

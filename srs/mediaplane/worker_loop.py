@@ -35,6 +35,7 @@ from typing import Any
 from srs.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.recordings import RecordingSet
+from srs.wire_clock import ANCILLARY_SIZE, enable_timestamps, realtime_offset, stamp_of, to_monotonic
 
 _MAX_COMMAND = 1 << 22
 _MAX_BATCH_FDS = 250
@@ -46,6 +47,9 @@ _RECV_SIZE = 2048
 _MAX_EVENTS = 4096
 _PR_SET_PDEATHSIG = 1
 
+Receive = Callable[[int, int], tuple[bytes, list[tuple[int, int, bytes]], int, Any]]
+"""A socket's bound ``recvmsg``: (data, ancillary data, flags, address)."""
+
 
 @dataclass(slots=True)
 class _Port:
@@ -53,7 +57,7 @@ class _Port:
     key: str
     rtp: socket.socket
     rtcp: socket.socket
-    recvfrom: Callable[[int], tuple[bytes, Any]]
+    recvmsg: Receive
     sink: Callable[[bytes, Any, float], None] | None = None
     rtcp_sink: Callable[[bytes, Any, float], None] | None = None
     filter: PacketFilter | None = None
@@ -78,10 +82,8 @@ class WorkerLoop:
     rtcp_by_fd: dict[int, _Port] = field(default_factory=dict)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
-    fast: dict[int, tuple[Callable[[int], tuple[bytes, Any]], Callable[[bytes, Any, float], None]]] = field(
-        default_factory=dict
-    )
-    """RTP fd -> (recvfrom, track push) of ports whose datagrams need nothing else."""
+    fast: dict[int, tuple[Receive, Callable[[bytes, Any, float], None]]] = field(default_factory=dict)
+    """RTP fd -> (recvmsg, track push) of ports whose datagrams need nothing else."""
     batch_wait: float = 0.001
     batch_target: int = 64
     """Fewer events than this from one poll: sleep ``batch_wait`` before the next."""
@@ -147,7 +149,9 @@ class WorkerLoop:
             _, key, port_no = message
             rtp = socket.socket(fileno=fds[0])
             rtcp = socket.socket(fileno=fds[1])
-            entry = _Port(port_no, key, rtp, rtcp, rtp.recvfrom, fd=rtp.fileno())
+            for sock in (rtp, rtcp):
+                enable_timestamps(sock)  # the daemon's ports have it set already; any other port too
+            entry = _Port(port_no, key, rtp, rtcp, rtp.recvmsg, fd=rtp.fileno())
             self.by_port[port_no] = entry
             self.by_key.setdefault(key, []).append(entry)
             self.by_fd[rtp.fileno()] = entry
@@ -219,14 +223,16 @@ class WorkerLoop:
             sock.close()
 
     def _drain(self, entry: _Port) -> None:
-        """Take what is still queued on a port that is about to close (sent before the BYE)."""
-        arrival = self.clock()
+        """Take what is still queued on a port that is about to close (sent before the BYE), each
+        datagram at its kernel arrival."""
+        offset = realtime_offset()
+        read_at = self.clock()
         while True:
             try:
-                data, addr = entry.recvfrom(_RECV_SIZE)
+                data, ancdata, _flags, addr = entry.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
             except OSError:
                 return
-            self._deliver(entry, data, addr, arrival)
+            self._deliver(entry, data, addr, to_monotonic(stamp_of(ancdata), offset, read_at))
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
@@ -249,7 +255,7 @@ class WorkerLoop:
         to ``push``; early, SRTP and unbound ports take :meth:`_deliver`."""
         fd = entry.rtp.fileno()
         if entry.sink is not None and entry.filter is None:
-            self.fast[fd] = (entry.recvfrom, entry.sink)
+            self.fast[fd] = (entry.recvmsg, entry.sink)
         else:
             self.fast.pop(fd, None)
 
@@ -271,16 +277,18 @@ class WorkerLoop:
                 events = poll(timeout if timeout > 0.0 else 0.0, _MAX_EVENTS)
             except InterruptedError:
                 continue
-            arrival = clock()
+            # every datagram is placed at its kernel arrival (srs.wire_clock), never at this read
+            offset = realtime_offset()
+            now = clock()
             commands = False
             for fd, _mask in events:
                 route = fast.get(fd)
                 if route is not None:
                     try:
-                        data, addr = route[0](_RECV_SIZE)
+                        data, ancdata, _flags, addr = route[0](_RECV_SIZE, ANCILLARY_SIZE)
                     except OSError:
                         continue
-                    route[1](data, addr, arrival)
+                    route[1](data, addr, to_monotonic(stamp_of(ancdata), offset, now))
                     continue
                 entry = by_fd.get(fd)
                 if entry is None:
@@ -288,17 +296,17 @@ class WorkerLoop:
                     self._other(fd, control_fd)
                     continue
                 try:
-                    data, addr = entry.recvfrom(_RECV_SIZE)
+                    data, ancdata, _flags, addr = entry.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
                 except OSError:
                     continue
-                self._deliver(entry, data, addr, arrival)
-            if arrival >= next_flush:
-                self._flush_slice(slice_no, arrival)
+                self._deliver(entry, data, addr, to_monotonic(stamp_of(ancdata), offset, now))
+            if now >= next_flush:
+                self._flush_slice(slice_no, now)
                 slice_no = (slice_no + 1) % self.slices
                 next_flush += step
-                if next_flush < arrival:
-                    next_flush = arrival + step
-            elif not commands and len(events) < batch_target and next_flush - arrival > batch_wait:
+                if next_flush < now:
+                    next_flush = now + step
+            elif not commands and len(events) < batch_target and next_flush - now > batch_wait:
                 # few datagrams per wake-up make the poll cost more than the packets: let some collect
                 # (the reorder window is half a second, so a millisecond of latency is free); never
                 # while commands come in (a burst of closes must not wait a millisecond per batch)
@@ -312,12 +320,13 @@ class WorkerLoop:
         entry = self.rtcp_by_fd.get(fd)
         if entry is None:
             return
+        offset = realtime_offset()
         try:
-            data, addr = entry.rtcp.recvfrom(_RECV_SIZE)
+            data, ancdata, _flags, addr = entry.rtcp.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
         except OSError:
             return
         if entry.rtcp_sink is not None:
-            entry.rtcp_sink(data, addr, self.clock())
+            entry.rtcp_sink(data, addr, to_monotonic(stamp_of(ancdata), offset, self.clock()))
 
     def _flush_slice(self, slice_no: int, now: float) -> None:
         slices = self.slices

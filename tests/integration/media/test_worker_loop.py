@@ -76,7 +76,7 @@ def test_a_plain_stream_is_routed_straight_to_its_track(harness: Harness) -> Non
     port, sock = harness.attach()
     assert sock.fileno() not in harness.loop.fast  # no stream yet: datagrams wait as early ones
     harness.stream(port)
-    _recvfrom, push = harness.loop.fast[sock.fileno()]
+    _recvmsg, push = harness.loop.fast[sock.fileno()]
     track = harness.loop.recordings.track(KEY, port)
     assert track is not None and push == track.push
     harness.loop._command(("stream", KEY, port, None, harness.start), [])
@@ -109,13 +109,13 @@ def test_a_flush_first_takes_what_waits_on_its_ports_and_skips_idle_ones(harness
     reads: list[int] = []
     for port in (busy, idle):
         entry = harness.loop.by_port[port]
-        real = entry.recvfrom
+        real = entry.recvmsg
 
-        def counting(size: int, real: Callable[[int], tuple[bytes, Any]] = real, port: int = port) -> Any:
+        def counting(size: int, ancillary: int, real: Callable[..., Any] = real, port: int = port) -> Any:
             reads.append(port)
-            return real(size)
+            return real(size, ancillary)
 
-        entry.recvfrom = counting
+        entry.recvmsg = counting
     track = harness.loop.recordings.track(KEY, busy)
     assert track is not None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
@@ -170,3 +170,29 @@ def test_the_loop_runs_until_stopped_and_records_what_arrived(harness: Harness) 
         thread.join(5)
     assert not thread.is_alive()
     assert received == 30
+
+
+def test_datagrams_read_late_are_placed_at_their_kernel_arrival(harness: Harness) -> None:
+    """RTP waiting in the socket before its stream is set up (the early buffer), and RTP waiting
+    while the loop is held up (a drain): each keeps the time it arrived, not the time it was read."""
+    early_port, early_sock = harness.attach()
+    late_port, late_sock = harness.attach()
+    harness.stream(late_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        sent = []
+        for port in (early_port, late_port):
+            before = time.monotonic()
+            tx.sendto(_packet(1), ("127.0.0.1", port))
+            sent.append((before, time.monotonic()))
+        time.sleep(0.3)
+        _wait_readable(early_sock)
+        _wait_readable(late_sock)
+        harness.loop._drain(harness.loop.by_port[early_port])  # no stream yet: kept as an early datagram
+        harness.loop._drain(harness.loop.by_port[late_port])
+        time.sleep(0.1)
+        harness.stream(early_port)  # the early datagram goes to the new track
+    for port, (before, after) in zip((early_port, late_port), sent, strict=True):
+        track = harness.loop.recordings.track(KEY, port)
+        assert track is not None and track.packets_received == 1
+        first = track.stats().first_packet_at
+        assert first is not None and before - 0.0005 <= first <= after + 0.0005, (port, before, first, after)
