@@ -47,32 +47,29 @@ def enable_timestamps(sock: socket.socket) -> bool:
     return True
 
 
-def realtime_offset() -> float:
-    """``CLOCK_REALTIME - CLOCK_MONOTONIC`` now, in seconds: what maps a kernel stamp onto the
-    monotonic clock. Taken once per batch of reads (it moves only with wall-clock adjustments)."""
-    before = time.monotonic()
-    wall = time.time()
-    after = time.monotonic()
-    return wall - (before + after) / 2
+def realtime_offset() -> int:
+    """``CLOCK_REALTIME - CLOCK_MONOTONIC`` now, in integer nanoseconds (a float of realtime seconds
+    only resolves a quarter of a microsecond): what maps a kernel stamp onto the monotonic clock.
+    Taken once per batch of reads (it moves only with wall-clock adjustments)."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
 
 
-def stamp_of(ancdata: list[tuple[int, int, bytes]]) -> float | None:
-    """The kernel's realtime stamp (seconds) in a ``recvmsg`` result's ancillary data, if any."""
+def stamp_of(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's realtime stamp (ns) in a ``recvmsg`` result's ancillary data, if any."""
     for level, kind, data in ancdata:
         if level == _SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = _unpack_timespec(data)
-            return float(sec + nsec * 1e-9)
+            return int(sec * 1_000_000_000 + nsec)
     return None
 
 
-def to_monotonic(stamp: float | None, offset: float, read_at: float) -> float:
-    """A realtime stamp as a monotonic time, bounded by the read time ``read_at`` (see module doc)."""
+def to_monotonic(stamp: int | None, offset: int, read_at: float) -> float:
+    """A realtime stamp (ns) as monotonic seconds, bounded by the read time ``read_at`` (see module
+    doc); ``offset`` comes from :func:`realtime_offset`."""
     if stamp is None:
         return read_at
-    arrival = stamp - offset
-    if arrival > read_at:
-        return read_at
-    if arrival < read_at - MAX_QUEUE_AGE:
+    arrival = (stamp - offset) * 1e-9
+    if arrival > read_at or arrival < read_at - MAX_QUEUE_AGE:
         return read_at
     return arrival
 

@@ -78,14 +78,15 @@ def test_without_the_option_the_read_time_stands_in(pair: tuple[socket.socket, s
 def test_stamps_are_bounded_by_the_read_time() -> None:
     offset = realtime_offset()
     now = time.monotonic()
+    now_ns = round(now * 1e9)
     assert to_monotonic(None, offset, now) == now
-    assert to_monotonic(now + offset + 5.0, offset, now) == now  # "arrived" in the future: a clock step
-    assert to_monotonic(now + offset - MAX_QUEUE_AGE - 1, offset, now) == now
-    assert to_monotonic(now + offset - 0.25, offset, now) == pytest.approx(now - 0.25, abs=1e-6)
+    assert to_monotonic(now_ns + offset + 5 * 10**9, offset, now) == now  # "arrived" in the future: a step
+    assert to_monotonic(now_ns + offset - (int(MAX_QUEUE_AGE) + 1) * 10**9, offset, now) == now
+    assert to_monotonic(now_ns + offset - 250_000_000, offset, now) == pytest.approx(now - 0.25, abs=1e-6)
     assert stamp_of([]) is None
     assert stamp_of([(socket.SOL_SOCKET, 99, b"\x00" * 16)]) is None
-    stamp = stamp_of([(socket.SOL_SOCKET, 35, struct.pack("@qq", 1700000000, 500_000_000))])
-    assert stamp == pytest.approx(1700000000.5)
+    stamp = stamp_of([(socket.SOL_SOCKET, 35, struct.pack("@qq", 1700000000, 500_000_001))])
+    assert stamp == 1_700_000_000_500_000_001
     assert ANCILLARY_SIZE >= 16
 
 
