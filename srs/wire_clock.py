@@ -12,6 +12,10 @@ stamp is mapped with the realtime-minus-monotonic offset taken when it is read; 
 between arrival and read would move it, so a stamp is never later than the read itself nor
 earlier than :data:`MAX_QUEUE_AGE` before it. Where a socket carries no stamp (another platform,
 or a socket not set up here) the read time stands in, as before.
+
+The kernel turns stamping on when the first socket of the machine asks for it, from a work queue:
+datagrams arriving in that moment are stamped when read. The daemon's SIP socket asks at start-up
+and stays open, so RTP ports (set up later) never see that moment.
 """
 
 from __future__ import annotations

@@ -1,16 +1,24 @@
-"""The media worker process (child side): an epoll loop that receives, places and writes its recordings.
+"""The media worker process (child side): a batch receive loop that places and writes its recordings.
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
 sockets ride along as ``SCM_RIGHTS``; the only reply is the result of a close (or a write failure).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
-Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
-microseconds of loop machinery; here it is one ``epoll`` result and one ``recvfrom``, handed
-straight to the track's ``push`` for plain RTP ports. A poll that returns only a few events is
-followed by a millisecond's pause so the next one returns a batch. Recorders are flushed a slice
-at a time (every ``flush_interval / slices``) so no single pause of the loop holds up more than a
-fraction of the calls' packets.
+Receiving is per batch, not per datagram: every ``receive_interval`` the loop takes whatever its
+ports hold in one call (:class:`~srs.mediaplane.batch_receiver.BatchReceiver`: epoll and
+``recvmmsg`` in C, each datagram with its kernel arrival), cuts the batch into per-port runs with
+numpy (:mod:`~srs.mediaplane.batch_delivery`) and hands each run of in-order RTP to its track in one
+call. Waiting between rounds costs no accuracy, since a datagram's time is the kernel's, not the
+read's; it is what makes one wake-up carry several packets of every stream, however few calls
+there are. Between rounds only the command socket wakes the loop. Recorders are flushed a slice at
+a time (every ``flush_interval / slices``) so no single pause holds up more than a fraction of the
+calls.
+
+Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop._deliver_batch`
+(a whole batch, routed by slot), :meth:`WorkerLoop._deliver_run` (plain RTP of a port with a track),
+:meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
+:meth:`WorkerLoop._deliver_rtcp`.
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
 the group (the daemon drains calls first); they exit on ``stop``, on end-of-file of the command
@@ -33,22 +41,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srs.collector import tune_collector
+from srs.media.track import StreamTrack
+from srs.mediaplane.batch_delivery import Runs, deliver_run, split_runs
+from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.recordings import RecordingSet
-from srs.wire_clock import ANCILLARY_SIZE, enable_timestamps, realtime_offset, stamp_of, to_monotonic
+from srs.wire_clock import enable_timestamps
 
 _MAX_COMMAND = 1 << 22
 _MAX_BATCH_FDS = 250
 """Descriptors one batch may carry (the kernel's SCM_MAX_FD is 253)."""
 _MAX_BATCH = 256
+"""Commands one batch message may carry."""
 _MAX_EARLY = 64
 _COMMANDS_PER_ROUND = 32
-_RECV_SIZE = 2048
-_MAX_EVENTS = 4096
+_DATAGRAM_SIZE = 2048
+_BATCH_CAPACITY = 8192
 _PR_SET_PDEATHSIG = 1
-
-Receive = Callable[[int, int], tuple[bytes, list[tuple[int, int, bytes]], int, Any]]
-"""A socket's bound ``recvmsg``: (data, ancillary data, flags, address)."""
+RECEIVE_INTERVAL = 0.04
+"""Seconds between receive rounds: two packets of every 20 ms stream per round. Far inside the
+reorder window (a datagram read this much later is still placed at its arrival) and the RTP
+sockets' 1 MB receive buffers."""
 
 
 @dataclass(slots=True)
@@ -57,16 +70,16 @@ class _Port:
     key: str
     rtp: socket.socket
     rtcp: socket.socket
-    recvmsg: Receive
+    slot: int
+    """The RTP socket's slot in the receiver; the RTCP socket's is ``slot + 1``."""
     sink: Callable[[bytes, Any, float], None] | None = None
     rtcp_sink: Callable[[bytes, Any, float], None] | None = None
     filter: PacketFilter | None = None
-    packets: int = 0
+    track: StreamTrack | None = None
+    """The track plain RTP goes to in runs (None: the general path)."""
     dropped_srtp: int = 0
     early: list[tuple[bytes, Any, float]] = field(default_factory=list)
     """Datagrams that arrived before the stream was set up (RTP may follow the 200 OK at once)."""
-    fd: int = -1
-    """The RTP socket's descriptor (kept: it is looked up on every flush)."""
 
 
 @dataclass
@@ -77,16 +90,16 @@ class WorkerLoop:
     flush_interval: float = 1.0
     slices: int = 10
     clock: Callable[[], float] = time.monotonic
+    receive_interval: float = RECEIVE_INTERVAL
+    native: bool | None = None
+    """Which receive engine: None the native one where built, False the pure-Python one."""
     recordings: RecordingSet = field(init=False)
-    by_fd: dict[int, _Port] = field(default_factory=dict)
-    rtcp_by_fd: dict[int, _Port] = field(default_factory=dict)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
-    fast: dict[int, tuple[Receive, Callable[[bytes, Any, float], None]]] = field(default_factory=dict)
-    """RTP fd -> (recvmsg, track push) of ports whose datagrams need nothing else."""
-    batch_wait: float = 0.001
-    batch_target: int = 64
-    """Fewer events than this from one poll: sleep ``batch_wait`` before the next."""
+    by_slot: list[_Port | None] = field(default_factory=list)
+    """Port by ``slot // 2`` (RTP slots are even, RTCP slots odd)."""
+    fast: dict[int, StreamTrack] = field(default_factory=dict)
+    """RTP slot -> track, for ports whose datagrams need nothing else (plain RTP with a track)."""
     running: bool = True
     dropped: dict[str, dict[int, int]] = field(default_factory=dict)
     """SRTP authentication failures of detached ports, by recording, until its close is answered."""
@@ -95,9 +108,12 @@ class WorkerLoop:
         import srs_codecs
 
         self.recordings = RecordingSet(srs_codecs.get_decoder)
-        self.epoll = select.epoll()
+        self.receiver = BatchReceiver(_BATCH_CAPACITY, _DATAGRAM_SIZE, native=self.native)
+        self._free_slots: list[int] = []
         self.control.setblocking(False)
-        self.epoll.register(self.control.fileno(), select.EPOLLIN)
+        self.receiver.watch(self.control.fileno())
+        self._commands_ready = select.poll()
+        self._commands_ready.register(self.control.fileno(), select.POLLIN)
 
     # -------------------------------------------------------------- commands
     def _reply(self, message: tuple[Any, ...]) -> None:
@@ -150,14 +166,19 @@ class WorkerLoop:
             rtp = socket.socket(fileno=fds[0])
             rtcp = socket.socket(fileno=fds[1])
             for sock in (rtp, rtcp):
+                sock.setblocking(False)
                 enable_timestamps(sock)  # the daemon's ports have it set already; any other port too
-            entry = _Port(port_no, key, rtp, rtcp, rtp.recvmsg, fd=rtp.fileno())
+            if self._free_slots:
+                index = self._free_slots.pop()
+            else:
+                index = len(self.by_slot)
+                self.by_slot.append(None)
+            entry = _Port(port_no, key, rtp, rtcp, 2 * index)
+            self.by_slot[index] = entry
             self.by_port[port_no] = entry
             self.by_key.setdefault(key, []).append(entry)
-            self.by_fd[rtp.fileno()] = entry
-            self.rtcp_by_fd[rtcp.fileno()] = entry
-            for sock in (rtp, rtcp):
-                self.epoll.register(sock.fileno(), select.EPOLLIN)
+            self.receiver.add(rtp.fileno(), entry.slot)
+            self.receiver.add(rtcp.fileno(), entry.slot + 1)
         elif op == "detach":
             self._detach(message[2])
         elif op == "open":
@@ -175,6 +196,7 @@ class WorkerLoop:
                 plain = spec is not None and spec.srtp is None
                 bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
                 bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+                bound.track = track if plain else None
                 self._reroute(bound)
                 early, bound.early = bound.early, []
                 for data, addr, arrival in early:
@@ -213,26 +235,54 @@ class WorkerLoop:
             siblings.remove(entry)
         if not siblings:
             self.by_key.pop(entry.key, None)
+        self.fast.pop(entry.slot, None)
+        index = entry.slot // 2
+        if index < len(self.by_slot) and self.by_slot[index] is entry:
+            self.by_slot[index] = None
+            self._free_slots.append(index)
         for sock in (entry.rtp, entry.rtcp):
-            fd = sock.fileno()
-            self.by_fd.pop(fd, None)
-            self.fast.pop(fd, None)
-            self.rtcp_by_fd.pop(fd, None)
-            with contextlib.suppress(OSError):
-                self.epoll.unregister(fd)
+            self.receiver.remove(sock.fileno())
             sock.close()
 
     def _drain(self, entry: _Port) -> None:
         """Take what is still queued on a port that is about to close (sent before the BYE), each
-        datagram at its kernel arrival."""
-        offset = realtime_offset()
-        read_at = self.clock()
-        while True:
-            try:
-                data, ancdata, _flags, addr = entry.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
-            except OSError:
-                return
-            self._deliver(entry, data, addr, to_monotonic(stamp_of(ancdata), offset, read_at))
+        datagram at its kernel arrival. Only between batches: the receiver's arrays are reused."""
+        for fd, slot in ((entry.rtp.fileno(), entry.slot), (entry.rtcp.fileno(), entry.slot + 1)):
+            while self.receiver.drain(fd, slot):
+                self._deliver_batch(self.receiver.count)
+
+    # -------------------------------------------------------------- delivery
+    def _deliver_batch(self, count: int) -> None:
+        """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
+        (:meth:`_deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        runs = split_runs(self.receiver, count)
+        by_slot = self.by_slot
+        fast = self.fast
+        for r, slot in enumerate(runs.slots):
+            track = fast.get(slot)
+            if track is not None:
+                self._deliver_run(track, runs, r)
+                continue
+            index = slot >> 1
+            entry = by_slot[index] if index < len(by_slot) else None
+            if entry is None:
+                continue  # a port detached while its datagrams were on their way
+            self._deliver_each(entry, slot & 1 == 1, runs, r)
+
+    def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
+        """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
+        deliver_run(track, self.receiver, runs, r)
+
+    def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
+        batch = self.receiver
+        order = runs.order
+        arrivals = runs.arrivals
+        for j in range(runs.starts[r], runs.ends[r]):
+            i = int(order[j])
+            if rtcp:
+                self._deliver_rtcp(entry, batch.datagram(i), batch.source(i), float(arrivals[j]))
+            else:
+                self._deliver(entry, batch.datagram(i), batch.source(i), float(arrivals[j]))
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
@@ -249,95 +299,73 @@ class WorkerLoop:
             data = clear
         entry.sink(data, addr, arrival)
 
+    @staticmethod
+    def _deliver_rtcp(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
+        if entry.rtcp_sink is not None:
+            entry.rtcp_sink(data, addr, arrival)
+
     # -------------------------------------------------------------- loop
     def _reroute(self, entry: _Port) -> None:
-        """Keep the fast table in step with a port's sink: plain RTP with a track goes straight
-        to ``push``; early, SRTP and unbound ports take :meth:`_deliver`."""
-        fd = entry.rtp.fileno()
-        if entry.sink is not None and entry.filter is None:
-            self.fast[fd] = (entry.recvmsg, entry.sink)
+        """Keep the fast table in step with a port's sink: plain RTP with a track goes to the track
+        in runs; early, SRTP and unbound ports take :meth:`_deliver`."""
+        if entry.sink is not None and entry.filter is None and entry.track is not None:
+            self.fast[entry.slot] = entry.track
         else:
-            self.fast.pop(fd, None)
+            self.fast.pop(entry.slot, None)
 
     def run(self) -> None:
         control_fd = self.control.fileno()
-        fast = self.fast
-        by_fd = self.by_fd
         clock = self.clock
-        sleep = time.sleep
         step = self.flush_interval / self.slices
-        batch_wait = self.batch_wait
-        batch_target = self.batch_target
         next_flush = clock() + step
         slice_no = 0
-        poll = self.epoll.poll
         while self.running:
-            timeout = next_flush - clock()
-            try:
-                events = poll(timeout if timeout > 0.0 else 0.0, _MAX_EVENTS)
-            except InterruptedError:
-                continue
-            # every datagram is placed at its kernel arrival (srs.wire_clock), never at this read
-            offset = realtime_offset()
+            started = clock()
+            full = self._round(control_fd)
             now = clock()
-            commands = False
-            for fd, _mask in events:
-                route = fast.get(fd)
-                if route is not None:
-                    try:
-                        data, ancdata, _flags, addr = route[0](_RECV_SIZE, ANCILLARY_SIZE)
-                    except OSError:
-                        continue
-                    route[1](data, addr, to_monotonic(stamp_of(ancdata), offset, now))
-                    continue
-                entry = by_fd.get(fd)
-                if entry is None:
-                    commands = commands or fd == control_fd
-                    self._other(fd, control_fd)
-                    continue
-                try:
-                    data, ancdata, _flags, addr = entry.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
-                except OSError:
-                    continue
-                self._deliver(entry, data, addr, to_monotonic(stamp_of(ancdata), offset, now))
             if now >= next_flush:
                 self._flush_slice(slice_no, now)
                 slice_no = (slice_no + 1) % self.slices
                 next_flush += step
                 if next_flush < now:
                     next_flush = now + step
-            elif not commands and len(events) < batch_target and next_flush - now > batch_wait:
-                # few datagrams per wake-up make the poll cost more than the packets: let some collect
-                # (the reorder window is half a second, so a millisecond of latency is free); never
-                # while commands come in (a burst of closes must not wait a millisecond per batch)
-                sleep(batch_wait)
+            if full:
+                continue  # more is queued than one batch holds: go on at once
+            # until the next round only commands wake the loop; what arrives meanwhile keeps its
+            # kernel arrival, so waiting costs no accuracy and lets every stream bring a few packets
+            self._wait_for_commands(min(started + self.receive_interval, next_flush))
         self.recordings.abort_all()
 
-    def _other(self, fd: int, control_fd: int) -> None:
-        if fd == control_fd:
-            self._commands()
-            return
-        entry = self.rtcp_by_fd.get(fd)
-        if entry is None:
-            return
-        offset = realtime_offset()
+    def _round(self, control_fd: int) -> bool:
+        """One receive round: everything queued now, then any commands; True when the batch was full."""
         try:
-            data, ancdata, _flags, addr = entry.rtcp.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
-        except OSError:
-            return
-        if entry.rtcp_sink is not None:
-            entry.rtcp_sink(data, addr, to_monotonic(stamp_of(ancdata), offset, self.clock()))
+            watched = self.receiver.wait(0)
+        except InterruptedError:
+            return False
+        count = self.receiver.count
+        if count:
+            self._deliver_batch(count)
+        if control_fd in watched:
+            self._commands()
+        return count >= self.receiver.capacity
+
+    def _wait_for_commands(self, until: float) -> None:
+        while self.running:
+            remaining = until - self.clock()
+            if remaining <= 0:
+                return
+            try:
+                ready = self._commands_ready.poll(max(1, int(remaining * 1000 + 0.5)))
+            except InterruptedError:
+                continue
+            if ready:
+                self._commands()
 
     def _flush_slice(self, slice_no: int, now: float) -> None:
+        """Write every ``slices``-th recording; the round just before took what the ports held."""
         slices = self.slices
-        # a port still readable now may hold datagrams of the stretch about to be written (after a
-        # stall, or when the loop runs behind): take them first; the others cost nothing here
-        queued = {fd for fd, _mask in self.epoll.poll(0, _MAX_EVENTS)}
         for i, key in enumerate(list(self.recordings.recordings)):
             if i % slices == slice_no:
-                for entry in self.by_key.get(key, ()):
-                    if entry.fd in queued:
-                        self._drain(entry)
                 failure = self.recordings.flush_one(key, now)
                 if failure is not None:
                     self._reply(("failed", key, failure))

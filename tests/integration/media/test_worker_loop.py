@@ -1,19 +1,20 @@
 """The media worker's loop in this process, on real loopback sockets: which datagrams take the
-direct route to a track, when a flush first empties the socket queues, and that a latched stream
-still drops (and counts) datagrams from any other source."""
+direct route to a track, that a receive round takes what every port holds, that a latched stream
+still drops (and counts) datagrams from any other source, and that datagrams read late keep their
+arrival. Every test runs with both receive engines (native, where built, and pure Python)."""
 
 from __future__ import annotations
 
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from srs.media.track import PayloadFormat
+from srs.mediaplane.batch_receiver import native_engine
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.worker_loop import WorkerLoop
 
@@ -27,10 +28,14 @@ def _packet(seq: int, ssrc: int = 0x1234) -> bytes:
     return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + bytes([0x55]) * 160
 
 
+ENGINES = [False, True] if native_engine() is not None else [False]
+
+
 class Harness:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, native: bool = False) -> None:
         self.control, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.loop = WorkerLoop(self.control)
+        self.loop = WorkerLoop(self.control, native=native)
+        assert self.loop.receiver.native == native
         self.start = time.monotonic()
         self.loop._command(("open", KEY, RecorderSpec(str(tmp_path / "call.wav"), self.start)), [])
         self.ports: list[tuple[int, socket.socket, socket.socket]] = []
@@ -46,6 +51,9 @@ class Harness:
         entry = self.loop.by_port[port]
         return port, entry.rtp
 
+    def slot(self, port: int) -> int:
+        return self.loop.by_port[port].slot
+
     def stream(self, port: int, srtp: tuple[str, str] | None = None) -> None:
         spec = StreamSpec(PCMU, "1", srtp=srtp)
         self.loop._command(("stream", KEY, port, spec, self.start), [])
@@ -54,14 +62,14 @@ class Harness:
         self.loop.recordings.abort_all()
         for entry in list(self.loop.by_port.values()):
             self.loop._detach(entry.port)
-        self.loop.epoll.close()
+        self.loop.receiver.close()
         self.control.close()
         self.daemon.close()
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
+@pytest.fixture(params=ENGINES, ids=lambda native: "native" if native else "python")
+def harness(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h = Harness(tmp_path, request.param)
     yield h
     h.close()
 
@@ -73,59 +81,55 @@ def _wait_readable(sock: socket.socket) -> None:
 
 
 def test_a_plain_stream_is_routed_straight_to_its_track(harness: Harness) -> None:
-    port, sock = harness.attach()
-    assert sock.fileno() not in harness.loop.fast  # no stream yet: datagrams wait as early ones
+    port, _sock = harness.attach()
+    slot = harness.slot(port)
+    assert slot not in harness.loop.fast  # no stream yet: datagrams wait as early ones
     harness.stream(port)
-    _recvmsg, push = harness.loop.fast[sock.fileno()]
     track = harness.loop.recordings.track(KEY, port)
-    assert track is not None and push == track.push
+    assert track is not None and harness.loop.fast[slot] is track
     harness.loop._command(("stream", KEY, port, None, harness.start), [])
-    assert sock.fileno() not in harness.loop.fast  # stream ended: the general path drops its datagrams
+    assert slot not in harness.loop.fast  # stream ended: the general path drops its datagrams
 
 
 def test_an_srtp_stream_takes_the_general_path(harness: Harness) -> None:
-    port, sock = harness.attach()
+    port, _sock = harness.attach()
     harness.stream(port, SRTP)
-    assert sock.fileno() not in harness.loop.fast
+    assert harness.slot(port) not in harness.loop.fast
     assert harness.loop.by_port[port].filter is not None
 
 
-def test_detach_removes_the_direct_route(harness: Harness) -> None:
-    port, sock = harness.attach()
-    fd = sock.fileno()
+def test_detach_removes_the_direct_route_and_frees_the_slot(harness: Harness) -> None:
+    port, _sock = harness.attach()
+    slot = harness.slot(port)
     harness.stream(port)
     harness.loop._detach(port)
-    assert fd not in harness.loop.fast and fd not in harness.loop.by_fd
+    assert slot not in harness.loop.fast and port not in harness.loop.by_port
+    again, _sock = harness.attach()
+    assert harness.slot(again) == slot  # reused
 
 
-def test_a_flush_first_takes_what_waits_on_its_ports_and_skips_idle_ones(harness: Harness) -> None:
-    """After a stall a socket may hold datagrams older than the reorder window: they are taken
-    before their stretch is written. A port with nothing queued is not read at all (a failing
-    receive per port and flush would cost more than the packets)."""
+def test_a_round_takes_what_every_port_holds_in_runs(harness: Harness) -> None:
+    """One receive round reads every port with something queued; a port's in-order packets reach
+    its track as one run (one pending entry after the latching packet)."""
     busy, busy_sock = harness.attach()
+    other, other_sock = harness.attach()
     idle, _idle_sock = harness.attach()
-    harness.stream(busy)
-    harness.stream(idle)
-    reads: list[int] = []
-    for port in (busy, idle):
-        entry = harness.loop.by_port[port]
-        real = entry.recvmsg
-
-        def counting(size: int, ancillary: int, real: Callable[..., Any] = real, port: int = port) -> Any:
-            reads.append(port)
-            return real(size, ancillary)
-
-        entry.recvmsg = counting
-    track = harness.loop.recordings.track(KEY, busy)
-    assert track is not None
+    for port in (busy, other, idle):
+        harness.stream(port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for seq in range(5):
+        for seq in range(6):
             tx.sendto(_packet(seq), ("127.0.0.1", busy))
+            tx.sendto(_packet(seq, 0x99), ("127.0.0.1", other))
     _wait_readable(busy_sock)
+    _wait_readable(other_sock)
     time.sleep(0.05)
-    harness.loop._flush_slice(0, time.monotonic())
-    assert track.packets_received == 5
-    assert reads == [busy] * 6  # five datagrams and the receive that found the queue empty
+    assert not harness.loop._round(harness.control.fileno())
+    for port in (busy, other):
+        track = harness.loop.recordings.track(KEY, port)
+        assert track is not None and track.packets_received == 6
+        assert track.pending_packets == 2
+    idle_track = harness.loop.recordings.track(KEY, idle)
+    assert idle_track is not None and idle_track.packets_received == 0
 
 
 def test_datagrams_from_another_source_are_dropped_and_counted(harness: Harness) -> None:
