@@ -93,6 +93,10 @@ class WorkerLoop:
     receive_interval: float = RECEIVE_INTERVAL
     native: bool | None = None
     """Which receive engine: None the native one where built, False the pure-Python one."""
+    receive_only: bool = False
+    """Receive and discard (the bench's floor: what the receive loop alone costs)."""
+    received: int = 0
+    """Datagrams discarded in ``receive_only`` mode."""
     recordings: RecordingSet = field(init=False)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
@@ -255,6 +259,9 @@ class WorkerLoop:
     def _deliver_batch(self, count: int) -> None:
         """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
         (:meth:`_deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        if self.receive_only:
+            self.received += count
+            return
         runs = split_runs(self.receiver, count)
         by_slot = self.by_slot
         fast = self.fast
@@ -384,11 +391,19 @@ def _set_parent_death_signal(sig: int) -> None:
 
 
 def worker_main(argv: list[str]) -> int:
-    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL]``."""
+    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL] [OPTION ...]``;
+    options: ``--python-receiver`` (the pure-Python engine even where the native one is built),
+    ``--receive-only`` (discard every datagram: the bench's floor)."""
     control = socket.socket(fileno=int(argv[0]))
     interval = float(argv[1]) if len(argv) > 1 else 1.0
+    options = set(argv[2:])
     parent = os.getppid()
-    loop = WorkerLoop(control, flush_interval=interval)
+    loop = WorkerLoop(
+        control,
+        flush_interval=interval,
+        native=False if "--python-receiver" in options else None,
+        receive_only="--receive-only" in options,
+    )
 
     def on_term(signum: int, frame: Any) -> None:
         if os.getppid() != parent:  # the daemon died (parent-death signal): close the files and go

@@ -28,7 +28,7 @@ _SEND_WAIT_S = 5.0
 
 
 class _Worker:
-    def __init__(self, index: int, flush_interval: float) -> None:
+    def __init__(self, index: int, flush_interval: float, options: tuple[str, ...] = ()) -> None:
         self.index = index
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (ours, theirs):
@@ -37,7 +37,14 @@ class _Worker:
         self.sock = ours
         self.sock.setblocking(False)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "srs.mediaplane.worker_loop", str(theirs.fileno()), str(flush_interval)],
+            [
+                sys.executable,
+                "-m",
+                "srs.mediaplane.worker_loop",
+                str(theirs.fileno()),
+                str(flush_interval),
+                *options,
+            ],
             pass_fds=[theirs.fileno()],
             close_fds=True,
         )
@@ -97,9 +104,18 @@ class _Worker:
 class WorkerPlane(MediaPlane):
     """Recordings spread over ``workers`` processes (each recording lives in one of them)."""
 
-    def __init__(self, workers: int = 1, *, flush_interval: float = 1.0, log: Any = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        flush_interval: float = 1.0,
+        log: Any = None,
+        worker_options: tuple[str, ...] = (),
+    ) -> None:
+        """``worker_options`` go to each worker's command line (see ``worker_main``)."""
         self.count = max(1, workers)
         self.flush_interval = flush_interval
+        self.worker_options = worker_options
         self.log = log
         self.workers: list[_Worker] = []
         self._route: dict[str, _Worker] = {}
@@ -118,7 +134,7 @@ class WorkerPlane(MediaPlane):
         return [w.process.pid for w in self.workers]
 
     def _spawn(self, index: int) -> _Worker:
-        worker = _Worker(index, self.flush_interval)
+        worker = _Worker(index, self.flush_interval, self.worker_options)
         assert self._loop is not None
         self._loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
         return worker
