@@ -14,26 +14,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from srs.media.track import StreamTrack
 from srs.mediaplane.batch_receiver import BatchReceiver
 
 _NS = 1e-9
+_MAX_NAMES = 4096
+_V4 = np.uint64(4 << 56)
+_FAMILY = np.uint64(0xFF << 56)
 
 
 @dataclass(frozen=True, slots=True)
 class Runs:
     """One batch in slot order: ``order[starts[r]:ends[r]]`` are the rows of run ``r``, of slot
-    ``slots[r]``; ``arrivals`` (seconds, monotonic) and ``clean`` (the run is the common case) are
-    indexed like ``order`` and like the runs."""
+    ``slots[r]``; ``arrivals`` (seconds, monotonic) is indexed like ``order``. Per run: ``clean``
+    (the common case: plain header, payload), and its first datagram's sequence number, timestamp,
+    SSRC, second header byte, payload size and source key. ``payloads`` holds every payload of the
+    batch end to end in ``order`` when all have one size, so a run's is one slice of it."""
 
-    order: NDArray[np.intp]
+    order: list[int]
+    arrivals: list[float]
     slots: list[int]
     starts: list[int]
     ends: list[int]
-    arrivals: NDArray[np.float64]
     clean: list[bool]
+    seq: list[int]
+    ts: list[int]
+    ssrc: list[int]
+    pt: list[int]
+    size: list[int]
+    keys: list[int]
+    payloads: bytes | None
 
 
 def split_runs(batch: BatchReceiver, count: int) -> Runs:
@@ -51,7 +62,7 @@ def split_runs(batch: BatchReceiver, count: int) -> Runs:
     # an IPv4 source key is the address itself; an IPv6 one is a hash, which a sender could make
     # collide with the latched source's: such datagrams never share a run (each is pushed with
     # its own address tuple)
-    exact = (source >> np.uint64(56)) == 4
+    exact = (source & _FAMILY) == _V4
     cont = np.zeros(count, dtype=bool)
     if count > 1:
         cont[1:] = (
@@ -71,58 +82,76 @@ def split_runs(batch: BatchReceiver, count: int) -> Runs:
     ends[:-1] = starts[1:]
     if len(ends):
         ends[-1] = count
+    payloads = None
+    if count and int(size.min()) == int(size.max()) > 0:
+        payloads = batch.rows[order, 12 : 12 + int(size[0])].tobytes()
     return Runs(
-        order,
+        order.tolist(),
+        (batch.arrivals[order] * _NS).tolist(),
         s[starts].tolist(),
         starts.tolist(),
         ends.tolist(),
-        (batch.arrivals[order] * _NS).astype(np.float64),
         plain[starts].tolist(),
+        seq[starts].tolist(),
+        ts[starts].tolist(),
+        ssrc[starts].tolist(),
+        b1[starts].tolist(),
+        size[starts].tolist(),
+        source[starts].tolist(),
+        payloads,
     )
 
 
-def deliver_run(track: StreamTrack, batch: BatchReceiver, runs: Runs, r: int) -> None:
+class SourceNames:
+    """Source keys to address tuples, remembered for IPv4 keys (exact; bounded: cleared past
+    ``_MAX_NAMES``); an IPv6 key is a hash, so its tuple is always read from the batch."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, tuple[str, int]] = {}
+
+    def of(self, batch: BatchReceiver, key: int, row: int) -> tuple[str, int]:
+        name = self.names.get(key)
+        if name is None:
+            name = batch.source(row)
+            if key >> 56 == 4:
+                if len(self.names) >= _MAX_NAMES:
+                    self.names.clear()
+                self.names[key] = name
+        return name
+
+
+def deliver_run(track: StreamTrack, batch: BatchReceiver, runs: Runs, r: int, names: SourceNames) -> None:
     """Run ``r`` of ``runs`` to ``track``: at once when it is the common case, else one by one. A
     run whose first datagram the track must see alone (it latches a source or an SSRC, or follows a
     loss) is taken whole after that one."""
     a, b = runs.starts[r], runs.ends[r]
     order = runs.order
     arrivals = runs.arrivals
-    source = batch.source(int(order[a]))
-    push = track.push
+    source = names.of(batch, runs.keys[r], order[a])
     if b - a > 1 and runs.clean[r]:
-        if _take_whole(track, batch, order, arrivals, a, b, source):
+        size = runs.size[r]
+        if runs.payloads is not None:
+            payload = runs.payloads[a * size : b * size]
+        else:
+            payload = batch.rows[order[a:b], 12 : 12 + size].tobytes()
+        if track.push_run(
+            runs.seq[r], runs.ts[r], runs.ssrc[r], runs.pt[r], payload, b - a, arrivals[a:b], source
+        ):
             return
-        push(batch.datagram(int(order[a])), source, float(arrivals[a]))
+        track.push(batch.datagram(order[a]), source, arrivals[a])
         a += 1
-        if b - a > 1 and _take_whole(track, batch, order, arrivals, a, b, source):
+        # the rest continues the first exactly: its header fields follow from the first's
+        if b - a > 1 and track.push_run(
+            (runs.seq[r] + 1) & 0xFFFF,
+            (runs.ts[r] + size) & 0xFFFFFFFF,
+            runs.ssrc[r],
+            runs.pt[r],
+            payload[size:],
+            b - a,
+            arrivals[a:b],
+            source,
+        ):
             return
+    push = track.push
     for j in range(a, b):  # one source: runs never mix them
-        push(batch.datagram(int(order[j])), source, float(arrivals[j]))
-
-
-def _take_whole(
-    track: StreamTrack,
-    batch: BatchReceiver,
-    order: NDArray[np.intp],
-    arrivals: NDArray[np.float64],
-    a: int,
-    b: int,
-    source: tuple[str, int],
-) -> bool:
-    first = int(order[a])
-    length = int(batch.lengths[first])
-    if int(order[b - 1]) - first == b - a - 1:  # one socket's rows lie together: a strided copy
-        payload = batch.rows[first : first + b - a, 12:length].tobytes()
-    else:
-        payload = batch.rows[order[a:b], 12:length].tobytes()
-    return track.push_run(
-        int(batch.seq[first]),
-        int(batch.ts[first]),
-        int(batch.ssrc[first]),
-        int(batch.b1[first]),
-        payload,
-        b - a,
-        arrivals[a:b].tolist(),
-        source,
-    )
+        push(batch.datagram(order[j]), source, arrivals[j])

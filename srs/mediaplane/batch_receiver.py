@@ -47,9 +47,9 @@ class Engine(Protocol):
 def source_key(address: Any) -> int:
     """The 64-bit key the native module gives an address tuple (IPv4 exact, IPv6 hashed)."""
     host, port = address[0], address[1]
+    if len(address) == 2:
+        return (4 << 56) | (int.from_bytes(socket.inet_aton(host), "big") << 16) | int(port)
     ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if ip.version == 4:
-        return (4 << 56) | (int(ip) << 16) | int(port)
     h = 1469598103934665603
     mask = (1 << 64) - 1
     for byte in ip.packed:

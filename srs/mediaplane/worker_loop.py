@@ -42,7 +42,7 @@ from typing import Any
 
 from srs.collector import tune_collector
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import Runs, deliver_run, split_runs
+from srs.mediaplane.batch_delivery import Runs, SourceNames, deliver_run, split_runs
 from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.recordings import RecordingSet
@@ -58,10 +58,11 @@ _COMMANDS_PER_ROUND = 32
 _DATAGRAM_SIZE = 2048
 _BATCH_CAPACITY = 8192
 _PR_SET_PDEATHSIG = 1
-RECEIVE_INTERVAL = 0.04
-"""Seconds between receive rounds: two packets of every 20 ms stream per round. Far inside the
-reorder window (a datagram read this much later is still placed at its arrival) and the RTP
-sockets' 1 MB receive buffers."""
+RECEIVE_INTERVAL = 0.1
+"""Seconds between receive rounds: five packets of every 20 ms stream per round, so the per-run
+work is shared by five packets. A datagram read this much later is still placed at its arrival,
+every flush comes right after a round (nothing queued is older than what it writes), and an RTP
+socket's 1 MB receive buffer holds seconds of its stream."""
 
 
 @dataclass(slots=True)
@@ -114,6 +115,7 @@ class WorkerLoop:
         self.recordings = RecordingSet(srs_codecs.get_decoder)
         self.receiver = BatchReceiver(_BATCH_CAPACITY, _DATAGRAM_SIZE, native=self.native)
         self._free_slots: list[int] = []
+        self._names = SourceNames()
         self.control.setblocking(False)
         self.receiver.watch(self.control.fileno())
         self._commands_ready = select.poll()
@@ -278,18 +280,19 @@ class WorkerLoop:
 
     def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
         """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
-        deliver_run(track, self.receiver, runs, r)
+        deliver_run(track, self.receiver, runs, r, self._names)
 
     def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
         batch = self.receiver
         order = runs.order
         arrivals = runs.arrivals
         for j in range(runs.starts[r], runs.ends[r]):
-            i = int(order[j])
+            i = order[j]
+            source = batch.source(i)
             if rtcp:
-                self._deliver_rtcp(entry, batch.datagram(i), batch.source(i), float(arrivals[j]))
+                self._deliver_rtcp(entry, batch.datagram(i), source, arrivals[j])
             else:
-                self._deliver(entry, batch.datagram(i), batch.source(i), float(arrivals[j]))
+                self._deliver(entry, batch.datagram(i), source, arrivals[j])
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:

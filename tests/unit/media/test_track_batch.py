@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import deliver_run, split_runs
+from srs.mediaplane.batch_delivery import SourceNames, deliver_run, split_runs
 from srs.mediaplane.batch_receiver import BatchReceiver, PyReceiver, source_key
 from tests.unit.media.rtp_fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
 
@@ -75,6 +75,7 @@ def test_batches_place_like_single_pushes(steps: list[tuple], cuts: list[int]) -
         data = _datagram(kind, seqs[slot], stamps[slot], 0x5EED if other_ssrc else 0x11223344 + slot)
         datagrams.append((slot, data, source, round(now * 1e9)))
     batch = BatchReceiver(64, 256, native=False)
+    names = SourceNames()
     rendered = 0
     outputs: list[tuple[np.ndarray, np.ndarray]] = []
     at, cut = 0, 0
@@ -88,7 +89,7 @@ def test_batches_place_like_single_pushes(steps: list[tuple], cuts: list[int]) -
         _fill(batch, items)
         runs = split_runs(batch, batch.count)
         for r in range(len(runs.starts)):
-            deliver_run(tracks[runs.slots[r]], batch, runs, r)
+            deliver_run(tracks[runs.slots[r]], batch, runs, r, names)
         if cut % 3 == 0:
             end = int(items[-1][3] * 1e-9 * 8000) - 800
             if end > rendered:
@@ -115,7 +116,7 @@ def test_in_order_runs_are_taken_whole() -> None:
         _fill(batch, items[first:last])
         runs = split_runs(batch, batch.count)
         assert len(runs.starts) == 1
-        deliver_run(track, batch, runs, 0)
+        deliver_run(track, batch, runs, 0, SourceNames())
     assert track.pending_packets == 2  # the latching packet, then nine in one entry
     assert track.packets_received == 10
     pcm = track.render(0, 8000)
@@ -136,6 +137,6 @@ def test_a_run_breaks_where_the_source_or_sequence_does() -> None:
     ]
     _fill(batch, items)
     runs = split_runs(batch, batch.count)
-    rows = [runs.order[a:b].tolist() for a, b in zip(runs.starts, runs.ends, strict=True)]
+    rows = [runs.order[a:b] for a, b in zip(runs.starts, runs.ends, strict=True)]
     assert rows == [[0, 1], [2], [3, 5], [6], [7], [4]]
     assert runs.slots == [0, 0, 0, 0, 0, 1]
