@@ -261,7 +261,9 @@ async def run_level(
         end_ns = t0_ns + int(seconds * 1e9)
         for table, sids in zip(tables, ids, strict=True):
             if table:
-                natives.append((NativeSender(native, table, t0_ns, end_ns, other_cpus), sids))
+                sender = NativeSender(native, table, t0_ns, end_ns, other_cpus)
+                _raise_priority(sender.process.pid)
+                natives.append((sender, sids))
     else:
         for i in range(calls):
             f1, f2 = tones(i)

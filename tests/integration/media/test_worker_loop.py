@@ -200,3 +200,26 @@ def test_datagrams_read_late_are_placed_at_their_kernel_arrival(harness: Harness
         assert track is not None and track.packets_received == 1
         first = track.stats().first_packet_at
         assert first is not None and before - 0.0005 <= first <= after + 0.0005, (port, before, first, after)
+
+
+def test_commands_wake_the_loop_between_receive_rounds(harness: Harness) -> None:
+    """Between rounds only the command socket wakes the worker: a command is not held back until
+    the next round (a burst of closes must not wait a round each)."""
+    import pickle
+    import threading
+
+    harness.loop.receive_interval = 30.0
+    harness.loop.flush_interval = 300.0
+    thread = threading.Thread(target=harness.loop.run)
+    thread.start()
+    try:
+        time.sleep(0.2)  # the loop is waiting for its next round
+        began = time.monotonic()
+        harness.daemon.send(pickle.dumps(("stop",)))
+        thread.join(5)
+        assert not thread.is_alive()
+        assert time.monotonic() - began < 2.0
+    finally:
+        if thread.is_alive():
+            harness.daemon.send(pickle.dumps(("stop",)))
+            thread.join(5)
