@@ -56,7 +56,8 @@ _MAX_BATCH = 256
 _MAX_EARLY = 64
 _COMMANDS_PER_ROUND = 32
 _DATAGRAM_SIZE = 2048
-_BATCH_CAPACITY = 8192
+_BATCH_CAPACITY = 2048
+"""Datagrams per batch (4 MB of rows); a round that fills it is followed by another at once."""
 _PR_SET_PDEATHSIG = 1
 RECEIVE_INTERVAL = 0.1
 """Seconds between receive rounds: five packets of every 20 ms stream per round, so the per-run
