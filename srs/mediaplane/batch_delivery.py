@@ -1,7 +1,6 @@
 """A received batch cut into runs, and a run handed to its track: the worker's per-batch numpy work.
 
-:func:`split_runs` orders a batch by slot (keeping receive order within a slot) and cuts it into
-*runs*: stretches of one slot's datagrams each of which continues the one before it exactly (plain
+:func:`split_runs` cuts a batch (in the order it was received) into *runs*: stretches of one slot's datagrams each of which continues the one before it exactly (plain
 12-byte header, same payload type, SSRC, source address and payload size, sequence number plus one,
 timestamp plus the payload size; IPv4 sources only, see below). All of that is a handful of numpy
 operations per batch, whatever its size. :func:`deliver_run` then gives a run to its track in one
@@ -26,13 +25,17 @@ _FAMILY = np.uint64(0xFF << 56)
 
 @dataclass(frozen=True, slots=True)
 class Runs:
-    """One batch in slot order: ``order[starts[r]:ends[r]]`` are the rows of run ``r``, of slot
-    ``slots[r]``; ``arrivals`` (seconds, monotonic) is indexed like ``order``. Per run: ``clean``
-    (the common case: plain header, payload), and its first datagram's sequence number, timestamp,
-    SSRC, second header byte, payload size and source key. ``payloads`` holds every payload of the
-    batch end to end in ``order`` when all have one size, so a run's is one slice of it."""
+    """One batch cut into runs: rows ``starts[r]:ends[r]`` are run ``r``, of slot ``slots[r]``;
+    ``arrivals`` (seconds, monotonic) is indexed by row. Per run: ``clean`` (the common case:
+    plain header, payload), and its first datagram's sequence number, timestamp, SSRC, second
+    header byte, payload size and source key. ``payloads`` holds every payload of the batch end to
+    end when all have one size, so a run's is one slice of it.
 
-    order: list[int]
+    The batch is not reordered: the receiver reads each ready socket whole, one after another, so
+    a slot's datagrams already lie together, in the order they came. Where a slot does appear
+    twice (a socket read again in :meth:`BatchReceiver.drain`), its runs are simply more, still
+    in order."""
+
     arrivals: list[float]
     slots: list[int]
     starts: list[int]
@@ -48,16 +51,14 @@ class Runs:
 
 
 def split_runs(batch: BatchReceiver, count: int) -> Runs:
-    slots = batch.slots[:count]
-    order = np.argsort(slots, kind="stable")
-    s = slots[order]
-    b0 = batch.b0[order]
-    b1 = batch.b1[order]
-    seq = batch.seq[order].astype(np.uint16)
-    ts = batch.ts[order].astype(np.uint32)
-    ssrc = batch.ssrc[order]
-    size = batch.lengths[order] - 12
-    source = batch.sources[order]
+    s = batch.slots[:count]
+    b0 = batch.b0[:count]
+    b1 = batch.b1[:count]
+    seq = batch.seq[:count]
+    ts = batch.ts[:count]
+    ssrc = batch.ssrc[:count]
+    size = batch.lengths[:count] - 12
+    source = batch.sources[:count]
     plain = (b0 == 0x80) & (size > 0)
     # an IPv4 source key is the address itself; an IPv6 one is a hash, which a sender could make
     # collide with the latched source's: such datagrams never share a run (each is pushed with
@@ -74,8 +75,8 @@ def split_runs(batch: BatchReceiver, count: int) -> Runs:
             & (source[1:] == source[:-1])
             & exact[1:]
             & (size[1:] == size[:-1])
-            & ((seq[1:] - seq[:-1]) == 1)
-            & ((ts[1:] - ts[:-1]).astype(np.int64) == size[:-1])
+            & ((seq[1:] - seq[:-1]).astype(np.uint16) == 1)
+            & ((ts[1:] - ts[:-1]).astype(np.uint32).astype(np.int64) == size[:-1])
         )
     starts = np.flatnonzero(~cont)
     ends = np.empty_like(starts)
@@ -84,10 +85,9 @@ def split_runs(batch: BatchReceiver, count: int) -> Runs:
         ends[-1] = count
     payloads = None
     if count and int(size.min()) == int(size.max()) > 0:
-        payloads = batch.rows[order, 12 : 12 + int(size[0])].tobytes()
+        payloads = batch.rows[:count, 12 : 12 + int(size[0])].tobytes()
     return Runs(
-        order.tolist(),
-        (batch.arrivals[order] * _NS).tolist(),
+        (batch.arrivals[:count] * _NS).tolist(),
         s[starts].tolist(),
         starts.tolist(),
         ends.tolist(),
@@ -125,20 +125,19 @@ def deliver_run(track: StreamTrack, batch: BatchReceiver, runs: Runs, r: int, na
     run whose first datagram the track must see alone (it latches a source or an SSRC, or follows a
     loss) is taken whole after that one."""
     a, b = runs.starts[r], runs.ends[r]
-    order = runs.order
     arrivals = runs.arrivals
-    source = names.of(batch, runs.keys[r], order[a])
+    source = names.of(batch, runs.keys[r], a)
     if b - a > 1 and runs.clean[r]:
         size = runs.size[r]
         if runs.payloads is not None:
             payload = runs.payloads[a * size : b * size]
         else:
-            payload = batch.rows[order[a:b], 12 : 12 + size].tobytes()
+            payload = batch.rows[a:b, 12 : 12 + size].tobytes()
         if track.push_run(
             runs.seq[r], runs.ts[r], runs.ssrc[r], runs.pt[r], payload, b - a, arrivals[a:b], source
         ):
             return
-        track.push(batch.datagram(order[a]), source, arrivals[a])
+        track.push(batch.datagram(a), source, arrivals[a])
         a += 1
         # the rest continues the first exactly: its header fields follow from the first's
         if b - a > 1 and track.push_run(
@@ -154,4 +153,4 @@ def deliver_run(track: StreamTrack, batch: BatchReceiver, runs: Runs, r: int, na
             return
     push = track.push
     for j in range(a, b):  # one source: runs never mix them
-        push(batch.datagram(order[j]), source, arrivals[j])
+        push(batch.datagram(j), source, arrivals[j])

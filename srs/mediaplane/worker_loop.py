@@ -285,15 +285,13 @@ class WorkerLoop:
 
     def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
         batch = self.receiver
-        order = runs.order
         arrivals = runs.arrivals
-        for j in range(runs.starts[r], runs.ends[r]):
-            i = order[j]
+        for i in range(runs.starts[r], runs.ends[r]):
             source = batch.source(i)
             if rtcp:
-                self._deliver_rtcp(entry, batch.datagram(i), source, arrivals[j])
+                self._deliver_rtcp(entry, batch.datagram(i), source, arrivals[i])
             else:
-                self._deliver(entry, batch.datagram(i), source, arrivals[j])
+                self._deliver(entry, batch.datagram(i), source, arrivals[i])
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:

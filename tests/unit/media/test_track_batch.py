@@ -137,6 +137,6 @@ def test_a_run_breaks_where_the_source_or_sequence_does() -> None:
     ]
     _fill(batch, items)
     runs = split_runs(batch, batch.count)
-    rows = [runs.order[a:b] for a, b in zip(runs.starts, runs.ends, strict=True)]
-    assert rows == [[0, 1], [2], [3, 5], [6], [7], [4]]
-    assert runs.slots == [0, 0, 0, 0, 0, 1]
+    rows = [list(range(a, b)) for a, b in zip(runs.starts, runs.ends, strict=True)]
+    assert rows == [[0, 1], [2], [3], [4], [5], [6], [7]]
+    assert runs.slots == [0, 0, 0, 1, 0, 0, 0]
