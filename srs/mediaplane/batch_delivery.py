@@ -1,10 +1,11 @@
 """A received batch cut into runs, and a run handed to its track: the worker's per-batch numpy work.
 
-:func:`split_runs` cuts a batch (in the order it was received) into *runs*: stretches of one slot's datagrams each of which continues the one before it exactly (plain
-12-byte header, same payload type, SSRC, source address and payload size, sequence number plus one,
-timestamp plus the payload size; IPv4 sources only, see below). All of that is a handful of numpy
-operations per batch, whatever its size. :func:`deliver_run` then gives a run to its track in one
-call (:meth:`StreamTrack.push_run`) when it is the in-order common case, and datagram by datagram
+:func:`split_runs` cuts a batch (in the order it was received) into *runs*: stretches of one
+slot's datagrams each of which continues the one before it exactly (plain 12-byte header, same
+payload type, SSRC, source address and payload size, sequence number plus one, timestamp plus the
+payload size; IPv4 sources only, see below). All of that is a handful of numpy operations per
+batch, whatever its size. :func:`deliver_run` then gives a run to its track in one call
+(:meth:`StreamTrack.push_run`) when it is the in-order common case, and datagram by datagram
 (:meth:`StreamTrack.push`) otherwise, so the result is always what per-datagram delivery gives.
 """
 
