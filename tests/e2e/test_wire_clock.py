@@ -137,6 +137,10 @@ class CallTimes:
     first: list[float] = field(default_factory=lambda: [0.0, 0.0])
     """Arrival (send) time of each stream's first packet."""
     bye: float = 0.0
+    doubt: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Half the time each of those ``sendto`` calls took (first[0], first[1], bye): how far the
+    arrival may lie from the midpoint taken for it (microseconds, unless this process was
+    preempted right there)."""
 
 
 def _worker_pid(daemon: SrsDaemon) -> int:
@@ -215,7 +219,9 @@ class Sbc:
             time.sleep(0.02)
             before = time.monotonic()
             self.sip.sendto(_in_dialog("BYE", 2, to, call_id, tag, sip_port, self.target), address)
-            times.bye = (before + time.monotonic()) / 2
+            after = time.monotonic()
+            times.bye = (before + after) / 2
+            times.doubt[2] = (after - before) / 2
             self._response(call_id, "BYE", 200)
         finally:
             for timer in timers:
@@ -262,7 +268,9 @@ class Sbc:
             before = time.monotonic()
             self.rtp[stream].sendto(packet, (LOOPBACK, ports[stream]))
             if k == 0:
-                times.first[stream] = (before + time.monotonic()) / 2
+                after = time.monotonic()
+                times.first[stream] = (before + after) / 2
+                times.doubt[stream] = (after - before) / 2
 
 
 def _onsets(samples: np.ndarray) -> list[int]:
@@ -316,9 +324,11 @@ def _check(times: CallTimes, onsets: list[list[int]], length: int, what: str) ->
         f"\n[wire clock {what}] stream 2 - stream 1 beyond the wire's offset: {pairs} samples; "
         f"end {end:+.1f} samples; errors {errors}"
     )
-    assert errors["streams_ms"] <= 1.0, (what, pairs, onsets, times)
+    # 1 ms, plus what this process could not measure (a sendto preempted on a busy machine)
+    doubt_ms = [d * 1000 for d in times.doubt]
+    assert errors["streams_ms"] <= 1.0 + doubt_ms[0] + doubt_ms[1], (what, pairs, onsets, times)
     assert errors["spacing_ms"] <= 1.0, (what, spacing)
-    assert errors["end_ms"] <= 1.0, (what, end, length, times)
+    assert errors["end_ms"] <= 1.0 + doubt_ms[0] + doubt_ms[2], (what, end, length, times)
     return errors
 
 
