@@ -9,7 +9,10 @@
  *   - its offset in the byte buffer (a fixed stride per datagram) and its length,
  *   - a 64-bit key of its source address (IPv4: family, address and port, exact; IPv6: a hash
  *     of address, port and scope; ``source(i)`` gives the address tuple itself).
- * Watched descriptors (the command socket) are not read, only reported.
+ * Watched descriptors (the command socket) are not read, only reported. One epoll_wait serves a
+ * whole round: when the batch fills before every ready socket is drained, the next ``wait`` goes
+ * on with the sockets left (``pending()``) instead of polling again, so each socket is drained
+ * once per round, whole, and its datagrams stay together.
  *
  * The arrival mapping follows srs.wire_clock: offset = realtime - monotonic, taken after each
  * recvmmsg(2); a stamp later than that read, or older than 60 s, is replaced by the read time.
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #define WATCHED 0xFFFFFFFFu
+#define REMOVED 0xFFFFFFFEu
 #define MAX_QUEUE_AGE_NS (60LL * 1000000000LL)
 #define CMSG_BYTES 64
 #define PER_CALL 64
@@ -44,6 +48,8 @@ typedef struct {
     Py_buffer buffer, slots, arrivals, offsets, lengths, sources;
     int have_buffers;
     struct epoll_event *events;
+    int n_events;   /* events of the last epoll_wait ... */
+    int next_event; /* ... and the first not yet drained: a round drains each once */
     struct sockaddr_storage *addrs;
     struct mmsghdr msgs[PER_CALL];
     struct iovec iov[PER_CALL];
@@ -221,6 +227,10 @@ static PyObject *Receiver_remove(Receiver *self, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i", &fd))
         return NULL;
+    /* a pending event of this descriptor must not be drained later (its number may be reused) */
+    for (int i = self->next_event; i < self->n_events; i++)
+        if ((int)(self->events[i].data.u64 >> 32) == fd)
+            self->events[i].data.u64 = ((uint64_t)(uint32_t)fd << 32) | REMOVED;
     if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT && errno != EBADF)
         return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_NONE;
@@ -298,44 +308,58 @@ static PyObject *Receiver_wait(Receiver *self, PyObject *args) {
         PyErr_SetString(PyExc_RuntimeError, "receiver not initialised");
         return NULL;
     }
-    int n;
-    Py_BEGIN_ALLOW_THREADS
-    n = epoll_wait(self->epfd, self->events, self->max_events, timeout_ms);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        if (errno == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                return NULL;
-            n = 0;
-        } else {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-    }
     PyObject *watched = PyList_New(0);
     if (watched == NULL)
         return NULL;
+    if (self->next_event >= self->n_events) {
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(self->epfd, self->events, self->max_events, timeout_ms);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno != EINTR) {
+                Py_DECREF(watched);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(watched);
+                return NULL;
+            }
+            n = 0;
+        }
+        self->n_events = n;
+        self->next_event = 0;
+        for (int i = 0; i < n; i++) {
+            if ((uint32_t)(self->events[i].data.u64 & 0xFFFFFFFFu) != WATCHED)
+                continue;
+            PyObject *fd = PyLong_FromLong((long)(self->events[i].data.u64 >> 32));
+            if (fd == NULL || PyList_Append(watched, fd) < 0) {
+                Py_XDECREF(fd);
+                Py_DECREF(watched);
+                return NULL;
+            }
+            Py_DECREF(fd);
+        }
+    }
     Py_ssize_t count = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (int i = 0; i < n; i++) {
-        uint32_t slot = (uint32_t)(self->events[i].data.u64 & 0xFFFFFFFFu);
-        if (slot == WATCHED || count >= self->capacity)
-            continue;
-        int fd = (int)(self->events[i].data.u64 >> 32);
-        count = drain_fd(self, fd, slot, count);
+    while (self->next_event < self->n_events && count < self->capacity) {
+        struct epoll_event *ev = &self->events[self->next_event];
+        uint32_t slot = (uint32_t)(ev->data.u64 & 0xFFFFFFFFu);
+        if (slot != WATCHED && slot != REMOVED) {
+            count = drain_fd(self, (int)(ev->data.u64 >> 32), slot, count);
+            if (count >= self->capacity)
+                break; /* the batch is full: this socket may hold more, the next call goes on here */
+        }
+        self->next_event++;
     }
     Py_END_ALLOW_THREADS
-    for (int i = 0; i < n; i++) {
-        if ((uint32_t)(self->events[i].data.u64 & 0xFFFFFFFFu) != WATCHED)
-            continue;
-        PyObject *fd = PyLong_FromLong((long)(self->events[i].data.u64 >> 32));
-        if (fd == NULL || PyList_Append(watched, fd) < 0) {
-            Py_XDECREF(fd);
-            Py_DECREF(watched);
-            return NULL;
-        }
-        Py_DECREF(fd);
-    }
     return Py_BuildValue("(nN)", count, watched);
+}
+
+static PyObject *Receiver_pending(Receiver *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromLong(self->n_events - self->next_event);
 }
 
 static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
@@ -394,6 +418,8 @@ static PyMethodDef Receiver_methods[] = {
     {"remove", (PyCFunction)Receiver_remove, METH_VARARGS, "remove(fd)"},
     {"wait", (PyCFunction)Receiver_wait, METH_VARARGS,
      "wait(timeout_ms) -> (count, ready watched fds): drain every ready socket"},
+    {"pending", (PyCFunction)Receiver_pending, METH_NOARGS,
+     "pending() -> ready sockets of the last epoll_wait not yet drained (the next wait goes on with them)"},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS, "drain(fd, slot) -> count: read one socket now"},
     {"source", (PyCFunction)Receiver_source, METH_VARARGS, "source(i) -> address tuple of datagram i"},
     {"close", (PyCFunction)Receiver_close, METH_NOARGS, "close the epoll descriptor"},

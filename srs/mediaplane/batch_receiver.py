@@ -39,6 +39,7 @@ class Engine(Protocol):
     def watch(self, fd: int) -> None: ...
     def remove(self, fd: int) -> None: ...
     def wait(self, timeout_ms: int) -> tuple[int, list[int]]: ...
+    def pending(self) -> int: ...
     def drain(self, fd: int, slot: int) -> int: ...
     def source(self, i: int) -> Any: ...
     def close(self) -> None: ...
@@ -85,6 +86,8 @@ class PyReceiver:
         self.epoll = select.epoll()
         self._sockets: dict[int, tuple[socket.socket, int]] = {}
         self._addresses: list[Any] = [None] * self.capacity
+        self._ready: list[int] = []
+        """Ready sockets of the last poll not yet drained."""
 
     def add(self, fd: int, slot: int) -> None:
         sock = socket.socket(fileno=os.dup(fd))
@@ -97,6 +100,7 @@ class PyReceiver:
         self.epoll.register(fd, select.EPOLLIN)
 
     def remove(self, fd: int) -> None:
+        self._ready = [ready for ready in self._ready if ready != fd]
         with contextlib.suppress(OSError, ValueError):
             self.epoll.unregister(fd)
         entry = self._sockets.pop(fd, None)
@@ -104,19 +108,30 @@ class PyReceiver:
             entry[0].close()
 
     def wait(self, timeout_ms: int) -> tuple[int, list[int]]:
-        try:
-            events = self.epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1, self.max_events)
-        except InterruptedError:
-            events = []
-        count = 0
         watched: list[int] = []
-        for fd, _mask in events:
-            entry = self._sockets.get(fd)
-            if entry is None:
-                watched.append(fd)
-            elif count < self.capacity:
-                count = self._drain(entry[0], entry[1], count)
+        if not self._ready:
+            try:
+                events = self.epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1, self.max_events)
+            except InterruptedError:
+                events = []
+            for fd, _mask in events:
+                if fd in self._sockets:
+                    self._ready.append(fd)
+                else:
+                    watched.append(fd)
+            self._ready.reverse()  # taken from the end, in the order the poll gave
+        count = 0
+        while self._ready and count < self.capacity:
+            fd = self._ready[-1]
+            sock, slot = self._sockets[fd]
+            count = self._drain(sock, slot, count)
+            if count >= self.capacity:
+                break  # full: this socket may hold more, the next wait goes on here
+            self._ready.pop()
         return count, watched
+
+    def pending(self) -> int:
+        return len(self._ready)
 
     def drain(self, fd: int, slot: int) -> int:
         entry = self._sockets.get(fd)
@@ -217,6 +232,12 @@ class BatchReceiver:
         count, watched = self.engine.wait(max(0, int(timeout * 1000 + 0.999)) if timeout > 0 else 0)
         self.count = count
         return watched
+
+    @property
+    def pending(self) -> int:
+        """Ready sockets of the last poll not drained yet: the next :meth:`wait` goes on with them
+        instead of polling again (so a round drains every socket once, whole)."""
+        return self.engine.pending()
 
     def drain(self, fd: int, slot: int) -> int:
         """Read what is queued on one socket now (rows from 0); sets and returns :attr:`count`."""

@@ -58,6 +58,8 @@ _COMMANDS_PER_ROUND = 32
 _DATAGRAM_SIZE = 2048
 _BATCH_CAPACITY = 2048
 """Datagrams per batch (4 MB of rows); a round that fills it is followed by another at once."""
+_MAX_BATCHES_PER_ROUND = 16
+"""Full batches one round may take before it flushes (an endless queue must not starve writing)."""
 _PR_SET_PDEATHSIG = 1
 RECEIVE_INTERVAL = 0.1
 """Seconds between receive rounds: five packets of every 20 ms stream per round, so the per-run
@@ -330,23 +332,29 @@ class WorkerLoop:
         slice_no = 0
         while self.running:
             started = clock()
-            full = self._round(control_fd)
+            for _ in range(_MAX_BATCHES_PER_ROUND):
+                if not self._round(control_fd) or not self.running:
+                    break  # every socket that was ready is drained
             now = clock()
             if now >= next_flush:
-                self._flush_slice(slice_no, now)
-                slice_no = (slice_no + 1) % self.slices
-                next_flush += step
+                # the slices due since the last round (one, unless flushes come faster than rounds)
+                due = min(self.slices, 1 + int((now - next_flush) / step))
+                for _ in range(due):
+                    self._flush_slice(slice_no, now)
+                    slice_no = (slice_no + 1) % self.slices
+                next_flush += due * step
                 if next_flush < now:
                     next_flush = now + step
-            if full:
-                continue  # more is queued than one batch holds: go on at once
             # until the next round only commands wake the loop; what arrives meanwhile keeps its
             # kernel arrival, so waiting costs no accuracy and lets every stream bring a few packets
-            self._wait_for_commands(min(started + self.receive_interval, next_flush))
+            # (flushes wait for the round: one that woke the loop on its own would read one packet
+            # of every stream and halve the next round's runs)
+            self._wait_for_commands(started + self.receive_interval)
         self.recordings.abort_all()
 
     def _round(self, control_fd: int) -> bool:
-        """One receive round: everything queued now, then any commands; True when the batch was full."""
+        """One batch of a receive round, then any commands; True while sockets that were ready when
+        the round began are still to be drained (the batch filled first)."""
         try:
             watched = self.receiver.wait(0)
         except InterruptedError:
@@ -356,7 +364,7 @@ class WorkerLoop:
             self._deliver_batch(count)
         if control_fd in watched:
             self._commands()
-        return count >= self.receiver.capacity
+        return self.receiver.pending > 0
 
     def _wait_for_commands(self, until: float) -> None:
         while self.running:

@@ -151,3 +151,38 @@ def test_one_flooded_socket_does_not_fill_a_batch_alone(rig: Rig) -> None:
     rig.batch.wait(0.05)
     slots = sorted(int(s) for s in rig.batch.slots[: rig.batch.count])
     assert slots == [10] * 5 + [11]
+
+
+def test_a_round_drains_each_ready_socket_once_across_full_batches(rig: Rig) -> None:
+    """Capacity 8: a round that finds 3 sockets with 4 datagrams each takes two batches, without a
+    new poll in between; what a drained socket receives meanwhile waits for the next round."""
+    for n in range(4):
+        for rx in range(3):
+            rig.send(rx, 0, bytes([rx, n]) * 10)
+    time.sleep(0.02)
+    rig.batch.wait(0.05)
+    first = rig.batch.count
+    assert first == 8 and rig.batch.pending > 0
+    rig.send(0, 0, bytes([0, 9]) * 10)  # socket 0 was drained already in this round
+    time.sleep(0.01)
+    rig.batch.wait(0)
+    second = [rig.batch.datagram(i)[:2] for i in range(rig.batch.count)]
+    assert rig.batch.count == 4 and rig.batch.pending == 0
+    assert bytes([0, 9]) not in second
+    rig.batch.wait(0.05)  # the next round
+    assert [rig.batch.datagram(i)[:2] for i in range(rig.batch.count)] == [bytes([0, 9])]
+
+
+def test_a_removed_socket_is_not_drained_later_in_the_round(rig: Rig) -> None:
+    for n in range(4):
+        for rx in range(3):
+            rig.send(rx, 0, bytes([rx, n]) * 10)
+    time.sleep(0.02)
+    rig.batch.wait(0.05)
+    assert rig.batch.count == 8
+    taken = {rig.batch.datagram(i)[0] for i in range(8)}
+    left = ({0, 1, 2} - taken) or {int(rig.batch.slots[7]) - 10}
+    for rx in left:
+        rig.batch.remove(rig.rx[rx].fileno())
+    rig.batch.wait(0)
+    assert {int(s) - 10 for s in rig.batch.slots[: rig.batch.count]}.isdisjoint(left)
