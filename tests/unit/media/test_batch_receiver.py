@@ -47,10 +47,14 @@ class Rig:
         """(slot, data, sender index, arrival ns) of everything queued, batch after batch."""
         out = []
         ports = [sock.getsockname()[1] for sock in self.tx]
+        empty = 0
         for _ in range(1000):
             self.batch.wait(0.05)
             batch = self.batch
-            if batch.count == 0:
+            # an empty batch may only have finished the last poll's sockets: done after a fresh
+            # poll finds nothing too
+            empty = empty + 1 if batch.count == 0 else 0
+            if empty == 2:
                 return out
             for i in range(batch.count):
                 source = batch.source(i)
