@@ -328,7 +328,7 @@ class Daemon:
         if repaired:
             self.log.warning("recordings_repaired", count=repaired)
         tune_collector()
-        receiver = RtpReceiver(loop, loop.time)
+        receiver = RtpReceiver(loop)  # monotonic, as the wire clock maps kernel stamps
         plane: MediaPlane | None = None
         if self.config.media.workers > 0:
             worker_plane = WorkerPlane(
@@ -521,9 +521,12 @@ class Daemon:
         return {"active_sessions": self.ua.active_sessions, "active_streams": streams}
 
     # ----------------------------------------------------------- SIP
-    def _on_sip(self, data: bytes, source: Address, transport: Transport, local: Address) -> None:
-        assert self.loop is not None
-        self._handle(self.ua.receive(data, source, transport, local, self.loop.time()))
+    def _on_sip(
+        self, data: bytes, source: Address, transport: Transport, local: Address, arrival: float
+    ) -> None:
+        """``arrival`` is when the message came off the wire (UDP: the kernel's stamp): a BYE that
+        waited in the socket still ends its recording where it arrived, not where it was read."""
+        self._handle(self.ua.receive(data, source, transport, local, arrival))
 
     def _on_stream_error(
         self, head: bytes, peer: Address, kind: Transport, local: Address, exc: ParseError

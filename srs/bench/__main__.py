@@ -3,15 +3,20 @@
 Sections (each measured on loopback, bounded in time and count):
 
 * ``media``: the largest number of concurrent two-stream G.711 calls one media worker pinned to
-  one core records with zero lost packets and every WAV right; CPU µs per packet (receive to
-  disk) and RSS per call at that level; ``media_in_process`` is the same ladder for the
-  in-process plane (readers on the daemon's uvloop), the shape srs had before workers.
+  one core records with zero lost packets and every WAV right; CPU µs per packet of srs (receive
+  to disk, every srs process) and RSS per call at that level, and at each level the receive-only
+  floor (the same loop discarding what it receives), the ratio of the two and how far behind
+  schedule the RTP generator (native, ``sendmmsg``, where a C compiler is installed) fell;
+  ``media_in_process`` is the same ladder for the in-process plane (readers on the daemon's
+  uvloop), the shape srs had before workers.
 * ``setup``: SIPREC setups per second (INVITE→200→ACK, BYE→200) at zero failed calls, srs against
   ``sipp -sn uas`` driven by the same SIPp client in the same run, and their ratio.
 * ``end_to_end``: the load generator against a running daemon (media in a worker): failed calls,
   BYE → available p50/p99, every recording checked in the index and as a WAV.
 * ``index``: lookup by call-recording-id and API list p99 with ``rows`` recordings indexed.
 * ``index_pg``: the same on PostgreSQL, a throw-away server started for it (``index_postgresql``).
+* ``lowload``: 200 calls from SIPp (pcap play) against a daemon: CPU of every srs process per
+  packet where each stream brings few packets per wake-up (not in ``--quick``).
 
 ``--quick`` is the CI variant (small levels, a few minutes, no thresholds).
 """
@@ -37,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from srs.bench import index as index_bench
-from srs.bench import loadgen, media
+from srs.bench import loadgen, media, native_sender
+from srs.bench.lowload import low_load
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "sipp-scenarios"
@@ -294,13 +300,17 @@ def _uvloop_run(coro: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srs.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CI variant (a few minutes)")
-    sections = ["media", "inprocess", "setup", "e2e", "index", "index_pg"]
+    sections = ["media", "inprocess", "setup", "e2e", "index", "index_pg", "lowload"]
     parser.add_argument("--only", action="append", choices=sections)
     parser.add_argument("--levels", help="comma-separated call counts for the media ladder")
     parser.add_argument("--seconds", type=float, help="seconds per media level")
     parser.add_argument("--rows", type=int, help="recordings in the index benchmark")
     parser.add_argument("--media-cpu", type=int, default=0, help="the core the media path is pinned to")
     parser.add_argument("--senders", type=int, default=2, help="RTP sender processes of the load generator")
+    parser.add_argument(
+        "--python-senders", action="store_true", help="RTP from Python, not the native sender"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the receive-only floor of each level")
     args = parser.parse_args(argv)
     quick = args.quick
     cpus = sorted(os.sched_getaffinity(0))
@@ -314,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         else ([50, 100] if quick else [250, 500, 1000, 1500, 2000, 2500])
     )
     seconds = args.seconds or (4.0 if quick else 10.0)
-    only = set(args.only or ["media", "inprocess", "setup", "e2e", "index", "index_pg"])
+    only = set(args.only or ["media", "inprocess", "setup", "e2e", "index", "index_pg",
+                             *([] if quick else ["lowload"])])
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -326,9 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="srs-bench-") as scratch:
         work = Path(scratch)
+        native = None if args.python_senders else native_sender.build(work)
         if "media" in only:
             best, runs = asyncio.run(
-                media.ladder(levels, seconds, media_cpu=media_cpu, other_cpus=others, senders=args.senders)
+                media.ladder(
+                    levels,
+                    seconds,
+                    media_cpu=media_cpu,
+                    other_cpus=others,
+                    senders=args.senders,
+                    native=native,
+                    floor=not args.no_floor,
+                )
             )
             at_best = next((r for r in runs if r["calls"] == best), runs[-1] if runs else {})
             us = at_best.get("us_per_packet") or 0
@@ -337,6 +357,17 @@ def main(argv: list[str] | None = None) -> int:
                 "us_per_packet": us,
                 "rss_per_call_kb": at_best.get("rss_per_call_kb"),
                 "projected_calls_per_core": int(1e6 / (us * 100)) if us else None,
+                "generator": "native sendmmsg" if native is not None else "python",
+                "by_level": {
+                    r["calls"]: {
+                        "us_per_packet": r["us_per_packet"],
+                        "floor_us_per_packet": r.get("floor_us_per_packet"),
+                        "ratio_to_floor": r.get("ratio_to_floor"),
+                        "zero_loss": r["zero_loss"],
+                        "generator_lag_ms": r.get("generator_lag_ms"),
+                    }
+                    for r in runs
+                },
                 "levels": runs,
             }
             _progress(report, "media")
@@ -373,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                 if quick
                 else end_to_end(work, 400, 40.0, 5.0, media_cpu, others)
             )
+        if "lowload" in only:
+            report["lowload"] = low_load(work, daemon, children, free_port, SCENARIOS)
+            _progress(report, "lowload")
         if "index" in only:
             rows = args.rows or (20_000 if quick else 1_000_000)
             report["index"] = index_bench.run(
@@ -384,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             report["index_postgresql"] = index_bench.run_postgresql(
                 rows, 500 if quick else 5000, 100 if quick else 300, directory=work
             )
+            _progress(report, "index_postgresql")
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     print(json.dumps(report, indent=2))
     return 0
 

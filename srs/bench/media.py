@@ -8,8 +8,15 @@ processes, pinned to the other cores.
 
 For each load level: every call streams two tones for ``seconds``; then the senders stop, every
 recording is closed, and per stream packets received are compared with packets sent; the WAVs
-are checked for length, gaps and both tones.  CPU time of the worker over the steady window
-divided by the packets it received gives µs per packet (receive to disk).
+are checked for length, gaps and both tones.  CPU time of srs (the worker and this process, which
+plays the daemon's part) over the steady window divided by the packets received gives µs per
+packet (receive to disk).
+
+RTP comes from the native sender (:mod:`srs.bench.native_sender`, ``sendmmsg``, every stream at
+its own phase within each 20 ms) where a C compiler is installed, else from the Python senders of
+the load generator; either way each level says how far behind schedule the generator fell. With
+``receive_only`` the worker discards every datagram after receiving it: the floor, what the
+receive loop alone costs, to read the full figure against.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from typing import Any
 import numpy as np
 import srs_codecs
 
-from srs.bench.loadgen import LEVEL, sender_main, tones
+from srs.bench.loadgen import LEVEL, sender_main, tone_payload, tones
+from srs.bench.native_sender import PTIME_NS, NativeSender, SenderReport, Stream
 from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
@@ -99,6 +107,11 @@ class LevelResult:
     worker_rss_loaded: int
     sender_worst_lag_ms: float
     examples: list[str]
+    srs_cpu_s: float = 0.0
+    """CPU of every srs process over the window: the worker and this process (the daemon's part)."""
+    generator: str = "python"
+    sender: SenderReport | None = None
+    receive_only: bool = False
 
     @property
     def generator_limited(self) -> bool:
@@ -110,8 +123,22 @@ class LevelResult:
         return self.packets_lost == 0 and self.bad_wavs == 0 and self.packets_sent > 0
 
     def as_dict(self) -> dict[str, Any]:
+        sender = self.sender
         return {
             "calls": self.calls,
+            "receive_only": self.receive_only,
+            "generator": self.generator,
+            "generator_lag_ms": None
+            if sender is None
+            else {
+                "p50": sender.lag_p50_ms,
+                "p99": sender.lag_p99_ms,
+                "max": sender.lag_max_ms,
+                "packets_over_1ms_late": sender.late_1ms,
+                "packets_over_5ms_late": sender.late_5ms,
+                "send_errors": sender.errors,
+            },
+            "srs_cpu_s": round(self.srs_cpu_s, 3),
             "seconds": self.seconds,
             "packets_sent": self.packets_sent,
             "packets_received": self.packets_received,
@@ -166,7 +193,10 @@ async def run_level(
     port_low: int = 20000,
     directory: Path | None = None,
     in_process: bool = False,
+    native: Path | None = None,
+    receive_only: bool = False,
 ) -> LevelResult:
+    """One level; ``native`` is the built ``rtpsend`` (None: the Python senders)."""
     loop = asyncio.get_running_loop()
     plane: MediaPlane
     flusher: asyncio.Task[None] | None = None
@@ -176,7 +206,7 @@ async def run_level(
         worker_pid = os.getpid()
         flusher = loop.create_task(_flush_every(plane, 1.0))
     else:
-        worker = WorkerPlane(1)
+        worker = WorkerPlane(1, worker_options=("--receive-only",) if receive_only else ())
         worker.start(loop)
         plane = worker
         worker_pid = worker.pids[0]
@@ -186,7 +216,7 @@ async def run_level(
     ctx = mp.get_context("fork")
     pipes: list[Connection] = []
     procs = []
-    for _ in range(senders):
+    for _ in range(senders if native is None else 0):
         ours, theirs = ctx.Pipe()
         proc = ctx.Process(target=sender_main, args=(theirs, "127.0.0.1"), daemon=True)
         proc.start()
@@ -212,33 +242,68 @@ async def run_level(
         for s, port in enumerate(pair):
             plane.set_stream(key, port.port, StreamSpec(fmt, str(s + 1)), start)
     await asyncio.sleep(0.2)
-    t0 = time.monotonic() + 0.05
+    t0 = time.monotonic() + 0.3
     drops0 = udp_receive_errors()
-    for i in range(calls):
-        f1, f2 = tones(i)
-        for s, freq in enumerate((f1, f2)):
-            sid = 2 * i + s
-            # spread stream phases over one packet time, as independent calls are
-            pipes[sid % senders].send(
-                ("start", sid, ports[f"c{i}"][s].port, 0x1000 + sid, freq, t0 + (sid % 97) * 0.0002)
-            )
-    await asyncio.sleep(min(2.0, seconds / 3))
-    cpu0, w0 = cpu_seconds(worker_pid), time.monotonic()
-    await asyncio.sleep(seconds - min(2.0, seconds / 3))
-    cpu1, w1 = cpu_seconds(worker_pid), time.monotonic()
+    natives: list[tuple[NativeSender, list[int]]] = []
+    if native is not None:
+        # every stream at its own phase within the 20 ms (golden-ratio spread: neighbours far apart)
+        tables: list[list[Stream]] = [[] for _ in range(senders)]
+        ids: list[list[int]] = [[] for _ in range(senders)]
+        for i in range(calls):
+            for s, freq in enumerate(tones(i)):
+                sid = 2 * i + s
+                phase = int((sid * 0.6180339887498949) % 1.0 * PTIME_NS)
+                tables[sid % senders].append(
+                    Stream(ports[f"c{i}"][s].port, 0x1000 + sid, phase, tone_payload(freq))
+                )
+                ids[sid % senders].append(sid)
+        t0_ns = int(t0 * 1e9)
+        end_ns = t0_ns + int(seconds * 1e9)
+        for table, sids in zip(tables, ids, strict=True):
+            if table:
+                sender = NativeSender(native, table, t0_ns, end_ns, other_cpus)
+                _raise_priority(sender.process.pid)
+                natives.append((sender, sids))
+    else:
+        for i in range(calls):
+            f1, f2 = tones(i)
+            for s, freq in enumerate((f1, f2)):
+                sid = 2 * i + s
+                # spread stream phases over one packet time, as independent calls are
+                pipes[sid % senders].send(
+                    ("start", sid, ports[f"c{i}"][s].port, 0x1000 + sid, freq, t0 + (sid % 97) * 0.0002)
+                )
+    await asyncio.sleep(max(0.0, t0 - time.monotonic()) + min(2.0, seconds / 3))
+    me = os.getpid()
+    cpu0, own0, w0 = cpu_seconds(worker_pid), cpu_seconds(me), time.monotonic()
+    await asyncio.sleep(seconds - min(2.0, seconds / 3) - 0.5)
+    cpu1, own1, w1 = cpu_seconds(worker_pid), cpu_seconds(me), time.monotonic()
     rss_loaded = rss_bytes(worker_pid)
     sent = [[0, 0] for _ in range(calls)]
-    for p in pipes:
-        p.send(("done",))
     worst_lag = 0.0
-    for p in pipes:
-        while True:
-            msg = await loop.run_in_executor(None, p.recv)
-            if msg[0] == "sent":
-                sent[msg[1] // 2][msg[1] % 2] = msg[2]
-            elif msg[0] == "errors":
-                worst_lag = max(worst_lag, msg[2])
-                break
+    report: SenderReport | None = None
+    if natives:
+        reports = []
+        for sender, sids in natives:
+            result = await loop.run_in_executor(None, sender.finish, seconds + 30)
+            reports.append(result)
+            for sid, count in zip(sids, result.sent, strict=True):
+                sent[sid // 2][sid % 2] = count
+        report = _merge(reports)
+        worst_lag = report.lag_max_ms / 1000
+        await asyncio.sleep(0.1)  # the last packets reach the worker
+    else:
+        await asyncio.sleep(0.5)
+        for p in pipes:
+            p.send(("done",))
+        for p in pipes:
+            while True:
+                msg = await loop.run_in_executor(None, p.recv)
+                if msg[0] == "sent":
+                    sent[msg[1] // 2][msg[1] % 2] = msg[2]
+                elif msg[0] == "errors":
+                    worst_lag = max(worst_lag, msg[2])
+                    break
     end = time.monotonic()
     for key, pair in ports.items():
         for port in pair:
@@ -254,16 +319,18 @@ async def run_level(
     for pair in ports.values():
         for port in pair:
             allocator.release(port)
-    window_packets = 0
     received = 0
     lost = 0
     bad = 0
     examples: list[str] = []
+    total_sent = sum(map(sum, sent))
     for i in range(calls):
         res = results[f"c{i}"]
         if not isinstance(res, RecordingResult):
             bad += 1
             examples.append(f"c{i}: {res}")
+            continue
+        if receive_only:
             continue
         for s, stats in enumerate(res.streams):
             received += stats.packets_received
@@ -277,27 +344,50 @@ async def run_level(
                     f"c{i}: {problem} (late {st.packets_late}, reanchors {st.reanchors},"
                     f" clock adjustments {st.clock_adjustments}, gaps {st.gaps[:3]})"
                 )
-    window_packets = int(received * (w1 - w0) / max(1e-9, end - t0))
+    if receive_only:
+        # nothing is placed: what was sent and not dropped by the kernel was received
+        received = total_sent - drops
+        lost = drops
+    window_packets = int(received * (w1 - w0) / max(1e-9, seconds))
     for proc in procs:
         proc.join(5)
     if flusher is not None:
         flusher.cancel()
     plane.stop()
     tmp.cleanup()
+    own = 0.0 if in_process else own1 - own0
     return LevelResult(
         calls=calls,
         seconds=round(w1 - w0, 2),
-        packets_sent=sum(map(sum, sent)),
+        packets_sent=total_sent,
         packets_received=received,
         packets_lost=lost,
         kernel_drops=drops,
         bad_wavs=bad,
         worker_cpu_s=cpu1 - cpu0,
-        us_per_packet=(cpu1 - cpu0) * 1e6 / max(1, window_packets),
+        us_per_packet=(cpu1 - cpu0 + own) * 1e6 / max(1, window_packets),
         worker_rss_idle=rss_idle,
         worker_rss_loaded=rss_loaded,
         sender_worst_lag_ms=worst_lag * 1000,
         examples=examples,
+        srs_cpu_s=cpu1 - cpu0 + own,
+        generator="native" if natives else "python",
+        sender=report,
+        receive_only=receive_only,
+    )
+
+
+def _merge(reports: list[SenderReport]) -> SenderReport:
+    """One report for several sender processes: counts add up, lags are the worst of them."""
+    return SenderReport(
+        sent=[],
+        packets=sum(r.packets for r in reports),
+        late_1ms=sum(r.late_1ms for r in reports),
+        late_5ms=sum(r.late_5ms for r in reports),
+        lag_p50_ms=max(r.lag_p50_ms for r in reports),
+        lag_p99_ms=max(r.lag_p99_ms for r in reports),
+        lag_max_ms=max(r.lag_max_ms for r in reports),
+        errors=sum(r.errors for r in reports),
     )
 
 
@@ -315,8 +405,14 @@ async def ladder(
     other_cpus: set[int] | None,
     senders: int = 1,
     in_process: bool = False,
+    native: Path | None = None,
+    floor: bool = False,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Run levels in order until one loses packets; returns the largest zero-loss level and all results."""
+    """Run levels in order until one loses packets; returns the largest zero-loss level and all results.
+
+    With ``floor`` each level is run a second time with a worker that only receives (the same
+    receive loop, every datagram discarded): ``floor_us_per_packet`` and ``ratio_to_floor`` say how
+    much of the cost is srs's own work rather than getting the datagrams out of the kernel."""
     best = 0
     out: list[dict[str, Any]] = []
     with _session_first():
@@ -328,8 +424,25 @@ async def ladder(
                 other_cpus=other_cpus,
                 senders=senders,
                 in_process=in_process,
+                native=native,
             )
-            out.append(result.as_dict())
+            entry = result.as_dict()
+            if floor and not in_process:
+                base = await run_level(
+                    calls,
+                    seconds,
+                    media_cpu=media_cpu,
+                    other_cpus=other_cpus,
+                    senders=senders,
+                    native=native,
+                    receive_only=True,
+                )
+                entry["floor"] = base.as_dict()
+                entry["floor_us_per_packet"] = round(base.us_per_packet, 2)
+                entry["ratio_to_floor"] = (
+                    round(result.us_per_packet / base.us_per_packet, 2) if base.us_per_packet else None
+                )
+            out.append(entry)
             if result.zero_loss:
                 best = calls
             if not result.zero_loss or result.generator_limited:

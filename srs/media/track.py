@@ -69,6 +69,9 @@ class PayloadFormat:
 SAMPLE_CODECS = frozenset({"PCMU", "PCMA", "G722", "L16"})
 """Codecs whose decoding of concatenated payloads equals the concatenated decodings,
 so a whole block decodes in one call."""
+RUN_CODECS = frozenset({"PCMU", "PCMA"})
+"""Codecs :meth:`StreamTrack.push_run` takes whole: one byte is one sample of the 8 kHz timeline,
+so a run of packets end to end is one payload placed at its first packet's position."""
 
 _AUDIO, _DTMF, _CN = 0, 1, 2
 _MAX_DROPOUT = 3000
@@ -251,6 +254,12 @@ class StreamTrack:
                     self._audio_pt = pt
         self._kinds.setdefault(13, _CN)
         self._decoders: dict[int, Decoder | None] = {}
+        self._run_pts = frozenset(
+            pt
+            for pt, fmt in self._formats.items()
+            if fmt.encoding.upper() in RUN_CODECS and fmt.clock_rate == sample_rate == 8000
+        )
+        """Audio payload types whose in-order runs :meth:`push_run` places as one entry."""
         # latching
         self._source: tuple[str, int] | None = None
         self._relatch_pending = False
@@ -437,6 +446,65 @@ class StreamTrack:
             if pos < 0:
                 return
         self._pending.append((ext, pos, b1, data[12:]))
+
+    def push_run(
+        self,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        pt: int,
+        payload: bytes,
+        count: int,
+        arrivals: Sequence[float],
+        source: tuple[str, int],
+    ) -> bool:
+        """Take ``count`` datagrams at once, or none (False: the caller pushes them one by one).
+
+        The batch receive path's common case: plain 12-byte headers (first byte 0x80) whose second
+        byte is ``pt``, SSRC ``ssrc``, sequence numbers ``seq, seq+1 ...`` and timestamps ``ts,
+        ts+size ...`` (``size = len(payload) // count``, the equal payload of each, ``payload``
+        their concatenation), all from ``source``, with ``arrivals`` their arrival times; the
+        caller has checked that much. Taken only when :meth:`push` would give every one of them
+        its fast path and place each where the previous one ended; the run then waits as one
+        entry, which renders to the same samples and statistics (a property test holds both to
+        that)."""
+        if (
+            ssrc != self._ssrc
+            or pt != self._audio_pt
+            or pt not in self._run_pts
+            or (seq - self._max_seq) & 0xFFFF != 1
+            or source != self._source
+            or count < 1
+        ):
+            return False
+        size = len(payload) // count
+        last_ts = self._last_ts
+        t = (ts - last_ts) & 0xFFFFFFFF
+        if t >= 0x80000000:
+            t -= 0x100000000
+        ext_ts = last_ts + t
+        pos = ext_ts + self._offset
+        if pos < self._rendered_until:
+            return False
+        rate = self._rate
+        best = -math.inf
+        at = pos
+        for arrival in arrivals:
+            drift = at - arrival * rate
+            if drift > best:
+                best = drift
+            at += size
+        if best > self._drift_hi:
+            return False  # one of them re-anchors: the per-packet path does that
+        if best > self._best_drift:
+            self._best_drift = best
+        self._last_arrival = arrivals[-1]
+        ext = self._max_seq + 1
+        self._max_seq = ext + count - 1
+        self._last_ts = ext_ts + (count - 1) * size
+        self._unique += count
+        self._pending.append((ext, pos, self._audio_pt, payload))
+        return True
 
     def _push_general(
         self,

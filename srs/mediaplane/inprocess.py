@@ -14,6 +14,7 @@ from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSp
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.recordings import RecordingSet
+from srs.wire_clock import ANCILLARY_SIZE, realtime_offset, stamp_of, to_monotonic
 
 _RECV_SIZE = 2048
 _LIVE_PUMP_S = 0.005
@@ -21,7 +22,12 @@ _LIVE_PUMP_S = 0.005
 
 
 class RtpReceiver:
-    """Registers bound ports with the event loop and drains them as they become readable."""
+    """Registers bound ports with the event loop and drains them as they become readable.
+
+    Each datagram is handed on with the kernel's arrival stamp (:mod:`srs.wire_clock`), so what
+    waited in the socket while the loop was busy is placed where it arrived, not where it was read.
+    ``clock`` is the monotonic clock (the read time bounds each stamp, and stands in without one).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
         self.loop = loop
@@ -39,15 +45,16 @@ class RtpReceiver:
                 self.loop.remove_reader(sock.fileno())
 
     def _drain_rtp(self, port: RtpPort) -> None:
-        recv = port.rtp.recvfrom
+        recvmsg = port.rtp.recvmsg
         sink = port.sink
         transform = port.filter
-        arrival = self.clock()
+        offset = realtime_offset()
+        read_at = self.clock()
         counters = port.counters
         n = 0
         while True:
             try:
-                data, addr = recv(_RECV_SIZE)
+                data, ancdata, _flags, addr = recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
             except BlockingIOError:
                 break
             except OSError:
@@ -63,14 +70,15 @@ class RtpReceiver:
                     counters.dropped_srtp += 1
                     continue
                 data = clear
-            sink(data, addr, arrival)
+            sink(data, addr, to_monotonic(stamp_of(ancdata), offset, read_at))
         counters.packets += n
 
     def _drain_rtcp(self, port: RtpPort) -> None:
-        arrival = self.clock()
+        offset = realtime_offset()
+        read_at = self.clock()
         while True:
             try:
-                data, addr = port.rtcp.recvfrom(_RECV_SIZE)
+                data, ancdata, _flags, addr = port.rtcp.recvmsg(_RECV_SIZE, ANCILLARY_SIZE)
             except BlockingIOError:
                 return
             except OSError:
@@ -78,7 +86,7 @@ class RtpReceiver:
                 return
             port.counters.rtcp_packets += 1
             if port.rtcp_sink is not None:
-                port.rtcp_sink(data, addr, arrival)
+                port.rtcp_sink(data, addr, to_monotonic(stamp_of(ancdata), offset, read_at))
 
 
 class InProcessPlane(MediaPlane):

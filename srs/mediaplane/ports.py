@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from srs.wire_clock import enable_timestamps
+
 Sink = Callable[[bytes, tuple[str, int], float], None]
 
 
@@ -103,6 +105,7 @@ class PortAllocator:
                 bound.append(sock)
                 sock.setblocking(False)
                 sock.bind((self.bind_host, p))
+                enable_timestamps(sock)  # every datagram carries its arrival (srs.wire_clock)
         except OSError:
             for sock in bound:
                 sock.close()

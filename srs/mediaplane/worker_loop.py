@@ -1,4 +1,4 @@
-"""The media worker process (child side): an epoll loop that receives, places and writes its recordings.
+"""The media worker process (child side): a batch receive loop that places and writes its recordings.
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
 to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
@@ -9,14 +9,23 @@ per-stream activity when asked (``("activity", taken_at, {key: {port: activity t
 fields of :class:`~srs.media.track.StreamActivity`).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
-Why a process and not the daemon's loop: one packet through ``loop.add_reader`` costs several
-microseconds of loop machinery; here it is one ``epoll`` result and one ``recvfrom``, handed
-straight to the track's ``push`` for plain RTP ports. A poll that returns only a few events is
-followed by a millisecond's pause so the next one returns a batch. Recorders are flushed a slice
-at a time (every ``flush_interval / slices``) so no single pause of the loop holds up more than a
-fraction of the calls' packets. With crash journals every datagram a track gets is first appended
-to its recording's journal through the port's lane (``lane.record``: the one call per datagram on
-either path, see :mod:`srs.mediaplane.journal`).
+Receiving is per batch, not per datagram: every ``receive_interval`` the loop takes whatever its
+ports hold in one call (:class:`~srs.mediaplane.batch_receiver.BatchReceiver`: epoll and
+``recvmmsg`` in C, each datagram with its kernel arrival), cuts the batch into per-port runs with
+numpy (:mod:`~srs.mediaplane.batch_delivery`) and hands each run of in-order RTP to its track in one
+call. Waiting between rounds costs no accuracy, since a datagram's time is the kernel's, not the
+read's; it is what makes one wake-up carry several packets of every stream, however few calls
+there are. Between rounds only the command socket wakes the loop. Recorders are flushed a slice at
+a time (every ``flush_interval / slices``) so no single pause holds up more than a fraction of the
+calls.
+
+Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop._deliver_batch`
+(a whole batch, routed by slot), :meth:`WorkerLoop._deliver_run` (plain RTP of a port with a track),
+:meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
+:meth:`WorkerLoop._deliver_rtcp`.
+With crash journals every datagram a track gets is first appended to its recording's journal through
+the port's lane (``lane.record``, on every path; see :mod:`srs.mediaplane.journal`). While a call has
+live listeners the rounds come every 20 ms instead (the live tap's latency budget is 100 ms).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
 the group (the daemon drains calls first); they exit on ``stop``, on end-of-file of the command
@@ -40,19 +49,34 @@ from typing import Any
 
 from srs.collector import tune_collector
 from srs.errors import SrsError
+from srs.media.track import StreamTrack
+from srs.mediaplane.batch_delivery import Runs, SourceNames, deliver_run, split_runs
+from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
+from srs.wire_clock import enable_timestamps
 
 _MAX_COMMAND = 1 << 22
 _MAX_BATCH_FDS = 250
 """Descriptors one batch may carry (the kernel's SCM_MAX_FD is 253)."""
 _MAX_BATCH = 256
+"""Commands one batch message may carry."""
 _MAX_EARLY = 64
+_LIVE_INTERVAL = 0.02
+"""Receive rounds while a call has live listeners (the tap's frames leave once per round)."""
 _COMMANDS_PER_ROUND = 32
-_RECV_SIZE = 2048
-_MAX_EVENTS = 4096
+_DATAGRAM_SIZE = 2048
+_BATCH_CAPACITY = 2048
+"""Datagrams per batch (4 MB of rows); a round that fills it is followed by another at once."""
+_MAX_BATCHES_PER_ROUND = 16
+"""Full batches one round may take before it flushes (an endless queue must not starve writing)."""
 _PR_SET_PDEATHSIG = 1
+RECEIVE_INTERVAL = 0.1
+"""Seconds between receive rounds: five packets of every 20 ms stream per round, so the per-run
+work is shared by five packets. A datagram read this much later is still placed at its arrival,
+every flush comes right after a round (nothing queued is older than what it writes), and an RTP
+socket's 1 MB receive buffer holds seconds of its stream."""
 
 
 @dataclass(slots=True)
@@ -61,16 +85,16 @@ class _Port:
     key: str
     rtp: socket.socket
     rtcp: socket.socket
-    recvfrom: Callable[[int], tuple[bytes, Any]]
+    slot: int
+    """The RTP socket's slot in the receiver; the RTCP socket's is ``slot + 1``."""
     sink: Callable[[bytes, Any, float], None] | None = None
     rtcp_sink: Callable[[bytes, Any, float], None] | None = None
     filter: PacketFilter | None = None
-    packets: int = 0
+    track: StreamTrack | None = None
+    """The track plain RTP goes to in runs (None: the general path)."""
     dropped_srtp: int = 0
     early: list[tuple[bytes, Any, float]] = field(default_factory=list)
     """Datagrams that arrived before the stream was set up (RTP may follow the 200 OK at once)."""
-    fd: int = -1
-    """The RTP socket's descriptor (kept: it is looked up on every flush)."""
     lane: JournalLane = NO_LANE
     """Where the port's datagrams are journaled (a crash loses none that reached the worker)."""
 
@@ -83,18 +107,20 @@ class WorkerLoop:
     flush_interval: float = 1.0
     slices: int = 10
     clock: Callable[[], float] = time.monotonic
+    receive_interval: float = RECEIVE_INTERVAL
+    native: bool | None = None
+    """Which receive engine: None the native one where built, False the pure-Python one."""
+    receive_only: bool = False
+    """Receive and discard (the bench's floor: what the receive loop alone costs)."""
+    received: int = 0
+    """Datagrams discarded in ``receive_only`` mode."""
     recordings: RecordingSet = field(init=False)
-    by_fd: dict[int, _Port] = field(default_factory=dict)
-    rtcp_by_fd: dict[int, _Port] = field(default_factory=dict)
     by_port: dict[int, _Port] = field(default_factory=dict)
     by_key: dict[str, list[_Port]] = field(default_factory=dict)
-    fast: dict[
-        int, tuple[Callable[[int], tuple[bytes, Any]], Callable[[bytes, Any, float], None], JournalLane]
-    ] = field(default_factory=dict)
-    """RTP fd -> (recvfrom, track push, journal lane) of ports whose datagrams need nothing else."""
-    batch_wait: float = 0.001
-    batch_target: int = 64
-    """Fewer events than this from one poll: sleep ``batch_wait`` before the next."""
+    by_slot: list[_Port | None] = field(default_factory=list)
+    """Port by ``slot // 2`` (RTP slots are even, RTCP slots odd)."""
+    fast: dict[int, StreamTrack] = field(default_factory=dict)
+    """RTP slot -> track, for ports whose datagrams need nothing else (plain RTP with a track)."""
     running: bool = True
     dropped: dict[str, dict[int, int]] = field(default_factory=dict)
     """SRTP authentication failures of detached ports, by recording, until its close is answered."""
@@ -106,9 +132,13 @@ class WorkerLoop:
 
         self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal)
         self.live = LiveTaps(srs_codecs.get_decoder)
-        self.epoll = select.epoll()
+        self.receiver = BatchReceiver(_BATCH_CAPACITY, _DATAGRAM_SIZE, native=self.native)
+        self._free_slots: list[int] = []
+        self._names = SourceNames()
         self.control.setblocking(False)
-        self.epoll.register(self.control.fileno(), select.EPOLLIN)
+        self.receiver.watch(self.control.fileno())
+        self._commands_ready = select.poll()
+        self._commands_ready.register(self.control.fileno(), select.POLLIN)
 
     # -------------------------------------------------------------- commands
     def _reply(self, message: tuple[Any, ...]) -> None:
@@ -160,13 +190,20 @@ class WorkerLoop:
             _, key, port_no = message
             rtp = socket.socket(fileno=fds[0])
             rtcp = socket.socket(fileno=fds[1])
-            entry = _Port(port_no, key, rtp, rtcp, rtp.recvfrom, fd=rtp.fileno())
+            for sock in (rtp, rtcp):
+                sock.setblocking(False)
+                enable_timestamps(sock)  # the daemon's ports have it set already; any other port too
+            if self._free_slots:
+                index = self._free_slots.pop()
+            else:
+                index = len(self.by_slot)
+                self.by_slot.append(None)
+            entry = _Port(port_no, key, rtp, rtcp, 2 * index)
+            self.by_slot[index] = entry
             self.by_port[port_no] = entry
             self.by_key.setdefault(key, []).append(entry)
-            self.by_fd[rtp.fileno()] = entry
-            self.rtcp_by_fd[rtcp.fileno()] = entry
-            for sock in (rtp, rtcp):
-                self.epoll.register(sock.fileno(), select.EPOLLIN)
+            self.receiver.add(rtp.fileno(), entry.slot)
+            self.receiver.add(rtcp.fileno(), entry.slot + 1)
         elif op == "detach":
             self._detach(message[2])
         elif op == "open":
@@ -192,6 +229,7 @@ class WorkerLoop:
                 bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
                 bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
                 bound.lane = self.recordings.lane(key, port_no)
+                bound.track = track if plain else None
                 bound.sink = self.live.stream(
                     key, port_no, spec.label if spec else "", spec.formats if spec else None, bound.sink
                 )
@@ -258,24 +296,66 @@ class WorkerLoop:
             siblings.remove(entry)
         if not siblings:
             self.by_key.pop(entry.key, None)
+        self.fast.pop(entry.slot, None)
+        index = entry.slot // 2
+        if index < len(self.by_slot) and self.by_slot[index] is entry:
+            self.by_slot[index] = None
+            self._free_slots.append(index)
         for sock in (entry.rtp, entry.rtcp):
-            fd = sock.fileno()
-            self.by_fd.pop(fd, None)
-            self.fast.pop(fd, None)
-            self.rtcp_by_fd.pop(fd, None)
-            with contextlib.suppress(OSError):
-                self.epoll.unregister(fd)
+            self.receiver.remove(sock.fileno())
             sock.close()
 
     def _drain(self, entry: _Port) -> None:
-        """Take what is still queued on a port that is about to close (sent before the BYE)."""
-        arrival = self.clock()
-        while True:
-            try:
-                data, addr = entry.recvfrom(_RECV_SIZE)
-            except OSError:
-                return
-            self._deliver(entry, data, addr, arrival)
+        """Take what is still queued on a port that is about to close (sent before the BYE), each
+        datagram at its kernel arrival. Only between batches: the receiver's arrays are reused."""
+        for fd, slot in ((entry.rtp.fileno(), entry.slot), (entry.rtcp.fileno(), entry.slot + 1)):
+            while self.receiver.drain(fd, slot):
+                self._deliver_batch(self.receiver.count)
+
+    # -------------------------------------------------------------- delivery
+    def _deliver_batch(self, count: int) -> None:
+        """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
+        (:meth:`_deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        if self.receive_only:
+            self.received += count
+            return
+        runs = split_runs(self.receiver, count)
+        by_slot = self.by_slot
+        fast = self.fast
+        for r, slot in enumerate(runs.slots):
+            track = fast.get(slot)
+            if track is not None:
+                lane = by_slot[slot >> 1].lane  # type: ignore[union-attr]  # a fast slot has its port
+                if lane is not NO_LANE:
+                    self._journal_run(lane, runs, r)
+                self._deliver_run(track, runs, r)
+                continue
+            index = slot >> 1
+            entry = by_slot[index] if index < len(by_slot) else None
+            if entry is None:
+                continue  # a port detached while its datagrams were on their way
+            self._deliver_each(entry, slot & 1 == 1, runs, r)
+
+    def _journal_run(self, lane: JournalLane, runs: Runs, r: int) -> None:
+        """Every datagram of a run into the recording's journal before the track takes the run."""
+        batch = self.receiver
+        arrivals = runs.arrivals
+        for i in range(runs.starts[r], runs.ends[r]):
+            lane.record(batch.datagram(i), arrivals[i])
+
+    def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
+        """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
+        deliver_run(track, self.receiver, runs, r, self._names)
+
+    def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
+        batch = self.receiver
+        arrivals = runs.arrivals
+        for i in range(runs.starts[r], runs.ends[r]):
+            source = batch.source(i)
+            if rtcp:
+                self._deliver_rtcp(entry, batch.datagram(i), source, arrivals[i])
+            else:
+                self._deliver(entry, batch.datagram(i), source, arrivals[i])
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
@@ -293,75 +373,55 @@ class WorkerLoop:
         entry.lane.record(data, arrival)
         entry.sink(data, addr, arrival)
 
+    @staticmethod
+    def _deliver_rtcp(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
+        if entry.rtcp_sink is not None:
+            entry.rtcp_sink(data, addr, arrival)
+
     # -------------------------------------------------------------- loop
     def _reroute(self, entry: _Port) -> None:
-        """Keep the fast table in step with a port's sink: plain RTP with a track goes straight
-        to ``push``; early, SRTP and unbound ports take :meth:`_deliver`."""
-        fd = entry.rtp.fileno()
-        if entry.sink is not None and entry.filter is None:
-            self.fast[fd] = (entry.recvfrom, entry.sink, entry.lane)
+        """Keep the fast table in step with a port's sink: plain RTP with a track goes to the track
+        in runs; early, SRTP, live-tapped and unbound ports take :meth:`_deliver`."""
+        track = entry.track
+        if entry.sink is not None and entry.filter is None and track is not None and entry.sink == track.push:
+            self.fast[entry.slot] = track
         else:
-            self.fast.pop(fd, None)
+            self.fast.pop(entry.slot, None)
 
     def run(self) -> None:
         control_fd = self.control.fileno()
-        fast = self.fast
-        by_fd = self.by_fd
         clock = self.clock
-        sleep = time.sleep
         step = self.flush_interval / self.slices
-        batch_wait = self.batch_wait
-        batch_target = self.batch_target
         next_flush = clock() + step
         slice_no = 0
-        poll = self.epoll.poll
         while self.running:
-            timeout = next_flush - clock()
-            try:
-                events = poll(timeout if timeout > 0.0 else 0.0, _MAX_EVENTS)
-            except InterruptedError:
-                continue
-            arrival = clock()
-            commands = False
-            for fd, _mask in events:
-                route = fast.get(fd)
-                if route is not None:
-                    recvfrom, push, lane = route
-                    try:
-                        data, addr = recvfrom(_RECV_SIZE)
-                    except OSError:
-                        continue
-                    lane.record(data, arrival)
-                    push(data, addr, arrival)
-                    continue
-                entry = by_fd.get(fd)
-                if entry is None:
-                    commands = commands or fd == control_fd
-                    self._other(fd, control_fd)
-                    continue
-                try:
-                    data, addr = entry.recvfrom(_RECV_SIZE)
-                except OSError:
-                    continue
-                self._deliver(entry, data, addr, arrival)
+            started = clock()
+            for _ in range(_MAX_BATCHES_PER_ROUND):
+                if not self._round(control_fd) or not self.running:
+                    break  # every socket that was ready is drained
+            now = clock()
+            if now >= next_flush:
+                # the slices due since the last round (one, unless flushes come faster than rounds)
+                due = min(self.slices, 1 + int((now - next_flush) / step))
+                for _ in range(due):
+                    self._flush_slice(slice_no, now)
+                    slice_no = (slice_no + 1) % self.slices
+                next_flush += due * step
+                if next_flush < now:
+                    next_flush = now + step
+            # until the next round only commands wake the loop; what arrives meanwhile keeps its
+            # kernel arrival, so waiting costs no accuracy and lets every stream bring a few packets
+            # (flushes wait for the round: one that woke the loop on its own would read one packet
+            # of every stream and halve the next round's runs)
             if self.live.keys:
-                self._live_out(arrival)
-            if arrival >= next_flush:
-                self._flush_slice(slice_no, arrival)
-                slice_no = (slice_no + 1) % self.slices
-                next_flush += step
-                if next_flush < arrival:
-                    next_flush = arrival + step
-            elif not commands and len(events) < batch_target and next_flush - arrival > batch_wait:
-                # few datagrams per wake-up make the poll cost more than the packets: let some collect
-                # (the reorder window is half a second, so a millisecond of latency is free); never
-                # while commands come in (a burst of closes must not wait a millisecond per batch)
-                sleep(batch_wait)
+                self._live_out(now)
+            interval = min(self.receive_interval, _LIVE_INTERVAL) if self.live.keys else self.receive_interval
+            self._wait_for_commands(started + interval)
         # recordings still open when the worker goes keep their journals: the next start replays them
         self.recordings.abort_all(keep_journal=True)
 
     def _live_out(self, now: float) -> None:
-        """This poll's live frames as one datagram; never blocks (a full socket drops them, counted)."""
+        """This round's live frames as one datagram; never blocks (a full socket drops them, counted)."""
         frames = self.live.take(now)
         if not frames:
             return
@@ -371,30 +431,37 @@ class WorkerLoop:
         except OSError:
             self.live.dropped += len(frames)
 
-    def _other(self, fd: int, control_fd: int) -> None:
-        if fd == control_fd:
-            self._commands()
-            return
-        entry = self.rtcp_by_fd.get(fd)
-        if entry is None:
-            return
+    def _round(self, control_fd: int) -> bool:
+        """One batch of a receive round, then any commands; True while sockets that were ready when
+        the round began are still to be drained (the batch filled first)."""
         try:
-            data, addr = entry.rtcp.recvfrom(_RECV_SIZE)
-        except OSError:
-            return
-        if entry.rtcp_sink is not None:
-            entry.rtcp_sink(data, addr, self.clock())
+            watched = self.receiver.wait(0)
+        except InterruptedError:
+            return False
+        count = self.receiver.count
+        if count:
+            self._deliver_batch(count)
+        if control_fd in watched:
+            self._commands()
+        return self.receiver.pending > 0
+
+    def _wait_for_commands(self, until: float) -> None:
+        while self.running:
+            remaining = until - self.clock()
+            if remaining <= 0:
+                return
+            try:
+                ready = self._commands_ready.poll(max(1, int(remaining * 1000 + 0.5)))
+            except InterruptedError:
+                continue
+            if ready:
+                self._commands()
 
     def _flush_slice(self, slice_no: int, now: float) -> None:
+        """Write every ``slices``-th recording; the round just before took what the ports held."""
         slices = self.slices
-        # a port still readable now may hold datagrams of the stretch about to be written (after a
-        # stall, or when the loop runs behind): take them first; the others cost nothing here
-        queued = {fd for fd, _mask in self.epoll.poll(0, _MAX_EVENTS)}
         for i, key in enumerate(list(self.recordings.recordings)):
             if i % slices == slice_no:
-                for entry in self.by_key.get(key, ()):
-                    if entry.fd in queued:
-                        self._drain(entry)
                 failure = self.recordings.flush_one(key, now)
                 if failure is not None:
                     self._reply(("failed", key, failure))
@@ -427,13 +494,23 @@ def parse_journal_arg(value: str) -> JournalPolicy | None:
 
 
 def worker_main(argv: list[str]) -> int:
-    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL [JOURNAL]]``;
-    JOURNAL is ``off``, ``on`` (write-back by the kernel) or an fsync interval in seconds."""
+    """Entry point of ``python -m srs.mediaplane.worker_loop FD [FLUSH_INTERVAL [JOURNAL]] [OPTION ...]``;
+    JOURNAL is ``off``, ``on`` (write-back by the kernel) or an fsync interval in seconds; options:
+    ``--python-receiver`` (the pure-Python engine even where the native one is built),
+    ``--receive-only`` (discard every datagram: the bench's floor)."""
     control = socket.socket(fileno=int(argv[0]))
     interval = float(argv[1]) if len(argv) > 1 else 1.0
-    journal = parse_journal_arg(argv[2]) if len(argv) > 2 else None
+    rest = argv[2:]
+    journal = parse_journal_arg(rest[0]) if rest and not rest[0].startswith("--") else None
+    options = {arg for arg in rest if arg.startswith("--")}
     parent = os.getppid()
-    loop = WorkerLoop(control, flush_interval=interval, journal=journal)
+    loop = WorkerLoop(
+        control,
+        flush_interval=interval,
+        journal=journal,
+        native=False if "--python-receiver" in options else None,
+        receive_only="--receive-only" in options,
+    )
 
     def on_term(signum: int, frame: Any) -> None:
         if os.getppid() != parent:  # the daemon died (parent-death signal): close the files and go

@@ -59,7 +59,9 @@ class _Kept:
 
 
 class _Worker:
-    def __init__(self, index: int, flush_interval: float, journal: str = "off") -> None:
+    def __init__(
+        self, index: int, flush_interval: float, journal: str = "off", options: tuple[str, ...] = ()
+    ) -> None:
         self.index = index
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (ours, theirs):
@@ -74,7 +76,7 @@ class _Worker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "srs.mediaplane.worker_loop", str(theirs.fileno()),
-                 str(flush_interval), journal],
+                 str(flush_interval), journal, *options],
                 pass_fds=[theirs.fileno()],
                 close_fds=True,
             )
@@ -143,9 +145,12 @@ class WorkerPlane(MediaPlane):
         flush_interval: float = 1.0,
         log: Any = None,
         journal: JournalPolicy | None = None,
+        worker_options: tuple[str, ...] = (),
     ) -> None:
+        """``worker_options`` go to each worker's command line (see ``worker_main``)."""
         self.count = max(1, workers)
         self.flush_interval = flush_interval
+        self.worker_options = worker_options
         self.log = log
         self.journal = journal
         self._kept: dict[str, _Kept] = {}
@@ -182,7 +187,7 @@ class WorkerPlane(MediaPlane):
         return [w.process.pid for w in self.workers]
 
     def _spawn(self, index: int) -> _Worker:
-        worker = _Worker(index, self.flush_interval, journal_arg(self.journal))
+        worker = _Worker(index, self.flush_interval, journal_arg(self.journal), self.worker_options)
         assert self._loop is not None
         self._loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
         return worker

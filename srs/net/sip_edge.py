@@ -1,8 +1,13 @@
 """SIP over UDP, TCP and TLS: the only place SIP bytes meet sockets.
 
-Every received message goes to one callback with its source, transport and
-the local address it arrived on (for Contact and SDP); the sans-IO user agent
-decides the rest.  Responses and requests leave through :meth:`SipEdge.send`:
+Every received message goes to one callback with its source, transport, the
+local address it arrived on (for Contact and SDP) and its arrival time; the
+sans-IO user agent decides the rest.  A UDP datagram's arrival is the kernel's
+receive stamp (:mod:`srs.wire_clock`), so a BYE that waited in the socket while
+the loop was busy still ends its recording where it arrived; the UDP listeners
+are therefore read with ``recvmsg`` by the edge's own readers (an asyncio
+datagram transport does not hand over ancillary data).  TCP/TLS messages are
+stamped when the loop reads them.  Responses and requests leave through :meth:`SipEdge.send`:
 UDP from the listener of the destination's family, TCP/TLS on the connection
 the peer opened (or a new one to the same host when it is gone and the
 Outgoing names where, see :func:`srs.sip.routing.reconnect_address`).
@@ -18,10 +23,12 @@ Outgoing TLS verifies the peer with the client context the composition root give
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,11 +37,17 @@ from srs.errors import ListenError, ParseError
 from srs.net.stream_limits import ConnectionTable, StreamClock, StreamLimits
 from srs.sip.framing import StreamFramer
 from srs.sip.routing import Address, Outgoing, Transport
+from srs.wire_clock import ANCILLARY_SIZE, enable_timestamps, realtime_offset, stamp_of, to_monotonic
 
-MessageHandler = Callable[[bytes, Address, Transport, Address], None]
+MessageHandler = Callable[[bytes, Address, Transport, Address, float], None]
+"""``(data, source, transport, local address, arrival)``; arrival on the monotonic clock."""
 LimitHandler = Callable[[str, Address], None]
 """Told each time a bound closes or turns away a connection: the limit's name and the peer."""
 _WILDCARDS = ("0.0.0.0", "::", "")
+_READS_PER_WAKEUP = 64
+"""Datagrams one readiness callback takes before yielding to the rest of the loop."""
+_MAX_UNSENT = 1024
+"""Datagrams kept while a UDP socket's send buffer is full; more are counted as send errors."""
 
 
 def _address(peer: Any) -> Address:
@@ -91,23 +104,88 @@ class _LocalAddressGuess:
         return Address(host, bound.port)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, edge: SipEdge, bound: Address) -> None:
+class _UdpListener:
+    """One UDP listener read by the edge itself: each datagram with its kernel arrival stamp."""
+
+    def __init__(self, edge: SipEdge, sock: socket.socket, bound: Address) -> None:
         self.edge = edge
+        self.sock = sock
         self.bound = bound
-        self.transport: asyncio.DatagramTransport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._unsent: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque()
+        self._writing = False
+        self.closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's class is not a subclass
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.sock.setblocking(False)
+        enable_timestamps(self.sock)
+        loop.add_reader(self.sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer = _address(addr)
-        if data.strip(b"\r\n") == b"":
-            return  # keep-alive
-        self.edge.handler(data, peer, Transport.UDP, self.edge.local.for_peer(self.bound, peer))
+    def _readable(self) -> None:
+        recvmsg = self.sock.recvmsg
+        size = self.edge.max_message_size
+        clock = self.edge.clock
+        offset = realtime_offset()
+        read_at = clock()
+        for _ in range(_READS_PER_WAKEUP):
+            if self.closed:
+                return
+            try:
+                data, ancdata, _flags, addr = recvmsg(size, ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error of an earlier send: counted, the queue goes on
+                self.edge.counters["udp_errors"] += 1
+                continue
+            if data.strip(b"\r\n") == b"":
+                continue  # keep-alive
+            peer = _address(addr)
+            arrival = to_monotonic(stamp_of(ancdata), offset, read_at)
+            self.edge.handler(data, peer, Transport.UDP, self.edge.local.for_peer(self.bound, peer), arrival)
 
-    def error_received(self, exc: Exception) -> None:
-        self.edge.counters["udp_errors"] += 1
+    def sendto(self, data: bytes, destination: tuple[str, int]) -> None:
+        if self.closed:
+            raise OSError("listener closed")
+        if not self._unsent:
+            try:
+                self.sock.sendto(data, destination)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+        if len(self._unsent) >= _MAX_UNSENT:
+            raise OSError("send buffer full")
+        self._unsent.append((data, destination))
+        if not self._writing and self.loop is not None:
+            self._writing = True
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        while self._unsent:
+            data, destination = self._unsent[0]
+            try:
+                self.sock.sendto(data, destination)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.edge.counters["send_errors"] += 1
+            self._unsent.popleft()
+        self._stop_writing()
+
+    def _stop_writing(self) -> None:
+        if self._writing and self.loop is not None:
+            self._writing = False
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.loop is not None:
+            self.loop.remove_reader(self.sock.fileno())
+            self._stop_writing()
+        self._unsent.clear()
+        self.sock.close()
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -157,6 +235,7 @@ class _StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.failed:
             return  # closing: the rest of a broken stream means nothing
+        arrival = self.edge.clock()
         messages, error = self.framer.feed_until_error(data)
         self.clock.received(
             asyncio.get_running_loop().time(), framed=bool(messages), buffered=self.framer.buffered
@@ -165,7 +244,7 @@ class _StreamProtocol(asyncio.Protocol):
         if pongs:
             self.write(pongs)  # RFC 5626 §4.4.1: CRLF answers a double-CRLF ping
         for message in messages:
-            self.edge.handler(message, self.peer, self.kind, self.local)
+            self.edge.handler(message, self.peer, self.kind, self.local, arrival)
         if error is not None:
             self.failed = True
             self.edge.counters["stream_errors"] += 1
@@ -208,10 +287,13 @@ class SipEdge:
         stream_limits: StreamLimits | None = None,
         on_limit: LimitHandler | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``allows`` is the source ACL (applied at accept to streams); ``client_ssl`` the context
         for connections srs opens over TLS (a verifying default one when None)."""
         self.handler = handler
+        self.clock = clock
+        """The monotonic clock kernel stamps are bounded by (and stream messages are stamped with)."""
         self.max_message_size = max_message_size
         self.local = _LocalAddressGuess(advertised_host)
         self.connections: dict[tuple[Transport, Address], _StreamProtocol] = {}
@@ -223,7 +305,7 @@ class SipEdge:
         self._tls_listeners: list[socket.socket] = []
         self._acceptors: list[asyncio.Task[None]] = []
         self.counters = {"udp_errors": 0, "stream_errors": 0, "send_errors": 0, "tls_handshake_failures": 0}
-        self._udp: list[_UdpProtocol] = []
+        self._udp: list[_UdpListener] = []
         self._udp_sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._stream_error_handler = on_stream_error
@@ -283,9 +365,9 @@ class SipEdge:
             if kind is Transport.UDP:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
                 self._udp_sockets.append(sock)
-                protocol = _UdpProtocol(self, bound)
-                await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)  # type: ignore[misc]
-                self._udp.append(protocol)
+                listener = _UdpListener(self, sock, bound)
+                listener.start(loop)
+                self._udp.append(listener)
             elif kind is Transport.TCP:
                 server = await loop.create_server(lambda: _StreamProtocol(self, Transport.TCP), sock=sock)
                 self._servers.append(server)
@@ -377,11 +459,9 @@ class SipEdge:
 
     def _send_udp(self, outgoing: Outgoing) -> None:
         want_v6 = ":" in outgoing.destination.host
-        for protocol in self._udp:
-            if (":" in protocol.bound.host) == want_v6 and protocol.transport is not None:
-                protocol.transport.sendto(
-                    outgoing.data, (outgoing.destination.host, outgoing.destination.port)
-                )
+        for listener in self._udp:
+            if (":" in listener.bound.host) == want_v6 and not listener.closed:
+                listener.sendto(outgoing.data, (outgoing.destination.host, outgoing.destination.port))
                 return
         self.counters["send_errors"] += 1
 
@@ -428,9 +508,8 @@ class SipEdge:
         for listener in self._tls_listeners:
             listener.close()
         self._udp_sockets.clear()
-        for protocol in self._udp:
-            if protocol.transport is not None:
-                protocol.transport.close()
+        for udp in self._udp:
+            udp.close()
         for server in self._servers:
             server.close()
         for connection in list(self.connections.values()):

@@ -1,6 +1,7 @@
 """The media worker's loop in this process, on real loopback sockets: which datagrams take the
-direct route to a track, when a flush first empties the socket queues, and that a latched stream
-still drops (and counts) datagrams from any other source."""
+direct route to a track, that a receive round takes what every port holds, that a latched stream
+still drops (and counts) datagrams from any other source, and that datagrams read late keep their
+arrival. Every test runs with both receive engines (native, where built, and pure Python)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from srs.media.track import PayloadFormat
 from srs.mediaplane import journal
+from srs.mediaplane.batch_receiver import native_engine
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal_state import journal_path
 from srs.mediaplane.recordings import NO_LANE, JournalPolicy
@@ -30,10 +31,14 @@ def _packet(seq: int, ssrc: int = 0x1234) -> bytes:
     return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + bytes([0x55]) * 160
 
 
+ENGINES = [False, True] if native_engine() is not None else [False]
+
+
 class Harness:
-    def __init__(self, tmp_path: Path, journal: JournalPolicy | None = None) -> None:
+    def __init__(self, tmp_path: Path, journal: JournalPolicy | None = None, native: bool = False) -> None:
         self.control, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.loop = WorkerLoop(self.control, journal=journal)
+        self.loop = WorkerLoop(self.control, journal=journal, native=native)
+        assert self.loop.receiver.native == native
         self.start = time.monotonic()
         self.path = tmp_path / "call.wav"
         self.loop._command(("open", KEY, RecorderSpec(str(self.path), self.start)), [])
@@ -50,6 +55,9 @@ class Harness:
         entry = self.loop.by_port[port]
         return port, entry.rtp
 
+    def slot(self, port: int) -> int:
+        return self.loop.by_port[port].slot
+
     def stream(self, port: int, srtp: tuple[str, str] | None = None) -> None:
         spec = StreamSpec(PCMU, "1", srtp=srtp)
         self.loop._command(("stream", KEY, port, spec, self.start), [])
@@ -58,14 +66,14 @@ class Harness:
         self.loop.recordings.abort_all()
         for entry in list(self.loop.by_port.values()):
             self.loop._detach(entry.port)
-        self.loop.epoll.close()
+        self.loop.receiver.close()
         self.control.close()
         self.daemon.close()
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
+@pytest.fixture(params=ENGINES, ids=lambda native: "native" if native else "python")
+def harness(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h = Harness(tmp_path, native=request.param)
     yield h
     h.close()
 
@@ -77,60 +85,56 @@ def _wait_readable(sock: socket.socket) -> None:
 
 
 def test_a_plain_stream_is_routed_straight_to_its_track(harness: Harness) -> None:
-    port, sock = harness.attach()
-    assert sock.fileno() not in harness.loop.fast  # no stream yet: datagrams wait as early ones
+    port, _sock = harness.attach()
+    slot = harness.slot(port)
+    assert slot not in harness.loop.fast  # no stream yet: datagrams wait as early ones
     harness.stream(port)
-    _recvfrom, push, lane = harness.loop.fast[sock.fileno()]
     track = harness.loop.recordings.track(KEY, port)
-    assert track is not None and push == track.push
-    assert lane is NO_LANE  # no journal asked for
+    assert track is not None and harness.loop.fast[slot] is track
+    assert harness.loop.by_port[port].lane is NO_LANE  # no journal asked for
     harness.loop._command(("stream", KEY, port, None, harness.start), [])
-    assert sock.fileno() not in harness.loop.fast  # stream ended: the general path drops its datagrams
+    assert slot not in harness.loop.fast  # stream ended: the general path drops its datagrams
 
 
 def test_an_srtp_stream_takes_the_general_path(harness: Harness) -> None:
-    port, sock = harness.attach()
+    port, _sock = harness.attach()
     harness.stream(port, SRTP)
-    assert sock.fileno() not in harness.loop.fast
+    assert harness.slot(port) not in harness.loop.fast
     assert harness.loop.by_port[port].filter is not None
 
 
-def test_detach_removes_the_direct_route(harness: Harness) -> None:
-    port, sock = harness.attach()
-    fd = sock.fileno()
+def test_detach_removes_the_direct_route_and_frees_the_slot(harness: Harness) -> None:
+    port, _sock = harness.attach()
+    slot = harness.slot(port)
     harness.stream(port)
     harness.loop._detach(port)
-    assert fd not in harness.loop.fast and fd not in harness.loop.by_fd
+    assert slot not in harness.loop.fast and port not in harness.loop.by_port
+    again, _sock = harness.attach()
+    assert harness.slot(again) == slot  # reused
 
 
-def test_a_flush_first_takes_what_waits_on_its_ports_and_skips_idle_ones(harness: Harness) -> None:
-    """After a stall a socket may hold datagrams older than the reorder window: they are taken
-    before their stretch is written. A port with nothing queued is not read at all (a failing
-    receive per port and flush would cost more than the packets)."""
+def test_a_round_takes_what_every_port_holds_in_runs(harness: Harness) -> None:
+    """One receive round reads every port with something queued; a port's in-order packets reach
+    its track as one run (one pending entry after the latching packet)."""
     busy, busy_sock = harness.attach()
+    other, other_sock = harness.attach()
     idle, _idle_sock = harness.attach()
-    harness.stream(busy)
-    harness.stream(idle)
-    reads: list[int] = []
-    for port in (busy, idle):
-        entry = harness.loop.by_port[port]
-        real = entry.recvfrom
-
-        def counting(size: int, real: Callable[[int], tuple[bytes, Any]] = real, port: int = port) -> Any:
-            reads.append(port)
-            return real(size)
-
-        entry.recvfrom = counting
-    track = harness.loop.recordings.track(KEY, busy)
-    assert track is not None
+    for port in (busy, other, idle):
+        harness.stream(port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for seq in range(5):
+        for seq in range(6):
             tx.sendto(_packet(seq), ("127.0.0.1", busy))
+            tx.sendto(_packet(seq, 0x99), ("127.0.0.1", other))
     _wait_readable(busy_sock)
+    _wait_readable(other_sock)
     time.sleep(0.05)
-    harness.loop._flush_slice(0, time.monotonic())
-    assert track.packets_received == 5
-    assert reads == [busy] * 6  # five datagrams and the receive that found the queue empty
+    assert not harness.loop._round(harness.control.fileno())
+    for port in (busy, other):
+        track = harness.loop.recordings.track(KEY, port)
+        assert track is not None and track.packets_received == 6
+        assert track.pending_packets == 2
+    idle_track = harness.loop.recordings.track(KEY, idle)
+    assert idle_track is not None and idle_track.packets_received == 0
 
 
 def test_datagrams_from_another_source_are_dropped_and_counted(harness: Harness) -> None:
@@ -197,9 +201,9 @@ def test_every_datagram_of_the_direct_route_is_journaled(tmp_path: Path) -> None
     with the recording open leaves the journal for the next start."""
     harness = Harness(tmp_path, JournalPolicy())
     try:
-        port, sock = harness.attach()
+        port, _sock = harness.attach()
         harness.stream(port)
-        assert harness.loop.fast[sock.fileno()][2] is not NO_LANE
+        assert harness.loop.by_port[port].lane is not NO_LANE
         sent = [_packet(seq) for seq in range(40)]
 
         def send() -> None:
@@ -234,7 +238,7 @@ def test_early_datagrams_are_journaled_when_their_stream_is_set(tmp_path: Path) 
         ]
         # a close stops the journaling of its ports and removes the journal
         harness.loop._command(("close", KEY, time.monotonic()), [])
-        assert harness.loop.fast[sock.fileno()][2] is NO_LANE
+        assert port not in harness.loop.by_port or harness.loop.by_port[port].lane is NO_LANE
         assert not Path(journal_path(harness.path)).exists()
     finally:
         harness.close()
@@ -279,3 +283,52 @@ def test_an_srtp_stream_is_journaled_decrypted(tmp_path: Path) -> None:
         assert "inline:" not in state and SRTP[1].split(":")[1] not in state
     finally:
         harness.close()
+
+
+def test_datagrams_read_late_are_placed_at_their_kernel_arrival(harness: Harness) -> None:
+    """RTP waiting in the socket before its stream is set up (the early buffer), and RTP waiting
+    while the loop is held up (a drain): each keeps the time it arrived, not the time it was read."""
+    early_port, early_sock = harness.attach()
+    late_port, late_sock = harness.attach()
+    harness.stream(late_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        sent = []
+        for port in (early_port, late_port):
+            before = time.monotonic()
+            tx.sendto(_packet(1), ("127.0.0.1", port))
+            sent.append((before, time.monotonic()))
+        time.sleep(0.3)
+        _wait_readable(early_sock)
+        _wait_readable(late_sock)
+        harness.loop._drain(harness.loop.by_port[early_port])  # no stream yet: kept as an early datagram
+        harness.loop._drain(harness.loop.by_port[late_port])
+        time.sleep(0.1)
+        harness.stream(early_port)  # the early datagram goes to the new track
+    for port, (before, after) in zip((early_port, late_port), sent, strict=True):
+        track = harness.loop.recordings.track(KEY, port)
+        assert track is not None and track.packets_received == 1
+        first = track.stats().first_packet_at
+        assert first is not None and before - 0.0005 <= first <= after + 0.0005, (port, before, first, after)
+
+
+def test_commands_wake_the_loop_between_receive_rounds(harness: Harness) -> None:
+    """Between rounds only the command socket wakes the worker: a command is not held back until
+    the next round (a burst of closes must not wait a round each)."""
+    import pickle
+    import threading
+
+    harness.loop.receive_interval = 30.0
+    harness.loop.flush_interval = 300.0
+    thread = threading.Thread(target=harness.loop.run)
+    thread.start()
+    try:
+        time.sleep(0.2)  # the loop is waiting for its next round
+        began = time.monotonic()
+        harness.daemon.send(pickle.dumps(("stop",)))
+        thread.join(5)
+        assert not thread.is_alive()
+        assert time.monotonic() - began < 2.0
+    finally:
+        if thread.is_alive():
+            harness.daemon.send(pickle.dumps(("stop",)))
+            thread.join(5)

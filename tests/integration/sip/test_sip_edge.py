@@ -10,6 +10,7 @@ import asyncio
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -38,14 +39,18 @@ class WiredAgent:
         )
         self.received: list[tuple[bytes, Address, Transport, Address]] = []
         self.stream_errors: list[ParseError] = []
+        self.arrivals: list[float] = []
         self._next_port = 30000
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def on_sip(self, data: bytes, source: Address, transport: Transport, local: Address) -> None:
+    def on_sip(
+        self, data: bytes, source: Address, transport: Transport, local: Address, arrival: float
+    ) -> None:
         self.received.append((data, source, transport, local))
-        self.handle(self.ua.receive(data, source, transport, local, self.now()))
+        self.arrivals.append(arrival)
+        self.handle(self.ua.receive(data, source, transport, local, arrival))
 
     def on_stream_error(
         self, head: bytes, peer: Address, kind: Transport, local: Address, exc: ParseError
@@ -330,5 +335,26 @@ def test_udp_backlog_counts_what_waits_unread_in_the_kernel() -> None:
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.01)
         assert agent.edge.udp_backlog() == 0
+
+    run(scenario)
+
+
+def test_a_udp_message_read_late_keeps_its_kernel_arrival() -> None:
+    """The loop held up for 300 ms while a request waits in the socket: the user agent is told when
+    it arrived (a BYE ends its recording there), not when the loop got round to reading it."""
+
+    async def scenario(agent: WiredAgent) -> None:
+        address = agent.address(Transport.UDP)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            before = time.monotonic()
+            sock.sendto(options("z9hG4bKlate"), (address.host, address.port))
+            after = time.monotonic()
+            time.sleep(0.3)  # no await: the loop cannot read it yet
+            deadline = time.monotonic() + WAIT
+            while not agent.received:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        (arrival,) = agent.arrivals
+        assert before - 0.0005 <= arrival <= after + 0.0005, (before, arrival, after)
 
     run(scenario)

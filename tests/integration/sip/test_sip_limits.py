@@ -56,7 +56,9 @@ class Recorder:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def on_sip(self, data: bytes, source: Address, transport: Transport, local: Address) -> None:
+    def on_sip(
+        self, data: bytes, source: Address, transport: Transport, local: Address, arrival: float
+    ) -> None:
         self.handle(self.ua.receive(data, source, transport, local, self.now()))
 
     def on_stream_error(

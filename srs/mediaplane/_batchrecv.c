@@ -1,0 +1,458 @@
+/*
+ * srs.mediaplane._batchrecv: the media worker's receive loop in C, so its Python cost is per batch.
+ *
+ * One Receiver owns an epoll set. ``wait(timeout_ms)`` waits for readiness, then drains every
+ * ready datagram socket with recvmmsg(2) into caller-provided buffers (numpy arrays, given once to
+ * the constructor through the buffer protocol), each datagram with
+ *   - the slot number its socket was added with,
+ *   - its kernel arrival (SO_TIMESTAMPNS, CLOCK_REALTIME) mapped onto CLOCK_MONOTONIC, in ns,
+ *   - its offset in the byte buffer (a fixed stride per datagram) and its length,
+ *   - a 64-bit key of its source address (IPv4: family, address and port, exact; IPv6: a hash
+ *     of address, port and scope; ``source(i)`` gives the address tuple itself).
+ * Watched descriptors (the command socket) are not read, only reported. One epoll_wait serves a
+ * whole round: when the batch fills before every ready socket is drained, the next ``wait`` goes
+ * on with the sockets left (``pending()``) instead of polling again, so each socket is drained
+ * once per round, whole, and its datagrams stay together.
+ *
+ * The arrival mapping follows srs.wire_clock: offset = realtime - monotonic, taken after each
+ * recvmmsg(2); a stamp later than that read, or older than 60 s, is replaced by the read time.
+ * The pure-Python reference with the same interface is srs/mediaplane/batch_receiver.py.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WATCHED 0xFFFFFFFFu
+#define REMOVED 0xFFFFFFFEu
+#define MAX_QUEUE_AGE_NS (60LL * 1000000000LL)
+#define CMSG_BYTES 64
+#define PER_CALL 64
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    Py_ssize_t capacity;
+    Py_ssize_t stride;
+    Py_ssize_t per_socket;
+    int max_events;
+    Py_buffer buffer, slots, arrivals, offsets, lengths, sources;
+    int have_buffers;
+    struct epoll_event *events;
+    int n_events;   /* events of the last epoll_wait ... */
+    int next_event; /* ... and the first not yet drained: a round drains each once */
+    struct sockaddr_storage *addrs;
+    struct mmsghdr msgs[PER_CALL];
+    struct iovec iov[PER_CALL];
+    char cmsg[PER_CALL][CMSG_BYTES];
+} Receiver;
+
+static int64_t now_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static uint64_t source_key(const struct sockaddr_storage *ss) {
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (4ULL << 56) | ((uint64_t)ntohl(in->sin_addr.s_addr) << 16) | ntohs(in->sin_port);
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        const unsigned char *p = in6->sin6_addr.s6_addr;
+        for (int i = 0; i < 16; i++) {
+            h ^= p[i];
+            h *= 1099511628211ULL;
+        }
+        h ^= in6->sin6_port;
+        h *= 1099511628211ULL;
+        h ^= in6->sin6_scope_id;
+        h *= 1099511628211ULL;
+        return (6ULL << 56) | (h & 0x00FFFFFFFFFFFFFFULL);
+    }
+    return 0;
+}
+
+static int take_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t count, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->len < itemsize * count) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, %zd needed", name, view->len, itemsize * count);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static void release_buffers(Receiver *self) {
+    if (!self->have_buffers)
+        return;
+    PyBuffer_Release(&self->buffer);
+    PyBuffer_Release(&self->slots);
+    PyBuffer_Release(&self->arrivals);
+    PyBuffer_Release(&self->offsets);
+    PyBuffer_Release(&self->lengths);
+    PyBuffer_Release(&self->sources);
+    self->have_buffers = 0;
+}
+
+static void Receiver_dealloc(Receiver *self) {
+    if (self->epfd >= 0)
+        close(self->epfd);
+    release_buffers(self);
+    PyMem_Free(self->events);
+    PyMem_Free(self->addrs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"buffer", "slots", "arrivals", "offsets", "lengths", "sources",
+                             "stride", "per_socket", "max_events", NULL};
+    PyObject *buffer, *slots, *arrivals, *offsets, *lengths, *sources;
+    Py_ssize_t stride, per_socket = 256;
+    int max_events = 4096;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOn|ni", kwlist, &buffer, &slots, &arrivals, &offsets,
+                                     &lengths, &sources, &stride, &per_socket, &max_events))
+        return -1;
+    if (stride <= 0 || per_socket <= 0 || max_events <= 0) {
+        PyErr_SetString(PyExc_ValueError, "stride, per_socket and max_events must be positive");
+        return -1;
+    }
+    release_buffers(self);
+    Py_buffer view;
+    if (PyObject_GetBuffer(slots, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    Py_ssize_t capacity = view.len / 4;
+    PyBuffer_Release(&view);
+    if (capacity <= 0) {
+        PyErr_SetString(PyExc_ValueError, "slots is empty");
+        return -1;
+    }
+    if (take_buffer(buffer, &self->buffer, stride, capacity, "buffer") < 0)
+        return -1;
+    if (take_buffer(slots, &self->slots, 4, capacity, "slots") < 0)
+        goto fail1;
+    if (take_buffer(arrivals, &self->arrivals, 8, capacity, "arrivals") < 0)
+        goto fail2;
+    if (take_buffer(offsets, &self->offsets, 8, capacity, "offsets") < 0)
+        goto fail3;
+    if (take_buffer(lengths, &self->lengths, 4, capacity, "lengths") < 0)
+        goto fail4;
+    if (take_buffer(sources, &self->sources, 8, capacity, "sources") < 0)
+        goto fail5;
+    self->have_buffers = 1;
+    self->capacity = capacity;
+    self->stride = stride;
+    self->per_socket = per_socket;
+    self->max_events = max_events;
+    PyMem_Free(self->events);
+    PyMem_Free(self->addrs);
+    self->events = PyMem_Calloc((size_t)max_events, sizeof(struct epoll_event));
+    self->addrs = PyMem_Calloc((size_t)capacity, sizeof(struct sockaddr_storage));
+    if (self->events == NULL || self->addrs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (self->epfd < 0) {
+        self->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (self->epfd < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
+    return 0;
+fail5:
+    PyBuffer_Release(&self->lengths);
+fail4:
+    PyBuffer_Release(&self->offsets);
+fail3:
+    PyBuffer_Release(&self->arrivals);
+fail2:
+    PyBuffer_Release(&self->slots);
+fail1:
+    PyBuffer_Release(&self->buffer);
+    return -1;
+}
+
+static PyObject *Receiver_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Receiver *self = (Receiver *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->epfd = -1;
+    return (PyObject *)self;
+}
+
+static PyObject *ctl(Receiver *self, int op, int fd, uint32_t slot) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = ((uint64_t)(uint32_t)fd << 32) | slot;
+    if (epoll_ctl(self->epfd, op, fd, &ev) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_add(Receiver *self, PyObject *args) {
+    int fd;
+    long slot;
+    if (!PyArg_ParseTuple(args, "il", &fd, &slot))
+        return NULL;
+    if (slot < 0 || slot >= (long)WATCHED) {
+        PyErr_SetString(PyExc_ValueError, "slot out of range");
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)); /* a socket not set up here too */
+    return ctl(self, EPOLL_CTL_ADD, fd, (uint32_t)slot);
+}
+
+static PyObject *Receiver_watch(Receiver *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    return ctl(self, EPOLL_CTL_ADD, fd, WATCHED);
+}
+
+static PyObject *Receiver_remove(Receiver *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    /* a pending event of this descriptor must not be drained later (its number may be reused) */
+    for (int i = self->next_event; i < self->n_events; i++)
+        if ((int)(self->events[i].data.u64 >> 32) == fd)
+            self->events[i].data.u64 = ((uint64_t)(uint32_t)fd << 32) | REMOVED;
+    if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT && errno != EBADF)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* Reads fd into entries [count, ...); returns the new count. Never raises: a failing socket is
+   simply left (its error surfaces to the reader that owns it, or not at all for UDP). */
+static Py_ssize_t drain_fd(Receiver *self, int fd, uint32_t slot, Py_ssize_t count) {
+    char *base = (char *)self->buffer.buf;
+    int32_t *slots = (int32_t *)self->slots.buf;
+    int64_t *arrivals = (int64_t *)self->arrivals.buf;
+    int64_t *offsets = (int64_t *)self->offsets.buf;
+    int32_t *lengths = (int32_t *)self->lengths.buf;
+    uint64_t *sources = (uint64_t *)self->sources.buf;
+    Py_ssize_t taken = 0;
+    while (count < self->capacity && taken < self->per_socket) {
+        Py_ssize_t room = self->capacity - count;
+        if (room > self->per_socket - taken)
+            room = self->per_socket - taken;
+        if (room > PER_CALL)
+            room = PER_CALL;
+        for (Py_ssize_t i = 0; i < room; i++) {
+            struct msghdr *h = &self->msgs[i].msg_hdr;
+            self->iov[i].iov_base = base + (count + i) * self->stride;
+            self->iov[i].iov_len = (size_t)self->stride;
+            h->msg_name = &self->addrs[count + i];
+            h->msg_namelen = sizeof(struct sockaddr_storage);
+            h->msg_iov = &self->iov[i];
+            h->msg_iovlen = 1;
+            h->msg_control = self->cmsg[i];
+            h->msg_controllen = CMSG_BYTES;
+            h->msg_flags = 0;
+            self->msgs[i].msg_len = 0;
+        }
+        int got = recvmmsg(fd, self->msgs, (unsigned int)room, MSG_DONTWAIT, NULL);
+        if (got <= 0)
+            break;
+        int64_t read_mono = now_ns(CLOCK_MONOTONIC);
+        int64_t offset = now_ns(CLOCK_REALTIME) - read_mono;
+        for (int i = 0; i < got; i++) {
+            struct msghdr *h = &self->msgs[i].msg_hdr;
+            int64_t arrival = read_mono;
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS &&
+                    c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+                    struct timespec ts;
+                    memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+                    int64_t stamp = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - offset;
+                    if (stamp <= read_mono && stamp >= read_mono - MAX_QUEUE_AGE_NS)
+                        arrival = stamp;
+                    break;
+                }
+            }
+            Py_ssize_t at = count + i;
+            slots[at] = (int32_t)slot;
+            arrivals[at] = arrival;
+            offsets[at] = at * self->stride;
+            lengths[at] = (int32_t)(self->msgs[i].msg_len < (unsigned)self->stride ? self->msgs[i].msg_len
+                                                                                     : self->stride);
+            sources[at] = source_key(&self->addrs[at]);
+        }
+        count += got;
+        taken += got;
+        if (got < room)
+            break; /* the queue is empty */
+    }
+    return count;
+}
+
+static PyObject *Receiver_wait(Receiver *self, PyObject *args) {
+    int timeout_ms;
+    if (!PyArg_ParseTuple(args, "i", &timeout_ms))
+        return NULL;
+    if (!self->have_buffers) {
+        PyErr_SetString(PyExc_RuntimeError, "receiver not initialised");
+        return NULL;
+    }
+    PyObject *watched = PyList_New(0);
+    if (watched == NULL)
+        return NULL;
+    if (self->next_event >= self->n_events) {
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(self->epfd, self->events, self->max_events, timeout_ms);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno != EINTR) {
+                Py_DECREF(watched);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(watched);
+                return NULL;
+            }
+            n = 0;
+        }
+        self->n_events = n;
+        self->next_event = 0;
+        for (int i = 0; i < n; i++) {
+            if ((uint32_t)(self->events[i].data.u64 & 0xFFFFFFFFu) != WATCHED)
+                continue;
+            PyObject *fd = PyLong_FromLong((long)(self->events[i].data.u64 >> 32));
+            if (fd == NULL || PyList_Append(watched, fd) < 0) {
+                Py_XDECREF(fd);
+                Py_DECREF(watched);
+                return NULL;
+            }
+            Py_DECREF(fd);
+        }
+    }
+    Py_ssize_t count = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (self->next_event < self->n_events && count < self->capacity) {
+        struct epoll_event *ev = &self->events[self->next_event];
+        uint32_t slot = (uint32_t)(ev->data.u64 & 0xFFFFFFFFu);
+        if (slot != WATCHED && slot != REMOVED) {
+            count = drain_fd(self, (int)(ev->data.u64 >> 32), slot, count);
+            if (count >= self->capacity)
+                break; /* the batch is full: this socket may hold more, the next call goes on here */
+        }
+        self->next_event++;
+    }
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(nN)", count, watched);
+}
+
+static PyObject *Receiver_pending(Receiver *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromLong(self->n_events - self->next_event);
+}
+
+static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
+    int fd;
+    long slot;
+    if (!PyArg_ParseTuple(args, "il", &fd, &slot))
+        return NULL;
+    if (!self->have_buffers) {
+        PyErr_SetString(PyExc_RuntimeError, "receiver not initialised");
+        return NULL;
+    }
+    Py_ssize_t count;
+    Py_BEGIN_ALLOW_THREADS
+    count = drain_fd(self, fd, (uint32_t)slot, 0);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *Receiver_source(Receiver *self, PyObject *args) {
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "n", &i))
+        return NULL;
+    if (i < 0 || i >= self->capacity) {
+        PyErr_SetString(PyExc_IndexError, "datagram index out of range");
+        return NULL;
+    }
+    const struct sockaddr_storage *ss = &self->addrs[i];
+    char text[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+        return Py_BuildValue("(si)", text, ntohs(in->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+        return Py_BuildValue("(siII)", text, ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
+                             in6->sin6_scope_id);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_close(Receiver *self, PyObject *unused) {
+    if (self->epfd >= 0) {
+        close(self->epfd);
+        self->epfd = -1;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_fileno(Receiver *self, PyObject *unused) { return PyLong_FromLong(self->epfd); }
+
+static PyMethodDef Receiver_methods[] = {
+    {"add", (PyCFunction)Receiver_add, METH_VARARGS, "add(fd, slot): read fd's datagrams as slot"},
+    {"watch", (PyCFunction)Receiver_watch, METH_VARARGS, "watch(fd): report fd's readiness, never read it"},
+    {"remove", (PyCFunction)Receiver_remove, METH_VARARGS, "remove(fd)"},
+    {"wait", (PyCFunction)Receiver_wait, METH_VARARGS,
+     "wait(timeout_ms) -> (count, ready watched fds): drain every ready socket"},
+    {"pending", (PyCFunction)Receiver_pending, METH_NOARGS,
+     "pending() -> ready sockets of the last epoll_wait not yet drained (the next wait goes on with them)"},
+    {"drain", (PyCFunction)Receiver_drain, METH_VARARGS, "drain(fd, slot) -> count: read one socket now"},
+    {"source", (PyCFunction)Receiver_source, METH_VARARGS, "source(i) -> address tuple of datagram i"},
+    {"close", (PyCFunction)Receiver_close, METH_NOARGS, "close the epoll descriptor"},
+    {"fileno", (PyCFunction)Receiver_fileno, METH_NOARGS, "the epoll descriptor"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "srs.mediaplane._batchrecv.Receiver",
+    .tp_basicsize = sizeof(Receiver),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "epoll + recvmmsg into caller-provided arrays, with kernel arrival stamps",
+    .tp_new = Receiver_new,
+    .tp_init = (initproc)Receiver_init,
+    .tp_dealloc = (destructor)Receiver_dealloc,
+    .tp_methods = Receiver_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_batchrecv", "Batch datagram receive with kernel arrival stamps.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__batchrecv(void) {
+    if (PyType_Ready(&ReceiverType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&ReceiverType);
+    if (PyModule_AddObject(m, "Receiver", (PyObject *)&ReceiverType) < 0) {
+        Py_DECREF(&ReceiverType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
