@@ -769,6 +769,7 @@ class Daemon:
         warn = free < storage.warn_free_mb * 1024 * 1024
         if low != self.disk_low:
             self.disk_low = low
+            self.ua.low_disk = f"low on disk: {free // (1024 * 1024)} MB free" if low else None
             if low:
                 self.log.error("disk_full", free_bytes=free, min_free_mb=storage.min_free_mb)
             else:

@@ -238,6 +238,8 @@ class SiprecUserAgent:
         self.shedding: str | None = None
         """Set by the daemon while it is overloaded: new INVITEs get 503 before their bodies are read."""
         self.unavailable: str | None = None
+        self.low_disk: str | None = None
+        """Set by the daemon while free space is under ``min_free_mb``: OPTIONS pings get 503."""
         """Set by the daemon while it cannot reach its index: new INVITEs and out-of-dialog OPTIONS
         (an SBC's keep-alive ping) get 503 with Retry-After, so SBCs send calls to another SRS;
         calls already running go on."""
@@ -456,9 +458,12 @@ class SiprecUserAgent:
                 return self._refuse(txn, 482, "Loop Detected", "merged request", now)
             return self._receive_invite(request, txn, source, transport, local, now)
         if method == "OPTIONS":
-            if self.unavailable is not None:
+            # an SBC's ping decides whether it sends its next call here: 503 whenever a new INVITE
+            # would be refused for this node's state, so the SBC hunts the next recorder at once
+            busy = self._not_taking_calls()
+            if busy is not None:
                 retry = [("Retry-After", str(self.settings.retry_after))]
-                return self._refuse(txn, 503, "Service Unavailable", self.unavailable, now, retry)
+                return self._refuse(txn, 503, "Service Unavailable", busy, now, retry)
             return self._respond(txn, 200, now, extra=self._capabilities(), to_tag=self.settings.new_token())
         if method in ("BYE", "UPDATE", "INFO", "PRACK"):
             return self._refuse(
@@ -467,6 +472,12 @@ class SiprecUserAgent:
         return self._refuse(
             txn, 405, "Method Not Allowed", f"{method} not supported", now, [("Allow", ALLOW)]
         )
+
+    def _not_taking_calls(self) -> str | None:
+        """Why this node takes no new call now (draining, shedding, disk, index), or None."""
+        if self.draining:
+            return "draining"
+        return self.shedding or self.low_disk or self.unavailable
 
     # --------------------------------------------------------------- INVITE
     def _receive_invite(
