@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from srs.service.audit import Action, Actor, AuditTrail
@@ -41,7 +41,7 @@ from srs.storage.errors import InvalidId, RecordingNotFound, UnsafePath
 from srs.storage.ids import is_valid_id, new_id
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
-from srs.storage.objects import ObjectStore, ObjectStoreError, StoreUnavailable
+from srs.storage.objects import ObjectStore, ObjectStoreError, StoreUnavailable, file_chunks
 from srs.storage.records import RecordingFilter, State
 
 Clock = Callable[[], float]
@@ -53,7 +53,6 @@ MAX_LINK_VALIDITY_S = 86_400
 DAY_S = 86_400.0
 DEFAULT_EXPORT_TTL_S = 24 * 3600.0
 EXPORT_GONE_STATES = ("expired", "purged")
-CHUNK_SIZE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +264,7 @@ class RecordingService:
             if moved.key is None:
                 raise
             return self.read(moved, start, length)
-        return _chunks(handle, start, length)
+        return file_chunks(handle, start, length)
 
     def file_path(self, recording_id: str, row: Mapping[str, Any] | None = None) -> Path:
         """The local audio file, only once the recording is available (and not moved to the store)."""
@@ -614,19 +613,6 @@ def _uploaded(row: Mapping[str, Any]) -> bool:
 
 def _store_down(exc: Exception) -> ServiceError:
     return ServiceError(f"object store unavailable: {exc}", code="store_unavailable", status=503)
-
-
-def _chunks(handle: BinaryIO, start: int, length: int | None) -> Iterator[bytes]:
-    with handle:
-        handle.seek(start)
-        remaining = length
-        while remaining is None or remaining > 0:
-            chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
 
 
 class _ChunkReader(io.RawIOBase):

@@ -200,7 +200,7 @@ class FileObjectStore:
             raise ObjectNotFound(f"no object {key}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"cannot read {key}: {exc}") from exc
-        return _file_chunks(handle, start, length)
+        return file_chunks(handle, start, length)
 
     def delete(self, key: str) -> None:
         try:
@@ -218,7 +218,9 @@ class FileObjectStore:
         pass
 
 
-def _file_chunks(handle: Any, start: int, length: int | None) -> Iterator[bytes]:
+def file_chunks(handle: Any, start: int, length: int | None) -> Iterator[bytes]:
+    """``length`` bytes (None: to the end) of an open file from ``start``, in ``CHUNK_SIZE`` pieces;
+    the file is closed when the iterator ends."""
     with handle:
         handle.seek(start)
         remaining = length
