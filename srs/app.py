@@ -493,7 +493,9 @@ class Daemon:
     async def _start_uploader(self, store: ObjectStore) -> None:
         """Threads that upload finished recordings; what a previous run left pending goes first."""
         storage = self.config.storage
-        ledger = UploadLedger(await asyncio.to_thread(Database, self.layout.index_path))
+        # The index this node records into (a fleet's shared one, not the data dir's own file): API
+        # readers on every node learn from it where the file is.
+        ledger = UploadLedger(await asyncio.to_thread(Database, self.index_target), node=self.node)
         metrics = self.metrics
 
         def heard(event: str, recording_id: str, job: UploadJob, reason: str | None) -> None:

@@ -48,9 +48,14 @@ def object_key(data_dir: Path, file_path: Path | str) -> str:
 
 
 class UploadLedger:
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], float] = time.time, *, node: str | None = None
+    ) -> None:
+        """``node``: this node's id; :meth:`to_upload` then skips what other nodes of a fleet
+        (sharing the index) recorded: their files are on their disks, not this one's."""
         self.db = db
         self.clock = clock
+        self.node = node
 
     def pending(self, recording_id: str, key: str) -> None:
         """The upload is queued (unless it is already done or given up)."""
@@ -84,14 +89,19 @@ class UploadLedger:
     def to_upload(self, data_dir: Path, limit: int) -> list[UploadJob]:
         """Available recordings whose file is still local and not given up: the pending ones, and
         those finished before the uploader heard of them (a restart, or a store newly configured).
-        Oldest first, at most ``limit``: a large local archive is taken in batches."""
+        Oldest first, at most ``limit``: a large local archive is taken in batches. With a node,
+        only that node's recordings."""
+        sql = (
+            "SELECT id, file_path, sha256, file_size FROM recordings"
+            " WHERE state = 'available' AND file_path IS NOT NULL AND sha256 IS NOT NULL"
+            " AND (upload_state IS NULL OR upload_state = ?)"
+        )
+        args: list[object] = [UploadState.PENDING.value]
+        if self.node is not None:
+            sql += " AND (node = ? OR node IS NULL)"  # rows from before nodes were recorded: ours
+            args.append(self.node)
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT id, file_path, sha256, file_size FROM recordings"
-                " WHERE state = 'available' AND file_path IS NOT NULL AND sha256 IS NOT NULL"
-                " AND (upload_state IS NULL OR upload_state = ?) ORDER BY started_at, id LIMIT ?",
-                (UploadState.PENDING.value, limit),
-            ).fetchall()
+            rows = conn.execute(sql + " ORDER BY started_at, id LIMIT ?", (*args, limit)).fetchall()
         jobs = []
         for row in rows:
             try:

@@ -15,7 +15,7 @@ from srs.service.uploader import MAX_MISMATCHES, Uploader, UploaderOptions
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
-from srs.storage.objects import ObjectStore
+from srs.storage.objects import FileObjectStore, ObjectStore
 from srs.storage.s3_store import S3ObjectStore
 from srs.storage.uploads import UploadJob, UploadLedger, object_key
 from tests.integration.objects.conftest import s3_options
@@ -317,3 +317,59 @@ def test_two_nodes_share_one_bucket_and_prefix(tmp_path: Path, s3_server: Rclone
             node.close()
         for store in stores:
             store.close()
+
+
+def test_on_a_shared_index_each_node_uploads_only_its_own_recordings(
+    tmp_path: Path, index_url_postgresql: str
+) -> None:
+    """Two machines of a fleet, each with the same data dir path, share one PostgreSQL index: a
+    node's uploader resumes its own recordings and leaves the other node's alone (their files are on
+    the other machine: taking them would fail them as missing), and its ``done`` lands in the shared
+    index, where every node's API reads where the file is."""
+    layout = DataLayout(tmp_path / "data")
+    layout.ensure()
+    indexes = {name: RecordingIndex(index_url_postgresql, layout=layout, node=name) for name in ("a", "b")}
+    store = FileObjectStore(tmp_path / "objects")
+    database = Database(index_url_postgresql)
+    try:
+        ours = [
+            add_recording(indexes["a"], layout, started_at=T0 + n, seed=n, call_recording_id=f"a{n}")
+            for n in range(2)
+        ]
+        theirs = [
+            add_recording(
+                indexes["b"], layout, started_at=T0 - 10 + n, seed=10 + n, call_recording_id=f"b{n}"
+            )
+            for n in range(2)
+        ]
+        for rid in theirs:  # on node b's disk, not here
+            row = indexes["b"].get(rid)
+            assert row is not None
+            Path(row["file_path"]).unlink()
+        ledger = UploadLedger(database, node="a")
+        assert {job.recording_id for job in ledger.to_upload(layout.data_dir, 10)} == set(ours)
+        assert len(UploadLedger(database).to_upload(layout.data_dir, 10)) == 4, "no node: every row"
+        uploader = Uploader(ledger, store, layout.data_dir, UploaderOptions(concurrency=2))
+        uploader.start()
+        assert uploader.resume() == 2
+        deadline = time.monotonic() + WAIT_S
+        while not uploader.idle():
+            assert time.monotonic() < deadline, "uploads did not finish"
+            time.sleep(0.02)
+        uploader.stop(10)
+        reader = RecordingIndex(index_url_postgresql)  # any node's view of the shared index
+        try:
+            for rid in ours:
+                row = reader.get(rid)
+                assert row is not None and row["upload_state"] == "done" and row["node"] == "a"
+                assert store.head(row["object_key"]) is not None
+            for rid in theirs:
+                row = reader.get(rid)
+                assert row is not None and row["upload_state"] is None and row["upload_attempts"] == 0
+        finally:
+            reader.close()
+    finally:
+        database.close()
+        store.close()
+        for index in indexes.values():
+            index.close()
