@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import struct
@@ -39,8 +40,11 @@ TONES = (500, 1500)
 
 
 def _free_range(count: int) -> tuple[int, int]:
-    for low in range(41000, 60000, count + 2):
-        socks = []
+    """A run of ``count`` ports nobody holds right now (checked by binding them)."""
+    rng = random.Random()
+    for _ in range(200):
+        low = rng.randrange(20000, 60000 - count) & ~1
+        socks: list[socket.socket] = []
         try:
             for port in range(low, low + count):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

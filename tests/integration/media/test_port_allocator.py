@@ -14,26 +14,7 @@ import socket
 import time
 
 from srs.mediaplane.ports import PortAllocator, RtpPort
-
-
-def _free_range(count: int) -> tuple[int, int]:
-    """A run of ``count`` ports nobody holds right now (checked by binding them)."""
-    rng = random.Random()
-    for _ in range(200):
-        low = rng.randrange(20000, 60000 - count) & ~1
-        socks: list[socket.socket] = []
-        try:
-            for port in range(low, low + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return low, low + count - 1
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
+from tests.integration.media.test_media_plane import _free_range
 
 
 def _release(allocator: PortAllocator, ports: list[RtpPort]) -> None:
