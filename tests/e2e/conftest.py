@@ -109,8 +109,8 @@ def crid() -> str:
 # SIP probing
 
 
-def sip_options_ok(port: int, transport_timeout: float = 0.3) -> bool:
-    """True when an OPTIONS sent over UDP to 127.0.0.1:port is answered 200."""
+def options_status(port: int, timeout: float = 0.3) -> int | None:
+    """The status an out-of-dialog OPTIONS over UDP to 127.0.0.1:port gets (None: no answer)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOOPBACK, 0))
         local = s.getsockname()[1]
@@ -123,15 +123,20 @@ def sip_options_ok(port: int, transport_timeout: float = 0.3) -> bool:
             f"To: <sip:srs@{LOOPBACK}>\r\n"
             f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
-        s.settimeout(transport_timeout)
+        s.settimeout(timeout)
         try:
             s.sendto(msg.encode(), (LOOPBACK, port))
             while True:
                 data = s.recv(65535)
                 if call_id.encode() in data:
-                    return data.startswith(b"SIP/2.0 200")
-        except OSError:
-            return False
+                    return int(data.split(b" ", 2)[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def sip_options_ok(port: int, transport_timeout: float = 0.3) -> bool:
+    """True when an OPTIONS sent over UDP to 127.0.0.1:port is answered 200."""
+    return options_status(port, transport_timeout) == 200
 
 
 # ---------------------------------------------------------------------------------------------

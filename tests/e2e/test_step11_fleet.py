@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -33,6 +32,7 @@ from tests.e2e.conftest import (
     SippResult,
     free_port,
     free_port_range,
+    options_status,
     srs_command,
 )
 
@@ -70,30 +70,6 @@ class Node:
                 self.process.wait(10)
                 return -9999
         return int(self.process.returncode)
-
-
-def options_status(port: int, timeout: float = 0.5) -> int | None:
-    """The status an out-of-dialog OPTIONS to 127.0.0.1:port gets (None: no answer)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        local = sock.getsockname()[1]
-        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
-        call_id = uuid.uuid4().hex
-        message = (
-            f"OPTIONS sip:srs@{LOOPBACK}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {LOOPBACK}:{local};branch={branch};rport\r\n"
-            f"From: <sip:probe@{LOOPBACK}>;tag={branch[7:15]}\r\nTo: <sip:srs@{LOOPBACK}>\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        )
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(message.encode(), (LOOPBACK, port))
-            while True:
-                data = sock.recv(65535)
-                if call_id.encode() in data:
-                    return int(data.split(b" ", 2)[1])
-        except (OSError, ValueError, IndexError):
-            return None
 
 
 @pytest.fixture
@@ -242,7 +218,7 @@ def test_a_node_keeps_recording_while_postgresql_restarts_and_loses_no_row(
             _wait(lambda: index.count_by_state()["recording"] == 4, 20, "four calls recording")
             index.close()
             cluster.stop("fast")
-            _wait(lambda: options_status(node.sip_port) == 503, 15, "OPTIONS answered 503")
+            _wait(lambda: options_status(node.sip_port, 0.5) == 503, 15, "OPTIONS answered 503")
             refused = run_sipp(
                 "siprec_basic.xml", "-set", "crid", crid + "-late", "-d", "1000", target=node.target,
                 timeout=10, pcaps=pcap,
@@ -252,9 +228,9 @@ def test_a_node_keeps_recording_while_postgresql_restarts_and_loses_no_row(
             calls.join(90)  # the four calls end while the index is still down
             assert results["calls"].returncode == 0, results["calls"].describe()
             time.sleep(1.0)
-            assert options_status(node.sip_port) == 503
+            assert options_status(node.sip_port, 0.5) == 503
             cluster.start()
-            _wait(lambda: options_status(node.sip_port) == 200, 30, "OPTIONS answered 200 again")
+            _wait(lambda: options_status(node.sip_port, 0.5) == 200, 30, "OPTIONS answered 200 again")
             index = RecordingIndex(url)
             _wait(lambda: index.count_by_state()["available"] == 4, 30, "every recording available")
             rows = index.find(RecordingFilter(call_recording_id=crid)).items
