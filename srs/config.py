@@ -229,10 +229,6 @@ def _convert(section: str, key: str, current: Any, value: Any) -> Any:
             raise ConfigError(f'{where}: expected "HOST:PORT" or a list of them')
         parsed = tuple(HostPort.parse(i, what=where) for i in items)
         return parsed[0] if section == "http" else parsed
-    if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"{where}: expected a positive number, got {value!r}")
-        return float(value)
     if isinstance(current, dict):
         if not isinstance(value, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in value.values()
