@@ -38,23 +38,23 @@ test-fast: install
 	$(PY) -m pytest -q -m "not e2e"
 
 lint: install
-	$(VENV)/bin/ruff check srs codecs tests
+	$(VENV)/bin/ruff check srs codecs tests bench
 	$(VENV)/bin/mypy
 
 # One JSON document with the performance figures (long); bench-quick is the small variant CI runs.
 bench: install
-	$(PY) -m srs.bench
+	$(PY) -m bench
 
 bench-quick: install
-	$(PY) -m srs.bench --quick
+	$(PY) -m bench --quick
 
 # Half capacity for 30 minutes: RSS slope, descriptors and RTP sockets at every quiet point (JSON).
 soak: install
-	$(PY) -m srs.bench.soak --minutes 30 --calls 500
+	$(PY) -m bench.soak --minutes 30 --calls 500
 
 # Calls offered beyond max_sessions and beyond what the SIP loop sustains: accepted vs 503 (JSON).
 overload: install
-	$(PY) -m srs.bench.overload --compare
+	$(PY) -m bench.overload --compare
 
 # >= 1M inputs per target (hours on 2 cores); fuzz-ci is the bounded pass CI runs.
 fuzz: install

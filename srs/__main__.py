@@ -1,5 +1,5 @@
 import sys
 
-from srs.cli import main
+from srs.cli.main import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """Configuration: a TOML file plus command-line overrides, frozen once loaded.
 
-Only the composition root (:mod:`srs.app`) reads this; every other module gets
+Only the composition root (:mod:`srs.daemon.app`) reads this; every other module gets
 plain values.  Unknown or misspelt keys are refused at start with the key named,
 because a silently ignored ``max_sesions = 10`` is an outage waiting to happen.
 """

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from srs.bench.pgcluster import PgCluster, throwaway_cluster
-from srs.wire_clock import enable_timestamps
+from bench.pgcluster import PgCluster, throwaway_cluster
+from srs.mediaplane.wire_clock import enable_timestamps
 
 _names = itertools.count(1)
 TEMPLATE = "srs_template"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from srs.bench.rclone import ACCESS_KEY, SECRET_KEY, RcloneS3, rclone_binary
+from bench.rclone import ACCESS_KEY, SECRET_KEY, RcloneS3, rclone_binary
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "RcloneS3", "rclone_binary", "s3_server"]
 

@@ -2,7 +2,7 @@
 
 The worker's Python cost should be per batch, not per datagram, so datagrams land in preallocated
 numpy arrays: the bytes (one fixed-size row per datagram) and, per datagram, the slot of the socket
-it came from, its kernel arrival on the monotonic clock in ns (:mod:`srs.wire_clock`), its offset
+it came from, its kernel arrival on the monotonic clock in ns (:mod:`srs.mediaplane.wire_clock`), its offset
 and length, and a 64-bit key of its source address (cheap to compare; :meth:`BatchReceiver.source`
 gives the address tuple). The RTP header fields are strided views of the rows, so the worker can
 route and check a whole batch with a few numpy operations.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from srs.wire_clock import ANCILLARY_SIZE, MAX_QUEUE_AGE, enable_timestamps, stamp_of
+from srs.mediaplane.wire_clock import ANCILLARY_SIZE, MAX_QUEUE_AGE, enable_timestamps, stamp_of
 
 WATCHED = -1
 _MAX_AGE_NS = int(MAX_QUEUE_AGE * 1_000_000_000)

@@ -1,6 +1,6 @@
-"""The media plane's contract: what :class:`~srs.live.LiveRecordings` asks of a plane, and its specs.
+"""The media plane's contract: what the daemon's live recordings ask of a plane, and its specs.
 
-:class:`~srs.live.LiveRecordings` decides *what* happens to a recording (opened, a stream set up
+:class:`~srs.daemon.recordings.LiveRecordings` decides *what* happens to a recording (opened, a stream set up
 or ended, paused, closed); a plane does it. Two planes share this contract:
 
 * :class:`~srs.mediaplane.inprocess.InProcessPlane` receives on the daemon's own event loop (simple;
@@ -75,7 +75,10 @@ def srtp_filter(srtp: tuple[str, str]) -> PacketFilter:
 
 
 class MediaPlane(ABC):
-    """The operations :class:`~srs.live.LiveRecordings` needs; ``key`` names a recording (its session)."""
+    """The operations :class:`~srs.daemon.recordings.LiveRecordings` needs.
+
+    ``key`` names a recording (its session).
+    """
 
     @abstractmethod
     def open(self, key: str, spec: RecorderSpec) -> None: ...

@@ -14,7 +14,7 @@ from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSp
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.ports import RtpPort
 from srs.mediaplane.recordings import RecordingSet
-from srs.wire_clock import ANCILLARY_SIZE, realtime_offset, stamp_of, to_monotonic
+from srs.mediaplane.wire_clock import ANCILLARY_SIZE, realtime_offset, stamp_of, to_monotonic
 
 _RECV_SIZE = 2048
 _LIVE_PUMP_S = 0.005
@@ -24,7 +24,7 @@ _LIVE_PUMP_S = 0.005
 class RtpReceiver:
     """Registers bound ports with the event loop and drains them as they become readable.
 
-    Each datagram is handed on with the kernel's arrival stamp (:mod:`srs.wire_clock`), so what
+    Each datagram is handed on with the kernel's arrival stamp (:mod:`srs.mediaplane.wire_clock`), so what
     waited in the socket while the loop was busy is placed where it arrived, not where it was read.
     ``clock`` is the monotonic clock (the read time bounds each stamp, and stands in without one).
     """

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from srs.wire_clock import enable_timestamps
+from srs.mediaplane.wire_clock import enable_timestamps
 
 Sink = Callable[[bytes, tuple[str, int], float], None]
 
@@ -105,7 +105,7 @@ class PortAllocator:
                 bound.append(sock)
                 sock.setblocking(False)
                 sock.bind((self.bind_host, p))
-                enable_timestamps(sock)  # every datagram carries its arrival (srs.wire_clock)
+                enable_timestamps(sock)  # every datagram carries its arrival (srs.mediaplane.wire_clock)
         except OSError:
             for sock in bound:
                 sock.close()

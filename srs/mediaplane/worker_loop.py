@@ -47,15 +47,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from srs.collector import tune_collector
 from srs.errors import SrsError
 from srs.media.track import StreamTrack
 from srs.mediaplane.batch_delivery import Runs, SourceNames, deliver_run, split_runs
 from srs.mediaplane.batch_receiver import BatchReceiver
+from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
-from srs.wire_clock import enable_timestamps
+from srs.mediaplane.wire_clock import enable_timestamps
 
 _MAX_COMMAND = 1 << 22
 _MAX_BATCH_FDS = 250

@@ -3,7 +3,7 @@
 Every received message goes to one callback with its source, transport, the
 local address it arrived on (for Contact and SDP) and its arrival time; the
 sans-IO user agent decides the rest.  A UDP datagram's arrival is the kernel's
-receive stamp (:mod:`srs.wire_clock`), so a BYE that waited in the socket while
+receive stamp (:mod:`srs.mediaplane.wire_clock`), so a BYE that waited in the socket while
 the loop was busy still ends its recording where it arrived; the UDP listeners
 are therefore read with ``recvmsg`` by the edge's own readers (an asyncio
 datagram transport does not hand over ancillary data).  TCP/TLS messages are
@@ -34,10 +34,16 @@ from typing import Any
 
 from srs.config import HostPort
 from srs.errors import ListenError, ParseError
+from srs.mediaplane.wire_clock import (
+    ANCILLARY_SIZE,
+    enable_timestamps,
+    realtime_offset,
+    stamp_of,
+    to_monotonic,
+)
 from srs.net.stream_limits import ConnectionTable, StreamClock, StreamLimits
 from srs.sip.framing import StreamFramer
 from srs.sip.routing import Address, Outgoing, Transport
-from srs.wire_clock import ANCILLARY_SIZE, enable_timestamps, realtime_offset, stamp_of, to_monotonic
 
 MessageHandler = Callable[[bytes, Address, Transport, Address, float], None]
 """``(data, source, transport, local address, arrival)``; arrival on the monotonic clock."""

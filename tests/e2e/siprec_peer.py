@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from srs.bench.loadgen import tone_payload
+from bench.loadgen import tone_payload
 
 LOOPBACK = "127.0.0.1"
 BOUNDARY = "srs-peer-7866"

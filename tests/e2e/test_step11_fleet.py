@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.bench.pgcluster import throwaway_cluster
+from bench.pgcluster import throwaway_cluster
 from srs.service.recordings import RecordingService
 from srs.storage.index import RecordingIndex
 from srs.storage.records import RecordingFilter

@@ -4,7 +4,7 @@ Each call carries two tones of its own; afterwards every recording must be avail
 with as many packets received per stream as were sent, and its WAV must span the call without gaps
 and hold both tones at the level sent.  Run once with media on the daemon's loop and once with media
 in a worker process (``--media-workers 1``).  The numbers are small: this keeps the load path
-working; ``python -m srs.bench`` measures it.
+working; ``python -m bench`` measures it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.bench import loadgen
+from bench import loadgen
 from tests.e2e.conftest import LOOPBACK, free_port, free_port_range, sip_options_ok
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     data = tmp_path / "data"
     log = tmp_path / "srs.log"
     cmd = [
-        sys.executable, "-m", "srs.bench.serve", "--media-workers", str(request.param),
+        sys.executable, "-m", "bench.serve", "--media-workers", str(request.param),
         "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{high}",
         "--data-dir", str(data), "--http", "off",
     ]  # fmt: skip

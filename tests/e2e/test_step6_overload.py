@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from srs.bench import loadgen
-from srs.bench.overload import REFUSED_503, LoadThread, failure_kinds, probe_invite
-from srs.bench.soak import index_states
+from bench import loadgen
+from bench.overload import REFUSED_503, LoadThread, failure_kinds, probe_invite
+from bench.soak import index_states
 from tests.e2e.conftest import LOOPBACK, free_port, free_port_range, sip_options_ok
 
 pytestmark = pytest.mark.e2e

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from srs.bench.loadgen import Call, _in_dialog, _invite, tone_payload
+from bench.loadgen import Call, _in_dialog, _invite, tone_payload
 from tests.e2e.conftest import (
     LOOPBACK,
     Ports,

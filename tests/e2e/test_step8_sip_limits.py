@@ -54,7 +54,7 @@ t1_ms = 100
 def _baseline_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
     source = os.environ.get("SRS_BASELINE_SRC")
     if source:
-        boot = f"import sys; sys.path.insert(0, {source!r}); from srs.cli import main; sys.exit(main())"
+        boot = f"import sys; sys.path.insert(0, {source!r}); from srs.cli.main import main; sys.exit(main())"
         monkeypatch.setattr(conftest, "srs_command", lambda: [sys.executable, "-c", boot])
 
 

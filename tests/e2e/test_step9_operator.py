@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.exitcodes import ExitCode
+from srs.errors import ExitCode
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import State

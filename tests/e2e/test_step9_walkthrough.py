@@ -107,7 +107,7 @@ def test_readme_walkthrough_from_a_fresh_copy(tmp_path: Path) -> None:
         _stop_leftover_daemon(repo, process.pid)
     text = output.decode(errors="replace")
     log = (repo / "srs.log").read_text(errors="replace") if (repo / "srs.log").exists() else ""
-    assert process.returncode == 0, f"{text}\n----- srs.log -----\n{log}"
+    assert process.returncode == 0, f"{text}\n----- srs.daemon.logs -----\n{log}"
 
     with wave.open(str(repo / "ACREC-123.wav")) as wav:
         assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (1, 8000, 2)

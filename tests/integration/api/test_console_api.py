@@ -19,8 +19,8 @@ import pytest
 from srs.api.console import CONTENT_SECURITY_POLICY
 from srs.api.events import TICKET_TTL_S, EventHub
 from srs.api.peaks import MAX_WIDTH, MIN_WIDTH, compute_peaks
-from srs.http_runtime import STOP_TIMEOUT_S, start_http_runtime
-from srs.metrics import DaemonMetrics
+from srs.daemon.http_runtime import STOP_TIMEOUT_S, start_http_runtime
+from srs.daemon.metrics import DaemonMetrics
 from srs.service.principal import Kind, Principal
 from srs.service.tokens import TokenService
 from srs.storage.index import RecordingIndex

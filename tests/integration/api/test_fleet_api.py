@@ -69,7 +69,7 @@ def test_a_session_recorded_by_two_nodes_is_served_as_its_most_complete_copy(api
 
 
 def test_the_api_answers_503_while_its_postgresql_index_is_down_and_recovers(tmp_path: Path) -> None:
-    from srs.bench.pgcluster import throwaway_cluster
+    from bench.pgcluster import throwaway_cluster
 
     with throwaway_cluster() as cluster:
         api = Api(tmp_path, cluster.create_database("api"))

@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from srs.http_runtime import HttpRuntime
-from srs.metrics import DaemonMetrics
+from srs.daemon.http_runtime import HttpRuntime
+from srs.daemon.metrics import DaemonMetrics
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from tests.integration.api.test_runtime import start, wait_until

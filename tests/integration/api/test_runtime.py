@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from srs.http_runtime import HttpRuntime, start_http_runtime
-from srs.metrics import DaemonMetrics
+from srs.daemon.http_runtime import HttpRuntime, start_http_runtime
+from srs.daemon.metrics import DaemonMetrics
 from srs.service.tokens import TokenService
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout

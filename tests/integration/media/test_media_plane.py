@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import srs_codecs
 
-from srs.bench.loadgen import LEVEL, tone_payload
+from bench.loadgen import LEVEL, tone_payload
 from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.bench.loadgen import tone_payload
+from bench.loadgen import tone_payload
 from srs.media.recorder import RecordingResult
 from srs.media.track import StreamActivity
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.cli_recordings import register
+from srs.cli.recordings import register
 from srs.service.recordings import RecordingService
 from srs.storage.objects import FileObjectStore, ObjectStore
 from srs.storage.s3_store import S3ObjectStore

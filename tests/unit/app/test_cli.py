@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.cli import main
+from srs.cli.main import main
 from srs.service.recordings import RecordingService
 
 DATA = Path(__file__).resolve().parents[2] / "data"

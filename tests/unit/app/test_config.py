@@ -229,7 +229,7 @@ def test_outgoing_tls_context_verifies_unless_opted_out(tmp_path: Path) -> None:
     import ssl
     from types import SimpleNamespace
 
-    from srs.app import Daemon
+    from srs.daemon.app import Daemon
 
     verifying = Daemon._client_ssl(SimpleNamespace(config=build_config({})))  # type: ignore[arg-type]
     assert verifying.verify_mode is ssl.CERT_REQUIRED

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from srs.app import open_objects
 from srs.config import build_config
+from srs.daemon.app import open_objects
 from srs.errors import ConfigError
 from srs.storage.objects import FileObjectStore
 from srs.storage.s3_store import S3ObjectStore

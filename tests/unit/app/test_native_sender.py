@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.bench.native_sender import NativeSender, Stream, build
+from bench.native_sender import NativeSender, Stream, build
 
 
 @pytest.fixture(scope="module")

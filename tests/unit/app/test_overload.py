@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from srs.overload import LagMonitor
+from srs.daemon.overload import LagMonitor
 
 
 def test_a_quiet_loop_is_never_overloaded() -> None:
@@ -45,7 +45,7 @@ def test_limit_must_be_positive() -> None:
 
 
 def test_backlog_over_the_limit_sheds_and_clears_below_half() -> None:
-    from srs.overload import BacklogMonitor
+    from srs.daemon.overload import BacklogMonitor
 
     monitor = BacklogMonitor(limit=1_000_000)
     assert monitor.observe(0) is False

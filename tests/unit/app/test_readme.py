@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from srs.exitcodes import ExitCode
+from srs.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text()
@@ -48,7 +48,7 @@ def test_the_readme_sipp_step_works_in_a_directory_without_pcap(tmp_path: Path) 
 
 
 def test_documented_config_precedence_matches_the_environment_names() -> None:
-    from srs.cli_common import ENV_CONFIG, ENV_DATA_DIR
+    from srs.cli.common import ENV_CONFIG, ENV_DATA_DIR
 
     assert f"`{ENV_DATA_DIR}`" in README and f"`{ENV_CONFIG}`" in README
     assert re.search(r"the flag, then\s+the\s+environment", README)

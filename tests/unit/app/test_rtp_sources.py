@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from srs.live import LiveRecordings, LiveSession, MediaOptions
+from srs.daemon.recordings import LiveRecordings, LiveSession, MediaOptions
 from srs.sdp.answer import NegotiatedStream
 from srs.sdp.model import Codec, Direction
 

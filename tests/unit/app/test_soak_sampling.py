@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from srs.bench.loadgen import LoadResult
-from srs.bench.overload import REFUSED_503, bye_bound_to_its_transaction, failure_kinds
-from srs.bench.soak import (
+from bench.loadgen import LoadResult
+from bench.overload import REFUSED_503, bye_bound_to_its_transaction, failure_kinds
+from bench.soak import (
     UdpSocket,
     leak_check,
     parse_metric,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from srs.errors import ParseError
-from srs.inspect import inspect_bytes
+from srs.siprec.inspect import inspect_bytes
 from tests.unit.body.fixtures import body_of, load
 
 KEYS = {"kind", "method", "headers", "parts", "is_siprec", "sdp", "metadata", "warnings"}

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("srs.sip.message")
 
-from srs.inspect import inspect_bytes
+from srs.siprec.inspect import inspect_bytes
 from tests.unit.body.fixtures import DATA, load
 
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srs.errors import ParseError
-from srs.inspect import inspect_bytes
 from srs.sdp.answer import build_answer
 from srs.sdp.parse import parse_sdp
+from srs.siprec.inspect import inspect_bytes
 from srs.siprec.metadata import parse_metadata
 from srs.siprec.multipart import extract_siprec_body
 from tests.unit.body.fixtures import DATA, body_of, load

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.mediaplane.batch_receiver import BatchReceiver, native_engine, source_key
-from srs.wire_clock import SUPPORTED
+from srs.mediaplane.wire_clock import SUPPORTED
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="kernel receive stamps are Linux's")
 SLACK_NS = 500_000

@@ -17,7 +17,7 @@ import pytest
 
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
-from srs.wire_clock import (
+from srs.mediaplane.wire_clock import (
     ANCILLARY_SIZE,
     MAX_QUEUE_AGE,
     SUPPORTED,

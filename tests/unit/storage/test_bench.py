@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srs.storage.bench import populate, run
+from bench.index_data import populate, run
 from srs.storage.index import RecordingIndex
 from srs.storage.records import RecordingFilter
 

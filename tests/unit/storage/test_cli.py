@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.cli_recordings import register
+from srs.cli.recordings import register
 from srs.service.recordings import RecordingService
 from srs.service.tokens import TokenService
 from srs.storage.records import State

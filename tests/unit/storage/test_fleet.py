@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.bench.pgcluster import throwaway_cluster
+from bench.pgcluster import throwaway_cluster
 from srs.service.recordings import RecordingService
 from srs.storage import schema
 from srs.storage.backend import POSTGRESQL, IndexUrl, to_pyformat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srs.metrics import DaemonMetrics
+from srs.daemon.metrics import DaemonMetrics
 
 
 def samples(metrics: DaemonMetrics) -> dict[str, float]:

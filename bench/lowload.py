@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from srs.bench.media import cpu_seconds
+from bench.media import cpu_seconds
 
 RATE = 100
 """Calls set up per second by SIPp."""
@@ -33,7 +33,7 @@ def low_load(
     calls: int = 200,
     seconds: float = 12.0,
 ) -> dict[str, Any]:
-    """``daemon``, ``children`` and ``free_port`` are the bench's own helpers (``srs.bench.__main__``)."""
+    """``daemon``, ``children`` and ``free_port`` are the bench's own helpers (``bench.__main__``)."""
     sipp = shutil.which("sipp")
     if sipp is None or not (scenarios / "siprec_load.xml").exists():
         return {"skipped": "sipp or sipp-scenarios/siprec_load.xml not found"}

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from srs.bench.loadgen import percentile
-from srs.storage.bench import populate
+from bench.index_data import populate
+from bench.loadgen import percentile
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 
@@ -24,7 +24,7 @@ def run_postgresql(
 ) -> dict[str, Any]:
     """The same figures on PostgreSQL: a throw-away server of this machine's PostgreSQL binaries
     (loopback TCP, fsync off: it measures queries, not the disk), started and removed here."""
-    from srs.bench.pgcluster import throwaway_cluster
+    from bench.pgcluster import throwaway_cluster
 
     # the server's directory goes to the system temp dir: the postgres user must be able to reach
     # it, and the caller's scratch directory is private to the caller
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import os
 
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.index", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.index", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--api-requests", type=int, default=300)

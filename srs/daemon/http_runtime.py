@@ -24,8 +24,8 @@ from srs.api.app import create_app
 from srs.api.events import EventHub
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
 from srs.api.live import install_live_routes
+from srs.daemon.metrics import DaemonMetrics
 from srs.errors import ListenError
-from srs.metrics import DaemonMetrics
 from srs.service.exports import ExportManager
 from srs.service.live_hub import LiveHub
 from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService

@@ -12,7 +12,7 @@ are checked for length, gaps and both tones.  CPU time of srs (the worker and th
 plays the daemon's part) over the steady window divided by the packets received gives µs per
 packet (receive to disk).
 
-RTP comes from the native sender (:mod:`srs.bench.native_sender`, ``sendmmsg``, every stream at
+RTP comes from the native sender (:mod:`bench.native_sender`, ``sendmmsg``, every stream at
 its own phase within each 20 ms) where a C compiler is installed, else from the Python senders of
 the load generator; either way each level says how far behind schedule the generator fell. With
 ``receive_only`` the worker discards every datagram after receiving it: the floor, what the
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import srs_codecs
 
-from srs.bench.loadgen import LEVEL, sender_main, tone_payload, tones
-from srs.bench.native_sender import PTIME_NS, NativeSender, SenderReport, Stream
+from bench.loadgen import LEVEL, sender_main, tone_payload, tones
+from bench.native_sender import PTIME_NS, NativeSender, SenderReport, Stream
 from srs.media.recorder import RecordingResult
 from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec

@@ -1,4 +1,4 @@
-"""The web console at scale: ``python -m srs.bench.console --rows 1000000``.
+"""The web console at scale: ``python -m bench.console --rows 1000000``.
 
 Fills an index with synthetic recordings (the index bench's bulk insert), gives the newest one a
 real 30-minute WAV, serves the API and the console over a loopback socket, then times
@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from srs.live import file_sha256
-from srs.storage.bench import T0, populate
+from bench.index_data import T0, populate
+from srs.daemon.recordings import file_sha256
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 

@@ -1,4 +1,4 @@
-"""``python -m srs.bench.soak``: does srs leak anything when it records calls for half an hour?
+"""``python -m bench.soak``: does srs leak anything when it records calls for half an hour?
 
 A daemon (media in ``--media-workers`` processes) gets rounds of ``--calls`` staggered two-stream
 G.711 calls from the load generator, back to back until ``--minutes`` are over: each round ramps
@@ -11,14 +11,14 @@ Every ``--interval`` s a sampler thread records, for the daemon, its index write
 worker: RSS (``/proc/PID/status``), open descriptors (``/proc/PID/fd``), UDP sockets they own bound in the
 RTP range and those sockets' kernel drop counters (``/proc/net/udp``); plus live sessions (the
 daemon's ``/metrics``) and index rows by state.  Every round's recordings are verified (index and
-WAV, as ``srs.bench.loadgen.verify``) and their WAVs deleted afterwards, so disk use stays flat.
+WAV, as ``bench.loadgen.verify``) and their WAVs deleted afterwards, so disk use stays flat.
 
 The output is one JSON document: the samples, the RSS slope per process (least squares, KB/min)
 over the second half (all samples, and quiet points only: the sawtooth of the rounds does not
 bias the latter), descriptors and ports at each quiet point against the baseline, calls made,
 calls failed and recordings verified bad.  Loopback only; bounded in time.
 
-    python -m srs.bench.soak --minutes 30 --calls 500 --media-workers 1
+    python -m bench.soak --minutes 30 --calls 500 --media-workers 1
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srs.bench import loadgen
-from srs.bench.__main__ import LOOPBACK, children, free_port, media_workers, options_ok, pin, stop
+from bench import loadgen
+from bench.__main__ import LOOPBACK, children, free_port, media_workers, options_ok, pin, stop
 
 _UNFINISHED = ("starting", "recording", "stopping")
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
@@ -198,7 +198,7 @@ def launch(
     other_cpus: set[int] | None = None,
     log_level: str = "warning",
 ) -> Iterator[Running]:
-    """``srs serve`` as ``srs.bench.serve`` runs it, plus the HTTP side (for ``/metrics``) and an
+    """``srs serve`` as ``bench.serve`` runs it, plus the HTTP side (for ``/metrics``) and an
     optional configuration file; waits until it answers OPTIONS; SIGTERM at the end."""
     data = work / f"data-{time.monotonic_ns()}"
     data.mkdir(parents=True)
@@ -207,7 +207,7 @@ def launch(
     low = 20000 + (os.getpid() % 100) * 100
     token = read_token(data)
     cmd = [
-        sys.executable, "-m", "srs.bench.serve", "--media-workers", str(workers),
+        sys.executable, "-m", "bench.serve", "--media-workers", str(workers),
         "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{low + 19999}",
         "--data-dir", str(data), "--http", f"{LOOPBACK}:{http}", "--log-level", log_level,
     ]  # fmt: skip
@@ -517,7 +517,7 @@ def _ms(value: float | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--calls", type=int, default=500, help="calls up at once (default: half of capacity)")
     parser.add_argument("--rate", type=float, default=50.0, help="ramp rate of each round, calls/s")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srs.log import get_logger
+from srs.daemon.logs import get_logger
 from srs.media.channels import stereo_groups
 from srs.media.recorder import RecordingResult
 from srs.media.track import DecoderFactory, PayloadFormat

@@ -12,7 +12,7 @@ Afterwards every recording is checked in the index (available; per stream packet
 packets sent, none lost) and in its WAV (length equals the 200 OK → BYE span; no run of silence
 inside; both tones present at the level sent).  Loopback only; bounded in time and count.
 
-    python -m srs.bench.loadgen --sip 127.0.0.1:5060 --data-dir ./var --calls 500 --rate 100 --hold 5
+    python -m bench.loadgen --sip 127.0.0.1:5060 --data-dir ./var --calls 500 --rate 100 --hold 5
 """
 
 from __future__ import annotations
@@ -592,7 +592,7 @@ def summary(result: LoadResult, checked: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.loadgen", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__.split("\n")[0])
     parser.add_argument("--sip", default="127.0.0.1:5060", help="srs SIP address (UDP)")
     parser.add_argument("--data-dir", required=True, type=Path, help="srs data directory (index and WAVs)")
     parser.add_argument("--calls", type=int, default=100)

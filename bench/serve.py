@@ -3,7 +3,7 @@
 ``--media-workers N`` sets ``[media] workers`` (0 keeps the media on the daemon's loop); everything
 else comes from the embedded defaults or ``--config``, as in production.
 
-    python -m srs.bench.serve --media-workers 1 --sip 127.0.0.1:5060 --rtp-ports 20000-29999 ...
+    python -m bench.serve --media-workers 1 --sip 127.0.0.1:5060 --rtp-ports 20000-29999 ...
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from srs.app import run_daemon
 from srs.config import load_config, with_overrides
+from srs.daemon.app import run_daemon
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.serve")
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument("--config")
     parser.add_argument("--sip")
     parser.add_argument("--rtp-ports")

@@ -12,14 +12,13 @@ import sys
 from collections.abc import Sequence
 
 import srs
-from srs.cli_common import add_config_flags, config_path, data_dir_override
-from srs.errors import SrsError
-from srs.exitcodes import ExitCode
+from srs.cli.common import add_config_flags, config_path, data_dir_override
+from srs.errors import ExitCode, SrsError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from srs.app import run_daemon
     from srs.config import load_config, with_overrides
+    from srs.daemon.app import run_daemon
 
     config = with_overrides(
         load_config(config_path(args)),
@@ -39,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from srs.inspect import inspect_bytes
+    from srs.siprec.inspect import inspect_bytes
 
     try:
         with open(args.file, "rb") as handle:
@@ -79,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(func=_inspect)
 
-    from srs.cli_recordings import register
+    from srs.cli.recordings import register
 
     register(sub)
     return parser
@@ -87,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; an error an operator can fix is one line on stderr and its exit code
-    (:class:`srs.exitcodes.ExitCode`), never a traceback."""
+    (:class:`srs.errors.ExitCode`), never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
-"""``python -m srs.bench.overload``: what srs does with more calls than it admits.
+"""``python -m bench.overload``: what srs does with more calls than it admits.
 
 Two runs, each against a fresh daemon (media in one worker), each recording verified afterwards
-(index and WAV, as ``srs.bench.loadgen.verify``):
+(index and WAV, as ``bench.loadgen.verify``):
 
 * ``max_sessions``: ``[limits] max_sessions = M`` and 2·M calls offered at once.  Reports
   offered, accepted, refused with 503 (and any other failure); a raw INVITE sent while the daemon
@@ -16,7 +16,7 @@ Two runs, each against a fresh daemon (media in one worker), each recording veri
 
 Loopback only; bounded in time (about a minute per run).
 
-    python -m srs.bench.overload [--max-sessions 50] [--burst 800 --burst-rate 400] [--compare]
+    python -m bench.overload [--max-sessions 50] [--burst 800 --burst-rate 400] [--compare]
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srs.bench import loadgen
-from srs.bench.__main__ import LOOPBACK, free_port, no_media_scenario
-from srs.bench.soak import Running, index_states, launch, parse_metric, udp_table, wait_quiet
+from bench import loadgen
+from bench.__main__ import LOOPBACK, free_port, no_media_scenario
+from bench.soak import Running, index_states, launch, parse_metric, udp_table, wait_quiet
 
 REFUSED_503 = "INVITE answered 503"
 
@@ -391,7 +391,7 @@ def by_loop_lag(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.overload", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__.split("\n")[0])
     parser.add_argument("--max-sessions", type=int, default=50, help="the limit of the first run")
     parser.add_argument("--hold", type=float, default=4.0, help="seconds the admitted calls stay up")
     parser.add_argument("--lag-ms", type=int, default=250, help="[limits] max_loop_lag_ms of the second run")

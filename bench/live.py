@@ -1,4 +1,4 @@
-"""Cost of one live listener per RTP packet: ``python -m srs.bench.live [PACKETS]``.
+"""Cost of one live listener per RTP packet: ``python -m bench.live [PACKETS]``.
 
 Measured in one process with the real parts: a PCMU :class:`StreamTrack` push (what every packet
 costs without listeners), the same push through the live tap (decode, jitter buffer, batch), and

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from srs.cli_common import add_config_flags, cli_config
-from srs.errors import SrsError
-from srs.exitcodes import ExitCode
+from srs.cli.common import add_config_flags, cli_config
+from srs.errors import ExitCode, SrsError
 from srs.service.audit import Action
 from srs.service.filters import build_filter, split_extension
 from srs.service.recordings import DEFAULT_LINK_VALIDITY_S, RecordingService
@@ -46,7 +45,7 @@ def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
     if url:
         objects = open_store(url, options_from_env(S3Options(), os.environ))
     elif config.storage.objects:
-        from srs.app import open_objects  # the daemon's own reading of [storage] objects
+        from srs.daemon.app import open_objects  # the daemon's own reading of [storage] objects
 
         objects = open_objects(config)
     previous = os.umask(PRIVATE_UMASK)  # what the CLI creates in the data dir is as private as the daemon's

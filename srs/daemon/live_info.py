@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from srs.live import LiveSession
+from srs.daemon.recordings import LiveSession
 from srs.media.channels import stereo_groups
 from srs.service.live_formats import CallInfo
 

@@ -1,4 +1,4 @@
-"""``python -m srs.bench``: the performance figures of srs on this machine, as one JSON document.
+"""``python -m bench``: the performance figures of srs on this machine, as one JSON document.
 
 Sections (each measured on loopback, bounded in time and count):
 
@@ -41,9 +41,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from srs.bench import index as index_bench
-from srs.bench import loadgen, media, native_sender
-from srs.bench.lowload import low_load
+from bench import index as index_bench
+from bench import loadgen, media, native_sender
+from bench.lowload import low_load
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "sipp-scenarios"
@@ -112,7 +112,7 @@ def daemon(
     sip = free_port()
     low = 20000 + (os.getpid() % 100) * 100
     cmd = [
-        sys.executable, "-m", "srs.bench.serve", "--media-workers", str(workers),
+        sys.executable, "-m", "bench.serve", "--media-workers", str(workers),
         "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{low + 19999}",
         "--data-dir", str(data_dir), "--http", "off", "--log-level", "warning",
     ]  # fmt: skip
@@ -298,7 +298,7 @@ def _uvloop_run(coro: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small CI variant (a few minutes)")
     sections = ["media", "inprocess", "setup", "e2e", "index", "index_pg", "lowload"]
     parser.add_argument("--only", action="append", choices=sections)

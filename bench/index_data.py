@@ -1,4 +1,4 @@
-"""Query latency of the recording index on a large synthetic data set: ``python -m srs.storage.bench``.
+"""Query latency of the recording index on a large synthetic data set: ``python -m bench.index_data``.
 
 Rows are bulk-inserted straight into the tables (the daemon's one-call-at-a-time write path is not
 what is measured); each query runs several times and the median is reported in milliseconds.

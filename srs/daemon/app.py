@@ -30,14 +30,16 @@ from typing import Any
 import srs_codecs
 
 import srs
-from srs.collector import tune_collector
 from srs.config import Config, node_id
+from srs.daemon.http_runtime import HttpRuntime, bind_http, start_http_runtime
+from srs.daemon.live_info import call_info, find_session
+from srs.daemon.logs import configure_logging, get_logger
+from srs.daemon.metrics import DaemonMetrics
+from srs.daemon.overload import BacklogMonitor, LagMonitor
+from srs.daemon.recordings import Finished, LiveRecordings, LiveSession, MediaOptions, file_sha256
 from srs.errors import ListenError, ParseError, SrsError, TlsSetupError
-from srs.http_runtime import HttpRuntime, bind_http, start_http_runtime
-from srs.live import Finished, LiveRecordings, LiveSession, MediaOptions, file_sha256
-from srs.live_info import call_info, find_session
-from srs.log import configure_logging, get_logger
 from srs.media.wavfile import repair_wav
+from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import MediaPlane
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator
@@ -45,10 +47,8 @@ from srs.mediaplane.recordings import JournalPolicy
 from srs.mediaplane.recovery import recover_recording
 from srs.mediaplane.watch import NoMedia, SourceChanged, WatchEvent
 from srs.mediaplane.worker_plane import WorkerPlane
-from srs.metrics import DaemonMetrics
 from srs.net.sip_edge import SipEdge
 from srs.net.stream_limits import StreamLimits
-from srs.overload import BacklogMonitor, LagMonitor
 from srs.rtp.srtp import make_inline_key
 from srs.sdp.model import Codec
 from srs.service.audit import Action

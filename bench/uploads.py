@@ -7,7 +7,7 @@
   two-stream G.711 calls from the load generator; BYE → ``upload: done`` p50/p99 from the index
   (``uploaded_at`` − ``ended_at``), every object hashed against the index.
 
-    python -m srs.bench.uploads --recordings 200 --seconds 60 --concurrency 4 --calls 50
+    python -m bench.uploads --recordings 200 --seconds 60 --concurrency 4 --calls 50
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from srs.bench import loadgen
-from srs.bench.rclone import ACCESS_KEY, LOOPBACK, SECRET_KEY, RcloneS3
+from bench import loadgen
+from bench.rclone import ACCESS_KEY, LOOPBACK, SECRET_KEY, RcloneS3
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex
@@ -135,7 +135,7 @@ def _daemon(work: Path, server: RcloneS3, bucket: str) -> Iterator[int]:
     low = 20000 + (os.getpid() % 100) * 100
     env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
     cmd = [
-        sys.executable, "-m", "srs.bench.serve", "--config", str(config), "--media-workers", "1",
+        sys.executable, "-m", "bench.serve", "--config", str(config), "--media-workers", "1",
         "--sip", f"{LOOPBACK}:{sip}", "--rtp-ports", f"{low}-{low + 19999}",
         "--data-dir", str(data), "--http", "off", "--log-level", "warning",
     ]  # fmt: skip
@@ -143,7 +143,7 @@ def _daemon(work: Path, server: RcloneS3, bucket: str) -> Iterator[int]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     try:
-        from srs.bench.__main__ import options_ok
+        from bench.__main__ import options_ok
 
         deadline = time.monotonic() + 20
         while not options_ok(sip):
@@ -195,7 +195,7 @@ def through_daemon(server: RcloneS3, work: Path, calls: int, rate: float, hold: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srs.bench.uploads", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.uploads", description=__doc__.split("\n")[0])
     parser.add_argument("--recordings", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each recording")
     parser.add_argument("--concurrency", type=int, default=4)

@@ -1,0 +1,1 @@
+"""The `srs` command: ``main(argv) -> int``, one module per command group."""

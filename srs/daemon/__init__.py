@@ -1,0 +1,1 @@
+"""The daemon: builds srs from its configuration, runs it, shuts it down (the composition root)."""
