@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import SrsDaemon, read_wav, wait_recording
 from tests.e2e.siprec_peer import LOOPBACK, RtpStream, SiprecPeer, play
-from tests.e2e.test_step4_api import HookReceiver, start_receiver
+from tests.e2e.test_http_api import HookReceiver, start_receiver
 
 SBC, STRANGER, FAILOVER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 GENUINE = (400, 1200)

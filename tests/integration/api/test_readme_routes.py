@@ -10,8 +10,8 @@ from pathlib import Path
 from fastapi.routing import APIRoute
 
 from tests.integration.api.conftest import Api
-from tests.unit.app.test_readme import README, table_after
 from tests.unit.storage.factory import add_recording
+from tests.unit.test_readme import README, table_after
 
 
 def _normalise(route: str) -> str:

@@ -13,8 +13,8 @@ from srs.media.recorder import Recorder, RecordingResult
 from srs.media.report import completeness_report, stream_warnings
 from srs.media.track import StreamStats
 from srs.rtp.dtmf import DtmfEvent
-from tests.unit.media.rtp_fixtures import SRC, make_track, payload_for, rtp
 from tests.unit.media.test_recorder import START
+from tests.unit.rtp.fixtures import SRC, make_track, payload_for, rtp
 
 
 def recorded_call(tmp_path: Path) -> RecordingResult:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from srs.media.track import StreamTrack
 from srs.mediaplane.batch_delivery import SourceNames, deliver_run, split_runs
 from srs.mediaplane.batch_receiver import BatchReceiver, PyReceiver, source_key
-from tests.unit.media.rtp_fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
+from tests.unit.rtp.fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
 
 V6 = ("2001:db8::7", 40000, 0, 0)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.media.track import StreamTrack
-from tests.unit.media.rtp_fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
+from tests.unit.rtp.fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
 
 _HEADER = struct.Struct("!BBHII")
 

@@ -17,7 +17,7 @@ from srs.storage.errors import StorageError
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import FinalizedRecording, NewRecording, RecordingFilter, State
-from tests.unit.storage.conftest import FakeClock
+from tests.unit.conftest import FakeClock
 from tests.unit.storage.factory import T0
 
 

@@ -30,7 +30,7 @@ from srs.storage.records import (
     State,
     StreamInfo,
 )
-from tests.unit.storage.conftest import FakeClock
+from tests.unit.conftest import FakeClock
 from tests.unit.storage.factory import T0
 
 Errors = list[tuple[str, BaseException]]

@@ -6,7 +6,7 @@ import pytest
 
 from srs.errors import ParseError
 from srs.siprec.inspect import inspect_bytes
-from tests.unit.body.fixtures import body_of, load
+from tests.unit.siprec.fixtures import body_of, load
 
 KEYS = {"kind", "method", "headers", "parts", "is_siprec", "sdp", "metadata", "warnings"}
 

@@ -1,4 +1,4 @@
-"""Step 8 hardening against the running daemon: the attacks that worked before, on loopback.
+"""SIP hardening against the running daemon: the attacks that worked before, on loopback.
 
 127.0.0.1 and 127.0.0.2 are allowed SBCs (127.0.0.2 may be an attacker forging it), 127.0.0.3 a
 third host that never talks to srs, 127.0.0.4 a refused source. Each test prints the figure it
@@ -36,7 +36,7 @@ import pytest
 from srs.sip.message import Response, parse_message
 from tests.e2e import conftest
 from tests.e2e.conftest import SrsDaemon, srs_command
-from tests.integration.sip.test_sip_limits import ATTACKER, many_streams, metadata_info
+from tests.integration.net.test_sip_limits import ATTACKER, many_streams, metadata_info
 from tests.unit.siprec.sbc import invite, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

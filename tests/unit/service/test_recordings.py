@@ -13,7 +13,7 @@ from srs.service.recordings import RecordingService
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import RecordingFilter, State
-from tests.unit.storage.conftest import FakeClock
+from tests.unit.conftest import FakeClock
 from tests.unit.storage.factory import T0, add_recording, wav_bytes
 
 DAY = 86_400.0

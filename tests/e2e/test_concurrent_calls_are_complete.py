@@ -1,4 +1,4 @@
-"""Step 5 in small: the load generator drives concurrent calls; every recording is complete and right.
+"""In small: the load generator drives concurrent calls; every recording is complete and right.
 
 Each call carries two tones of its own; afterwards every recording must be available in the index
 with as many packets received per stream as were sent, and its WAV must span the call without gaps

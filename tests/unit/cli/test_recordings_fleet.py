@@ -9,8 +9,8 @@ import pytest
 
 from srs.storage.index import RecordingIndex
 from srs.storage.records import NewRecording
+from tests.unit.cli.test_recordings import run
 from tests.unit.storage.factory import T0
-from tests.unit.storage.test_cli import run
 
 
 def test_list_on_a_shared_index_filters_by_node(

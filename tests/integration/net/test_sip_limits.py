@@ -28,7 +28,7 @@ from srs.net.stream_limits import StreamLimits
 from srs.sip.message import Response, parse_message
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import LimitReached, SessionEnded, SessionOffered, UaEvent
-from tests.integration.sip.test_sip_edge import _self_signed, read_responses
+from tests.integration.net.test_sip_edge import _self_signed, read_responses
 from tests.unit.siprec.sbc import invite, make_ua, multipart, request, sdp
 
 pytestmark = pytest.mark.timeout(90)

@@ -6,7 +6,7 @@ import pytest
 
 from srs.errors import MultipartError, UnsupportedMediaType
 from srs.siprec.multipart import content_type_params, extract_siprec_body, media_type, split_multipart
-from tests.unit.body.fixtures import body_of
+from tests.unit.siprec.fixtures import body_of
 
 SDP = b"v=0\r\nm=audio 4000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n"
 XML = b"<?xml version='1.0'?>\r\n<recording xmlns='urn:ietf:params:xml:ns:recording:1'/>\r\n"

@@ -15,7 +15,7 @@ from srs.sdp.parse import parse_sdp
 from srs.siprec.inspect import inspect_bytes
 from srs.siprec.metadata import parse_metadata
 from srs.siprec.multipart import extract_siprec_body
-from tests.unit.body.fixtures import DATA, body_of, load
+from tests.unit.siprec.fixtures import DATA, body_of, load
 
 SDP_FIXTURES = sorted(p.name for p in DATA.glob("*.sdp"))
 XML_FIXTURES = sorted(p.name for p in DATA.glob("*.xml"))

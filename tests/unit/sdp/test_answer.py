@@ -5,8 +5,8 @@ from collections.abc import Callable
 from srs.sdp.answer import Answer, build_answer
 from srs.sdp.model import Codec, Direction
 from srs.sdp.parse import parse_sdp
-from tests.unit.body.fixtures import load
-from tests.unit.body.test_sdp_parse import SIPREC_OFFER
+from tests.unit.sdp.test_parse import SIPREC_OFFER
+from tests.unit.siprec.fixtures import load
 
 PLAIN = b"v=0\r\nc=IN IP4 192.0.2.1\r\n"
 

@@ -8,7 +8,7 @@ from lxml import etree
 from srs.errors import MetadataError
 from srs.siprec import metadata as metadata_module
 from srs.siprec.metadata import MAX_METADATA_BYTES, merge_metadata, parse_metadata
-from tests.unit.body.fixtures import load
+from tests.unit.siprec.fixtures import load
 
 RECORDING_OPEN = b"<recording xmlns='urn:ietf:params:xml:ns:recording:1'>"
 

@@ -9,7 +9,7 @@ import pytest
 from srs.config import CHOICES, RANGES, Config, HostPort, build_config, load_config, with_overrides
 from srs.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "srs.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "srs.example.toml"
 
 
 def test_example_file_is_exactly_the_defaults() -> None:

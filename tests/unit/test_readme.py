@@ -10,7 +10,7 @@ from pathlib import Path
 
 from srs.errors import ExitCode
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

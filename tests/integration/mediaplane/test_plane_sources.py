@@ -15,7 +15,7 @@ from srs.media.recorder import RecordingResult
 from srs.media.track import StreamActivity
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import PortAllocator
-from tests.integration.media.test_media_plane import PCMU, _free_range, _packet, _plane, run
+from tests.integration.mediaplane.test_media_plane import PCMU, _free_range, _packet, _plane, run
 
 SBC, STRANGER, FAILOVER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("srs.sip.message")
 
 from srs.siprec.inspect import inspect_bytes
-from tests.unit.body.fixtures import DATA, load
+from tests.unit.siprec.fixtures import DATA, load
 
 
 def test_audiocodes_invite() -> None:

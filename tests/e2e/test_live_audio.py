@@ -1,4 +1,4 @@
-"""Step 13: live audio over websockets from a real daemon recording a real call on loopback.
+"""Live audio over websockets from a real daemon recording a real call on loopback.
 
 A Python SBC (``siprec_peer``) places a SIPREC call with two PCMU streams and sends 20 ms packets
 with a recorded send time each; a real ``websockets`` client listens through the API. The frames

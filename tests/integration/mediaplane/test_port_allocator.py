@@ -14,7 +14,7 @@ import socket
 import time
 
 from srs.mediaplane.ports import PortAllocator, RtpPort
-from tests.integration.media.test_media_plane import _free_range
+from tests.integration.mediaplane.test_media_plane import _free_range
 
 
 def _release(allocator: PortAllocator, ports: list[RtpPort]) -> None:

@@ -5,7 +5,7 @@ reads them back over HTTP -- listing, files, links, exports, tokens, webhooks, m
 retention job (last) must delete exactly the aged recording that is not on legal hold.
 
 Until the daemon starts the HTTP runtime itself, this module launches it through a small launcher
-(``python -m tests.e2e.test_step4_api``) that adds the runtime to the same daemon class.
+(``python -m tests.e2e.test_http_api``) that adds the runtime to the same daemon class.
 """
 
 from __future__ import annotations

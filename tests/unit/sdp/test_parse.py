@@ -5,7 +5,7 @@ import pytest
 from srs.errors import SdpError
 from srs.sdp.model import Codec, Crypto, Direction
 from srs.sdp.parse import parse_sdp
-from tests.unit.body.fixtures import load
+from tests.unit.siprec.fixtures import load
 
 SIPREC_OFFER = (
     b"v=0\r\n"

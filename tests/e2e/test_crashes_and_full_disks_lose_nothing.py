@@ -2,7 +2,7 @@
 
 - kill -9 in the middle of a call: on restart the recording is repaired from its crash journal
   (valid WAV, index consistent, ``incomplete: true``) and loses at most about 100 ms of audio
-  (tests/e2e/test_step7_journal.py measures that from the packets sent).
+  (tests/e2e/test_crash_journal_and_worker_death.py measures that from the packets sent).
 - SIGTERM with ``drain_seconds = 0``: srs sends BYE, finalizes the recording up to it, exits 0.
 - SIGTERM with a drain period: new INVITEs get 503 with Retry-After while running calls go on.
 - A full disk (a small filesystem mounted on the recordings folder, as operators often give audio
@@ -138,8 +138,8 @@ def test_kill_9_mid_call_is_repaired_at_restart(
         lost_s = expected_s - recorded_s
         print(f"kill -9 after {expected_s:.2f} s of call: {recorded_s:.2f} s kept, {lost_s:.2f} s lost")
         # by the wall clock, so loosely (SIPp's pcap play falls behind it on a loaded machine; the
-        # 100 ms bound is measured from the packets sent in test_step7_journal.py): the replayed
-        # file ends 100 ms after the last packet's place
+        # 100 ms bound is measured from the packets sent in test_crash_journal_and_worker_death.py):
+        # the replayed file ends 100 ms after the last packet's place
         assert -0.3 <= lost_s <= 0.5, (expected_s, recorded_s)
         assert rec["file"]["size"] == Path(rec["file"]["path"]).stat().st_size
     finally:

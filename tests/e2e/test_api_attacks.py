@@ -1,4 +1,4 @@
-"""Step 8, hardening of the API, files, webhooks and audit: each test is an attack on a running daemon.
+"""Hardening of the API, files, webhooks and audit: each test is an attack on a running daemon.
 
 One daemon serves the module, with three webhook receivers (one answers 500, one never answers, one
 is healthy), a 64 KiB body cap and exports that expire after a few seconds. Two calls are recorded

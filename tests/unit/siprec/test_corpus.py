@@ -6,7 +6,7 @@ from srs.sdp.model import Direction
 from srs.sdp.parse import parse_sdp
 from srs.siprec.metadata import parse_metadata
 from srs.siprec.multipart import extract_siprec_body
-from tests.unit.body.fixtures import DATA, body_of, load
+from tests.unit.siprec.fixtures import DATA, body_of, load
 
 
 def test_readme_lists_every_fixture() -> None:
