@@ -10,14 +10,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,94 +24,23 @@ from srs.service.recordings import RecordingService
 from srs.storage.index import RecordingIndex
 from srs.storage.records import RecordingFilter
 from tests.e2e.conftest import (
-    LOOPBACK,
-    READY_TIMEOUT_S,
     SippResult,
-    free_port,
-    free_port_range,
     options_status,
     srs_command,
 )
+from tests.e2e.nodes import Fleet, Node, fleet_in
 
 pytestmark = pytest.mark.e2e
 RunSipp = Callable[..., SippResult]
 
 
-@dataclass
-class Node:
-    name: str
-    process: subprocess.Popen[bytes]
-    data_dir: Path
-    sip_port: int
-    log_path: Path
-
-    @property
-    def target(self) -> str:
-        return f"{LOOPBACK}:{self.sip_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill_group(self) -> None:
-        """As a crashed machine: the daemon and its children (index writer, media worker) at once."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-                return -9999
-        return int(self.process.returncode)
-
-
 @pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[[str, str], Node]]:
-    nodes: list[Node] = []
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    yield from fleet_in(tmp_path)
 
-    def start(name: str, index_url: str) -> Node:
-        data_dir = tmp_path / f"data-{name}"
-        data_dir.mkdir()
-        sip = free_port()
-        low, high = free_port_range(100)
-        config = tmp_path / f"{name}.toml"
-        config.write_text(
-            f'[storage]\nindex = "{index_url}"\n\n[node]\nid = "{name}"\n\n[media]\nworkers = 0\n'
-        )
-        log_path = tmp_path / f"{name}.log"
-        command = [
-            *srs_command(), "serve", "--config", str(config), "--sip", f"{LOOPBACK}:{sip}",
-            "--rtp-ports", f"{low}-{high}", "--data-dir", str(data_dir), "--http", "off",
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=tmp_path,
-                start_new_session=True,
-            )
-        node = Node(name, process, data_dir, sip, log_path)
-        nodes.append(node)
-        deadline = time.monotonic() + READY_TIMEOUT_S * 2
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"srs {name} exited early with {process.returncode}:\n{node.log()}")
-            if options_status(sip, 0.3) == 200:
-                return node
-            time.sleep(0.1)
-        pytest.fail(f"srs {name} not ready:\n{node.log()}")
 
-    yield start
-    for node in nodes:
-        code = node.stop()
-        if code not in (0, -signal.SIGKILL):
-            print(f"----- srs {node.name} -----\n{node.log()}")
+def _start(fleet: Fleet, name: str, index_url: str) -> Node:
+    return fleet.start(name, f'[storage]\nindex = "{index_url}"\n\n[media]\nworkers = 0\n')
 
 
 def _sipp_in_thread(
@@ -139,13 +65,13 @@ def _wait(predicate: Callable[[], bool], within: float, what: str) -> None:
 
 def test_one_session_on_two_nodes_is_one_logical_recording_complete_from_the_surviving_node(
     index_url_postgresql: str,
-    start_node: Callable[[str, str], Node],
+    fleet: Fleet,
     run_sipp: RunSipp,
     pcaps: dict[str, Path],
     crid: str,
 ) -> None:
-    node_a = start_node("node-a", index_url_postgresql)
-    node_b = start_node("node-b", index_url_postgresql)
+    node_a = _start(fleet, "node-a", index_url_postgresql)
+    node_b = _start(fleet, "node-b", index_url_postgresql)
     index = RecordingIndex(index_url_postgresql)
     try:
         results: dict[str, SippResult] = {}
@@ -201,12 +127,12 @@ def test_one_session_on_two_nodes_is_one_logical_recording_complete_from_the_sur
 
 
 def test_a_node_keeps_recording_while_postgresql_restarts_and_loses_no_row(
-    start_node: Callable[[str, str], Node], run_sipp: RunSipp, pcaps: dict[str, Path], tmp_path: Path
+    fleet: Fleet, run_sipp: RunSipp, pcaps: dict[str, Path], tmp_path: Path
 ) -> None:
     crid = f"PGDOWN-{uuid.uuid4().hex[:8]}"
     with throwaway_cluster() as cluster:
         url = cluster.create_database("fleet")
-        node = start_node("node-a", url)
+        node = _start(fleet, "node-a", url)
         index = RecordingIndex(url)
         try:
             results: dict[str, SippResult] = {}

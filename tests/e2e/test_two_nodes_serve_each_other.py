@@ -13,13 +13,11 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,10 @@ import pytest
 
 from srs.storage.s3_store import S3ObjectStore, S3Options
 from tests.e2e.conftest import (
-    LOOPBACK,
-    READY_TIMEOUT_S,
     SippResult,
-    free_port,
-    free_port_range,
-    sip_options_ok,
     srs_command,
 )
+from tests.e2e.nodes import Fleet, Node, fleet_in
 from tests.s3server import ACCESS_KEY, SECRET_KEY, RcloneS3, s3_server
 
 __all__ = ["s3_server"]
@@ -45,35 +39,6 @@ PREFIX = "/api/v1"
 CALLS_PER_NODE = 6
 WAIT_S = 60.0
 RunSipp = Callable[..., SippResult]
-
-
-@dataclass
-class Node:
-    name: str
-    process: subprocess.Popen[bytes]
-    data_dir: Path
-    config: Path
-    sip_port: int
-    base: str
-    log_path: Path
-
-    @property
-    def target(self) -> str:
-        return f"{LOOPBACK}:{self.sip_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-                return -9999
-        return int(self.process.returncode)
 
 
 def _s3_env() -> dict[str, str]:
@@ -95,47 +60,18 @@ def _bucket(s3: RcloneS3) -> str:
 
 
 @pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[[str, str, str, str], Node]]:
-    nodes: list[Node] = []
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    yield from fleet_in(tmp_path, _s3_env())
 
-    def start(name: str, index_url: str, objects: str, objects_endpoint: str) -> Node:
-        data_dir = tmp_path / f"data-{name}"
-        data_dir.mkdir()
-        sip = free_port()
-        low, high = free_port_range(100)
-        http_port = free_port((socket.SOCK_STREAM,))
-        config = tmp_path / f"{name}.toml"
-        config.write_text(
-            f'[storage]\nindex = "{index_url}"\nobjects = "{objects}"\n'
-            f'objects_endpoint = "{objects_endpoint}"\nupload_concurrency = 2\nupload_retry_max_s = 2.0\n\n'
-            f'[node]\nid = "{name}"\n\n[media]\nworkers = 0\n'
-        )
-        log_path = tmp_path / f"{name}.log"
-        command = [
-            *srs_command(), "serve", "--config", str(config), "--sip", f"{LOOPBACK}:{sip}",
-            "--rtp-ports", f"{low}-{high}", "--data-dir", str(data_dir), "--http", f"{LOOPBACK}:{http_port}",
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=tmp_path, env=_s3_env(),
-                start_new_session=True,
-            )  # fmt: skip
-        node = Node(name, process, data_dir, config, sip, f"http://{LOOPBACK}:{http_port}", log_path)
-        nodes.append(node)
-        deadline = time.monotonic() + READY_TIMEOUT_S * 2
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"srs {name} exited early with {process.returncode}:\n{node.log()}")
-            if sip_options_ok(sip):
-                return node
-            time.sleep(0.1)
-        pytest.fail(f"srs {name} not ready:\n{node.log()}")
 
-    yield start
-    for node in nodes:
-        code = node.stop()
-        if code != 0:
-            print(f"----- srs {node.name} (exit {code}) -----\n{node.log()[-20000:]}")
+def _start(fleet: Fleet, name: str, index_url: str, objects: str, objects_endpoint: str) -> Node:
+    return fleet.start(
+        name,
+        f'[storage]\nindex = "{index_url}"\nobjects = "{objects}"\n'
+        f'objects_endpoint = "{objects_endpoint}"\nupload_concurrency = 2\nupload_retry_max_s = 2.0\n\n'
+        "[media]\nworkers = 0\n",
+        http=True,
+    )
 
 
 def _cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,14 +103,14 @@ def _wait(predicate: Callable[[], Any], within: float, what: Callable[[], str]) 
 def test_two_nodes_share_postgresql_and_s3_and_serve_each_others_recordings(
     index_url_postgresql: str,
     s3_server: RcloneS3,
-    start_node: Callable[[str, str, str, str], Node],
+    fleet: Fleet,
     run_sipp: RunSipp,
     pcaps: dict[str, Path],
 ) -> None:
     bucket = _bucket(s3_server)
     objects = f"s3://{bucket}/fleet"
-    node_a = start_node("node-a", index_url_postgresql, objects, s3_server.endpoint)
-    node_b = start_node("node-b", index_url_postgresql, objects, s3_server.endpoint)
+    node_a = _start(fleet, "node-a", index_url_postgresql, objects, s3_server.endpoint)
+    node_b = _start(fleet, "node-b", index_url_postgresql, objects, s3_server.endpoint)
 
     stamp = f"{int(time.time() * 1000)}"
     crids = {
