@@ -67,7 +67,7 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
+from srs.siprec.agent import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
 from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition

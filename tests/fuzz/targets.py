@@ -28,7 +28,7 @@ from srs.sip.routing import Address, Transport
 from srs.siprec.events import SessionOffered
 from srs.siprec.metadata import merge_metadata, parse_metadata
 from srs.siprec.multipart import extract_siprec_body
-from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent, UaSettings
 
 ALLOWED: tuple[type[Exception], ...] = (ParseError,)
 """The only exceptions a target may let through: the parsers' documented refusal."""

@@ -13,7 +13,7 @@ from srs.siprec.events import (
     SessionEnded,
     SessionOffered,
 )
-from srs.siprec.session import SiprecUserAgent
+from srs.siprec.agent import SiprecUserAgent
 
 from .sbc import (
     PARTIAL_METADATA,

@@ -14,7 +14,7 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SiprecUserAgent
+from srs.siprec.agent import SiprecUserAgent
 
 from .sbc import (
     METADATA,

@@ -10,7 +10,7 @@ from srs.sdp.model import Codec
 from srs.sip.message import parse_message
 from srs.sip.routing import Address, Outgoing, Transport
 from srs.siprec.events import MessageDropped, RequestRefused, SessionEnded, SessionOffered
-from srs.siprec.session import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent, UaSettings
 
 from .sbc import SBC, SRS, Sbc, audio, invite, make_ua, of_type, request, responses, sdp, statuses
 

@@ -11,7 +11,7 @@ import pytest
 
 from srs.sip.message import Request, Response
 from srs.siprec.events import SessionEnded, SessionOffered
-from srs.siprec.session import SiprecUserAgent, _Call
+from srs.siprec.agent import SiprecUserAgent, _Call
 from tests.unit.counting import CountingDict
 
 from .sbc import Sbc, ack_for, invite, make_ua, of_type, request, requests, responses
