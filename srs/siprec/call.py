@@ -24,7 +24,10 @@ each (phase, input) pair the protocol gives a meaning to onto the next phase
 and the function that carries out its effects (responses, BYE, SessionEnded
 …) through the :class:`CallHooks` the user agent provides. :func:`step` is the
 only code that assigns ``Call.phase``; it does so before running the effect,
-as h2's stream machine does, so an effect sees the phase it leads to.
+as h2's stream machine does, so an effect sees the phase it leads to. An
+effect that raises (an answer that cannot be built) leaves the call in that
+phase; the agent then delivers ANSWER_FAILED, which the table answers from it
+(ANSWERING + ANSWER_FAILED ends the call with the INVITE refused).
 
 Every pair missing from the table is handled by one rule: the input is
 ignored, the phase stays and nothing is sent. These are stimuli that arrive
