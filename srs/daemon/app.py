@@ -57,6 +57,7 @@ from srs.service.live_hub import LiveHub
 from srs.service.live_push import LivePusher, parse_target
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Outgoing, Transport
+from srs.siprec.agent import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
 from srs.siprec.events import (
     LimitReached,
     MessageDropped,
@@ -67,7 +68,6 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SDES_IN_CLEAR, SiprecUserAgent, UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
 from srs.storage.db import Database
 from srs.storage.errors import InvalidStateTransition

@@ -130,6 +130,29 @@ def _int(text: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True, slots=True)
+class _MLine:
+    """The fields of one m= line."""
+
+    media: str
+    port: int
+    port_count: int
+    proto: str
+    formats: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _MediaAttributes:
+    """The attributes of one media section that srs reads; the rest is kept as it came."""
+
+    label: str | None = None
+    rtcp_port: int | None = None
+    ptime: int | None = None
+    crypto: list[Crypto] = field(default_factory=list)
+    rtpmaps: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    fmtps: dict[int, str] = field(default_factory=dict)
+
+
 def _media(
     index: int,
     section: _Section,
@@ -138,6 +161,35 @@ def _media(
     warnings: list[str],
 ) -> MediaDescription:
     where = f"m-line {index}"
+    line = _m_line(section, where, warnings)
+    attributes = section.attributes
+    connection = section.connection if section.connection is not None else session.connection
+    direction = _direction(attributes, session_direction, where, warnings)
+    held = connection in _ZERO_ADDRESSES
+    if held:
+        direction = Direction.INACTIVE
+    read = _media_attributes(attributes, where, warnings)
+    return MediaDescription(
+        index=index,
+        media=line.media,
+        port=line.port,
+        port_count=line.port_count,
+        proto=line.proto,
+        formats=line.formats,
+        codecs=_codecs(line, read, where, warnings),
+        connection_address=connection,
+        direction=direction,
+        label=read.label,
+        crypto=tuple(read.crypto),
+        rtcp_port=read.rtcp_port,
+        ptime=read.ptime,
+        attributes=tuple(attributes),
+        held_by_zero_address=held,
+    )
+
+
+def _m_line(section: _Section, where: str, warnings: list[str]) -> _MLine:
+    """An m= line that cannot be read is fatal: the answer must mirror it (RFC 3264 §6)."""
     fields = (section.line or "").split()
     if len(fields) < 3:
         raise SdpError(f"{where}: malformed m= line {section.line!r}")
@@ -153,33 +205,25 @@ def _media(
         raise SdpError(f"{where}: port is not a number: {port_text!r}") from None
     if port > 65535:
         raise SdpError(f"{where}: port out of range: {port}")
+    return _MLine(media, port, port_count, proto, formats)
 
-    attributes = section.attributes
-    connection = section.connection if section.connection is not None else session.connection
-    direction = _direction(attributes, session_direction, where, warnings)
-    held = connection in _ZERO_ADDRESSES
-    if held:
-        direction = Direction.INACTIVE
 
-    label: str | None = None
-    rtcp_port: int | None = None
-    ptime: int | None = None
-    crypto: list[Crypto] = []
-    rtpmaps: dict[int, tuple[str, int, int]] = {}
-    fmtps: dict[int, str] = {}
+def _media_attributes(attributes: list[Attribute], where: str, warnings: list[str]) -> _MediaAttributes:
+    """label, rtcp, ptime, crypto, rtpmap and fmtp; an unreadable one is a warning, never fatal."""
+    read = _MediaAttributes()
     for name, value in attributes:
         if value is None:
             continue
-        if name == "label" and label is None:
-            label = value
+        if name == "label" and read.label is None:
+            read.label = value
         elif name == "rtcp":
             try:
-                rtcp_port = _int(value.split()[0])
+                read.rtcp_port = _int(value.split()[0])
             except (ValueError, IndexError):
                 warnings.append(f"{where}: unreadable a=rtcp:{value}")
         elif name == "ptime":
             try:
-                ptime = int(float(value))
+                read.ptime = int(float(value))
             except (ValueError, OverflowError):
                 warnings.append(f"{where}: unreadable a=ptime:{value}")
         elif name == "crypto":
@@ -187,55 +231,43 @@ def _media(
             if parsed is None:
                 warnings.append(f"{where}: unreadable a=crypto:{redact_keys(value)}")
             else:
-                crypto.append(parsed)
+                read.crypto.append(parsed)
         elif name == "rtpmap":
             entry = _rtpmap(value)
             if entry is None:
                 warnings.append(f"{where}: unreadable a=rtpmap:{value}")
             else:
-                rtpmaps[entry[0]] = entry[1]
+                read.rtpmaps[entry[0]] = entry[1]
         elif name == "fmtp":
             pt_text, _, params = value.partition(" ")
             try:
-                fmtps[_int(pt_text)] = params.strip()
+                read.fmtps[_int(pt_text)] = params.strip()
             except ValueError:
                 warnings.append(f"{where}: unreadable a=fmtp:{value}")
+    return read
 
+
+def _codecs(line: _MLine, read: _MediaAttributes, where: str, warnings: list[str]) -> tuple[Codec, ...]:
+    """The RTP formats with a known encoding (static or by a=rtpmap), in the order offered."""
     codecs: list[Codec] = []
-    if "RTP" in proto.upper():
-        for fmt in formats:
-            try:
-                pt = _int(fmt)
-            except ValueError:
-                warnings.append(f"{where}: payload type {fmt!r} is not a number")
-                continue
-            mapped = rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
-            if mapped is None:
-                if pt in fmtps:
-                    warnings.append(f"{where}: payload type {pt} has a=fmtp but no a=rtpmap")
-                else:
-                    warnings.append(f"{where}: dynamic payload type {pt} has no a=rtpmap")
-                continue
-            encoding, rate, channels = mapped
-            codecs.append(Codec(pt, encoding, rate, channels, fmtps.get(pt)))
-
-    return MediaDescription(
-        index=index,
-        media=media,
-        port=port,
-        port_count=port_count,
-        proto=proto,
-        formats=formats,
-        codecs=tuple(codecs),
-        connection_address=connection,
-        direction=direction,
-        label=label,
-        crypto=tuple(crypto),
-        rtcp_port=rtcp_port,
-        ptime=ptime,
-        attributes=tuple(attributes),
-        held_by_zero_address=held,
-    )
+    if "RTP" not in line.proto.upper():
+        return ()
+    for fmt in line.formats:
+        try:
+            pt = _int(fmt)
+        except ValueError:
+            warnings.append(f"{where}: payload type {fmt!r} is not a number")
+            continue
+        mapped = read.rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
+        if mapped is None:
+            if pt in read.fmtps:
+                warnings.append(f"{where}: payload type {pt} has a=fmtp but no a=rtpmap")
+            else:
+                warnings.append(f"{where}: dynamic payload type {pt} has no a=rtpmap")
+            continue
+        encoding, rate, channels = mapped
+        codecs.append(Codec(pt, encoding, rate, channels, read.fmtps.get(pt)))
+    return tuple(codecs)
 
 
 def _rtpmap(value: str) -> tuple[int, tuple[str, int, int]] | None:

@@ -1,5 +1,6 @@
-"""Who may talk to the recorder, how fast and how much: source ACL, per-source request rate and
-per-source quotas of sessions and media streams, sans-IO.
+"""Who may talk to the recorder, how fast and how much: source ACL, per-source request rate,
+per-source quotas of sessions and media streams, and whether this node takes a new call at all
+(draining, shedding, ``max_sessions``, required extensions), sans-IO.
 
 All work on the source address the edge saw, never on header contents, so a
 forged Via cannot get a request past them.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from srs.sip.message import Request
+from srs.siprec.detect import detect_siprec
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -128,3 +132,79 @@ class SourceQuota:
         counts[1] = max(0, counts[1] - streams)
         if counts == [0, 0]:
             del self._held[host]
+
+
+SUPPORTED_OPTIONS = frozenset({"siprec", "timer", "100rel"})
+"""Option tags srs implements; a Require naming any other gets 420 (RFC 3261 §8.2.2.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a new INVITE is not admitted: the response to send, or the per-source ``limit`` it hit
+    (the user agent words and counts those itself)."""
+
+    status: int
+    reason: str
+    detail: str
+    extra: tuple[tuple[str, str], ...] = ()
+    limit: str | None = None
+
+
+def option_tags(request: Request, name: str) -> set[str]:
+    return {token.strip().lower() for value in request.headers.get_all(name) for token in value.split(",")}
+
+
+class NodeAdmission:
+    """Whether this node takes a new call now: its state (set by the daemon), its session ceiling,
+    the per-source quota and the extensions the INVITE requires, checked before its body is read.
+
+    ``draining``: shutting down, running calls go on. ``shedding``: overloaded.
+    ``unavailable``: the index cannot be reached. ``low_disk``: free space under the minimum
+    (OPTIONS pings only: an INVITE is refused by the recorder when it cannot write).
+    Each refusal is a 503 with Retry-After, so an SBC tries another recorder at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int,
+        retry_after: int,
+        reject_status: int,
+        reject_reason: str,
+        quota: SourceQuota,
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.retry_after = retry_after
+        self.reject_status = reject_status
+        self.reject_reason = reject_reason
+        self.quota = quota
+        self.draining = False
+        self.shedding: str | None = None
+        self.unavailable: str | None = None
+        self.low_disk: str | None = None
+
+    def busy(self) -> str | None:
+        """Why this node takes no new call now (draining, shedding, disk, index), or None: an SBC's
+        OPTIONS ping gets 503 for it, so the SBC sends its next call elsewhere."""
+        if self.draining:
+            return "draining"
+        return self.shedding or self.low_disk or self.unavailable
+
+    def refuse_invite(self, request: Request, host: str, active: int) -> Refusal | None:
+        """The first reason to refuse a new INVITE from ``host`` while ``active`` calls run, or None."""
+        retry = (("Retry-After", str(self.retry_after)),)
+        state = "shutting down" if self.draining else self.shedding or self.unavailable
+        if state is not None:
+            return Refusal(503, "Service Unavailable", state, retry)
+        if active >= self.max_sessions:
+            return Refusal(503, "Service Unavailable", "max_sessions reached", retry)
+        limit = self.quota.refusal(host, 1, 0)
+        if limit is not None:
+            return Refusal(503, "Service Unavailable", limit, retry, limit=limit)
+        unsupported = sorted(option_tags(request, "require") - SUPPORTED_OPTIONS - {""})
+        if unsupported:
+            detail = ", ".join(unsupported)
+            return Refusal(420, "Bad Extension", f"unsupported: {detail}", (("Unsupported", detail),))
+        if not detect_siprec(request):
+            return Refusal(self.reject_status, self.reject_reason, "no SIPREC marker")
+        return None

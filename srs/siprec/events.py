@@ -1,6 +1,6 @@
 """What the SIPREC user agent tells the layer above it.
 
-The user agent (:mod:`srs.siprec.session`) is sans-IO: it turns received SIP
+The user agent (:mod:`srs.siprec.agent`) is sans-IO: it turns received SIP
 bytes and the current time into these events plus bytes to send.  The
 composition root reacts to them (binds ports, starts and stops recorders,
 writes the index) and calls back into the user agent with plain values.

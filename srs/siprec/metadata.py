@@ -415,12 +415,10 @@ class _ParticipantDraft:
 
 
 def _read(tree: _Tree, dialect: Dialect, raw: bytes, warnings: list[str]) -> RecordingMetadata:
+    """The whole document: datamode, then groups, sessions and streams, then the participants
+    (which refer to streams, so a complete document's dangling references become warnings)."""
     root = tree.root
-    datamode_text = (tree.child_text(root, "datamode") or "complete").lower()
-    datamode: DataMode = "partial" if datamode_text == "partial" else "complete"
-    if datamode_text not in ("complete", "partial"):
-        warnings.append(f"unknown datamode {datamode_text!r}; read as complete")
-
+    datamode = _datamode(tree, warnings)
     groups = [
         Group(gid, tree.child_text(g, "associate-time"), tree.child_text(g, "disassociate-time"))
         for g in tree.children(root, "group")
@@ -442,7 +440,34 @@ def _read(tree: _Tree, dialect: Dialect, raw: bytes, warnings: list[str]) -> Rec
         for el in tree.children(root, "stream")
         if (stid := _attr(el, "stream_id", "id")) is not None
     ]
+    drafts = _participant_drafts(tree, datamode, warnings)
+    participants = _participants(drafts, {s.id: s.label for s in streams}, datamode, warnings)
+    return RecordingMetadata(
+        dialect=dialect,
+        datamode=datamode,
+        participants=tuple(participants),
+        streams=tuple(streams),
+        sessions=tuple(sessions),
+        groups=tuple(groups),
+        call_recording_id=tree.call_recording_id,
+        extensions=tree.extensions,
+        extension_xml=tree.extension_xml,
+        warnings=tuple(warnings),
+        raw=raw,
+    )
 
+
+def _datamode(tree: _Tree, warnings: list[str]) -> DataMode:
+    text = (tree.child_text(tree.root, "datamode") or "complete").lower()
+    if text not in ("complete", "partial"):
+        warnings.append(f"unknown datamode {text!r}; read as complete")
+    return "partial" if text == "partial" else "complete"
+
+
+def _participant_drafts(tree: _Tree, datamode: DataMode, warnings: list[str]) -> dict[str, _ParticipantDraft]:
+    """Participants by id, merged from <participant> and both association elements: an id may
+    appear in several (RFC 7865 §6.4, and vendors that split them)."""
+    root = tree.root
     drafts: dict[str, _ParticipantDraft] = {}
     for element in tree.children(root, "participant"):
         pid = _attr(element, "participant_id", "id")
@@ -475,8 +500,16 @@ def _read(tree: _Tree, dialect: Dialect, raw: bytes, warnings: list[str]) -> Rec
         draft = drafts.setdefault(pid, _ParticipantDraft())
         draft.session = draft.session or _attr(assoc, "session_id", "session")
         draft.absorb(tree, assoc)
+    return drafts
 
-    labels = {s.id: s.label for s in streams}
+
+def _participants(
+    drafts: dict[str, _ParticipantDraft],
+    labels: dict[str, str | None],
+    datamode: DataMode,
+    warnings: list[str],
+) -> list[Participant]:
+    """Each draft as a participant, its stream references named by label where the stream has one."""
     participants: list[Participant] = []
     for pid, draft in drafts.items():
         send_ids = tuple(dict.fromkeys(draft.send))
@@ -498,17 +531,4 @@ def _read(tree: _Tree, dialect: Dialect, raw: bytes, warnings: list[str]) -> Rec
                 recv_stream_ids=recv_ids,
             )
         )
-
-    return RecordingMetadata(
-        dialect=dialect,
-        datamode=datamode,
-        participants=tuple(participants),
-        streams=tuple(streams),
-        sessions=tuple(sessions),
-        groups=tuple(groups),
-        call_recording_id=tree.call_recording_id,
-        extensions=tree.extensions,
-        extension_xml=tree.extension_xml,
-        warnings=tuple(warnings),
-        raw=raw,
-    )
+    return participants

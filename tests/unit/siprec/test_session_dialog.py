@@ -6,6 +6,7 @@ import pytest
 
 from srs.sip.message import Response
 from srs.sip.routing import Outgoing, Transport
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import (
     MetadataReceived,
     RequestRefused,
@@ -13,7 +14,6 @@ from srs.siprec.events import (
     SessionEnded,
     SessionOffered,
 )
-from srs.siprec.session import SiprecUserAgent
 
 from .sbc import (
     PARTIAL_METADATA,

@@ -6,6 +6,7 @@ import pytest
 
 from srs.sip.message import Response, parse_message
 from srs.sip.routing import Outgoing, Transport
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import (
     MetadataReceived,
     RequestRefused,
@@ -14,7 +15,6 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
-from srs.siprec.session import SiprecUserAgent
 
 from .sbc import (
     METADATA,

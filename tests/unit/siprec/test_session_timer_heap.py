@@ -10,8 +10,10 @@ from __future__ import annotations
 import pytest
 
 from srs.sip.message import Request, Response
+from srs.siprec.agent import SiprecUserAgent
+from srs.siprec.call import Call
+from srs.siprec.calls import Calls
 from srs.siprec.events import SessionEnded, SessionOffered
-from srs.siprec.session import SiprecUserAgent, _Call
 from tests.unit.counting import CountingDict
 
 from .sbc import Sbc, ack_for, invite, make_ua, of_type, request, requests, responses
@@ -34,9 +36,9 @@ def open_calls(ua: SiprecUserAgent, count: int, *, spacing: float = 0.01) -> lis
     return opened
 
 
-def watch_calls(ua: SiprecUserAgent) -> CountingDict[str, _Call]:
-    table = CountingDict[str, _Call](ua._calls)
-    ua._calls = table
+def watch_calls(ua: SiprecUserAgent) -> CountingDict[str, Call]:
+    table = CountingDict[str, Call](ua.calls._by_session)
+    ua.calls._by_session = table
     return table
 
 
@@ -45,13 +47,13 @@ class DeadlineReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        original = SiprecUserAgent._call_deadline
+        original = Calls.deadline
 
-        def counting(call: _Call) -> float | None:
+        def counting(call: Call) -> float | None:
             self.count += 1
             return original(call)
 
-        monkeypatch.setattr(SiprecUserAgent, "_call_deadline", staticmethod(counting))
+        monkeypatch.setattr(Calls, "deadline", staticmethod(counting))
 
 
 def test_next_deadline_does_not_visit_calls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +134,7 @@ def scan(ua: SiprecUserAgent) -> float | None:
         ua.retransmitter.next_deadline(),
         ua.clients.next_deadline(),
     ]
-    for call in ua._calls.values():
+    for call in ua.calls._by_session.values():
         candidates.extend((call.answer_due, call.expires_at, call.max_end, call.refresh_at))
     present = [c for c in candidates if c is not None]
     return min(present) if present else None

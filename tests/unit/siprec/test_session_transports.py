@@ -6,8 +6,8 @@ import pytest
 
 from srs.sip.message import Request
 from srs.sip.routing import Address, Outgoing, Transport
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import SessionEnded, SessionOffered, UaEvent
-from srs.siprec.session import SiprecUserAgent
 
 from .sbc import SBC, SRS, Sbc, ack_for, invite, make_ua, of_type, request, requests, responses
 
