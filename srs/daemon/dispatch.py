@@ -41,6 +41,26 @@ _MEDIA_WATCH_PERIOD_S = 1.0
 """How often per-stream activity is collected (bounds how late a no-media warning or RTP timeout fires)."""
 
 
+_UA_HANDLERS: dict[type, str] = {
+    Outgoing: "_send",
+    SessionOffered: "_offered",
+    SessionAnswered: "_answered",
+    MetadataReceived: "_metadata",
+    SessionEnded: "_ended",
+    RequestRefused: "_refused",
+    LimitReached: "_limit_reached",
+    MessageDropped: "_dropped",
+}
+"""Event type -> handler method of :class:`Dispatcher`; each handler takes the event and the
+list of events still pending in this turn."""
+_MEDIA_HANDLERS: dict[type, str] = {
+    NoMedia: "_no_media",
+    SourceChanged: "_source_changed",
+    RtpTimeout: "_rtp_timeout",
+}
+"""Media watch event type -> handler method; each takes the event and the recording's id."""
+
+
 class Dispatcher:
     """Handles the user agent's events in order, then re-arms the user agent's timer."""
 
@@ -77,20 +97,21 @@ class Dispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.ua_handlers: dict[type, Callable[[Any, Pending], None]] = {
-            Outgoing: lambda event, pending: self.edge.send(event),
-            SessionOffered: self._offered,
-            SessionAnswered: self._answered,
-            MetadataReceived: self._metadata,
-            SessionEnded: self._ended,
-            RequestRefused: self._refused,
-            LimitReached: self._limit_reached,
-            MessageDropped: self._dropped,
+            kind: getattr(self, name) for kind, name in _UA_HANDLERS.items()
         }
         self.media_handlers: dict[type, Callable[[Any, str], None]] = {
-            NoMedia: self.alerts.no_media,
-            SourceChanged: self.alerts.source_changed,
-            RtpTimeout: self._rtp_timeout,
+            kind: getattr(self, name) for kind, name in _MEDIA_HANDLERS.items()
         }
+
+    @staticmethod
+    def ua_event_types() -> tuple[type, ...]:
+        """The user agent's event types this dispatcher handles."""
+        return tuple(_UA_HANDLERS)
+
+    @staticmethod
+    def media_event_types() -> tuple[type, ...]:
+        """The media watch's event types this dispatcher handles."""
+        return tuple(_MEDIA_HANDLERS)
 
     # ----------------------------------------------------------- the user agent's events
     def handle(self, events: list[UaEvent]) -> None:
@@ -99,6 +120,9 @@ class Dispatcher:
             event = pending.pop(0)
             self.ua_handlers[type(event)](event, pending)
         self._arm_timer()
+
+    def _send(self, event: Outgoing, pending: Pending) -> None:
+        self.edge.send(event)
 
     def _offered(self, event: SessionOffered, pending: Pending) -> None:
         pending.extend(self._admit(event))
@@ -213,6 +237,12 @@ class Dispatcher:
             session = self.live.sessions.get(event.key)
             if session is not None:
                 self.media_handlers[type(event)](event, session.recording_id)
+
+    def _no_media(self, event: NoMedia, recording: str) -> None:
+        self.alerts.no_media(event, recording)
+
+    def _source_changed(self, event: SourceChanged, recording: str) -> None:
+        self.alerts.source_changed(event, recording)
 
     def _rtp_timeout(self, event: RtpTimeout, recording: str) -> None:
         self.alerts.rtp_timeout(event, recording)
