@@ -71,7 +71,12 @@ class _EmbeddedServer(uvicorn.Server):
         yield  # the daemon owns SIGTERM/SIGINT
 
 
-def _embedded_server(app: Any, host: str, port: int) -> _EmbeddedServer:
+def _embedded_server(
+    app: Any, host: str, port: int, live: LiveHub | None, service: RecordingService
+) -> _EmbeddedServer:
+    """The API server, with the live audio routes when the daemon has a live hub."""
+    if live is not None:
+        install_live_routes(app, live, service)
     return _EmbeddedServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     )
@@ -140,7 +145,7 @@ class HttpRuntime:
         try:
             self.webhooks.emit(event, data)
         except Exception:
-            log.exception("webhook_queue_failed", event=event)
+            log.exception("webhook_queue_failed", webhook_event=event)
 
     def recording_event(
         self, event: str, recording_id: str, details: Mapping[str, Any] | None = None
@@ -197,6 +202,21 @@ class HttpRuntime:
         self.index.close()
 
 
+async def _open_service(
+    data_dir: Path, index_url: str | None, node: str | None, max_link_validity_s: int,
+    export_ttl_s: float, objects: ObjectStore | None,
+) -> RecordingService:
+    """The API's own connection to the index (opened off the loop) and the service over it."""
+    layout = DataLayout(data_dir)
+    layout.ensure()
+    target = index_url or layout.index_path
+    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
+    return RecordingService(
+        index, layout, layout.secret(), max_link_validity_s=max_link_validity_s, export_ttl_s=export_ttl_s,
+        objects=objects,
+    )
+
+
 def _webhooks(
     service: RecordingService, urls: Sequence[str], metrics: DaemonMetrics, **options: Any
 ) -> WebhookDispatcher:
@@ -235,19 +255,14 @@ async def start_http_runtime(
     """Open a second index connection, start webhooks, the API server and the retention job.
 
     ``listen_host=None`` runs webhooks and retention without serving HTTP; ``listen_socket`` is
-    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself).
-    ``index_url`` names a shared index (else the data directory's own); ``node`` makes retention a
-    fleet-wide job that runs on one node at a time.
+    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself);
+    ``index_url`` names a shared index; ``node`` makes retention one fleet-wide job.
     """
-    layout = DataLayout(data_dir)
-    layout.ensure()
-    target = index_url or layout.index_path
-    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
-    service = RecordingService(
-        index, layout, layout.secret(), max_link_validity_s=link_max_validity_min * 60,
-        export_ttl_s=export_ttl_s, objects=objects,
+    service = await _open_service(
+        data_dir, index_url, node, link_max_validity_min * 60, export_ttl_s, objects
     )
-    metrics.data_dir = layout.data_dir
+    index = service.index
+    metrics.data_dir = service.layout.data_dir
     metrics.set_state_source(index.count_by_state)
     webhooks = _webhooks(
         service, webhook_urls, metrics, queue_size=webhook_queue_size, timeout_s=webhook_timeout_s,
@@ -262,13 +277,10 @@ async def start_http_runtime(
     server = None
     if listen_host is not None:
         app = create_app(
-            service, TokenService(index), exports, webhooks, metrics.registry,
+            service, TokenService(index), exports, webhooks, metrics.registry, events=events,
             max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
-            events=events,
         )
-        if live is not None:
-            install_live_routes(app, live, service)
-        server = _embedded_server(app, listen_host, listen_port)
+        server = _embedded_server(app, listen_host, listen_port, live, service)
     runtime = HttpRuntime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
         metrics=metrics, server=server,
