@@ -19,9 +19,10 @@ from typing import Any
 from srs.errors import SrsError
 from srs.media.recorder import RecordingResult
 from srs.media.report import StreamRecord
-from srs.media.track import DecoderFactory
+from srs.media.track import DecoderFactory, StreamStats
 from srs.media.wavfile import repair_wav
 from srs.mediaplane.recovery import recover_recording
+from srs.mediaplane.watch import SourceChanged
 from srs.storage.errors import InvalidStateTransition
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
@@ -118,6 +119,24 @@ def finalized(
         channels=output.channels,
     )
     return Finalized(record, streams, infos)
+
+
+def late_source_changes(
+    key: str, streams: Sequence[StreamStats], reported: Mapping[str, int]
+) -> tuple[SourceChanged, ...]:
+    """Source changes the final statistics show that no activity report had shown (the call
+    ended within a second or two of them): ``reported`` is how many the watch announced per label."""
+    return tuple(
+        SourceChanged(
+            key,
+            stats.label,
+            stats.sources[-2] if len(stats.sources) > 1 else None,
+            stats.source,
+            stats.relatches,
+        )
+        for stats in streams
+        if stats.source is not None and stats.relatches > reported.get(stats.label, 0)
+    )
 
 
 def _interruption_warning(gap: Mapping[str, Any]) -> str:

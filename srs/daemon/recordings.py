@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from srs.daemon.finalize import Finalized, Output, failed_record, finalized
+from srs.daemon.finalize import Finalized, Output, failed_record, finalized, late_source_changes
 from srs.daemon.labels import stream_label
 from srs.daemon.logs import get_logger
 from srs.media.channels import stereo_groups
@@ -498,17 +498,7 @@ class LiveRecordings:
             result = await closing
         except OSError as exc:
             return Finished(session.recording_id, None, str(exc) or "write failed")
-        late = tuple(
-            SourceChanged(
-                session.session_id,
-                stats.label,
-                stats.sources[-2] if len(stats.sources) > 1 else None,
-                stats.source,
-                stats.relatches,
-            )
-            for stats in result.streams
-            if stats.source is not None and stats.relatches > reported.get(stats.label, 0)
-        )
+        late = late_source_changes(session.session_id, result.streams, reported)
         for change in late:
             if change.message() not in session.warnings:
                 session.warnings.append(change.message())

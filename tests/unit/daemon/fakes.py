@@ -46,9 +46,13 @@ class FakePlane(MediaPlane):
         self.dropped = srtp_dropped or {}
         self.failing: set[str] = set()
         """Keys whose next flush reports a write failure."""
+        self.open_error: OSError | None = None
+        """Raised by ``open`` (a full or read-only disk)."""
 
     def open(self, key: str, spec: RecorderSpec) -> None:
         self.calls.append(("open", key))
+        if self.open_error is not None:
+            raise self.open_error
         self.specs[key] = spec
 
     def attach(self, key: str, port: RtpPort) -> None:

@@ -37,6 +37,7 @@ from srs.sip.message import Request, Response, parse_message
 from srs.sip.routing import Address, Transport
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
+from srs.storage.records import RecordingFilter
 from tests.unit.daemon.fakes import FakePlane, stats
 from tests.unit.siprec.sbc import ack_for, invite, make_ua, request
 
@@ -145,7 +146,8 @@ async def started(tmp_path: Path) -> AsyncIterator[Rig]:
 def loopback_invite(rig: Rig, call_id: str) -> bytes:
     """The SBC's INVITE, its Contact on loopback so that in-dialog requests stay on this host."""
     host, port = rig.sbc.getsockname()
-    return invite(call_id=call_id, contact=f"<sip:sbc@{host}:{port}>")
+    branch = "z9hG4bK" + call_id.replace("@", "-")
+    return invite(call_id=call_id, branch=branch, contact=f"<sip:sbc@{host}:{port}>")
 
 
 async def establish(rig: Rig, call_id: str) -> Response:
@@ -192,9 +194,41 @@ async def a_new_call_is_refused_while_the_disk_is_low(rig: Rig) -> None:
     assert rig.plane.calls == [] and not rig.dispatcher.live.sessions
 
 
+async def a_recording_that_cannot_open_its_file_ends_that_call_only(rig: Rig) -> None:
+    rig.plane.open_error = OSError(28, "No space left on device")
+    await establish(rig, "call-d@sbc")
+    await rig.dispatcher.publisher.drain()
+    (row,) = rig.index.find(RecordingFilter()).items
+    reason = "recording failed: [Errno 28] No space left on device"
+    assert (row["state"], row["incomplete_reason"]) == ("failed", reason)
+    assert not rig.dispatcher.live.sessions
+    rig.plane.open_error = None
+    await establish(rig, "call-d2@sbc")  # the next call is recorded: one failure ended one call
+    (session,) = rig.dispatcher.live.sessions.values()
+    assert session.opened
+
+
+async def a_write_failure_at_flush_hangs_the_call_up(rig: Rig) -> None:
+    await establish(rig, "call-e@sbc")
+    (key,) = rig.dispatcher.live.sessions
+    rig.plane.failing = {key}
+    flushing = asyncio.get_running_loop().create_task(rig.dispatcher.flush_loop(0.01))
+    try:
+        bye = await rig.receive()
+    finally:
+        flushing.cancel()
+    assert isinstance(bye, Request) and bye.method == "BYE"
+    await rig.dispatcher.publisher.drain()
+    (row,) = rig.index.find(RecordingFilter()).items
+    assert (row["state"], row["incomplete_reason"]) == ("failed", "write failed")
+    assert ("abort", key) in rig.plane.calls and ("close", key) not in rig.plane.calls
+
+
 @pytest.mark.parametrize(
     "scenario",
     [
+        a_recording_that_cannot_open_its_file_ends_that_call_only,
+        a_write_failure_at_flush_hangs_the_call_up,
         a_call_is_recorded_and_published,
         an_rtp_timeout_hangs_the_call_up,
         a_new_call_is_refused_while_the_disk_is_low,

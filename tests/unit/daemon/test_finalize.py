@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import srs_codecs
 
-from srs.daemon.finalize import Output, failed_record, finalized, repair_unfinished
+from srs.daemon.finalize import Output, failed_record, finalized, late_source_changes, repair_unfinished
 from srs.daemon.logs import get_logger
 from srs.daemon.recordings import Finished, LiveRecordings, MediaOptions
 from srs.media.recorder import RecordingResult
@@ -141,3 +141,14 @@ def test_repair_leaves_other_nodes_recordings(layout: DataLayout, index: Recordi
     assert repair_unfinished(index, layout, NODE, get_logger("test"), srs_codecs.get_decoder) == 0
     row = index.get(recording_id)
     assert row is not None and row["state"] == "recording"
+
+
+def test_source_changes_the_watch_had_not_announced_are_reported_at_the_end() -> None:
+    hops = ("127.0.0.1:4000", "127.0.0.2:4000", "127.0.0.3:4000")
+    moved = stats("1", relatches=2, source=hops[2], sources=hops)
+    announced = stats("2", relatches=1, source="127.0.0.5:4000", sources=("127.0.0.4:4000", "127.0.0.5:4000"))
+    silent = stats("3", source=None, sources=())
+    (late,) = late_source_changes("s1", (moved, announced, silent), {"1": 1, "2": 1})
+    assert (late.key, late.label, late.previous, late.current, late.changes) == (
+        "s1", "1", "127.0.0.2:4000", "127.0.0.3:4000", 2
+    )
