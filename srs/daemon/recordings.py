@@ -259,7 +259,7 @@ class LiveRecordings:
                 return (address,)
             if address is not None and stream.receives:
                 warning = (
-                    f"stream {stream.label or stream.index + 1}: SDP address {address!r} is not a usable IP "
+                    f"stream {stream_label(stream)}: SDP address {address!r} is not a usable IP "
                     f"address; accepting RTP from the SIP peer {session.peer_host}"
                 )
                 if warning not in session.warnings:
