@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 
 from bench.index_data import T0, populate
-from srs.daemon.recordings import file_sha256
+from srs.daemon.finalize import file_sha256
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 

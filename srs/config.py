@@ -130,9 +130,13 @@ class HttpSettings:
     webhook_max_attempts: int = 5
 
 
+DEFAULT_DATA_DIR = "./var"
+"""Where recordings and the index go when neither the configuration nor ``--data-dir`` says."""
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    data_dir: str = "./var"
+    data_dir: str = DEFAULT_DATA_DIR
     index: str = ""
     """Empty: ``sqlite:///<data_dir>/index.sqlite3``; else ``sqlite:///PATH`` or ``postgresql://…``."""
     retention_days: int = 0

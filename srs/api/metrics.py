@@ -5,7 +5,6 @@ A registry that already reports the index and the disk (the daemon's) is rendere
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from srs.service.recordings import RecordingService
+from srs.storage.diskspace import disk_space
 
 
 class StoreCollector(Collector):
@@ -24,7 +24,9 @@ class StoreCollector(Collector):
         for state, count in sorted(self.service.index.count_by_state().items()):
             by_state.add_metric([state], count)
         yield by_state
-        usage = shutil.disk_usage(self.service.layout.data_dir)
+        usage = disk_space(self.service.layout.data_dir)
+        if usage is None:
+            return
         free = GaugeMetricFamily("srs_disk_free_bytes", "Free bytes on the data directory's file system")
         free.add_metric([], usage.free)
         yield free

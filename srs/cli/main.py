@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import srs
 from srs.cli.common import add_config_flags, config_path, data_dir_override
+from srs.config import DEFAULT_DATA_DIR
 from srs.errors import ExitCode, SrsError
 
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the recording server")
     add_config_flags(serve, data_dir_help="recordings and index (default: $SRS_DATA_DIR, the config "
-                     "file's [storage] data_dir, else ./var)")
+                     f"file's [storage] data_dir, else {DEFAULT_DATA_DIR})")
     serve.add_argument("--sip", metavar="HOST:PORT", help="SIP listener, UDP and TCP (default 0.0.0.0:5060)")
     serve.add_argument("--sips", metavar="HOST:PORT", help="SIP over TLS listener")
     serve.add_argument("--rtp-ports", metavar="LO-HI", help="RTP port range (default 20000-39999)")

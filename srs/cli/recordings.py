@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from srs.cli.common import add_config_flags, cli_config
+from srs.config import DEFAULT_DATA_DIR
 from srs.errors import ExitCode, SrsError
 from srs.service.audit import Action
 from srs.service.filters import build_filter, split_extension
@@ -28,7 +29,6 @@ from srs.storage.records import State
 from srs.storage.s3_store import S3Options, options_from_env
 from srs.storage.stores import open_store
 
-DEFAULT_DATA_DIR = "./var"
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -68,7 +68,7 @@ def _service(args: argparse.Namespace) -> Iterator[RecordingService]:
             objects.close()
 
 
-def _guarded(handler: Handler) -> Handler:
+def _errors_as_exit_status(handler: Handler) -> Handler:
     """Turn expected failures into one line on stderr and their exit status (1 unless the error
     names another, e.g. 3 for a data directory that is not one)."""
 
@@ -127,7 +127,7 @@ def _summary_line(item: dict[str, Any]) -> str:
             f"{item['call_recording_id'] or '-'}  {who}{flags}")
 
 
-@_guarded
+@_errors_as_exit_status
 def _list(args: argparse.Namespace) -> int:
     page_size = args.max
     page = args.page or 1
@@ -175,7 +175,7 @@ def _print_recording(item: dict[str, Any]) -> None:
         print(f"  warning: {warning}")
 
 
-@_guarded
+@_errors_as_exit_status
 def _show(args: argparse.Namespace) -> int:
     if (args.id is None) == (args.call_recording_id is None):
         print("srs: error: give a recording ID or --call-recording-id (not both)", file=sys.stderr)
@@ -198,7 +198,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _download(args: argparse.Namespace) -> int:
     with _service(args) as service:
         source = service.stored_file(args.id)
@@ -215,7 +215,7 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _link(args: argparse.Namespace) -> int:
     with _service(args) as service:
         if args.revoke:
@@ -233,7 +233,7 @@ def _link(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _export(args: argparse.Namespace) -> int:
     fmt = args.format or ("zip" if str(args.output).endswith(".zip") else "tar.gz")
     with _service(args) as service:
@@ -248,7 +248,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _delete(args: argparse.Namespace) -> int:
     with _service(args) as service:
         service.delete(args.id, actor=_actor())
@@ -256,7 +256,7 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _hold(args: argparse.Namespace) -> int:
     with _service(args) as service:
         item = service.hold(args.id, not args.off, actor=_actor())
@@ -267,7 +267,7 @@ def _hold(args: argparse.Namespace) -> int:
 # ---- tokens --------------------------------------------------------------------------------------
 
 
-@_guarded
+@_errors_as_exit_status
 def _token_create(args: argparse.Namespace) -> int:
     with _service(args) as service:
         token, record = TokenService(service.index).create(args.scope, args.name)
@@ -281,7 +281,7 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _token_list(args: argparse.Namespace) -> int:
     with _service(args) as service:
         records = TokenService(service.index).list()
@@ -298,7 +298,7 @@ def _token_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_errors_as_exit_status
 def _token_revoke(args: argparse.Namespace) -> int:
     with _service(args) as service:
         TokenService(service.index).revoke(args.id)
@@ -310,7 +310,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 # ---- audit ---------------------------------------------------------------------------------------
 
 
-@_guarded
+@_errors_as_exit_status
 def _audit_list(args: argparse.Namespace) -> int:
     values = {"since": args.since, "until": args.until, "token": args.token,
               "recording_id": args.recording_id, "export_id": args.export_id, "action": args.action}

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import time
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,20 @@ from srs.api.app import create_app
 from srs.api.events import EventHub
 from srs.api.guard import DEFAULT_MAX_BODY_BYTES
 from srs.api.live import install_live_routes
+from srs.daemon.logs import get_logger
 from srs.daemon.metrics import DaemonMetrics
 from srs.errors import ListenError
 from srs.service.exports import ExportManager
 from srs.service.live_hub import LiveHub
 from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService
+from srs.service.retention import ExportSweeper, RetentionJob, sweep_interval
 from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.objects import ObjectStore
 
-log = logging.getLogger(__name__)
+log = get_logger("srs.http")
 STOP_TIMEOUT_S = 5.0
 RECORDING_EVENTS = (
     "recording_started",
@@ -71,77 +71,15 @@ class _EmbeddedServer(uvicorn.Server):
         yield  # the daemon owns SIGTERM/SIGINT
 
 
-@dataclass
-class RetentionJob:
-    """Deletes expired recordings every ``interval_s``; legal holds stay; each deletion is audit-logged."""
-
-    service: RecordingService
-    retention_days: int
-    overrides: Mapping[str, int]
-    interval_s: float
-    metrics: DaemonMetrics | None = None
-    holder: str | None = None
-    """With a name (the node's), sweep only while holding the fleet-wide ``retention`` lease."""
-    sweeps: int = 0
-    skipped: int = 0
-    deleted: list[str] = field(default_factory=list)
-
-    @property
-    def enabled(self) -> bool:
-        return self.retention_days > 0 or any(days > 0 for days in self.overrides.values())
-
-    def sweep_once(self) -> list[str]:
-        if self.holder is not None:
-            admin = self.service.index.admin
-            if not admin.acquire_lease("retention", self.holder, self.interval_s * 1.5):
-                self.skipped += 1  # another node of the fleet holds it
-                return []
-        overrides = {source: float(days) for source, days in self.overrides.items()}
-        removed = self.service.sweep(time.time(), float(self.retention_days), overrides, actor="retention")
-        self.sweeps += 1
-        self.deleted.extend(removed)
-        if self.metrics is not None:
-            self.metrics.retention_swept(len(removed))
-        if removed:
-            log.info("retention deleted %d recording%s", len(removed), "" if len(removed) == 1 else "s")
-        return removed
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.sweep_once)
-            except Exception:
-                log.exception("retention sweep failed")
-            await asyncio.sleep(self.interval_s)
-
-
-@dataclass
-class ExportSweeper:
-    """Deletes export archives past their expiry (``[http] export_ttl_hours``), audit-logged."""
-
-    service: RecordingService
-    interval_s: float
-    purged: list[str] = field(default_factory=list)
-
-    def sweep_once(self) -> list[str]:
-        removed = self.service.purge_expired_exports()
-        self.purged.extend(removed)
-        if removed:
-            log.info("expired %d exports", len(removed))
-        return removed
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.sweep_once)
-            except Exception:
-                log.exception("export sweep failed")
-            await asyncio.sleep(self.interval_s)
-
-
-def sweep_interval(ttl_s: float) -> float:
-    """Often enough that an archive outlives its TTL by a fraction of it, at most a minute."""
-    return min(60.0, max(0.2, ttl_s / 10))
+def _embedded_server(
+    app: Any, host: str, port: int, live: LiveHub | None, service: RecordingService
+) -> _EmbeddedServer:
+    """The API server, with the live audio routes when the daemon has a live hub."""
+    if live is not None:
+        install_live_routes(app, live, service)
+    return _EmbeddedServer(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    )
 
 
 class HttpRuntime:
@@ -207,7 +145,7 @@ class HttpRuntime:
         try:
             self.webhooks.emit(event, data)
         except Exception:
-            log.exception("could not queue webhook %s", event)
+            log.exception("webhook_queue_failed", webhook_event=event)
 
     def recording_event(
         self, event: str, recording_id: str, details: Mapping[str, Any] | None = None
@@ -264,6 +202,34 @@ class HttpRuntime:
         self.index.close()
 
 
+async def _open_service(
+    data_dir: Path, index_url: str | None, node: str | None, max_link_validity_s: int,
+    export_ttl_s: float, objects: ObjectStore | None,
+) -> RecordingService:
+    """The API's own connection to the index (opened off the loop) and the service over it."""
+    layout = DataLayout(data_dir)
+    layout.ensure()
+    target = index_url or layout.index_path
+    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
+    return RecordingService(
+        index, layout, layout.secret(), max_link_validity_s=max_link_validity_s, export_ttl_s=export_ttl_s,
+        objects=objects,
+    )
+
+
+def _webhooks(
+    service: RecordingService, urls: Sequence[str], metrics: DaemonMetrics, **options: Any
+) -> WebhookDispatcher:
+    """The webhook dispatcher, its failures and drops counted in the daemon's metrics."""
+    webhooks = WebhookDispatcher(
+        urls, service.secret, service.index,
+        on_failure=lambda event, url: metrics.webhook_failed(), on_drop=metrics.webhook_dropped, **options,
+    )
+    for label in webhooks.labels:
+        metrics.webhook_receiver(label)
+    return webhooks
+
+
 async def start_http_runtime(
     *,
     data_dir: Path,
@@ -289,49 +255,32 @@ async def start_http_runtime(
     """Open a second index connection, start webhooks, the API server and the retention job.
 
     ``listen_host=None`` runs webhooks and retention without serving HTTP; ``listen_socket`` is
-    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself).
-    ``index_url`` names a shared index (else the data directory's own); ``node`` makes retention a
-    fleet-wide job that runs on one node at a time.
+    one :func:`bind_http` made (else uvicorn binds ``listen_host:listen_port`` itself);
+    ``index_url`` names a shared index; ``node`` makes retention one fleet-wide job.
     """
-    layout = DataLayout(data_dir)
-    layout.ensure()
-    target = index_url or layout.index_path
-    index = await asyncio.to_thread(lambda: RecordingIndex(target, time.time, layout, node=node))
-    secret = layout.secret()
-    service = RecordingService(
-        index, layout, secret, max_link_validity_s=link_max_validity_min * 60, export_ttl_s=export_ttl_s,
-        objects=objects,
+    service = await _open_service(
+        data_dir, index_url, node, link_max_validity_min * 60, export_ttl_s, objects
     )
-    metrics.data_dir = layout.data_dir
+    index = service.index
+    metrics.data_dir = service.layout.data_dir
     metrics.set_state_source(index.count_by_state)
-    webhooks = WebhookDispatcher(
-        webhook_urls, secret, index,
-        on_failure=lambda event, url: metrics.webhook_failed(),
-        on_drop=metrics.webhook_dropped,
-        queue_size=webhook_queue_size, timeout_s=webhook_timeout_s, max_attempts=webhook_max_attempts,
+    webhooks = _webhooks(
+        service, webhook_urls, metrics, queue_size=webhook_queue_size, timeout_s=webhook_timeout_s,
+        max_attempts=webhook_max_attempts,
     )
-    for label in webhooks.labels:
-        metrics.webhook_receiver(label)
     exports = ExportManager(service, webhooks)
     retention = RetentionJob(
-        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s), metrics,
-        holder=f"{node}/{os.getpid()}" if node is not None else None,
+        service, retention_days, dict(retention_overrides), max(0.05, retention_interval_s),
+        metrics.retention_swept, holder=f"{node}/{os.getpid()}" if node is not None else None,
     )
-    server: _EmbeddedServer | None = None
     events = EventHub()
+    server = None
     if listen_host is not None:
         app = create_app(
-            service, TokenService(index), exports, webhooks, metrics.registry,
+            service, TokenService(index), exports, webhooks, metrics.registry, events=events,
             max_link_validity_min=link_max_validity_min, store_metrics=False, max_body_bytes=max_body_bytes,
-            events=events,
         )
-        if live is not None:
-            install_live_routes(app, live, service)
-        server = _EmbeddedServer(
-            uvicorn.Config(
-                app, host=listen_host, port=listen_port, log_config=None, access_log=False, lifespan="off"
-            )
-        )
+        server = _embedded_server(app, listen_host, listen_port, live, service)
     runtime = HttpRuntime(
         index=index, service=service, webhooks=webhooks, exports=exports, retention=retention,
         metrics=metrics, server=server,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+from srs.daemon.labels import stream_label
 from srs.daemon.recordings import LiveSession
 from srs.media.channels import stereo_groups
 from srs.service.live_formats import CallInfo
@@ -11,11 +12,11 @@ from srs.service.live_formats import CallInfo
 
 def session_labels(session: LiveSession) -> tuple[str, ...]:
     labels = []
-    for i, slot in enumerate(session.slots):
+    for slot in session.slots:
         stream = slot.negotiated
         if stream is None or stream.refused:
             continue
-        labels.append(stream.label if stream.label is not None else str(i + 1))
+        labels.append(stream_label(stream))
     return tuple(labels)
 
 
@@ -48,3 +49,23 @@ def find_session(sessions: Iterable[LiveSession], wanted: str) -> LiveSession | 
         if session.recording_id == wanted or (meta is not None and meta.call_recording_id == wanted):
             return session
     return None
+
+
+class CallDirectory:
+    """The calls live listeners and push targets can ask for, described from the live sessions
+    and the SBC address each came from (for ``[live] targets`` filters), until it ends."""
+
+    def __init__(self, sessions: Mapping[str, LiveSession]) -> None:
+        self.sessions = sessions
+        self.sources: dict[str, str] = {}
+
+    def info(self, session: LiveSession) -> CallInfo:
+        return call_info(session, self.sources.get(session.session_id, ""))
+
+    def describe(self, wanted: str) -> CallInfo | None:
+        session = find_session(self.sessions.values(), wanted)
+        return self.info(session) if session is not None else None
+
+    def opened(self, session_id: str) -> CallInfo | None:
+        session = self.sessions.get(session_id)
+        return self.info(session) if session is not None and session.opened else None

@@ -8,13 +8,14 @@ from callables and the index registered here.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from srs.storage.diskspace import disk_space
 
 LiveSource = Callable[[], Mapping[str, float]]
 StateCounts = Callable[[], Mapping[str, int]]
@@ -61,9 +62,8 @@ class _ScrapeCollector(Collector):
             yield size
         data_dir = self.owner.data_dir
         if data_dir is not None:
-            try:
-                usage = shutil.disk_usage(data_dir)
-            except OSError:
+            usage = disk_space(data_dir)
+            if usage is None:
                 return
             free = GaugeMetricFamily("srs_disk_free_bytes", "Free bytes on the data directory's file system")
             free.add_metric([], float(usage.free))

@@ -9,18 +9,18 @@ forward only: starting → recording → stopping → available (or failed).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
-import os
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from srs.daemon.finalize import Finalized, Output, failed_record, finalized, late_source_changes
+from srs.daemon.labels import stream_label
 from srs.daemon.logs import get_logger
 from srs.media.channels import stereo_groups
 from srs.media.recorder import RecordingResult
+from srs.media.report import StreamRecord
 from srs.media.track import DecoderFactory, PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
@@ -33,7 +33,6 @@ from srs.siprec.metadata import RecordingMetadata
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.records import (
-    DtmfEvent,
     FinalizedRecording,
     NewRecording,
     Participant,
@@ -114,6 +113,8 @@ class Finished:
     source_changes: tuple[SourceChanged, ...] = ()
     """Source changes the final statistics show that no activity report had shown (the call
     ended within a second or two of them): announced when the recording is published."""
+    streams: tuple[StreamRecord, ...] = ()
+    """Each stream's final figures (empty for a recording without a file)."""
 
 
 class LiveRecordings:
@@ -229,11 +230,11 @@ class LiveRecordings:
         host = local_address or self.allocator.bind_host
         host = f"[{host}]" if ":" in host else host
         watched = []
-        for i, slot in enumerate(session.slots):
+        for slot in session.slots:
             stream = slot.negotiated
             if stream is None or slot.expecting_since is None:
                 continue
-            label = stream.label if stream.label is not None else str(i + 1)
+            label = stream_label(stream)
             watched.append(
                 WatchedStream(
                     slot.port.port, label, stream.receives, slot.expecting_since, f"{host}:{slot.port.port}"
@@ -258,7 +259,7 @@ class LiveRecordings:
                 return (address,)
             if address is not None and stream.receives:
                 warning = (
-                    f"stream {stream.label or stream.index + 1}: SDP address {address!r} is not a usable IP "
+                    f"stream {stream_label(stream)}: SDP address {address!r} is not a usable IP "
                     f"address; accepting RTP from the SIP peer {session.peer_host}"
                 )
                 if warning not in session.warnings:
@@ -307,7 +308,7 @@ class LiveRecordings:
         crypto = stream.crypto_offer
         spec = StreamSpec(
             formats,
-            label=stream.label if stream.label is not None else str(stream.index + 1),
+            label=stream_label(stream),
             relatch_after=self.options.relatch_after,
             srtp=(crypto.suite, crypto.key_params) if crypto is not None else None,
             sources=sources,
@@ -327,9 +328,7 @@ class LiveRecordings:
         if self.options.output == "per-stream":
             extra["per_stream"] = True
         elif self.options.output == "stereo":
-            labels = [
-                s.label if s.label is not None else str(s.index + 1) for s in event.streams if not s.refused
-            ]
+            labels = [stream_label(s) for s in event.streams if not s.refused]
             participants = session.metadata.participants if session.metadata is not None else None
             extra["stereo"] = stereo_groups(labels, participants)
         return extra
@@ -362,11 +361,11 @@ class LiveRecordings:
         ids = {}
         if session.metadata is not None:
             ids = {s.label: s.id for s in session.metadata.streams if s.label is not None}
-        for i, slot in enumerate(session.slots):
+        for slot in session.slots:
             stream = slot.negotiated
             if stream is None or stream.refused:
                 continue
-            label = stream.label if stream.label is not None else str(i + 1)
+            label = stream_label(stream)
             codec = next(iter(stream.codecs.values()), None)
             received = lost = 0
             if slot.has_track:
@@ -424,7 +423,7 @@ class LiveRecordings:
         for session in self.sessions.values():
             metadata = session.metadata
             streams = []
-            for i, slot in enumerate(session.slots):
+            for slot in session.slots:
                 stream = slot.negotiated
                 if stream is None or stream.refused:
                     continue
@@ -433,7 +432,7 @@ class LiveRecordings:
                     self.plane.packets_received(session.session_id, slot.port.port) if slot.has_track else 0
                 )
                 streams.append({
-                    "label": stream.label if stream.label is not None else str(i + 1),
+                    "label": stream_label(stream),
                     "codec": codec.encoding if codec else None,
                     "packets_received": received,
                 })
@@ -499,131 +498,38 @@ class LiveRecordings:
             result = await closing
         except OSError as exc:
             return Finished(session.recording_id, None, str(exc) or "write failed")
-        late = tuple(
-            SourceChanged(
-                session.session_id,
-                stats.label,
-                stats.sources[-2] if len(stats.sources) > 1 else None,
-                stats.source,
-                stats.relatches,
-            )
-            for stats in result.streams
-            if stats.source is not None and stats.relatches > reported.get(stats.label, 0)
-        )
+        late = late_source_changes(session.session_id, result.streams, reported)
         for change in late:
             if change.message() not in session.warnings:
                 session.warnings.append(change.message())
-        final = self._finalized(session, result, ended_wall, event)
-        return Finished(session.recording_id, final, None, late)
+        done = self._finalized(session, result, ended_wall, event)
+        return Finished(session.recording_id, done.record, None, late, done.streams)
 
     def _finalized(
         self, session: LiveSession, result: RecordingResult, ended_wall: float, event: SessionEnded
-    ) -> FinalizedRecording:
-        warnings = list(session.warnings) + list(result.warnings)
+    ) -> Finalized:
         dropped = self.plane.srtp_dropped(session.session_id)
-        interruptions = self.plane.interruptions(session.session_id)
-        for gap in interruptions:
-            warnings.append(
-                f"{gap['reason']} at {gap['at_ms'] / 1000:.1f} s;"
-                " the recording went on from its crash journal"
-                + (f" at {gap['resumed_at_ms'] / 1000:.1f} s" if "resumed_at_ms" in gap else "")
-            )
-        srtp_by_label: dict[str, int] = {}
-        for i, slot in enumerate(session.slots):
-            negotiated = slot.negotiated
-            if negotiated is not None and slot.port.port in dropped:
-                label = negotiated.label if negotiated.label is not None else str(i + 1)
-                srtp_by_label[label] = dropped[slot.port.port]
-        streams: dict[str, Any] = {}
-        dtmf: list[DtmfEvent] = []
-        for stats in result.streams:
-            streams[stats.label] = {
-                "packets_received": stats.packets_received,
-                "packets_lost": stats.packets_lost,
-                "packets_late": stats.packets_late,
-                "packets_duplicate": stats.packets_duplicate,
-                "packets_dropped_source": stats.packets_dropped_source,
-                "malformed": stats.malformed,
-                "decoder_errors": stats.decoder_errors,
-                "ssrc_changes": stats.ssrc_changes,
-                "gaps": [list(g) for g in stats.gaps],
-                "expected_ms": stats.expected_ms,
-                "captured_ms": stats.captured_ms,
-                "completeness": round(stats.completeness, 4),
-                "silent": stats.silent,
-                "packets_dropped_srtp": srtp_by_label.get(stats.label, 0),
-                "source": stats.source,
-                "source_changes": stats.relatches,
-                "sources": list(stats.sources),
-                "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
-                "rtcp_dropped_source": stats.rtcp_dropped_source,
-                "first_audio_ms": stats.first_audio_ms,
-            }
-            if srtp_by_label.get(stats.label):
-                warnings.append(
-                    f"stream {stats.label}: {srtp_by_label[stats.label]} SRTP packets failed authentication"
-                )
-        for index, dtmf_event in result.dtmf:
-            label = result.streams[index].label if index < len(result.streams) else str(index)
-            dtmf.append(DtmfEvent(label, dtmf_event.digit, dtmf_event.offset_ms, dtmf_event.duration_ms))
-        self.index.update_streams(
-            session.recording_id,
-            [
-                StreamInfo(
-                    label=s.label,
-                    packets_received=s.packets_received,
-                    packets_lost=s.packets_lost,
-                    stats=streams[s.label],
-                )
-                for s in result.streams
-            ],
+        srtp_by_label = {
+            stream_label(slot.negotiated): dropped[slot.port.port]
+            for slot in session.slots
+            if slot.negotiated is not None and slot.port.port in dropped
+        }
+        done = finalized(
+            result,
+            warnings=session.warnings,
+            ended_wall=ended_wall,
+            end_reason=event.reason,
+            srtp_by_label=srtp_by_label,
+            interruptions=self.plane.interruptions(session.session_id),
+            output=Output(self.options.file_format, 2 if self.options.output == "stereo" else 1),
         )
-        size = os.path.getsize(result.path)
-        return FinalizedRecording(
-            ended_at=ended_wall,
-            duration_ms=result.duration_ms,
-            file_path=result.path,
-            file_size=size,
-            sha256=None,
-            warnings=warnings,
-            completeness={
-                "end_reason": event.reason,
-                "paused_ms": result.paused_ms,
-                "pauses": [list(p) for p in result.pauses],
-                "streams": streams,
-                **({"interruptions": interruptions} if interruptions else {}),
-            },
-            dtmf=dtmf,
-            file_format=self.options.file_format,
-            channels=2 if self.options.output == "stereo" else 1,
-        )
+        self.index.update_streams(session.recording_id, done.infos)
+        return done
 
     def publish(self, finished: Finished) -> None:
         """Write the final index row: available (or failed with the reason)."""
-        if finished.final is None:
-            self.index.finalize(
-                finished.recording_id,
-                FinalizedRecording(
-                    ended_at=self.wall_clock(),
-                    duration_ms=0,
-                    file_path=None,
-                    file_size=None,
-                    sha256=None,
-                    incomplete=True,
-                    incomplete_reason=finished.failure,
-                    state=State.FAILED,
-                ),
-            )
-            return
-        self.index.finalize(finished.recording_id, finished.final)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        final = finished.final or failed_record(finished.failure, self.wall_clock())
+        self.index.finalize(finished.recording_id, final)
 
 
 class _Ready:

@@ -6,6 +6,7 @@ reads the SDP; ``index`` in the per-stream objects is the 0-based track index.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from srs.media.track import StreamStats
@@ -75,7 +76,7 @@ def stream_report(index: int, stats: StreamStats) -> dict[str, Any]:
         "relatches": stats.relatches,
         "source": stats.source,
         "sources": list(stats.sources),
-        "rejected_sources": [{"address": a, "packets": n} for a, n in stats.rejected_sources],
+        "rejected_sources": _rejected(stats),
         "rtcp_dropped_source": stats.rtcp_dropped_source,
         "gaps": [{"offset_ms": offset, "length_ms": length} for offset, length in stats.gaps],
         "first_packet_at": stats.first_packet_at,
@@ -88,6 +89,64 @@ def stream_report(index: int, stats: StreamStats) -> dict[str, Any]:
         "silent": is_silent(stats),
         "warnings": stream_warnings(index, stats),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One stream's final figures as a recording keeps them: the per-stream object of the index's
+    ``completeness.streams`` (by label), and the counters the daemon adds to its metrics.
+
+    The one path from a track's :class:`StreamStats` to what is stored: the daemon reads the
+    typed fields, never the JSON back.
+    """
+
+    stats: StreamStats
+    packets_dropped_srtp: int = 0
+    """SRTP datagrams of this stream that failed authentication (counted by the media plane)."""
+
+    @property
+    def label(self) -> str:
+        return self.stats.label
+
+    @property
+    def packets_dropped(self) -> int:
+        """Packets received but not recorded: late, duplicated, from another source, malformed."""
+        s = self.stats
+        return s.packets_late + s.packets_duplicate + s.packets_dropped_source + s.malformed
+
+    def warnings(self) -> list[str]:
+        if not self.packets_dropped_srtp:
+            return []
+        return [f"stream {self.label}: {self.packets_dropped_srtp} SRTP packets failed authentication"]
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "packets_received": s.packets_received,
+            "packets_lost": s.packets_lost,
+            "packets_late": s.packets_late,
+            "packets_duplicate": s.packets_duplicate,
+            "packets_dropped_source": s.packets_dropped_source,
+            "malformed": s.malformed,
+            "decoder_errors": s.decoder_errors,
+            "ssrc_changes": s.ssrc_changes,
+            "gaps": [list(g) for g in s.gaps],
+            "expected_ms": s.expected_ms,
+            "captured_ms": s.captured_ms,
+            "completeness": round(s.completeness, 4),
+            "silent": s.silent,
+            "packets_dropped_srtp": self.packets_dropped_srtp,
+            "source": s.source,
+            "source_changes": s.relatches,
+            "sources": list(s.sources),
+            "rejected_sources": _rejected(s),
+            "rtcp_dropped_source": s.rtcp_dropped_source,
+            "first_audio_ms": s.first_audio_ms,
+        }
+
+
+def _rejected(stats: StreamStats) -> list[dict[str, Any]]:
+    return [{"address": a, "packets": n} for a, n in stats.rejected_sources]
 
 
 def completeness_report(result: RecordingResult) -> dict[str, Any]:

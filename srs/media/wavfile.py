@@ -133,6 +133,13 @@ class RepairResult:
     """Bytes of audio the header now declares."""
     trimmed_bytes: int
     """Bytes cut from the end to leave whole sample frames."""
+    byte_rate: int = 0
+    """Audio bytes per second, from the fmt chunk (0: the file has none): what a duration is computed from."""
+
+    @property
+    def duration_ms(self) -> int:
+        """How much audio the repaired file holds, in its own format (0 when it names none)."""
+        return self.data_size * 1000 // self.byte_rate if self.byte_rate > 0 else 0
 
 
 def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
@@ -146,6 +153,7 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
             raise WavFormatError(f"{path}: not a RIFF/WAVE file")
         offset = 12
         block_align = 2
+        byte_rate = 0
         while True:
             if offset + 8 > len(head):
                 raise WavFormatError(f"{path}: no data chunk in the first {len(head)} bytes")
@@ -154,7 +162,7 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
             if chunk_id == b"fmt ":
                 if chunk_size < 16 or offset + 24 > len(head):
                     raise WavFormatError(f"{path}: truncated fmt chunk")
-                (block_align,) = struct.unpack_from("<H", head, offset + 20)
+                (byte_rate, block_align) = struct.unpack_from("<IH", head, offset + 16)
                 block_align = max(block_align, 1)
             elif chunk_id == b"data":
                 break
@@ -174,6 +182,6 @@ def repair_wav(path: str | os.PathLike[str]) -> RepairResult:
                 os.ftruncate(fd, data_offset + data_size)
             os.pwrite(fd, _SIZE.pack(riff_size), 4)
             os.pwrite(fd, _SIZE.pack(data_size), offset + 4)
-        return RepairResult(path, changed, claimed, data_size, trimmed)
+        return RepairResult(path, changed, claimed, data_size, trimmed, byte_rate)
     finally:
         os.close(fd)
