@@ -19,6 +19,7 @@ from srs.media.recorder import Recorder, RecordingResult
 from srs.media.track import ActivityTuple, DecoderFactory, StreamTrack
 from srs.media.wavfile import repair_wav
 from srs.mediaplane import journal as journal_file
+from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal import DATAGRAM, PLACED, PLACEMENT, Journal, JournalContents, JournalRecord
 from srs.mediaplane.journal_state import JournalState, journal_path, remove_files, save_state, state_path
@@ -50,6 +51,14 @@ class JournalLane:
         journal = self.journal
         if journal is not None:
             journal.append(self.port, arrival, data)
+
+    def record_batch(self, batch: BatchReceiver, start: int, end: int) -> None:
+        """Datagrams ``start..end-1`` of the receiver's batch, in one call (the fast path's runs)."""
+        journal = self.journal
+        if journal is not None:
+            journal.append_batch(
+                self.port, batch.buffer, batch.offsets, batch.lengths, batch.arrivals, start, end
+            )
 
 
 NO_LANE = JournalLane(None, 0)

@@ -24,7 +24,9 @@ Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop
 :meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
 :meth:`WorkerLoop._deliver_rtcp`.
 With crash journals every datagram a track gets is first appended to its recording's journal through
-the port's lane (``lane.record``, on every path; see :mod:`srs.mediaplane.journal`). While a call has
+the port's lane (see :mod:`srs.mediaplane.journal`): a run of the fast path in one call that copies
+the records straight from the receive buffer (``lane.record_batch``), a datagram of the general
+path one at a time (``lane.record``). While a call has
 live listeners the rounds come every 20 ms instead (the live tap's latency budget is 100 ms).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
@@ -327,7 +329,7 @@ class WorkerLoop:
             if track is not None:
                 lane = by_slot[slot >> 1].lane  # type: ignore[union-attr]  # a fast slot has its port
                 if lane is not NO_LANE:
-                    self._journal_run(lane, runs, r)
+                    lane.record_batch(self.receiver, runs.starts[r], runs.ends[r])
                 self._deliver_run(track, runs, r)
                 continue
             index = slot >> 1
@@ -335,13 +337,6 @@ class WorkerLoop:
             if entry is None:
                 continue  # a port detached while its datagrams were on their way
             self._deliver_each(entry, slot & 1 == 1, runs, r)
-
-    def _journal_run(self, lane: JournalLane, runs: Runs, r: int) -> None:
-        """Every datagram of a run into the recording's journal before the track takes the run."""
-        batch = self.receiver
-        arrivals = runs.arrivals
-        for i in range(runs.starts[r], runs.ends[r]):
-            lane.record(batch.datagram(i), arrivals[i])
 
     def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
         """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
