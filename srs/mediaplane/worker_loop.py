@@ -132,7 +132,7 @@ class WorkerLoop:
     def __post_init__(self) -> None:
         import srs_codecs
 
-        self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal)
+        self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal, defer_saves=True)
         self.live = LiveTaps(srs_codecs.get_decoder)
         self.receiver = BatchReceiver(_BATCH_CAPACITY, _DATAGRAM_SIZE, native=self.native)
         self._free_slots: list[int] = []
@@ -153,7 +153,16 @@ class WorkerLoop:
 
     def _commands(self) -> None:
         """A bounded batch of commands: a burst of new calls must not hold up the packets of running ones
-        (the socket stays readable, the rest comes with the next poll)."""
+        (the socket stays readable, the rest comes with the next poll). The journal states the batch
+        changed are written once at its end, before the next receive (one file write per call set
+        up, not one per command: each is a new file, and a burst of file creations is what slowed
+        the rounds of a burst of new calls)."""
+        try:
+            self._command_batch()
+        finally:
+            self.recordings.save_pending()
+
+    def _command_batch(self) -> None:
         for _ in range(_COMMANDS_PER_ROUND):
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, _MAX_BATCH_FDS)
