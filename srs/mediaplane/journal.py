@@ -225,6 +225,14 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
         return parse(handle.read())
 
 
+def _touch(mm: mmap.mmap, start: int, end: int) -> None:
+    """Store zeros into a new part of the mapping (its blocks are reserved, so it reads as zeros
+    anyway): each page's first store is a page fault that costs the file system several µs (more
+    when it is busy), paid here when a call is set up or its journal grows, not spread over its
+    first seconds of datagrams in the receive loop."""
+    mm[start:end] = bytes(end - start)
+
+
 class Journal:
     """Appends one recording's datagrams to its memory-mapped journal file (one worker writes it).
 
@@ -264,6 +272,7 @@ class Journal:
             os.close(fd)
         self._capacity = capacity
         if contents is None:
+            _touch(self._mm, 0, capacity)
             self._mm[:8] = FILE_MAGIC
             struct.pack_into("<I", self._mm, 8, VERSION)
             self._head = self._tail = HEADER_SIZE
@@ -389,6 +398,7 @@ class Journal:
             finally:
                 os.close(fd)
             self._mm.resize(capacity)
+            _touch(self._mm, self._capacity, capacity)
         except (OSError, ValueError):
             # no room to grow (a full disk): forget what is live rather than fault on a hole
             if HEADER_SIZE + size > self._capacity:

@@ -19,7 +19,6 @@ from srs.media.recorder import Recorder, RecordingResult
 from srs.media.track import ActivityTuple, DecoderFactory, StreamTrack
 from srs.media.wavfile import repair_wav
 from srs.mediaplane import journal as journal_file
-from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal import DATAGRAM, PLACED, PLACEMENT, Journal, JournalContents, JournalRecord
 from srs.mediaplane.journal_state import JournalState, journal_path, remove_files, save_state, state_path
@@ -39,7 +38,8 @@ class JournalPolicy:
 
 
 class JournalLane:
-    """Where one port's datagrams are journaled: ``record`` is the worker's one call per datagram."""
+    """Where one port's datagrams are journaled: ``record`` takes one datagram (the worker's general
+    path); runs of the fast path go to ``journal.append_batch`` straight from the receive buffer."""
 
     __slots__ = ("journal", "port")
 
@@ -51,14 +51,6 @@ class JournalLane:
         journal = self.journal
         if journal is not None:
             journal.append(self.port, arrival, data)
-
-    def record_batch(self, batch: BatchReceiver, start: int, end: int) -> None:
-        """Datagrams ``start..end-1`` of the receiver's batch, in one call (the fast path's runs)."""
-        journal = self.journal
-        if journal is not None:
-            journal.append_batch(
-                self.port, batch.buffer, batch.offsets, batch.lengths, batch.arrivals, start, end
-            )
 
 
 NO_LANE = JournalLane(None, 0)

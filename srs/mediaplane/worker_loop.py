@@ -20,12 +20,13 @@ a time (every ``flush_interval / slices``) so no single pause holds up more than
 calls.
 
 Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop._deliver_batch`
-(a whole batch, routed by slot), :meth:`WorkerLoop._deliver_run` (plain RTP of a port with a track),
+(a whole batch, routed by slot; plain RTP of a port with a track goes to
+:func:`~srs.mediaplane.batch_delivery.deliver_run` in runs),
 :meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
 :meth:`WorkerLoop._deliver_rtcp`.
 With crash journals every datagram a track gets is first appended to its recording's journal through
 the port's lane (see :mod:`srs.mediaplane.journal`): a run of the fast path in one call that copies
-the records straight from the receive buffer (``lane.record_batch``), a datagram of the general
+the records straight from the receive buffer (``Journal.append_batch``), a datagram of the general
 path one at a time (``lane.record``). While a call has
 live listeners the rounds come every 20 ms instead (the live tap's latency budget is 100 ms).
 
@@ -326,30 +327,32 @@ class WorkerLoop:
     # -------------------------------------------------------------- delivery
     def _deliver_batch(self, count: int) -> None:
         """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
-        (:meth:`_deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        (:func:`deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
         if self.receive_only:
             self.received += count
             return
-        runs = split_runs(self.receiver, count)
+        batch = self.receiver
+        runs = split_runs(batch, count)
         by_slot = self.by_slot
         fast = self.fast
+        names = self._names
+        starts, ends = runs.starts, runs.ends
+        # the journal's batch writer takes the receiver's arrays as they are (one call per run)
+        arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
         for r, slot in enumerate(runs.slots):
             track = fast.get(slot)
             if track is not None:
                 lane = by_slot[slot >> 1].lane  # type: ignore[union-attr]  # a fast slot has its port
-                if lane is not NO_LANE:
-                    lane.record_batch(self.receiver, runs.starts[r], runs.ends[r])
-                self._deliver_run(track, runs, r)
+                journal = lane.journal
+                if journal is not None:
+                    journal.append_batch(lane.port, *arrays, starts[r], ends[r])
+                deliver_run(track, batch, runs, r, names)
                 continue
             index = slot >> 1
             entry = by_slot[index] if index < len(by_slot) else None
             if entry is None:
                 continue  # a port detached while its datagrams were on their way
             self._deliver_each(entry, slot & 1 == 1, runs, r)
-
-    def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
-        """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
-        deliver_run(track, self.receiver, runs, r, self._names)
 
     def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
         batch = self.receiver

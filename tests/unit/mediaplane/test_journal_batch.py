@@ -258,3 +258,33 @@ def _record_ends(sizes: list[int]) -> list[int]:
         at += record_size(size)
         ends.append(at)
     return ends
+
+
+def _mapped_kb(path: Path) -> tuple[int, int]:
+    """(Rss, Private_Dirty + Shared_Dirty) in kB of this process's mapping of ``path``."""
+    rss = dirty = 0
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isdigit() or line[:1] in "abcdef" and "-" in line.split(" ", 1)[0]:
+            inside = line.rstrip().endswith(str(path))
+            continue
+        if inside and line.startswith("Rss:"):
+            rss += int(line.split()[1])
+        elif inside and line.startswith(("Shared_Dirty:", "Private_Dirty:")):
+            dirty += int(line.split()[1])
+    return rss, dirty
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps")
+def test_a_new_journal_is_paged_in_when_created_not_in_the_receive_loop(tmp_path: Path) -> None:
+    """The first store into each page of a file mapping is a page fault that costs the file system
+    several µs: a new journal (and the part a growth adds) takes them all when it is made, so the
+    batch writer never faults on a call's first seconds of datagrams."""
+    path = tmp_path / "a.journal"
+    journal = Journal(path, capacity=HEADER_SIZE + 64 * 4096)
+    rss, dirty = _mapped_kb(path)
+    assert rss >= journal.capacity // 1024 and dirty >= journal.capacity // 1024
+    journal.append_batch(20000, *_batch(2000).arrays(), 0, 2000)  # grows
+    rss, dirty = _mapped_kb(path)
+    assert journal.capacity > HEADER_SIZE + 64 * 4096 and rss >= journal.capacity // 1024
+    journal.close(remove=True)
