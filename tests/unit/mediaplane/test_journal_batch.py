@@ -6,6 +6,7 @@ with one record at a time."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import zlib
 from pathlib import Path
@@ -265,7 +266,7 @@ def _mapped_kb(path: Path) -> tuple[int, int]:
     rss = dirty = 0
     inside = False
     for line in Path("/proc/self/smaps").read_text().splitlines():
-        if line[:1].isdigit() or line[:1] in "abcdef" and "-" in line.split(" ", 1)[0]:
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line
             inside = line.rstrip().endswith(str(path))
             continue
         if inside and line.startswith("Rss:"):
