@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         "--python-senders", action="store_true", help="RTP from Python, not the native sender"
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the receive-only floor of each level")
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="media ladder without crash journals (on by default, as in srs)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     cpus = sorted(os.sched_getaffinity(0))
@@ -348,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                     senders=args.senders,
                     native=native,
                     floor=not args.no_floor,
+                    journal=not args.no_journal,
                 )
             )
             at_best = next((r for r in runs if r["calls"] == best), runs[-1] if runs else {})

@@ -44,6 +44,7 @@ from srs.media.track import PayloadFormat
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
+from srs.mediaplane.recordings import JournalPolicy
 from srs.mediaplane.worker_plane import WorkerPlane
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -195,8 +196,10 @@ async def run_level(
     in_process: bool = False,
     native: Path | None = None,
     receive_only: bool = False,
+    journal: bool = True,
 ) -> LevelResult:
-    """One level; ``native`` is the built ``rtpsend`` (None: the Python senders)."""
+    """One level; ``native`` is the built ``rtpsend`` (None: the Python senders); ``journal`` keeps
+    crash journals as the daemon does by default (``[media] journal``)."""
     loop = asyncio.get_running_loop()
     plane: MediaPlane
     flusher: asyncio.Task[None] | None = None
@@ -206,7 +209,11 @@ async def run_level(
         worker_pid = os.getpid()
         flusher = loop.create_task(_flush_every(plane, 1.0))
     else:
-        worker = WorkerPlane(1, worker_options=("--receive-only",) if receive_only else ())
+        worker = WorkerPlane(
+            1,
+            journal=JournalPolicy() if journal else None,
+            worker_options=("--receive-only",) if receive_only else (),
+        )
         worker.start(loop)
         plane = worker
         worker_pid = worker.pids[0]
@@ -407,6 +414,7 @@ async def ladder(
     in_process: bool = False,
     native: Path | None = None,
     floor: bool = False,
+    journal: bool = True,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run levels in order until one loses packets; returns the largest zero-loss level and all results.
 
@@ -425,8 +433,10 @@ async def ladder(
                 senders=senders,
                 in_process=in_process,
                 native=native,
+                journal=journal,
             )
             entry = result.as_dict()
+            entry["journal"] = journal and not in_process
             if floor and not in_process:
                 base = await run_level(
                     calls,
@@ -436,6 +446,7 @@ async def ladder(
                     senders=senders,
                     native=native,
                     receive_only=True,
+                    journal=journal,
                 )
                 entry["floor"] = base.as_dict()
                 entry["floor_us_per_packet"] = round(base.us_per_packet, 2)

@@ -17,6 +17,10 @@
  * The arrival mapping follows srs.wire_clock: offset = realtime - monotonic, taken after each
  * recvmmsg(2); a stamp later than that read, or older than 60 s, is replaced by the read time.
  * The pure-Python reference with the same interface is srs/mediaplane/batch_receiver.py.
+ *
+ * The module also writes a batch's datagrams into a recording's crash journal (append_records,
+ * below): header and bytes of every datagram of a run in one call, straight from the receive
+ * buffer, so journaling costs a copy and a CRC per datagram instead of Python calls.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -438,11 +442,224 @@ static PyTypeObject ReceiverType = {
     .tp_methods = Receiver_methods,
 };
 
+
+/* ------------------------------------------------------------------ crash journal records
+ * append_records(journal, tail, capacity, seq, port, buffer, offsets, lengths, arrivals, start, end)
+ *   -> (tail, seq, next)
+ * Writes datagrams start..end-1 of a batch (bytes at buffer[offsets[i]:offsets[i]+lengths[i]],
+ * arrival ns arrivals[i]) as journal records (srs/mediaplane/journal.py: 24-byte header, the
+ * bytes, zero padding to a multiple of 8) at journal[tail:], one after another, until one does
+ * not fit below capacity; returns the new tail and sequence and the first datagram not written.
+ * The CRC-32 is zlib's (reflected 0xEDB88320): zlib's own where its header was found at build
+ * time (setup.py defines SRS_ZLIB), else computed with slice-by-8 tables. The pure-Python
+ * reference is journal.append_records_py; both write the same bytes.
+ */
+#ifdef SRS_ZLIB
+#include <zlib.h>
+static void crc_init(void) {}
+static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n > 0x40000000u) { /* zlib takes a uInt length */
+        c = crc32(c, p, 0x40000000u);
+        p += 0x40000000u;
+        n -= 0x40000000u;
+    }
+    return (uint32_t)crc32(c, p, (uInt)n);
+}
+#else
+static uint32_t crc_table[8][256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++)
+        for (int t = 1; t < 8; t++)
+            crc_table[t][n] = crc_table[0][crc_table[t - 1][n] & 0xFF] ^ (crc_table[t - 1][n] >> 8);
+}
+
+static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+        lo ^= c; /* little-endian hosts (Linux x86-64, arm64) */
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF] ^
+            crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+#endif
+
+static void put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+#define RECORD_MAGIC 0x5352u
+#define RECORD_HEADER 24
+
+static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "append_records takes 11 arguments");
+        return NULL;
+    }
+    Py_ssize_t tail = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t capacity = PyLong_AsSsize_t(args[2]);
+    unsigned long seq = PyLong_AsUnsignedLongMask(args[3]);
+    long port = PyLong_AsLong(args[4]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[9]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[10]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (port < 0 || port > 0xFFFF || tail < 0 || start < 0 || end < start) {
+        PyErr_SetString(PyExc_ValueError, "append_records: argument out of range");
+        return NULL;
+    }
+    Py_buffer jv, bv, ov, lv, av;
+    if (PyObject_GetBuffer(args[0], &jv, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[5], &bv, PyBUF_SIMPLE) < 0)
+        goto fail_j;
+    if (PyObject_GetBuffer(args[6], &ov, PyBUF_SIMPLE) < 0)
+        goto fail_b;
+    if (PyObject_GetBuffer(args[7], &lv, PyBUF_SIMPLE) < 0)
+        goto fail_o;
+    if (PyObject_GetBuffer(args[8], &av, PyBUF_SIMPLE) < 0)
+        goto fail_l;
+    if (capacity > jv.len)
+        capacity = jv.len;
+    if (end > ov.len / 8 || end > lv.len / 4 || end > av.len / 8) {
+        PyErr_SetString(PyExc_ValueError, "append_records: end past the batch arrays");
+        goto fail_a;
+    }
+    const int64_t *offsets = (const int64_t *)ov.buf;
+    const int32_t *lengths = (const int32_t *)lv.buf;
+    const int64_t *arrivals = (const int64_t *)av.buf;
+    const unsigned char *base = (const unsigned char *)bv.buf;
+    unsigned char *out = (unsigned char *)jv.buf;
+    Py_ssize_t i = start;
+    for (; i < end; i++) {
+        int64_t off = offsets[i];
+        int32_t length = lengths[i];
+        if (length < 0 || length > 0xFFFF || off < 0 || off + length > bv.len) {
+            PyErr_SetString(PyExc_ValueError, "append_records: datagram outside the buffer");
+            goto fail_a;
+        }
+        Py_ssize_t padded = ((Py_ssize_t)length + 7) & ~(Py_ssize_t)7;
+        if (tail + RECORD_HEADER + padded > capacity)
+            break;
+        unsigned char *rec = out + tail;
+        const unsigned char *data = base + off;
+        memcpy(rec + RECORD_HEADER, data, (size_t)length);
+        memset(rec + RECORD_HEADER + length, 0, (size_t)(padded - length));
+        put16(rec, RECORD_MAGIC);
+        put16(rec + 2, (uint16_t)port);
+        put16(rec + 4, (uint16_t)length);
+        put16(rec + 6, 0);
+        put32(rec + 8, (uint32_t)seq);
+        put32(rec + 12, crc32_bytes(data, (size_t)length));
+        put64(rec + 16, (uint64_t)arrivals[i]);
+        seq = (seq + 1) & 0xFFFFFFFFul;
+        tail += RECORD_HEADER + padded;
+    }
+    PyBuffer_Release(&av);
+    PyBuffer_Release(&lv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&bv);
+    PyBuffer_Release(&jv);
+    return Py_BuildValue("(nkn)", tail, seq, i);
+fail_a:
+    PyBuffer_Release(&av);
+fail_l:
+    PyBuffer_Release(&lv);
+fail_o:
+    PyBuffer_Release(&ov);
+fail_b:
+    PyBuffer_Release(&bv);
+fail_j:
+    PyBuffer_Release(&jv);
+    return NULL;
+}
+
+/* skip_records(journal, offset, tail, cutoff_ns) -> (offset, count): from the record at offset,
+   pass every record (up to tail) that arrived before cutoff_ns; where the scan stopped and how many
+   it passed (journal.Journal.mark; the reference is journal.skip_records_py). */
+static PyObject *skip_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "skip_records takes 4 arguments");
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t tail = PyLong_AsSsize_t(args[2]);
+    long long cutoff = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer jv;
+    if (PyObject_GetBuffer(args[0], &jv, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (tail > jv.len)
+        tail = jv.len;
+    const unsigned char *in = (const unsigned char *)jv.buf;
+    Py_ssize_t count = 0;
+    while (offset >= 0 && offset + RECORD_HEADER <= tail) {
+        const unsigned char *rec = in + offset;
+        uint64_t arrival = 0;
+        for (int i = 7; i >= 0; i--)
+            arrival = (arrival << 8) | rec[16 + i];
+        if ((int64_t)arrival >= cutoff)
+            break;
+        Py_ssize_t length = (Py_ssize_t)rec[4] | ((Py_ssize_t)rec[5] << 8);
+        offset += RECORD_HEADER + ((length + 7) & ~(Py_ssize_t)7);
+        count++;
+    }
+    PyBuffer_Release(&jv);
+    return Py_BuildValue("(nn)", offset, count);
+}
+
+static PyObject *crc32_py(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t c = crc32_bytes((const unsigned char *)v.buf, (size_t)v.len);
+    PyBuffer_Release(&v);
+    return PyLong_FromUnsignedLong(c);
+}
+
+static PyMethodDef module_methods[] = {
+    {"append_records", (PyCFunction)(void (*)(void))append_records, METH_FASTCALL,
+     "append_records(journal, tail, capacity, seq, port, buffer, offsets, lengths, arrivals, start, end)"
+     " -> (tail, seq, next): a batch's datagrams as crash journal records"},
+    {"skip_records", (PyCFunction)(void (*)(void))skip_records, METH_FASTCALL,
+     "skip_records(journal, offset, tail, cutoff_ns) -> (offset, count): pass the records that arrived"
+     " before cutoff_ns"},
+    {"crc32", (PyCFunction)crc32_py, METH_O, "crc32(bytes) -> zlib's CRC-32 (the journal's)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_batchrecv", "Batch datagram receive with kernel arrival stamps.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_batchrecv", "Batch datagram receive with kernel arrival stamps.", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__batchrecv(void) {
+    crc_init();
     if (PyType_Ready(&ReceiverType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -9,7 +9,10 @@ replaced) the rest is replayed into the WAV (:mod:`srs.mediaplane.recovery`). Po
 matter: pages reach the disk when the kernel writes them back, or at each ``fsync_interval``.
 
 File layout (little-endian), built so a whole batch of received datagrams can be appended with
-one copy (a receiver that lays out ``record header + bytes`` itself)::
+one copy: :meth:`Journal.append_batch` writes a run of the receiver's datagrams in one call of the
+native ``append_records`` (``_batchrecv.c``: header, bytes and padding of each, straight from the
+receive buffer), or of :func:`append_records_py`, its pure-Python reference (same bytes), where the
+module is not built::
 
     0     8  magic b"SRSJRNL1"
     8     4  version (1)
@@ -43,6 +46,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from srs.errors import ParseError
 
@@ -65,9 +69,77 @@ RECORD_SIZE = RECORD.size
 MAX_DATAGRAM = 0xFFFF
 _PACKERS: dict[int, struct.Struct] = {}
 """Record header and bytes of one length as one struct (one store per datagram); at most one per
-datagram length seen (receives are at most 2 KiB)."""
+datagram length seen (receives are at most 2 KiB; negative keys: padded lengths, for the batch
+writer's reference)."""
 INITIAL_CAPACITY = 1 << 18
 """256 KiB: a two-stream G.711 call keeps about 80 KiB live; the file grows when needed."""
+
+
+def append_records_py(
+    journal: Any,
+    tail: int,
+    capacity: int,
+    seq: int,
+    port: int,
+    buffer: Any,
+    offsets: Any,
+    lengths: Any,
+    arrivals: Any,
+    start: int,
+    end: int,
+) -> tuple[int, int, int]:
+    """Datagrams ``start..end-1`` of a received batch as records at ``journal[tail:]`` (the bytes
+    at ``buffer[offsets[i]:][:lengths[i]]``, arrival ``arrivals[i]`` ns), until one does not fit
+    below ``capacity``; returns the new tail and sequence and the first datagram not written.
+
+    The reference of the native ``append_records`` (same arguments, same bytes: zero padding
+    included); used where the native module is not built."""
+    data = memoryview(buffer).cast("B")
+    for i in range(start, end):
+        offset, length = int(offsets[i]), int(lengths[i])
+        padded = (length + 7) & ~7
+        if tail + RECORD_SIZE + padded > capacity:
+            return tail, seq, i
+        payload = data[offset : offset + length]
+        packer = _PACKERS.get(-padded)
+        if packer is None:
+            packer = _PACKERS[-padded] = struct.Struct(f"<HHHHIIq{padded}s")
+        packer.pack_into(
+            journal, tail, RECORD_MAGIC, port, length, DATAGRAM, seq, zlib.crc32(payload), int(arrivals[i]),
+            payload.tobytes(),
+        )
+        seq = (seq + 1) & 0xFFFFFFFF
+        tail += RECORD_SIZE + padded
+    return tail, seq, end
+
+
+def skip_records_py(journal: Any, offset: int, tail: int, cutoff_ns: int) -> tuple[int, int]:
+    """From the record at ``offset``, pass every record (up to ``tail``) that arrived before
+    ``cutoff_ns``; returns where the scan stopped and how many it passed (the reference of the
+    native ``skip_records``)."""
+    count = 0
+    unpack = RECORD.unpack_from
+    while offset + RECORD_SIZE <= tail:
+        _magic, _port, length, _kind, _seq, _crc, arrival_ns = unpack(journal, offset)
+        if arrival_ns >= cutoff_ns:
+            break
+        offset += RECORD_SIZE + ((length + 7) & ~7)
+        count += 1
+    return offset, count
+
+
+def _native(name: str) -> Any:
+    try:
+        from srs.mediaplane import _batchrecv  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_batchrecv, name, None)
+
+
+append_records: Callable[..., tuple[int, int, int]] = _native("append_records") or append_records_py
+"""The batch writer in use: the native one where built, else the reference."""
+skip_records: Callable[[Any, int, int, int], tuple[int, int]] = _native("skip_records") or skip_records_py
+"""The scan of :meth:`Journal.mark` in use: the native one where built, else the reference."""
 
 
 class JournalError(ParseError):
@@ -153,6 +225,14 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
         return parse(handle.read())
 
 
+def _touch(mm: mmap.mmap, start: int, end: int) -> None:
+    """Store zeros into a new part of the mapping (its blocks are reserved, so it reads as zeros
+    anyway): each page's first store is a page fault that costs the file system several µs (more
+    when it is busy), paid here when a call is set up or its journal grows, not spread over its
+    first seconds of datagrams in the receive loop."""
+    mm[start:end] = bytes(end - start)
+
+
 class Journal:
     """Appends one recording's datagrams to its memory-mapped journal file (one worker writes it).
 
@@ -192,6 +272,7 @@ class Journal:
             os.close(fd)
         self._capacity = capacity
         if contents is None:
+            _touch(self._mm, 0, capacity)
             self._mm[:8] = FILE_MAGIC
             struct.pack_into("<I", self._mm, 8, VERSION)
             self._head = self._tail = HEADER_SIZE
@@ -230,6 +311,24 @@ class Journal:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         self._tail = offset + size
 
+    def append_batch(
+        self, port: int, buffer: Any, offsets: Any, lengths: Any, arrivals: Any, start: int, end: int
+    ) -> None:
+        """Datagrams ``start..end-1`` of a received batch (the receiver's arrays; arrivals in ns),
+        all of them in one call of the batch writer (:data:`append_records`), straight from the
+        receive buffer. What does not fit makes room as :meth:`append` does, and a datagram that
+        cannot be kept (no room on the disk) is left out, as there."""
+        writer = append_records
+        while start < end:
+            self._tail, self._seq, start = writer(
+                self._mm, self._tail, self._capacity, self._seq, port, buffer, offsets, lengths, arrivals,
+                start, end,
+            )
+            if start < end:
+                offset = self._make_room(record_size(int(lengths[start])))
+                if offset < 0:
+                    start += 1
+
     def note(self, port: int, arrival: float, kind: int, data: bytes) -> None:
         """A record other than a datagram (a placement note)."""
         length = len(data)
@@ -248,16 +347,8 @@ class Journal:
     def mark(self, before: float, written: int, frames: int) -> None:
         """The recording's file now holds ``written`` timeline samples (``frames`` in the file):
         forget records that arrived before ``before`` (their place is written)."""
-        cutoff = int(before * 1e9)
-        offset, seq, tail, mm = self._head, self._head_seq, self._tail, self._mm
-        unpack = RECORD.unpack_from
-        while offset < tail:
-            _magic, _port, length, _flags, _seq, _crc, arrival_ns = unpack(mm, offset)
-            if arrival_ns >= cutoff:
-                break
-            offset += RECORD_SIZE + ((length + 7) & ~7)
-            seq = (seq + 1) & 0xFFFFFFFF
-        self._head, self._head_seq = offset, seq
+        offset, passed = skip_records(self._mm, self._head, self._tail, int(before * 1e9))
+        self._head, self._head_seq = offset, (self._head_seq + passed) & 0xFFFFFFFF
         self._written, self._frames = written, frames
         self._write_slot()
         if self._head == self._tail and self._tail > HEADER_SIZE:
@@ -307,6 +398,7 @@ class Journal:
             finally:
                 os.close(fd)
             self._mm.resize(capacity)
+            _touch(self._mm, self._capacity, capacity)
         except (OSError, ValueError):
             # no room to grow (a full disk): forget what is live rather than fault on a hole
             if HEADER_SIZE + size > self._capacity:

@@ -38,7 +38,8 @@ class JournalPolicy:
 
 
 class JournalLane:
-    """Where one port's datagrams are journaled: ``record`` is the worker's one call per datagram."""
+    """Where one port's datagrams are journaled: ``record`` takes one datagram (the worker's general
+    path); runs of the fast path go to ``journal.append_batch`` straight from the receive buffer."""
 
     __slots__ = ("journal", "port")
 
@@ -87,10 +88,21 @@ class _Recording:
 class RecordingSet:
     """The recorders of one plane (or one worker), by key; no I/O besides the WAV files (and journals)."""
 
-    def __init__(self, decoder_factory: DecoderFactory, journal: JournalPolicy | None = None) -> None:
+    def __init__(
+        self,
+        decoder_factory: DecoderFactory,
+        journal: JournalPolicy | None = None,
+        *,
+        defer_saves: bool = False,
+    ) -> None:
+        """``defer_saves``: journal states changed by commands are written by :meth:`save_pending`
+        (the worker calls it after each batch of commands, before it receives again), so a call's
+        open and its streams cost one state file, not one per command."""
         self.decoder_factory = decoder_factory
         self.journal_policy = journal
         self.recordings: dict[str, _Recording] = {}
+        self.defer_saves = defer_saves
+        self._unsaved: dict[int, _Recording] = {}
 
     def open(self, key: str, spec: RecorderSpec) -> None:
         """A new file, or with ``spec.resume`` the existing one continued from its journal
@@ -293,6 +305,23 @@ class RecordingSet:
     def _save(self, rec: _Recording) -> None:
         if rec.state is None:
             return
+        if self.defer_saves:
+            self._unsaved[id(rec)] = rec
+            return
+        self._write_state(rec)
+
+    def save_pending(self) -> None:
+        """Write the journal states changed since the last call (with ``defer_saves``); a recording
+        closed meanwhile has none to write (its files are gone)."""
+        pending, self._unsaved = self._unsaved, {}
+        for rec in pending.values():
+            if rec.journal is not None:
+                self._write_state(rec)
+
+    @staticmethod
+    def _write_state(rec: _Recording) -> None:
+        if rec.state is None:
+            return
         with contextlib.suppress(OSError):  # a full disk fails the recording's own writes soon enough
             save_state(state_path(rec.state.spec.path), rec.state)
 
@@ -355,6 +384,8 @@ class RecordingSet:
         """Close the file as it is; ``keep_journal`` leaves the journal for a later replay."""
         rec = self.recordings.pop(key, None)
         if rec is not None:
+            if keep_journal and self._unsaved.pop(id(rec), None) is not None:
+                self._write_state(rec)
             rec.recorder.abort()
             self._drop_journal(rec, keep=keep_journal)
 

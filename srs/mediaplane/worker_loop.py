@@ -20,11 +20,14 @@ a time (every ``flush_interval / slices``) so no single pause holds up more than
 calls.
 
 Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop._deliver_batch`
-(a whole batch, routed by slot), :meth:`WorkerLoop._deliver_run` (plain RTP of a port with a track),
+(a whole batch, routed by slot; plain RTP of a port with a track goes to
+:func:`~srs.mediaplane.batch_delivery.deliver_run` in runs),
 :meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
 :meth:`WorkerLoop._deliver_rtcp`.
 With crash journals every datagram a track gets is first appended to its recording's journal through
-the port's lane (``lane.record``, on every path; see :mod:`srs.mediaplane.journal`). While a call has
+the port's lane (see :mod:`srs.mediaplane.journal`): a run of the fast path in one call that copies
+the records straight from the receive buffer (``Journal.append_batch``), a datagram of the general
+path one at a time (``lane.record``). While a call has
 live listeners the rounds come every 20 ms instead (the live tap's latency budget is 100 ms).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
@@ -130,7 +133,7 @@ class WorkerLoop:
     def __post_init__(self) -> None:
         import srs_codecs
 
-        self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal)
+        self.recordings = RecordingSet(srs_codecs.get_decoder, self.journal, defer_saves=True)
         self.live = LiveTaps(srs_codecs.get_decoder)
         self.receiver = BatchReceiver(_BATCH_CAPACITY, _DATAGRAM_SIZE, native=self.native)
         self._free_slots: list[int] = []
@@ -151,7 +154,16 @@ class WorkerLoop:
 
     def _commands(self) -> None:
         """A bounded batch of commands: a burst of new calls must not hold up the packets of running ones
-        (the socket stays readable, the rest comes with the next poll)."""
+        (the socket stays readable, the rest comes with the next poll). The journal states the batch
+        changed are written once at its end, before the next receive (one file write per call set
+        up, not one per command: each is a new file, and a burst of file creations is what slowed
+        the rounds of a burst of new calls)."""
+        try:
+            self._command_batch()
+        finally:
+            self.recordings.save_pending()
+
+    def _command_batch(self) -> None:
         for _ in range(_COMMANDS_PER_ROUND):
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.control, _MAX_COMMAND, _MAX_BATCH_FDS)
@@ -315,37 +327,32 @@ class WorkerLoop:
     # -------------------------------------------------------------- delivery
     def _deliver_batch(self, count: int) -> None:
         """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
-        (:meth:`_deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        (:func:`deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
         if self.receive_only:
             self.received += count
             return
-        runs = split_runs(self.receiver, count)
+        batch = self.receiver
+        runs = split_runs(batch, count)
         by_slot = self.by_slot
         fast = self.fast
+        names = self._names
+        starts, ends = runs.starts, runs.ends
+        # the journal's batch writer takes the receiver's arrays as they are (one call per run)
+        arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
         for r, slot in enumerate(runs.slots):
             track = fast.get(slot)
             if track is not None:
                 lane = by_slot[slot >> 1].lane  # type: ignore[union-attr]  # a fast slot has its port
-                if lane is not NO_LANE:
-                    self._journal_run(lane, runs, r)
-                self._deliver_run(track, runs, r)
+                journal = lane.journal
+                if journal is not None:
+                    journal.append_batch(lane.port, *arrays, starts[r], ends[r])
+                deliver_run(track, batch, runs, r, names)
                 continue
             index = slot >> 1
             entry = by_slot[index] if index < len(by_slot) else None
             if entry is None:
                 continue  # a port detached while its datagrams were on their way
             self._deliver_each(entry, slot & 1 == 1, runs, r)
-
-    def _journal_run(self, lane: JournalLane, runs: Runs, r: int) -> None:
-        """Every datagram of a run into the recording's journal before the track takes the run."""
-        batch = self.receiver
-        arrivals = runs.arrivals
-        for i in range(runs.starts[r], runs.ends[r]):
-            lane.record(batch.datagram(i), arrivals[i])
-
-    def _deliver_run(self, track: StreamTrack, runs: Runs, r: int) -> None:
-        """Plain RTP of a port with a track: the run at once where it can be (see batch_delivery)."""
-        deliver_run(track, self.receiver, runs, r, self._names)
 
     def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
         batch = self.receiver

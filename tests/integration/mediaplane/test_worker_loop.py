@@ -279,6 +279,7 @@ def test_an_srtp_stream_is_journaled_decrypted(tmp_path: Path) -> None:
         harness.loop._drain(harness.loop.by_port[port])
         records = journal.read(journal_path(harness.path)).records
         assert [r.data for r in records] == plain
+        harness.loop._commands()  # the states the commands changed are written after their batch
         state = Path(str(harness.path) + ".journal.json").read_text()
         assert "inline:" not in state and SRTP[1].split(":")[1] not in state
     finally:
@@ -332,3 +333,70 @@ def test_commands_wake_the_loop_between_receive_rounds(harness: Harness) -> None
         if thread.is_alive():
             harness.daemon.send(pickle.dumps(("stop",)))
             thread.join(5)
+
+
+def test_a_batch_of_commands_writes_each_journal_state_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call set up by one batch (open, two streams) writes its journal state once, after the
+    batch and before the next receive round (each write is a new file: a burst of new calls made
+    thousands of them and held up the rounds); what it writes is the final state."""
+    import pickle
+
+    from srs.mediaplane import recordings
+    from srs.mediaplane.journal_state import load_state, state_path
+
+    writes: list[str] = []
+    real = recordings.save_state
+
+    def counting(path: str, state: object) -> None:
+        writes.append(path)
+        real(path, state)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recordings, "save_state", counting)
+    control, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    loop = WorkerLoop(control, journal=JournalPolicy())
+    try:
+        start = time.monotonic()
+        path = str(tmp_path / "b.wav")
+        spec = StreamSpec(PCMU, "1")
+        items = [(("open", "b", RecorderSpec(path, start)), 0)]
+        items += [(("stream", "b", port, spec, start), 0) for port in (40000, 40002)]
+        daemon.send(pickle.dumps(("batch", items)))
+        loop._commands()
+        assert writes == [state_path(path)]
+        state = load_state(state_path(path))
+        assert state is not None and sorted(state.streams) == [40000, 40002]
+        # a later command (a pause) is written after its own batch
+        daemon.send(pickle.dumps(("pause", "b", start + 1.0)))
+        loop._commands()
+        assert len(writes) == 2
+        state = load_state(state_path(path))
+        assert state is not None and state.pauses == [("pause", start + 1.0)]
+        # a recording closed in the batch that changed it writes nothing (its files are gone)
+        last = [(("resume", "b", start + 2.0), 0), (("close", "b", start + 3.0), 0)]
+        daemon.send(pickle.dumps(("batch", last)))
+        loop._commands()
+        assert len(writes) == 2 and not Path(state_path(path)).exists()
+    finally:
+        loop.recordings.abort_all()
+        loop.receiver.close()
+        control.close()
+        daemon.close()
+
+
+def test_a_worker_that_stops_writes_the_states_it_has_not_written_yet(tmp_path: Path) -> None:
+    """Recordings left open when the worker goes keep their journals for the next start: a state
+    changed by a command not yet followed by the end of its batch is written then."""
+    harness = Harness(tmp_path, JournalPolicy())
+    try:
+        port, _sock = harness.attach()
+        harness.stream(port)  # straight to the command handler: its batch has not ended
+        from srs.mediaplane.journal_state import load_state, state_path
+
+        assert load_state(state_path(str(harness.path))) is None
+        harness.loop.recordings.abort_all(keep_journal=True)
+        state = load_state(state_path(str(harness.path)))
+        assert state is not None and list(state.streams) == [port]
+    finally:
+        harness.close()
