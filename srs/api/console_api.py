@@ -14,9 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from srs.api.events import EventHub
 from srs.api.peaks import DEFAULT_WIDTH, MAX_WIDTH, MIN_WIDTH, PeaksCache, PeaksError
+from srs.service.context import API_PREFIX
 from srs.service.errors import Conflict
 from srs.service.principal import Principal
-from srs.service.recordings import API_PREFIX, RecordingService
+from srs.service.recordings import RecordingService
 
 Need = Callable[[Request], Principal]
 

@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl
 
 import anyio.to_thread
 
+from srs.service.context import API_PREFIX
 from srs.service.errors import Forbidden, PayloadTooLarge, ServiceError, Unauthorized
 from srs.service.principal import ANONYMOUS, Principal
-from srs.service.recordings import API_PREFIX
 from srs.service.tokens import scope_allows
 from srs.storage.errors import IndexUnavailable
 

@@ -18,9 +18,10 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from srs.api.guard import PRINCIPAL_KEY, SERVER_SEND_KEY
 from srs.service.audit import Action
+from srs.service.context import API_PREFIX
 from srs.service.live_formats import JAMBONZ_SUBPROTOCOL
 from srs.service.live_hub import FORMATS, Listener, LiveHub
-from srs.service.recordings import API_PREFIX, RecordingService
+from srs.service.recordings import RecordingService
 
 CLOSE_NOT_LIVE = 4404
 CLOSE_BAD_REQUEST = 4400

@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 
 from srs.api.guard import PRINCIPAL_KEY
+from srs.service.context import API_PREFIX
 from srs.service.errors import BadRequest
-from srs.service.recordings import API_PREFIX, RecordingService
+from srs.service.recordings import RecordingService
 from srs.service.vcon import build_vcon, content_hash_from_sha256, content_hash_sha512, sign_vcon
 
 _CHUNK = 1 << 20

@@ -1,87 +1,32 @@
 """The `srs` command: `serve`, `inspect`, `recordings …`, `token …`, `audit …`.
 
-``main(argv) -> int`` is tested directly; the console script only wraps it.
-The CLI contract is relied on by operators' scripts, so flags only ever grow.
+``main(argv) -> int`` is tested directly; the console script only wraps it. Each command group is a
+module with a ``register(subparsers)``; this one builds the parser from them and dispatches. The CLI
+contract is relied on by operators' scripts, so flags only ever grow.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
 import srs
-from srs.cli.common import add_config_flags, config_path, data_dir_override
-from srs.config import DEFAULT_DATA_DIR
+from srs.cli import audit, inspect, recordings, serve, tokens
+from srs.cli.datadir import common_parser
 from srs.errors import ExitCode, SrsError
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from srs.config import load_config, with_overrides
-    from srs.daemon.app import run_daemon
-
-    config = with_overrides(
-        load_config(config_path(args)),
-        sip=args.sip,
-        sips=args.sips,
-        rtp_ports=args.rtp_ports,
-        data_dir=data_dir_override(args),
-        http=args.http,
-    )
-    from srs.storage.errors import IndexUnavailable
-
-    try:
-        return run_daemon(config)
-    except IndexUnavailable as exc:  # a node cannot start without its index (its service manager retries)
-        print(f"srs serve: {exc}", file=sys.stderr)
-        return 1
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    from srs.siprec.inspect import inspect_bytes
-
-    try:
-        with open(args.file, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        print(f"srs inspect: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
-    try:
-        report = inspect_bytes(data)
-    except Exception as exc:
-        print(f"srs inspect: {args.file}: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
-        for key, value in report.items():
-            print(f"{key}: {json.dumps(value, ensure_ascii=False)}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srs", description="SIPREC session recording server")
     parser.add_argument("--version", action="version", version=f"srs {srs.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the recording server")
-    add_config_flags(serve, data_dir_help="recordings and index (default: $SRS_DATA_DIR, the config "
-                     f"file's [storage] data_dir, else {DEFAULT_DATA_DIR})")
-    serve.add_argument("--sip", metavar="HOST:PORT", help="SIP listener, UDP and TCP (default 0.0.0.0:5060)")
-    serve.add_argument("--sips", metavar="HOST:PORT", help="SIP over TLS listener")
-    serve.add_argument("--rtp-ports", metavar="LO-HI", help="RTP port range (default 20000-39999)")
-    serve.add_argument("--http", metavar="HOST:PORT", help="admin HTTP API (default 127.0.0.1:8080; 'off')")
-    serve.set_defaults(func=_serve)
-
-    inspect = sub.add_parser("inspect", help="explain a SIP message, multipart body or metadata file")
-    inspect.add_argument("file")
-    inspect.add_argument("--json", action="store_true")
-    inspect.set_defaults(func=_inspect)
-
-    from srs.cli.recordings import register
-
-    register(sub)
+    serve.register(sub)
+    inspect.register(sub)
+    common = common_parser()  # the admin groups' shared flags: --config, --data-dir, --objects, --index
+    recordings.register(sub, common)
+    tokens.register(sub, common)
+    audit.register(sub, common)
     return parser
 
 

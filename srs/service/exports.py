@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Sequence
 from typing import Any
+
+import structlog
 
 from srs.service.audit import Actor
 from srs.service.recordings import RecordingService
 from srs.service.webhooks import WebhookDispatcher
 from srs.storage.records import RecordingFilter
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class ExportManager:
@@ -41,7 +42,7 @@ class ExportManager:
         try:
             status = await asyncio.to_thread(self.service.run_export, export_id)
         except Exception:
-            log.exception("export %s failed", export_id)
+            log.exception("export_failed", export_id=export_id)
             return
         finally:
             self._tasks.pop(export_id, None)
@@ -49,7 +50,7 @@ class ExportManager:
             try:
                 self.webhooks.emit("export_available", status)
             except Exception:
-                log.exception("could not queue export_available for %s", export_id)
+                log.exception("export_webhook_failed", export_id=export_id, webhook="export_available")
 
     async def wait(self, export_id: str) -> None:
         """Wait for a job this process started (no-op if it already finished)."""

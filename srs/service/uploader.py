@@ -14,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from srs.storage.objects import ChecksumMismatch, ObjectStore, ObjectStoreError, StoreUnavailable
 from srs.storage.uploads import UploadJob, UploadLedger
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 MAX_MISMATCHES = 3
 """Uploads whose stored object did not match, before the recording is marked ``failed``."""
 RESUME_BATCH = 1000
@@ -147,7 +148,7 @@ class Uploader:
             try:
                 self._upload(job)
             except Exception as exc:  # a worker must survive anything one job does
-                log.exception("upload of %s failed unexpectedly", job.recording_id)
+                log.exception("upload_crashed", recording=job.recording_id)
                 self._retry(job, f"{type(exc).__name__}: {exc}", pause=True)
             self._refill()
 
@@ -161,7 +162,7 @@ class Uploader:
         try:
             self.resume(batch)
         except Exception:
-            log.exception("could not read the next uploads from the index")
+            log.exception("upload_refill_failed")
             with self._cond:
                 self._more = False  # the next restart reads the index again
         finally:
@@ -237,7 +238,7 @@ class Uploader:
             self._retry(job, reason, pause=False)
 
     def _give_up(self, job: UploadJob, reason: str) -> None:
-        log.error("upload of %s failed for good: %s", job.recording_id, reason)
+        log.error("upload_failed", recording=job.recording_id, reason=reason)
         self.ledger.attempt_failed(job.recording_id, reason, give_up=True)
         with self._cond:
             self.stats.failed += 1
@@ -268,7 +269,7 @@ class Uploader:
                 due = self._paused_until
             heapq.heappush(self._heap, (due, next(self._seq), job))
             self._cond.notify_all()
-        log.warning("upload of %s will be retried: %s", job.recording_id, reason)
+        log.warning("upload_retry", recording=job.recording_id, reason=reason)
         self._tell("retry", job, reason)
 
     def _tell(self, event: str, job: UploadJob, reason: str | None) -> None:
@@ -276,4 +277,4 @@ class Uploader:
             try:
                 self.listener(event, job.recording_id, job, reason)
             except Exception:
-                log.exception("upload listener failed")
+                log.exception("upload_listener_failed")

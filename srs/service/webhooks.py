@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import structlog
 
 from srs.service.timefmt import iso_utc
 from srs.storage.ids import new_id
@@ -37,7 +37,7 @@ EVENTS = (
 )
 SIGNATURE_HEADER = "X-Srs-Signature"
 _RETRY_STATUSES = frozenset({408, 425, 429})
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def sign_body(secret: bytes, body: bytes) -> str:
@@ -169,7 +169,7 @@ class WebhookDispatcher:
                 receiver.dropped += 1
                 if self._on_drop is not None:
                     self._on_drop(receiver.label)
-                log.warning("webhook queue of %s full; dropped %s", receiver.label, event)
+                log.warning("webhook_dropped", receiver=receiver.label, webhook_event=event)
 
     async def _run(self, receiver: _Receiver) -> None:
         while True:
@@ -177,7 +177,7 @@ class WebhookDispatcher:
             try:
                 await self.deliver(receiver.url, body)
             except Exception:
-                log.exception("webhook delivery to %s crashed", receiver.label)
+                log.exception("webhook_delivery_crashed", receiver=receiver.label)
             finally:
                 receiver.queue.task_done()
 

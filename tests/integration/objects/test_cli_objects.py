@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
-from srs.cli.recordings import register
+from srs.cli.main import build_parser
 from srs.service.recordings import RecordingService
 from srs.storage.objects import FileObjectStore, ObjectStore
 from srs.storage.s3_store import S3ObjectStore
@@ -17,9 +16,7 @@ from tests.unit.storage.factory import add_recording, wav_bytes
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="srs")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     result: int = args.func(args)
     return result
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from srs.service.uploader import MAX_MISMATCHES, Uploader, UploaderOptions
 from srs.storage.db import Database
@@ -106,10 +107,15 @@ def test_uploads_confirmed_then_local_file_removed(node: Node) -> None:
 def test_local_file_that_no_longer_matches_is_failed_and_kept(node: Node) -> None:
     rid, job, data = node.record(7)
     Path(job.path).write_bytes(data[:-2] + b"\x00\x01")  # changed on disk after finalize
-    node.uploader.start()
-    node.uploader.submit(job)
-    node.wait(lambda: node.row(rid)["upload_state"] == "failed")
+    with structlog.testing.capture_logs() as logs:
+        node.uploader.start()
+        node.uploader.submit(job)
+        node.wait(lambda: node.row(rid)["upload_state"] == "failed")
     row = node.row(rid)
+    failed = [e for e in logs if e["event"] == "upload_failed"]
+    assert [(e["log_level"], e["recording"], e["reason"]) for e in failed] == [
+        ("error", rid, row["upload_error"])
+    ]
     assert "does not match its sha256" in str(row["upload_error"])
     assert Path(job.path).exists(), "the local file is kept when the upload fails"
     assert node.store.head(job.key) is None

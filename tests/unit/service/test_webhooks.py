@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 import pytest
+import structlog.testing
 
 from srs.service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, sign_body, verify_body
 from srs.storage.index import RecordingIndex
@@ -227,5 +228,10 @@ def test_a_full_receiver_queue_drops_and_counts_for_that_receiver_only(index: Re
             assert hooks.dropped == 3
             await hooks.stop(drain_timeout_s=0.1)
 
-    _run(scenario)
+    with structlog.testing.capture_logs() as logs:
+        _run(scenario)
     assert len(dropped) == 3 and all(label.endswith("/hook") and "127.0.0.1" in label for label in dropped)
+    drops = [entry for entry in logs if entry["event"] == "webhook_dropped"]
+    assert [(e["log_level"], e["receiver"], e["webhook_event"]) for e in drops] == [
+        ("warning", label, "recording_started") for label in dropped
+    ]
