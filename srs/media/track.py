@@ -51,12 +51,13 @@ from srs.media.rendering import DecoderFactory as DecoderFactory
 from srs.media.rendering import PayloadFormat as PayloadFormat
 from srs.media.rendering import Pcm as Pcm
 from srs.media.rendering import Renderer
+from srs.media.sender_reports import TOLERANCE as SR_TOLERANCE
+from srs.media.sender_reports import SenderReports
 from srs.media.sequence import MAX_DROPOUT, SequenceTracker
 from srs.media.statistics import Coverage
 from srs.media.statistics import StreamStats as StreamStats
 from srs.rtp.dtmf import DtmfCollector, parse_telephone_event
 from srs.rtp.packet import FIXED_HEADER, split_rtp
-from srs.rtp.rtcp import SenderReport, parse_rtcp
 from srs.rtp.seq import unwrap32
 
 RUN_CODECS = frozenset({"PCMU", "PCMA"})
@@ -64,9 +65,6 @@ RUN_CODECS = frozenset({"PCMU", "PCMA"})
 so a run of packets end to end is one payload placed at its first packet's position."""
 
 _AUDIO, _DTMF, _CN = 0, 1, 2
-_SR_TOLERANCE = 1.0
-"""Seconds a sender report may disagree with arrival times before it is distrusted."""
-_MAX_SR_SSRCS = 16
 _unpack_header = FIXED_HEADER.unpack_from
 
 
@@ -87,8 +85,11 @@ class StreamActivity(NamedTuple):
     """The address accepted before the current one (None before the first change)."""
 
 
-def payload_kinds(formats: Mapping[int, PayloadFormat]) -> tuple[dict[int, int], int]:
-    """Payload type -> audio, DTMF or comfort noise, and the first audio type (-1: none)."""
+def payload_types(
+    formats: Mapping[int, PayloadFormat], sample_rate: int
+) -> tuple[dict[int, int], int, frozenset[int]]:
+    """Payload type -> audio, DTMF or comfort noise; the first audio type (-1: none); the audio
+    types whose in-order runs :meth:`StreamTrack.push_run` places as one entry."""
     kinds: dict[int, int] = {}
     audio_pt = -1
     for pt, fmt in formats.items():
@@ -102,7 +103,11 @@ def payload_kinds(formats: Mapping[int, PayloadFormat]) -> tuple[dict[int, int],
             if audio_pt < 0:
                 audio_pt = pt
     kinds.setdefault(13, _CN)
-    return kinds, audio_pt
+    runs = frozenset(
+        pt for pt, fmt in formats.items()
+        if fmt.encoding.upper() in RUN_CODECS and fmt.clock_rate == sample_rate == 8000
+    )
+    return kinds, audio_pt, runs
 
 
 class StreamTrack:
@@ -132,13 +137,7 @@ class StreamTrack:
         self.start = start
         self.sample_rate = sample_rate
         self._formats = dict(formats)
-        self._kinds, self._audio_pt = payload_kinds(self._formats)
-        self._run_pts = frozenset(
-            pt
-            for pt, fmt in self._formats.items()
-            if fmt.encoding.upper() in RUN_CODECS and fmt.clock_rate == sample_rate == 8000
-        )
-        """Audio payload types whose in-order runs :meth:`push_run` places as one entry."""
+        self._kinds, self._audio_pt, self._run_pts = payload_types(self._formats, sample_rate)
         clock = self._formats[self._audio_pt].clock_rate if self._audio_pt >= 0 else sample_rate
         self._latch = SourceLatch(sources, relatch_after)
         self._seq = SequenceTracker()
@@ -154,12 +153,8 @@ class StreamTrack:
         self._last_arrival = 0.0
         self._first_arrival: float | None = None
         # counters of what no part owns
-        self.packets_unknown_pt = self.packets_comfort_noise = self.packets_rtcp = 0
-        self.rtcp_dropped_source = self.malformed = self.sender_reports = 0
-        # RTCP sender reports: ssrc -> (rtp timestamp, NTP time, arrival) of the latest credible one,
-        # and ssrc -> NTP time minus arrival of its first one (a later one far from that is distrusted)
-        self._reports: dict[int, tuple[int, float, float]] = {}
-        self._report_offsets: dict[int, float] = {}
+        self.packets_unknown_pt = self.packets_comfort_noise = self.malformed = 0
+        self._reports = SenderReports()
 
     # ------------------------------------------------------------------ the parts' figures
 
@@ -294,14 +289,7 @@ class StreamTrack:
         renderer.pending.append((ext, pos, b1, data[12:]))
 
     def push_run(
-        self,
-        seq: int,
-        ts: int,
-        ssrc: int,
-        pt: int,
-        payload: bytes,
-        count: int,
-        arrivals: Sequence[float],
+        self, seq: int, ts: int, ssrc: int, pt: int, payload: bytes, count: int, arrivals: Sequence[float],
         source: tuple[str, int],
     ) -> bool:
         """Take ``count`` datagrams at once, or none (False: the caller pushes them one by one).
@@ -356,15 +344,8 @@ class StreamTrack:
         return True
 
     def _push_general(
-        self,
-        data: bytes,
-        source: tuple[str, int],
-        arrival: float,
-        b0: int,
-        b1: int,
-        seq: int,
-        ts: int,
-        ssrc: int,
+        self, data: bytes, source: tuple[str, int], arrival: float,
+        b0: int, b1: int, seq: int, ts: int, ssrc: int,
     ) -> None:
         """Every datagram the fast path of :meth:`push` does not take: the pipeline, step by step."""
         if b0 == 0x80:
@@ -503,29 +484,9 @@ class StreamTrack:
         when the report is used.
         """
         if not self._latch.may_report(source):
-            self.rtcp_dropped_source += 1
-            return
-        self.packets_rtcp += 1
-        try:
-            packets = parse_rtcp(data)
-        except RtpError:
+            self._reports.dropped_source += 1
+        elif not self._reports.push(data, arrival):
             self.malformed += 1
-            return
-        for packet in packets:
-            if isinstance(packet, SenderReport):
-                self._sender_report(packet, arrival)
-
-    def _sender_report(self, report: SenderReport, arrival: float) -> None:
-        ntp = report.ntp_unix_time
-        first = self._report_offsets.get(report.ssrc)
-        if first is None:
-            if len(self._report_offsets) >= _MAX_SR_SSRCS:
-                return
-            self._report_offsets[report.ssrc] = ntp - arrival
-        elif abs(ntp - arrival - first) > _SR_TOLERANCE:
-            return  # the sender's wall clock jumped (or the report is forged): keep the old mapping
-        self._reports[report.ssrc] = (report.rtp_timestamp, ntp, arrival)
-        self.sender_reports += 1
 
     def sender_lag(self) -> float | None:
         """Timeline seconds minus the sender's NTP seconds for the same instant, from the latest
@@ -535,12 +496,12 @@ class StreamTrack:
         whose RTP timestamp would be placed more than a second from the report's own arrival
         does not describe this stream's timestamps and is not used.
         """
-        entry = self._reports.get(self._seq.ssrc)
+        entry = self._reports.latest.get(self._seq.ssrc)
         if entry is None or self._audio_pt < 0:
             return None
         rtp_ts, ntp, arrival = entry
         seconds = self._placement.exact_position(unwrap32(self._seq.last_ts, rtp_ts)) / self._placement.rate
-        if abs(seconds + self.start - arrival) > _SR_TOLERANCE:
+        if abs(seconds + self.start - arrival) > SR_TOLERANCE:
             return None
         return seconds - ntp
 
@@ -584,7 +545,7 @@ class StreamTrack:
             packets_dropped_source=latch.packets_dropped_source,
             packets_unknown_pt=self.packets_unknown_pt,
             packets_comfort_noise=self.packets_comfort_noise,
-            packets_rtcp=self.packets_rtcp,
+            packets_rtcp=self._reports.received,
             malformed=self.malformed,
             decoder_errors=self._renderer.decoder_errors,
             ssrc_changes=sq.ssrc_changes,
@@ -599,11 +560,11 @@ class StreamTrack:
             last_packet_at=self._last_arrival if self._first_arrival is not None else None,
             peak=coverage.peak,
             dtmf=tuple(self._dtmf.events),
-            sender_reports=self.sender_reports,
+            sender_reports=self._reports.accepted,
             sender_clock_shift_ms=pl.sender_shift * 1000 // rate,
             source=latch.name,
             sources=tuple(latch.accepted),
             rejected_sources=tuple(latch.rejected.items()),
-            rtcp_dropped_source=self.rtcp_dropped_source,
+            rtcp_dropped_source=self._reports.dropped_source,
             first_audio_ms=coverage.first * 1000 // rate if coverage.first is not None else None,
         )
