@@ -77,6 +77,7 @@ class Renderer:
         "pending",
         "pt_switched",
         "rendered_until",
+        "run_sizes",
         "sample_rate",
         "unordered",
     )
@@ -93,6 +94,10 @@ class Renderer:
         self.sample_rate = sample_rate
         self.conceal_loss = conceal_loss
         self.pending: list[Entry] = []
+        self.run_sizes: dict[int, int] = {}
+        """Extended sequence number -> packet size of the waiting entries that hold a run of
+        equal packets end to end (``StreamTrack.push_run``); rendering splits them where
+        packets pushed one by one would have been split."""
         self.pt_switched = False
         """Pending entries may have several payload types (decoded per type)."""
         self.unordered = False
@@ -140,19 +145,42 @@ class Renderer:
         if not pending:
             return pending
         pending.sort()
-        if pending[-1][1] < end and not self.unordered:
-            self.pending = []
-            return pending
-        if not self.unordered:
+        unordered = self.unordered
+        if not unordered and pending[-1][1] < end:
+            ready, rest = pending, []
+        elif not unordered:
             # sorted by sequence, so by position too unless a re-anchor moved the timeline back
             split = bisect_left(pending, end, key=_position_of)
-            self.pending = pending[split:]
-            return pending[:split]
-        ready = [p for p in pending if p[1] < end]
-        rest = [p for p in pending if p[1] >= end]
+            ready, rest = pending[:split], pending[split:]
+        else:
+            ready = [p for p in pending if p[1] < end]
+            rest = [p for p in pending if p[1] >= end]
+        if self.run_sizes:
+            ready = self._split_runs(ready, end, rest)
+            rest.sort()
         self.pending = rest
-        self.unordered = not all(a[1] <= b[1] for a, b in itertools.pairwise(rest))
+        if unordered:
+            self.unordered = not all(a[1] <= b[1] for a, b in itertools.pairwise(rest))
         return ready
+
+    def _split_runs(self, ready: list[Entry], end: int, rest: list[Entry]) -> list[Entry]:
+        """A run entry (see :attr:`run_sizes`) reaching past ``end`` leaves its packets that start
+        at or after ``end`` waiting in ``rest``, as they would have waited pushed one by one: audio
+        a re-anchor later places over them must meet them in the same block either way."""
+        sizes = self.run_sizes
+        out: list[Entry] = []
+        for entry in ready:
+            size = sizes.pop(entry[0], 0)
+            if size:
+                ext, pos, pt, payload = entry
+                taken = -(-(end - pos) // size) * size  # the packets that start before ``end``
+                if taken < len(payload):
+                    rest.append((ext + taken // size, pos + taken, pt, payload[taken:]))
+                    if len(payload) - taken > size:
+                        sizes[ext + taken // size] = size
+                    entry = (ext, pos, pt, payload[:taken])
+            out.append(entry)
+        return out
 
     def _segments(self, ready: list[Entry], pieces: list[tuple[int, Pcm]], runs: Runs) -> None:
         """Decode ``ready`` per payload type into (position, samples) pieces and covered runs."""

@@ -341,6 +341,8 @@ class StreamTrack:
         sq.last_ts = ext_ts + (count - 1) * size
         sq.unique += count
         renderer.pending.append((ext, pos, pt, payload))
+        if count > 1:
+            renderer.run_sizes[ext] = size
         return True
 
     def _push_general(

@@ -153,3 +153,29 @@ def test_a_run_breaks_where_the_source_or_sequence_does() -> None:
     rows = [list(range(a, b)) for a, b in zip(runs.starts, runs.ends, strict=True)]
     assert rows == [[0, 1], [2], [3], [4], [5], [6], [7]]
     assert runs.slots == [0, 0, 0, 1, 0, 0, 0]
+
+
+def test_a_run_reaching_past_a_rendered_block_renders_like_its_packets() -> None:
+    """A run straddling a block's end, and a packet whose new anchor lands over the run (its
+    timestamps jumped): the run's packets past the block's end must wait like single packets, so
+    they are written over the re-anchored audio in the next block either way (found by the
+    property test above)."""
+    whole = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    single = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    payloads = [payload_for(n) for n in range(6)]
+    for track in (whole, single):
+        track.push(rtp(100, 0, payloads[0]), SRC, 0.0)
+    arrivals = [0.001 * n for n in range(1, 5)]
+    assert whole.push_run(101, 160, 0x11223344, 0, b"".join(payloads[1:5]), 4, arrivals, SRC)
+    for n in range(1, 5):
+        single.push(rtp(100 + n, 160 * n, payloads[n]), SRC, arrivals[n - 1])
+    blocks = []
+    for track in (whole, single):
+        # 3 s ahead of its arrival: re-anchored at 0.045 s, sample 360, over the run's packets at
+        # 320 and 480; one by one, the one at 480 waits for the next block and is written after it
+        track.push(rtp(105, 160 * 5 + 8000 * 3, payloads[5]), SRC, 0.045)
+        blocks.append((track.render(0, 400), track.render(400, 8000)))
+    assert whole.pending_packets == single.pending_packets == 0
+    assert np.array_equal(blocks[0][0], blocks[1][0])
+    assert np.array_equal(blocks[0][1], blocks[1][1])
+    assert whole.stats() == single.stats()
