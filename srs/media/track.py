@@ -20,8 +20,8 @@ A datagram goes through a pipeline of small parts, each in its own module and te
 
 ``push`` runs for every datagram, so the next in-order packet of the latched source (the common
 case) takes steps 1-4 inline without calls, and ``push_run`` takes a whole run of them as one
-entry; property tests hold both to the parts (tests/unit/media/test_track_fast_path.py,
-tests/unit/media/test_track_batch.py).
+entry; property tests hold both to the parts (a track whose every datagram takes the
+general path is the reference).
 
 Arrival anchoring places a stream whose first packet was delayed too late. RTCP sender reports
 map RTP timestamps to the sender's NTP clock; :meth:`StreamTrack.sender_lag` exposes that mapping
