@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -26,7 +25,6 @@ import numpy as np
 from srs.media.mixer import Pcm, mix_mono, mix_stereo
 from srs.media.outputs import (
     AudioSink,
-    OutputFile,
     OutputFormat,
     check_output_format,
     described,
@@ -36,29 +34,12 @@ from srs.media.outputs import (
     with_extension,
 )
 from srs.media.report import stream_warnings
-from srs.media.track import StreamStats, StreamTrack
+from srs.media.result import RecordingResult as RecordingResult
+from srs.media.track import StreamTrack
 from srs.media.wavfile import WavWriter
 from srs.rtp.dtmf import DtmfEvent
 
 PauseMode = Literal["silence", "cut"]
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingResult:
-    path: str
-    duration_ms: int
-    samples: int
-    """Sample frames in the file."""
-    paused_ms: int
-    streams: tuple[StreamStats, ...]
-    dtmf: tuple[tuple[int, DtmfEvent], ...]
-    """(stream index, event) with offsets on the file's timeline, in order of offset."""
-    warnings: tuple[str, ...]
-    files: tuple[OutputFile, ...] = ()
-    """Every file written: the mix first, then per-stream files in track order."""
-    pauses: tuple[tuple[int, int], ...] = ()
-    """(offset_ms, length_ms) of each pause (hold), the offset on the file's timeline."""
-
 
 _ZERO_CHUNK = 60 * 8000
 _ALIGN_WINDOW = 1.0

@@ -7,12 +7,10 @@ reads the SDP; ``index`` in the per-stream objects is the 0-based track index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from srs.media.result import RecordingResult
 from srs.media.track import StreamStats
-
-if TYPE_CHECKING:
-    from srs.media.recorder import RecordingResult
 
 _INCOMPLETE = 0.95
 

@@ -1,12 +1,12 @@
 """The media worker process (child side): a batch receive loop that places and writes its recordings.
 
 The daemon keeps SIP, the index and the API; every recording is handed whole (all its streams)
-to one worker. Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP
-sockets ride along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, the
+to one worker. Commands and replies are the dataclasses of :mod:`srs.mediaplane.protocol`, pickled
+over a ``SOCK_SEQPACKET`` socket pair and dispatched by a table from type to handler; bound RTP
+sockets ride along as ``SCM_RIGHTS``. Replies are the result of a close, a write failure, the
 packet counters of every recording (once per flush cycle), the take-over of a recording opened
 with ``resume`` (its dead worker's crash journal replayed), once, that the worker is ready, and
-per-stream activity when asked (``("activity", taken_at, {key: {port: activity tuple}})``, the
-fields of :class:`~srs.media.track.StreamActivity`).
+per-stream activity when asked (the fields of :class:`~srs.media.track.StreamActivity`).
 ``CLOCK_MONOTONIC`` is shared by all processes, so the daemon's ``at`` times are valid here.
 
 Receiving is per batch, not per datagram: every ``receive_interval`` the loop takes whatever its
@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pickle
 import select
 import signal
 import socket
@@ -57,6 +56,33 @@ from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
 from srs.mediaplane.live_tap import LiveTaps
+from srs.mediaplane.protocol import (
+    ATTACH_FDS,
+    Abort,
+    ActivityReport,
+    Attach,
+    Batch,
+    Close,
+    Closed,
+    Counters,
+    Detach,
+    Error,
+    Failed,
+    Live,
+    LiveFrames,
+    OpenRecording,
+    Pause,
+    PollActivity,
+    Ready,
+    Relatch,
+    Report,
+    Resume,
+    Resumed,
+    SetStream,
+    Stop,
+    decode,
+    encode,
+)
 from srs.mediaplane.recordings import NO_LANE, JournalLane, JournalPolicy, RecordingSet
 from srs.mediaplane.wire_clock import enable_timestamps
 
@@ -144,11 +170,11 @@ class WorkerLoop:
         self._commands_ready.register(self.control.fileno(), select.POLLIN)
 
     # -------------------------------------------------------------- commands
-    def _reply(self, message: tuple[Any, ...]) -> None:
+    def _reply(self, message: Report) -> None:
         with contextlib.suppress(OSError):
             self.control.setblocking(True)
             try:
-                self.control.send(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+                self.control.send(encode(message))
             finally:
                 self.control.setblocking(False)
 
@@ -176,112 +202,132 @@ class WorkerLoop:
                 self.running = False
                 return
             try:
-                message = pickle.loads(data)
+                message = decode(data)
             except Exception as exc:
                 _close_all(fds)
-                self._reply(("error", repr(exc)))
+                self._reply(Error(repr(exc)))
                 continue
-            if message[0] != "batch":
-                self._guarded(message, fds)
+            if not isinstance(message, Batch):
+                self._run_alone(message, fds)
                 continue
-            for item, count in message[1]:
+            for item, count in message.items:
                 taken, fds = fds[:count], fds[count:]
-                self._guarded(item, taken)
+                self._run_alone(item, taken)
             _close_all(fds)
 
-    def _guarded(self, message: tuple[Any, ...], fds: list[int]) -> None:
+    def _run_alone(self, message: object, fds: list[int]) -> None:
         try:
             self._command(message, fds)
         except Exception as exc:  # one bad command must not end every recording
             _close_all(fds)
-            self._reply(("error", repr(exc)))
+            self._reply(Error(repr(exc)))
 
-    def _command(self, message: tuple[Any, ...], fds: list[int]) -> None:
-        op = message[0]
-        if op == "attach":
-            _, key, port_no = message
-            rtp = socket.socket(fileno=fds[0])
-            rtcp = socket.socket(fileno=fds[1])
-            for sock in (rtp, rtcp):
-                sock.setblocking(False)
-                enable_timestamps(sock)  # the daemon's ports have it set already; any other port too
-            if self._free_slots:
-                index = self._free_slots.pop()
-            else:
-                index = len(self.by_slot)
-                self.by_slot.append(None)
-            entry = _Port(port_no, key, rtp, rtcp, 2 * index)
-            self.by_slot[index] = entry
-            self.by_port[port_no] = entry
-            self.by_key.setdefault(key, []).append(entry)
-            self.receiver.add(rtp.fileno(), entry.slot)
-            self.receiver.add(rtcp.fileno(), entry.slot + 1)
-        elif op == "detach":
-            self._detach(message[2])
-        elif op == "open":
-            _, key, spec = message
-            try:
-                self.recordings.open(key, spec)
-            except OSError as exc:
-                self._reply(("failed", key, f"cannot create file: {exc.strerror or exc}"))
-                return
-            except (ValueError, SrsError) as exc:  # a file that cannot be continued after a crash
-                self._reply(("failed", key, f"cannot continue file: {exc}"))
-                return
-            resumed = self.recordings.resumed(key)
-            if resumed is not None:
-                self._reply(("resumed", key, resumed.written_from, resumed.replayed, resumed.last_arrival))
-        elif op == "stream":
-            _, key, port_no, spec, at = message
-            track = self.recordings.set_stream(key, port_no, spec, at)
-            bound = self.by_port.get(port_no)
-            if bound is not None:
-                bound.sink = track.push if track is not None else None
-                plain = spec is not None and spec.srtp is None
-                bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
-                bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
-                bound.lane = self.recordings.lane(key, port_no)
-                bound.track = track if plain else None
-                bound.sink = self.live.stream(
-                    key, port_no, spec.label if spec else "", spec.formats if spec else None, bound.sink
-                )
-                self._reroute(bound)
-                early, bound.early = bound.early, []
-                for data, addr, arrival in early:
-                    self._deliver(bound, data, addr, arrival)
-        elif op == "relatch":
-            # ("relatch", key, port, allowed hosts or None)
-            allow = len(message) > 3
-            self.recordings.relatch(message[1], message[2], message[3] if allow else None, allow=allow)
-        elif op == "activity":
-            # per-stream packets, last arrival and source, for the daemon's no-media/timeout checks
-            self._reply(("activity", self.clock(), self.recordings.activity()))
-        elif op == "pause":
-            self.recordings.pause(message[1], message[2])
-        elif op == "resume":
-            self.recordings.resume(message[1], message[2])
-        elif op == "close":
-            _, key, at = message
-            self._unjournal(key)
-            self.live.keys.discard(key)
-            try:
-                result = self.recordings.close(key, at)
-            except (OSError, KeyError) as exc:
-                self._reply(("closed", key, None, str(exc), self.dropped.pop(key, {})))
-            else:
-                self._reply(("closed", key, result, None, self.dropped.pop(key, {})))
-        elif op == "abort":
-            self._unjournal(message[1])
-            self.recordings.abort(message[1])
-            self.dropped.pop(message[1], None)
-        elif op == "live":  # a listener came or went: (un)tap the call's ports
-            for port_no, sink in self.live.subscribe(message[1], message[2]).items():
-                tapped = self.by_port.get(port_no)
-                if tapped is not None:
-                    tapped.sink = sink
-                    self._reroute(tapped)
-        elif op == "stop":
-            self.running = False
+    def _command(self, message: object, fds: list[int]) -> None:
+        """Run one command through the handler table; anything else is answered with an
+        :class:`~srs.mediaplane.protocol.Error` (the daemon logs it) and its descriptors closed."""
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            _close_all(fds)
+            self._reply(Error(f"unknown command {type(message).__name__}"))
+            return
+        handler(self, message, fds)
+
+    def _on_attach(self, command: Attach, fds: list[int]) -> None:
+        if len(fds) != ATTACH_FDS:
+            raise ValueError(f"attach carries {len(fds)} descriptors, not {ATTACH_FDS}")
+        rtp = socket.socket(fileno=fds[0])
+        rtcp = socket.socket(fileno=fds[1])
+        for sock in (rtp, rtcp):
+            sock.setblocking(False)
+            enable_timestamps(sock)  # the daemon's ports have it set already; any other port too
+        if self._free_slots:
+            index = self._free_slots.pop()
+        else:
+            index = len(self.by_slot)
+            self.by_slot.append(None)
+        entry = _Port(command.port, command.key, rtp, rtcp, 2 * index)
+        self.by_slot[index] = entry
+        self.by_port[command.port] = entry
+        self.by_key.setdefault(command.key, []).append(entry)
+        self.receiver.add(rtp.fileno(), entry.slot)
+        self.receiver.add(rtcp.fileno(), entry.slot + 1)
+
+    def _on_detach(self, command: Detach, fds: list[int]) -> None:
+        self._detach(command.port)
+
+    def _on_open(self, command: OpenRecording, fds: list[int]) -> None:
+        key = command.key
+        try:
+            self.recordings.open(key, command.spec)
+        except OSError as exc:
+            self._reply(Failed(key, f"cannot create file: {exc.strerror or exc}"))
+            return
+        except (ValueError, SrsError) as exc:  # a file that cannot be continued after a crash
+            self._reply(Failed(key, f"cannot continue file: {exc}"))
+            return
+        resumed = self.recordings.resumed(key)
+        if resumed is not None:
+            self._reply(Resumed(key, resumed.written_from, resumed.replayed, resumed.last_arrival))
+
+    def _on_stream(self, command: SetStream, fds: list[int]) -> None:
+        key, port_no, spec = command.key, command.port, command.spec
+        track = self.recordings.set_stream(key, port_no, spec, command.at)
+        bound = self.by_port.get(port_no)
+        if bound is None:
+            return
+        bound.sink = track.push if track is not None else None
+        plain = spec is not None and spec.srtp is None
+        bound.rtcp_sink = track.push_rtcp if track is not None and plain else None
+        bound.filter = srtp_filter(spec.srtp) if spec is not None and spec.srtp is not None else None
+        bound.lane = self.recordings.lane(key, port_no)
+        bound.track = track if plain else None
+        bound.sink = self.live.stream(
+            key, port_no, spec.label if spec else "", spec.formats if spec else None, bound.sink
+        )
+        self._reroute(bound)
+        early, bound.early = bound.early, []
+        for data, addr, arrival in early:
+            self._deliver(bound, data, addr, arrival)
+
+    def _on_relatch(self, command: Relatch, fds: list[int]) -> None:
+        self.recordings.relatch(command.key, command.port, command.sources)
+
+    def _on_activity(self, command: PollActivity, fds: list[int]) -> None:
+        # per-stream packets, last arrival and source, for the daemon's no-media/timeout checks
+        self._reply(ActivityReport(self.clock(), self.recordings.activity()))
+
+    def _on_pause(self, command: Pause, fds: list[int]) -> None:
+        self.recordings.pause(command.key, command.at)
+
+    def _on_resume(self, command: Resume, fds: list[int]) -> None:
+        self.recordings.resume(command.key, command.at)
+
+    def _on_close(self, command: Close, fds: list[int]) -> None:
+        key = command.key
+        self._unjournal(key)
+        self.live.keys.discard(key)
+        try:
+            result = self.recordings.close(key, command.at)
+        except (OSError, KeyError) as exc:
+            self._reply(Closed(key, None, str(exc), self.dropped.pop(key, {})))
+        else:
+            self._reply(Closed(key, result, None, self.dropped.pop(key, {})))
+
+    def _on_abort(self, command: Abort, fds: list[int]) -> None:
+        self._unjournal(command.key)
+        self.recordings.abort(command.key)
+        self.dropped.pop(command.key, None)
+
+    def _on_live(self, command: Live, fds: list[int]) -> None:
+        """A listener came or went: (un)tap the call's ports."""
+        for port_no, sink in self.live.subscribe(command.key, command.on).items():
+            tapped = self.by_port.get(port_no)
+            if tapped is not None:
+                tapped.sink = sink
+                self._reroute(tapped)
+
+    def _on_stop(self, command: Stop, fds: list[int]) -> None:
+        self.running = False
 
     def _unjournal(self, key: str) -> None:
         """The recording's journal is about to close: its ports (if still attached) stop writing to it."""
@@ -293,7 +339,7 @@ class WorkerLoop:
         """Per-port packet counters of every recording, for the daemon's live index rows."""
         counters = {key: self.recordings.counters(key) for key in self.recordings.recordings}
         if counters:
-            self._reply(("counters", counters))
+            self._reply(Counters(counters))
 
     def _detach(self, port_no: int) -> None:
         entry = self.by_port.pop(port_no, None)
@@ -432,7 +478,7 @@ class WorkerLoop:
         frames = self.live.take(now)
         if not frames:
             return
-        data = pickle.dumps(("live", frames, self.live.dropped), pickle.HIGHEST_PROTOCOL)
+        data = encode(LiveFrames(frames, self.live.dropped))
         try:
             self.control.send(data, socket.MSG_DONTWAIT)
         except OSError:
@@ -471,9 +517,26 @@ class WorkerLoop:
             if i % slices == slice_no:
                 failure = self.recordings.flush_one(key, now)
                 if failure is not None:
-                    self._reply(("failed", key, failure))
+                    self._reply(Failed(key, failure))
         if slice_no == slices - 1:
             self._report_counters()
+
+
+_HANDLERS: dict[type, Callable[[WorkerLoop, Any, list[int]], None]] = {
+    OpenRecording: WorkerLoop._on_open,
+    Attach: WorkerLoop._on_attach,
+    Detach: WorkerLoop._on_detach,
+    SetStream: WorkerLoop._on_stream,
+    Relatch: WorkerLoop._on_relatch,
+    PollActivity: WorkerLoop._on_activity,
+    Pause: WorkerLoop._on_pause,
+    Resume: WorkerLoop._on_resume,
+    Close: WorkerLoop._on_close,
+    Abort: WorkerLoop._on_abort,
+    Live: WorkerLoop._on_live,
+    Stop: WorkerLoop._on_stop,
+}
+"""Command type -> handler; every type of :data:`srs.mediaplane.protocol.COMMANDS` has one."""
 
 
 def _close_all(fds: list[int]) -> None:
@@ -531,7 +594,7 @@ def worker_main(argv: list[str]) -> int:
     if os.getppid() != parent:
         return 0
     tune_collector()
-    loop._reply(("ready",))
+    loop._reply(Ready())
     loop.run()
     return 0
 

@@ -1,9 +1,10 @@
 """The media worker processes (daemon side): each recording handed whole to one worker.
 
-Commands travel as pickled tuples over a ``SOCK_SEQPACKET`` socket pair, bound RTP sockets ride
-along as ``SCM_RIGHTS``; replies are the result of a close, a write failure, per-port packet
-counters (once per flush cycle), the take-over of a resumed recording, and per-stream activity
-when asked (:meth:`WorkerPlane.poll_activity`). The child side is :mod:`srs.mediaplane.worker_loop`.
+Commands travel as the pickled dataclasses of :mod:`srs.mediaplane.protocol` over a
+``SOCK_SEQPACKET`` socket pair, bound RTP sockets ride along as ``SCM_RIGHTS``; replies are the
+result of a close, a write failure, per-port packet counters (once per flush cycle), the take-over
+of a resumed recording, and per-stream activity when asked (:meth:`WorkerPlane.poll_activity`).
+The child side is :mod:`srs.mediaplane.worker_loop`.
 
 A worker that dies does not end its calls when recordings keep crash journals: the daemon still
 holds every port's socket (datagrams wait in its buffer), so a replacement worker is started and
@@ -17,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,32 @@ from srs.media.recorder import RecordingResult
 from srs.media.track import ActivityTuple
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
+from srs.mediaplane.protocol import (
+    Abort,
+    ActivityReport,
+    Attach,
+    Batch,
+    Close,
+    Closed,
+    Command,
+    Counters,
+    Detach,
+    Error,
+    Failed,
+    Live,
+    LiveFrames,
+    OpenRecording,
+    Pause,
+    PollActivity,
+    Ready,
+    Relatch,
+    Resume,
+    Resumed,
+    SetStream,
+    Stop,
+    decode,
+    encode,
+)
 from srs.mediaplane.recordings import JournalPolicy, journal_supported
 from srs.mediaplane.worker_loop import _MAX_BATCH, _MAX_BATCH_FDS, _MAX_COMMAND, _close_all, journal_arg
 
@@ -50,7 +76,7 @@ class _Kept:
     spec: RecorderSpec
     ports: dict[int, RtpPort] = field(default_factory=dict)
     streams: dict[int, tuple[StreamSpec | None, float]] = field(default_factory=dict)
-    pauses: list[tuple[str, float]] = field(default_factory=list)
+    pauses: list[Pause | Resume] = field(default_factory=list)
     closing_at: float | None = None
     counters: dict[int, tuple[int, int]] = field(default_factory=dict)
     """RTP port -> (received, lost) as last reported (a replacement worker carries on the dead
@@ -85,10 +111,10 @@ class _Worker:
         theirs.close()
         self.keys: set[str] = set()
         self.alive = True
-        self.outbox: list[tuple[tuple[Any, ...], int]] = []
+        self.outbox: list[tuple[Command, int]] = []
         self.outbox_fds: list[int] = []
 
-    def queue(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    def queue(self, message: Command, fds: list[int] | None = None) -> None:
         """Keep a command for :meth:`flush`; the descriptors are duplicated, so the caller may close
         its own before the batch leaves."""
         if not self.alive:
@@ -107,14 +133,14 @@ class _Worker:
         batch, fds = self.outbox, self.outbox_fds
         self.outbox, self.outbox_fds = [], []
         try:
-            self.send(("batch", batch), fds)
+            self.send(Batch(tuple(batch)), fds)
         finally:
             _close_all(fds)
 
-    def send(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    def send(self, message: Command | Batch, fds: list[int] | None = None) -> None:
         if not self.alive:
             raise OSError("media worker is not running")
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        data = encode(message)
         deadline = time.monotonic() + _SEND_WAIT_S
         while True:
             try:
@@ -203,48 +229,60 @@ class WorkerPlane(MediaPlane):
             if not data:
                 self._lost(worker)
                 return
-            message = pickle.loads(data)
-            if message[0] == "live":
-                if self.on_live is not None:
-                    self.on_live(message[1], message[2], worker.index)
-            elif message[0] == "closed":
-                _, key, result, error, dropped = message
-                if dropped:
-                    self._dropped[key] = dropped
-                self._closing_on.pop(key, None)
-                kept = self._kept.get(key)
-                if kept is not None and kept.closing_at is not None:
-                    self._kept.pop(key, None)
-                    if kept.interruptions:
-                        self._interrupted[key] = kept.interruptions
-                future = self._pending.pop(key, None)
-                if future is not None and not future.done():
-                    if result is not None:
-                        future.set_result(result)
-                    else:
-                        future.set_exception(OSError(error or "recording could not be closed"))
-            elif message[0] == "failed":
-                self._failed.append(message[1])
-            elif message[0] == "activity":
-                _, taken_at, tracks = message
-                self._activity[worker.index] = (taken_at, tracks)
-            elif message[0] == "counters":
-                self._on_counters(message[1])
-            elif message[0] == "resumed":
-                self._on_resumed(*message[1:])
-            elif message[0] == "ready":
-                pass
-            elif message[0] == "error" and self.log is not None:
-                self.log.error("media_worker_error", worker=worker.index, error=message[1])
+            try:
+                message = decode(data)
+            except Exception as exc:  # a worker that sends garbage is logged, not obeyed
+                self._on_error(worker, Error(f"undecodable report: {exc!r}"))
+                continue
+            handler = _REPORT_HANDLERS.get(type(message))
+            if handler is None:
+                self._on_error(worker, Error(f"unknown report {type(message).__name__}"))
+                continue
+            handler(self, worker, message)
 
-    def _on_counters(self, counters: dict[str, dict[int, tuple[int, int]]]) -> None:
-        for key, ports in counters.items():
+    def _on_live(self, worker: _Worker, report: LiveFrames) -> None:
+        if self.on_live is not None:
+            self.on_live(report.frames, report.dropped, worker.index)
+
+    def _on_closed(self, worker: _Worker, report: Closed) -> None:
+        key = report.key
+        if report.dropped:
+            self._dropped[key] = dict(report.dropped)
+        self._closing_on.pop(key, None)
+        kept = self._kept.get(key)
+        if kept is not None and kept.closing_at is not None:
+            self._kept.pop(key, None)
+            if kept.interruptions:
+                self._interrupted[key] = kept.interruptions
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            if report.result is not None:
+                future.set_result(report.result)
+            else:
+                future.set_exception(OSError(report.error or "recording could not be closed"))
+
+    def _on_failed(self, worker: _Worker, report: Failed) -> None:
+        self._failed.append(report.key)
+
+    def _on_activity(self, worker: _Worker, report: ActivityReport) -> None:
+        self._activity[worker.index] = (report.taken_at, report.tracks)
+
+    def _on_ready(self, worker: _Worker, report: Ready) -> None:
+        pass
+
+    def _on_error(self, worker: _Worker, report: Error) -> None:
+        if self.log is not None:
+            self.log.error("media_worker_error", worker=worker.index, error=report.error)
+
+    def _on_counters(self, worker: _Worker, report: Counters) -> None:
+        for key, ports in report.counters.items():
             kept = self._kept.get(key)
             if kept is None:
                 continue
             kept.counters.update(ports)
 
-    def _on_resumed(self, key: str, written_from: int, replayed: int, last_arrival: float | None) -> None:
+    def _on_resumed(self, worker: _Worker, report: Resumed) -> None:
+        key, written_from, replayed = report.key, report.written_from, report.replayed
         kept = self._kept.get(key)
         if kept is None or not kept.interruptions:
             return
@@ -310,7 +348,7 @@ class WorkerPlane(MediaPlane):
             self._route[key] = worker
             try:
                 for port in kept.ports.values():
-                    self._queue(worker, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+                    self._queue(worker, Attach(key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
             except OSError:
                 return False
             return True
@@ -324,15 +362,15 @@ class WorkerPlane(MediaPlane):
         else:
             self._closing_on[key] = worker
         try:
-            self._queue(worker, ("open", key, replace(kept.spec, resume=True)))
+            self._queue(worker, OpenRecording(key, replace(kept.spec, resume=True)))
             for port in kept.ports.values():
-                self._queue(worker, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+                self._queue(worker, Attach(key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
             for port_no, (spec, at) in kept.streams.items():
-                self._queue(worker, ("stream", key, port_no, spec, at))
-            for op, at in kept.pauses:
-                self._queue(worker, (op, key, at))
+                self._queue(worker, SetStream(key, port_no, spec, at))
+            for pause in kept.pauses:
+                self._queue(worker, pause)
             if kept.closing_at is not None:
-                self._queue(worker, ("close", key, kept.closing_at))
+                self._queue(worker, Close(key, kept.closing_at))
         except OSError:
             return False
         return True
@@ -340,14 +378,14 @@ class WorkerPlane(MediaPlane):
     def _worker(self, key: str) -> _Worker:
         return self._route[key]
 
-    def _send(self, key: str, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    def _send(self, key: str, message: Command, fds: list[int] | None = None) -> None:
         worker = self._route.get(key)
         if worker is None:
             return
         with contextlib.suppress(OSError):  # a lost worker fails its recordings in _lost
             self._queue(worker, message, fds)
 
-    def _queue(self, worker: _Worker, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    def _queue(self, worker: _Worker, message: Command, fds: list[int] | None = None) -> None:
         """Commands leave once per loop iteration, in order, as one batch per worker."""
         try:
             worker.queue(message, fds)
@@ -384,13 +422,13 @@ class WorkerPlane(MediaPlane):
         self._assign(key)
         ports = self._kept[key].ports if key in self._kept else {}
         self._kept[key] = _Kept(spec, ports=ports)
-        self._send(key, ("open", key, spec))
+        self._send(key, OpenRecording(key, spec))
 
     def attach(self, key: str, port: RtpPort) -> None:
         self._assign(key)
         # ports are attached at the offer, before the answer opens the file
         self._kept.setdefault(key, _Kept(RecorderSpec("", 0.0))).ports[port.port] = port
-        self._send(key, ("attach", key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
+        self._send(key, Attach(key, port.port), [port.rtp.fileno(), port.rtcp.fileno()])
 
     def detach(self, key: str, port: RtpPort) -> None:
         kept = self._kept.get(key)
@@ -398,13 +436,13 @@ class WorkerPlane(MediaPlane):
             kept.ports.pop(port.port, None)
             if not kept.ports and not kept.spec.path:
                 del self._kept[key]  # a call that ended before its answer: nothing more comes
-        self._send(key, ("detach", key, port.port))
+        self._send(key, Detach(key, port.port))
 
     def set_stream(self, key: str, port: int, spec: StreamSpec | None, at: float) -> None:
         kept = self._kept.get(key)
         if kept is not None:
             kept.streams[port] = (spec, at)
-        self._send(key, ("stream", key, port, spec, at))
+        self._send(key, SetStream(key, port, spec, at))
 
     def relatch(self, key: str, port: int, sources: tuple[str, ...] | None) -> None:
         """Sent at once, not with the loop turn's batch: it must reach the worker before the SBC
@@ -415,7 +453,7 @@ class WorkerPlane(MediaPlane):
             stream = kept.streams.get(port)
             if stream is not None and stream[0] is not None and stream[0].sources != sources:
                 kept.streams[port] = (replace(stream[0], sources=sources), stream[1])
-        self._send(key, ("relatch", key, port, sources))
+        self._send(key, Relatch(key, port, sources))
         worker = self._route.get(key)
         if worker is not None:
             try:
@@ -428,7 +466,7 @@ class WorkerPlane(MediaPlane):
         for worker in list(self.workers):
             if worker.alive:
                 with contextlib.suppress(OSError):
-                    self._queue(worker, ("activity",))
+                    self._queue(worker, PollActivity())
 
     def activity(self) -> Activity:
         """Merged replies of all workers; taken at the oldest of them (so a check never trusts
@@ -445,14 +483,14 @@ class WorkerPlane(MediaPlane):
     def pause(self, key: str, at: float) -> None:
         kept = self._kept.get(key)
         if kept is not None:
-            kept.pauses.append(("pause", at))
-        self._send(key, ("pause", key, at))
+            kept.pauses.append(Pause(key, at))
+        self._send(key, Pause(key, at))
 
     def resume(self, key: str, at: float) -> None:
         kept = self._kept.get(key)
         if kept is not None:
-            kept.pauses.append(("resume", at))
-        self._send(key, ("resume", key, at))
+            kept.pauses.append(Resume(key, at))
+        self._send(key, Resume(key, at))
 
     def packets_received(self, key: str, port: int) -> int:
         """As the recording's worker last reported it (once per flush cycle)."""
@@ -471,7 +509,7 @@ class WorkerPlane(MediaPlane):
         """Tap (or stop tapping) a recording's ports in its worker; False when it has no worker."""
         if key not in self._route:
             return False
-        self._send(key, ("live", key, on))
+        self._send(key, Live(key, on))
         return True
 
     def close(self, key: str, at: float) -> asyncio.Future[RecordingResult]:
@@ -490,7 +528,7 @@ class WorkerPlane(MediaPlane):
             kept.ports.clear()
         self._closing_on[key] = worker
         try:
-            self._queue(worker, ("close", key, at))
+            self._queue(worker, Close(key, at))
         except OSError:
             self._pending.pop(key, None)
             if not future.done():
@@ -499,7 +537,7 @@ class WorkerPlane(MediaPlane):
 
     def abort(self, key: str) -> None:
         self._kept.pop(key, None)
-        self._send(key, ("abort", key))
+        self._send(key, Abort(key))
         worker = self._route.pop(key, None)
         if worker is not None:
             worker.keys.discard(key)
@@ -520,7 +558,7 @@ class WorkerPlane(MediaPlane):
                     self._loop.remove_reader(worker.sock.fileno())
             with contextlib.suppress(OSError):
                 worker.flush()
-                worker.send(("stop",))
+                worker.send(Stop())
         deadline = time.monotonic() + _STOP_WAIT_S
         for worker in workers:
             try:
@@ -530,3 +568,15 @@ class WorkerPlane(MediaPlane):
                 worker.process.wait()
             worker.sock.close()
 
+
+_REPORT_HANDLERS: dict[type, Callable[[WorkerPlane, _Worker, Any], None]] = {
+    LiveFrames: WorkerPlane._on_live,
+    Closed: WorkerPlane._on_closed,
+    Failed: WorkerPlane._on_failed,
+    ActivityReport: WorkerPlane._on_activity,
+    Counters: WorkerPlane._on_counters,
+    Resumed: WorkerPlane._on_resumed,
+    Ready: WorkerPlane._on_ready,
+    Error: WorkerPlane._on_error,
+}
+"""Report type -> handler; every type of :data:`srs.mediaplane.protocol.REPORTS` has one."""

@@ -7,14 +7,15 @@ block); a sweep that fails is logged and the next one tries again.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import structlog
+
 from srs.service.recordings import RecordingService
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -50,11 +51,11 @@ class RetentionJob:
         if self.on_swept is not None:
             self.on_swept(len(removed))
         if removed:
-            log.info("retention deleted %d recording%s", len(removed), "" if len(removed) == 1 else "s")
+            log.info("retention_deleted", recordings=len(removed))
         return removed
 
     async def run(self) -> None:
-        await _every(self.interval_s, self.sweep_once, "retention sweep failed")
+        await _every(self.interval_s, self.sweep_once, "retention_sweep_failed")
 
 
 @dataclass
@@ -69,11 +70,11 @@ class ExportSweeper:
         removed = self.service.purge_expired_exports()
         self.purged.extend(removed)
         if removed:
-            log.info("expired %d exports", len(removed))
+            log.info("exports_expired", exports=len(removed))
         return removed
 
     async def run(self) -> None:
-        await _every(self.interval_s, self.sweep_once, "export sweep failed")
+        await _every(self.interval_s, self.sweep_once, "export_sweep_failed")
 
 
 def sweep_interval(ttl_s: float) -> float:

@@ -18,6 +18,7 @@ from srs.mediaplane import journal
 from srs.mediaplane.batch_receiver import native_engine
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal_state import journal_path
+from srs.mediaplane.protocol import Attach, Close, Counters, OpenRecording, SetStream, Stop, decode, encode
 from srs.mediaplane.recordings import NO_LANE, JournalPolicy
 from srs.mediaplane.worker_loop import WorkerLoop
 
@@ -41,7 +42,7 @@ class Harness:
         assert self.loop.receiver.native == native
         self.start = time.monotonic()
         self.path = tmp_path / "call.wav"
-        self.loop._command(("open", KEY, RecorderSpec(str(self.path), self.start)), [])
+        self.loop._command(OpenRecording(KEY, RecorderSpec(str(self.path), self.start)), [])
         self.ports: list[tuple[int, socket.socket, socket.socket]] = []
 
     def attach(self) -> tuple[int, socket.socket]:
@@ -51,7 +52,7 @@ class Harness:
         rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtcp.bind(("127.0.0.1", 0))
         port = rtp.getsockname()[1]
-        self.loop._command(("attach", KEY, port), [rtp.detach(), rtcp.detach()])
+        self.loop._command(Attach(KEY, port), [rtp.detach(), rtcp.detach()])
         entry = self.loop.by_port[port]
         return port, entry.rtp
 
@@ -60,7 +61,7 @@ class Harness:
 
     def stream(self, port: int, srtp: tuple[str, str] | None = None) -> None:
         spec = StreamSpec(PCMU, "1", srtp=srtp)
-        self.loop._command(("stream", KEY, port, spec, self.start), [])
+        self.loop._command(SetStream(KEY, port, spec, self.start), [])
 
     def close(self) -> None:
         self.loop.recordings.abort_all()
@@ -92,7 +93,7 @@ def test_a_plain_stream_is_routed_straight_to_its_track(harness: Harness) -> Non
     track = harness.loop.recordings.track(KEY, port)
     assert track is not None and harness.loop.fast[slot] is track
     assert harness.loop.by_port[port].lane is NO_LANE  # no journal asked for
-    harness.loop._command(("stream", KEY, port, None, harness.start), [])
+    harness.loop._command(SetStream(KEY, port, None, harness.start), [])
     assert slot not in harness.loop.fast  # stream ended: the general path drops its datagrams
 
 
@@ -173,16 +174,13 @@ def test_the_loop_runs_until_stopped_and_records_what_arrived(harness: Harness) 
         assert track is not None
         received = track.packets_received
     finally:
-        import pickle
-
-        harness.daemon.send(pickle.dumps(("stop",)))
+        harness.daemon.send(encode(Stop()))
         thread.join(5)
     assert not thread.is_alive()
     assert received == 30
 
 
 def _run_briefly(harness: Harness, send: Callable[[], None], settle: float = 0.2) -> None:
-    import pickle
     import threading
 
     thread = threading.Thread(target=harness.loop.run)
@@ -191,7 +189,7 @@ def _run_briefly(harness: Harness, send: Callable[[], None], settle: float = 0.2
         send()
         time.sleep(settle)
     finally:
-        harness.daemon.send(pickle.dumps(("stop",)))
+        harness.daemon.send(encode(Stop()))
         thread.join(5)
     assert not thread.is_alive()
 
@@ -237,7 +235,7 @@ def test_early_datagrams_are_journaled_when_their_stream_is_set(tmp_path: Path) 
             _packet(seq) for seq in range(3)
         ]
         # a close stops the journaling of its ports and removes the journal
-        harness.loop._command(("close", KEY, time.monotonic()), [])
+        harness.loop._command(Close(KEY, time.monotonic()), [])
         assert port not in harness.loop.by_port or harness.loop.by_port[port].lane is NO_LANE
         assert not Path(journal_path(harness.path)).exists()
     finally:
@@ -245,7 +243,6 @@ def test_early_datagrams_are_journaled_when_their_stream_is_set(tmp_path: Path) 
 
 
 def test_packet_counters_are_reported_once_per_flush_cycle(harness: Harness) -> None:
-    import pickle
 
     port, _sock = harness.attach()
     harness.stream(port)
@@ -256,8 +253,8 @@ def test_packet_counters_are_reported_once_per_flush_cycle(harness: Harness) -> 
     harness.loop._drain(harness.loop.by_port[port])
     for slice_no in range(harness.loop.slices):
         harness.loop._flush_slice(slice_no, time.monotonic())
-    message = pickle.loads(harness.daemon.recv(1 << 16))
-    assert message == ("counters", {KEY: {port: (5, 1)}})
+    message = decode(harness.daemon.recv(1 << 16))
+    assert message == Counters({KEY: {port: (5, 1)}})
 
 
 def test_an_srtp_stream_is_journaled_decrypted(tmp_path: Path) -> None:
@@ -315,7 +312,6 @@ def test_datagrams_read_late_are_placed_at_their_kernel_arrival(harness: Harness
 def test_commands_wake_the_loop_between_receive_rounds(harness: Harness) -> None:
     """Between rounds only the command socket wakes the worker: a command is not held back until
     the next round (a burst of closes must not wait a round each)."""
-    import pickle
     import threading
 
     harness.loop.receive_interval = 30.0
@@ -325,13 +321,13 @@ def test_commands_wake_the_loop_between_receive_rounds(harness: Harness) -> None
     try:
         time.sleep(0.2)  # the loop is waiting for its next round
         began = time.monotonic()
-        harness.daemon.send(pickle.dumps(("stop",)))
+        harness.daemon.send(encode(Stop()))
         thread.join(5)
         assert not thread.is_alive()
         assert time.monotonic() - began < 2.0
     finally:
         if thread.is_alive():
-            harness.daemon.send(pickle.dumps(("stop",)))
+            harness.daemon.send(encode(Stop()))
             thread.join(5)
 
 

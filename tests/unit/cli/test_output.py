@@ -7,7 +7,7 @@ import errno
 
 import pytest
 
-from srs.cli.output import actor, guarded, plural, print_json
+from srs.cli.output import actor, errors_as_exit_status, plural, print_json
 from srs.errors import ConfigError, DataDirError, ExitCode
 from srs.service.errors import NotFound
 
@@ -16,7 +16,7 @@ def _failing(exc: BaseException) -> argparse.Namespace:
     return argparse.Namespace(exc=exc)
 
 
-@guarded
+@errors_as_exit_status
 def _raise(args: argparse.Namespace) -> int:
     raise args.exc
 

@@ -20,8 +20,8 @@ from srs.media.outputs import (
 )
 from srs.media.recorder import Recorder
 from srs.siprec.metadata import parse_metadata
+from tests.unit.media.fixtures import make_track
 from tests.unit.media.test_recorder import START, push_stream, read_samples, run_call, stream_pcm
-from tests.unit.rtp.fixtures import make_track
 
 RATE = 8000
 DATA = Path(__file__).resolve().parents[2] / "data"

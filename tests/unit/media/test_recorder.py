@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from srs.media.recorder import Recorder
 from srs.media.track import StreamTrack
 from srs.rtp.dtmf import DtmfEvent
-from tests.unit.rtp.fixtures import SRC, expected, make_track, payload_for, rtp
+from tests.unit.media.fixtures import SRC, expected, make_track, payload_for, rtp
 
 START = 1000.0  # the recording's start on the caller's clock
 RATE = 8000

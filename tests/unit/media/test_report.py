@@ -13,8 +13,8 @@ from srs.media.recorder import Recorder, RecordingResult
 from srs.media.report import completeness_report, stream_warnings
 from srs.media.track import StreamStats
 from srs.rtp.dtmf import DtmfEvent
+from tests.unit.media.fixtures import SRC, make_track, payload_for, rtp
 from tests.unit.media.test_recorder import START
-from tests.unit.rtp.fixtures import SRC, make_track, payload_for, rtp
 
 
 def recorded_call(tmp_path: Path) -> RecordingResult:
@@ -186,3 +186,17 @@ def test_dtmf_offsets_in_the_report_follow_the_recording() -> None:
     assert completeness_report(result)["dtmf"] == [
         {"stream": 0, "label": "a", "digit": "#", "offset_ms": 250, "duration_ms": 80}
     ]
+
+
+def test_report_module_does_not_import_the_recorder() -> None:
+    """The report reads a finished recording's plain values; it must not import the recorder,
+    not even for type checking (the two used to import each other)."""
+    import ast
+
+    import srs.media.report
+
+    tree = ast.parse(Path(srs.media.report.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert "srs.media.result" in imported
+    assert "srs.media.recorder" not in imported

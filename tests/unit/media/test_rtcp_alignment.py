@@ -17,8 +17,8 @@ import pytest
 from srs.media.recorder import Recorder
 from srs.media.track import StreamTrack
 from srs.rtp.rtcp import NTP_UNIX_OFFSET
+from tests.unit.media.fixtures import OTHER, SRC, make_track, payload_for, rtp
 from tests.unit.media.test_recorder import START, read_samples, stream_pcm
-from tests.unit.rtp.fixtures import OTHER, SRC, make_track, payload_for, rtp
 
 RATE = 8000
 WALL0 = 1_790_000_000.25

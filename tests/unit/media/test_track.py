@@ -17,7 +17,7 @@ from srs_codecs.plc import HISTORY, PitchRepeatConcealer
 
 from srs.media.track import PayloadFormat, StreamTrack
 from srs.rtp.dtmf import DtmfEvent
-from tests.unit.rtp.fixtures import (
+from tests.unit.media.fixtures import (
     FORMATS,
     OTHER,
     SRC,

@@ -11,26 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.media.track import StreamTrack
-from tests.unit.rtp.fixtures import FORMATS, OTHER, SRC, factory, payload_for, rtp
+from tests.unit.media.fixtures import FORMATS, OTHER, SRC, PartsOnlyTrack, factory, payload_for, rtp
 
 _HEADER = struct.Struct("!BBHII")
 
 
-class GeneralOnlyTrack(StreamTrack):
-    """The reference: every datagram takes the general path."""
-
-    def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
-        try:
-            b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
-        except struct.error:
-            self.malformed += 1
-            return
-        self._push_general(data, source, arrival, b0, b1, seq, ts, ssrc)
-
-
 def _pair(sources: list[str] | None = None) -> tuple[StreamTrack, StreamTrack]:
     fast = StreamTrack(FORMATS, start=0.0, decoder_factory=factory, sources=sources)
-    general = GeneralOnlyTrack(FORMATS, start=0.0, decoder_factory=factory, sources=sources)
+    general = PartsOnlyTrack(FORMATS, start=0.0, decoder_factory=factory, sources=sources)
     return fast, general
 
 

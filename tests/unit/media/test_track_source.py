@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from srs.media.track import MAX_REJECTED, StreamActivity, StreamTrack, canonical_hosts
+from tests.unit.media.fixtures import FORMATS, OTHER, SRC, expected, factory, payload_for, rtp
 from tests.unit.media.test_rtcp_alignment import sender_report
-from tests.unit.rtp.fixtures import FORMATS, OTHER, SRC, expected, factory, payload_for, rtp
 
 N = 50
 END = 8000 + N * 160 + 800

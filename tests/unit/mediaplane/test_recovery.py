@@ -14,7 +14,7 @@ from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal_state import journal_path, load_state, state_path
 from srs.mediaplane.recordings import JournalPolicy, RecordingSet
 from srs.mediaplane.recovery import recover_recording
-from tests.unit.rtp.fixtures import SRC, expected, factory, payload_for, rtp
+from tests.unit.media.fixtures import SRC, expected, factory, payload_for, rtp
 
 START = 500.0
 RATE = 8000

@@ -23,6 +23,7 @@ ULAW = ulaw_table()
 SRC = ("192.0.2.10", 40000)
 OTHER = ("198.51.100.7", 50000)
 RATE = 8000
+_HEADER = struct.Struct("!BBHII")
 
 
 class UlawDecoder:
@@ -99,3 +100,19 @@ def expected(placements: list[tuple[int, bytes]], length: int) -> NDArray[np.int
         end = min(length, pos + len(pcm))
         out[pos:end] = pcm[: end - pos]
     return out
+
+
+class PartsOnlyTrack(StreamTrack):
+    """The reference for the inlined fast paths: every datagram goes through the pipeline of parts
+    (latch, sequence tracker, placement, renderer), never through ``push``'s inline copy of them."""
+
+    def push(self, data: bytes, source: tuple[str, int], arrival: float) -> None:
+        try:
+            b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        except struct.error:
+            self.malformed += 1
+            return
+        self._push_general(data, source, arrival, b0, b1, seq, ts, ssrc)
+
+    def push_run(self, *args: object, **kwargs: object) -> bool:
+        return False  # the caller pushes the run one datagram at a time
