@@ -18,7 +18,20 @@ from srs.mediaplane import journal
 from srs.mediaplane.batch_receiver import native_engine
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal_state import journal_path
-from srs.mediaplane.protocol import Attach, Close, Counters, OpenRecording, SetStream, Stop, decode, encode
+from srs.mediaplane.protocol import (
+    Attach,
+    Batch,
+    Close,
+    Command,
+    Counters,
+    OpenRecording,
+    Pause,
+    Resume,
+    SetStream,
+    Stop,
+    decode,
+    encode,
+)
 from srs.mediaplane.recordings import NO_LANE, JournalPolicy
 from srs.mediaplane.worker_loop import WorkerLoop
 
@@ -337,8 +350,6 @@ def test_a_batch_of_commands_writes_each_journal_state_once(
     """A call set up by one batch (open, two streams) writes its journal state once, after the
     batch and before the next receive round (each write is a new file: a burst of new calls made
     thousands of them and held up the rounds); what it writes is the final state."""
-    import pickle
-
     from srs.mediaplane import recordings
     from srs.mediaplane.journal_state import load_state, state_path
 
@@ -356,22 +367,22 @@ def test_a_batch_of_commands_writes_each_journal_state_once(
         start = time.monotonic()
         path = str(tmp_path / "b.wav")
         spec = StreamSpec(PCMU, "1")
-        items = [(("open", "b", RecorderSpec(path, start)), 0)]
-        items += [(("stream", "b", port, spec, start), 0) for port in (40000, 40002)]
-        daemon.send(pickle.dumps(("batch", items)))
+        items: list[tuple[Command, int]] = [(OpenRecording("b", RecorderSpec(path, start)), 0)]
+        items += [(SetStream("b", port, spec, start), 0) for port in (40000, 40002)]
+        daemon.send(encode(Batch(tuple(items))))
         loop._commands()
         assert writes == [state_path(path)]
         state = load_state(state_path(path))
         assert state is not None and sorted(state.streams) == [40000, 40002]
         # a later command (a pause) is written after its own batch
-        daemon.send(pickle.dumps(("pause", "b", start + 1.0)))
+        daemon.send(encode(Pause("b", start + 1.0)))
         loop._commands()
         assert len(writes) == 2
         state = load_state(state_path(path))
         assert state is not None and state.pauses == [("pause", start + 1.0)]
         # a recording closed in the batch that changed it writes nothing (its files are gone)
-        last = [(("resume", "b", start + 2.0), 0), (("close", "b", start + 3.0), 0)]
-        daemon.send(pickle.dumps(("batch", last)))
+        last: tuple[tuple[Command, int], ...] = ((Resume("b", start + 2.0), 0), (Close("b", start + 3.0), 0))
+        daemon.send(encode(Batch(last)))
         loop._commands()
         assert len(writes) == 2 and not Path(state_path(path)).exists()
     finally:
