@@ -536,37 +536,42 @@ class StreamTrack:
         self._dtmf.finish()
 
     def stats(self) -> StreamStats:
-        rate = self.sample_rate
-        sq, pl, latch, coverage = self._seq, self._placement, self._latch, self._coverage
-        return StreamStats(
-            label=self.label,
-            packets_received=sq.received,
-            packets_lost=sq.lost,
-            packets_late=pl.packets_late,
-            packets_duplicate=sq.packets_duplicate,
-            packets_dropped_source=latch.packets_dropped_source,
-            packets_unknown_pt=self.packets_unknown_pt,
-            packets_comfort_noise=self.packets_comfort_noise,
-            packets_rtcp=self._reports.received,
-            malformed=self.malformed,
-            decoder_errors=self._renderer.decoder_errors,
-            ssrc_changes=sq.ssrc_changes,
-            reanchors=pl.reanchors,
-            clock_adjustments=pl.clock_adjustments,
-            relatches=latch.relatches,
-            ssrcs=tuple(sq.ssrcs),
-            gaps=tuple(coverage.gaps),
-            expected_ms=coverage.expected * 1000 // rate,
-            captured_ms=coverage.captured * 1000 // rate,
-            first_packet_at=self._first_arrival,
-            last_packet_at=self._last_arrival if self._first_arrival is not None else None,
-            peak=coverage.peak,
-            dtmf=tuple(self._dtmf.events),
-            sender_reports=self._reports.accepted,
-            sender_clock_shift_ms=pl.sender_shift * 1000 // rate,
-            source=latch.name,
-            sources=tuple(latch.accepted),
-            rejected_sources=tuple(latch.rejected.items()),
-            rtcp_dropped_source=self._reports.dropped_source,
-            first_audio_ms=coverage.first * 1000 // rate if coverage.first is not None else None,
-        )
+        return stream_stats(self)
+
+
+def stream_stats(track: StreamTrack) -> StreamStats:
+    """What a track's parts counted, as one record (the report and the index read it)."""
+    rate = track.sample_rate
+    sq, pl, latch, coverage = track._seq, track._placement, track._latch, track._coverage
+    return StreamStats(
+        label=track.label,
+        packets_received=sq.received,
+        packets_lost=sq.lost,
+        packets_late=pl.packets_late,
+        packets_duplicate=sq.packets_duplicate,
+        packets_dropped_source=latch.packets_dropped_source,
+        packets_unknown_pt=track.packets_unknown_pt,
+        packets_comfort_noise=track.packets_comfort_noise,
+        packets_rtcp=track._reports.received,
+        malformed=track.malformed,
+        decoder_errors=track._renderer.decoder_errors,
+        ssrc_changes=sq.ssrc_changes,
+        reanchors=pl.reanchors,
+        clock_adjustments=pl.clock_adjustments,
+        relatches=latch.relatches,
+        ssrcs=tuple(sq.ssrcs),
+        gaps=tuple(coverage.gaps),
+        expected_ms=coverage.expected * 1000 // rate,
+        captured_ms=coverage.captured * 1000 // rate,
+        first_packet_at=track._first_arrival,
+        last_packet_at=track._last_arrival if track._first_arrival is not None else None,
+        peak=coverage.peak,
+        dtmf=tuple(track._dtmf.events),
+        sender_reports=track._reports.accepted,
+        sender_clock_shift_ms=pl.sender_shift * 1000 // rate,
+        source=latch.name,
+        sources=tuple(latch.accepted),
+        rejected_sources=tuple(latch.rejected.items()),
+        rtcp_dropped_source=track._reports.dropped_source,
+        first_audio_ms=coverage.first * 1000 // rate if coverage.first is not None else None,
+    )
