@@ -66,6 +66,25 @@ static int64_t now_ns(clockid_t clock) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC now, in ns, as srs.mediaplane.wire_clock.realtime_offset takes
+ * it: the realtime read bracketed by two monotonic reads, the tightest of up to three tries, so a
+ * preemption between two reads (a loaded machine) cannot shift a whole batch by its length. */
+static int64_t realtime_offset(void) {
+    int64_t best = 0, best_width = INT64_MAX;
+    for (int i = 0; i < 3; i++) {
+        int64_t before = now_ns(CLOCK_MONOTONIC);
+        int64_t real = now_ns(CLOCK_REALTIME);
+        int64_t after = now_ns(CLOCK_MONOTONIC);
+        if (after - before < best_width) {
+            best_width = after - before;
+            best = real - before - (after - before) / 2;
+        }
+        if (best_width <= 20000)
+            break;
+    }
+    return best;
+}
+
 static uint64_t source_key(const struct sockaddr_storage *ss) {
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
@@ -272,8 +291,8 @@ static Py_ssize_t drain_fd(Receiver *self, int fd, uint32_t slot, Py_ssize_t cou
         int got = recvmmsg(fd, self->msgs, (unsigned int)room, MSG_DONTWAIT, NULL);
         if (got <= 0)
             break;
+        int64_t offset = realtime_offset();
         int64_t read_mono = now_ns(CLOCK_MONOTONIC);
-        int64_t offset = now_ns(CLOCK_REALTIME) - read_mono;
         for (int i = 0; i < got; i++) {
             struct msghdr *h = &self->msgs[i].msg_hdr;
             int64_t arrival = read_mono;

@@ -26,7 +26,13 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from srs.mediaplane.wire_clock import ANCILLARY_SIZE, MAX_QUEUE_AGE, enable_timestamps, stamp_of
+from srs.mediaplane.wire_clock import (
+    ANCILLARY_SIZE,
+    MAX_QUEUE_AGE,
+    enable_timestamps,
+    realtime_offset,
+    stamp_of,
+)
 
 WATCHED = -1
 _MAX_AGE_NS = int(MAX_QUEUE_AGE * 1_000_000_000)
@@ -142,13 +148,13 @@ class PyReceiver:
     def _drain(self, sock: socket.socket, slot: int, count: int) -> int:
         taken = 0
         stride = self.stride
+        offset = realtime_offset()
         while count < self.capacity and taken < self.per_socket:
             try:
                 data, ancdata, _flags, address = sock.recvmsg(stride, ANCILLARY_SIZE)
             except OSError:
                 break
             read_mono = time.monotonic_ns()
-            offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - read_mono
             stamp = stamp_of(ancdata)
             arrival = read_mono
             if stamp is not None and read_mono - _MAX_AGE_NS <= stamp - offset <= read_mono:

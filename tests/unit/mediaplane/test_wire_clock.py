@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from srs.mediaplane import wire_clock
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort
 from srs.mediaplane.wire_clock import (
@@ -135,3 +136,19 @@ def test_the_in_process_receiver_hands_on_kernel_arrivals() -> None:
     for (before, after), key in zip(sent, (b"a", b"b", b"c"), strict=True):
         arrival = by_data[key][1]
         assert before - SLACK <= arrival <= after + SLACK, (key, before, arrival, after)
+
+
+def test_the_offset_ignores_a_read_preempted_between_the_two_clocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process preempted for 1 ms between its monotonic and realtime reads would take an offset
+    1 ms wrong and place a whole batch 1 ms early; the bracketed read keeps the tight try."""
+    true_offset = 1_700_000_000_000_000_000
+    # (monotonic before, realtime, monotonic after) of three tries: preempted, preempted, tight
+    reads = iter([(1_000, 1_000_000 + 1_000, 1_001_100), (2_000_000, 3_000_000 + 1_000, 3_000_200),
+                  (5_000_000, 5_000_040, 5_000_080)])  # fmt: skip
+    script: list[int] = []
+    for before, real, after in reads:
+        script += [before, real + true_offset, after]
+    feed = iter(script)
+    monkeypatch.setattr(wire_clock, "_monotonic_ns", lambda: next(feed))
+    monkeypatch.setattr(wire_clock, "_realtime_ns", lambda: next(feed))
+    assert wire_clock.realtime_offset() == true_offset
