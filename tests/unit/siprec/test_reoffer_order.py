@@ -6,7 +6,7 @@ from srs.sip.routing import Outgoing
 from srs.siprec.events import SessionAnswered
 
 from .sbc import audio, of_type, sdp
-from .test_session_dialog import established, in_dialog
+from tests.unit.siprec.test_agent_dialog import established, in_dialog
 
 
 def test_a_reoffer_is_applied_before_its_answer_leaves() -> None:
