@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from srs.sip.routing import Outgoing
 from srs.siprec.events import SessionAnswered
+from tests.unit.siprec.test_agent_dialog import established, in_dialog
 
 from .sbc import audio, of_type, sdp
-from tests.unit.siprec.test_agent_dialog import established, in_dialog
 
 
 def test_a_reoffer_is_applied_before_its_answer_leaves() -> None:
