@@ -451,11 +451,12 @@ class WorkerLoop:
         slice_no = 0
         while self.running:
             started = clock()
-            for _ in range(_MAX_BATCHES_PER_ROUND):
-                if not self._round(control_fd) or not self.running:
-                    break  # every socket that was ready is drained
+            drained = self._receive_round(control_fd)
             now = clock()
-            if now >= next_flush:
+            # a flush renders up to its reorder window before now: datagrams still queued in the
+            # kernel (a round cut short by a long queue) would land on places already written, so
+            # it waits for a drained round unless it is overdue by a whole flush interval
+            if now >= next_flush and (drained or now - next_flush >= self.flush_interval):
                 # the slices due since the last round (one, unless flushes come faster than rounds)
                 due = min(self.slices, 1 + int((now - next_flush) / step))
                 for _ in range(due):
@@ -486,19 +487,35 @@ class WorkerLoop:
         except OSError:
             self.live.dropped += len(frames)
 
-    def _round(self, control_fd: int) -> bool:
-        """One batch of a receive round, then any commands; True while sockets that were ready when
-        the round began are still to be drained (the batch filled first)."""
+    def _receive_round(self, control_fd: int) -> bool:
+        """Batches until every socket that was ready is drained (at most
+        ``_MAX_BATCHES_PER_ROUND``); True when it was. Commands that ran in the round are followed
+        by one more receive without commands: what arrived while they ran (a burst of new calls
+        can take a second) is read before anything is flushed."""
+        for _ in range(_MAX_BATCHES_PER_ROUND):
+            more, commands_ran = self._round(control_fd)
+            if not self.running:
+                return True
+            if commands_ran:
+                more = self._round(-1)[0]
+            if not more:
+                return True
+        return False
+
+    def _round(self, control_fd: int) -> tuple[bool, bool]:
+        """One batch of a receive round, then any commands (``control_fd`` -1: none): (sockets that
+        were ready when the round began are still to be drained, commands ran)."""
         try:
             watched = self.receiver.wait(0)
         except InterruptedError:
-            return False
+            return False, False
         count = self.receiver.count
         if count:
             self._deliver_batch(count)
-        if control_fd in watched:
+        commands_ran = control_fd in watched
+        if commands_ran:
             self._commands()
-        return self.receiver.pending > 0
+        return self.receiver.pending > 0, commands_ran
 
     def _wait_for_commands(self, until: float) -> None:
         while self.running:

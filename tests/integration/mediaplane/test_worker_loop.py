@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from srs.mediaplane.protocol import (
     Counters,
     OpenRecording,
     Pause,
+    PollActivity,
     Resume,
     SetStream,
     Stop,
@@ -140,9 +142,9 @@ def test_a_round_takes_what_every_port_holds_in_runs(harness: Harness) -> None:
             tx.sendto(_packet(seq), ("127.0.0.1", busy))
             tx.sendto(_packet(seq, 0x99), ("127.0.0.1", other))
     _wait_readable(busy_sock)
-    _wait_readable(other_sock)
+    assert harness.loop._round(harness.control.fileno()) == (False, False)
     time.sleep(0.05)
-    assert not harness.loop._round(harness.control.fileno())
+    assert harness.loop._round(harness.control.fileno()) == (False, False)
     for port in (busy, other):
         track = harness.loop.recordings.track(KEY, port)
         assert track is not None and track.packets_received == 6
@@ -406,4 +408,52 @@ def test_a_worker_that_stops_writes_the_states_it_has_not_written_yet(tmp_path: 
         state = load_state(state_path(str(harness.path)))
         assert state is not None and list(state.streams) == [port]
     finally:
+        harness.close()
+
+
+def test_audio_that_arrives_while_commands_run_long_is_read_before_the_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of new calls can keep the worker in its commands for a second or more; the flush
+    that follows renders up to its reorder window before now, so whatever arrived meanwhile must be
+    read first, or its places are written as silence and the packets come too late for them."""
+    from srs.mediaplane import worker_loop
+
+    original = worker_loop._HANDLERS[PollActivity]
+
+    def slow(loop: WorkerLoop, command: PollActivity, fds: list[int]) -> None:
+        time.sleep(1.2)  # as 600 calls set up at once
+        original(loop, command, fds)
+
+    monkeypatch.setitem(worker_loop._HANDLERS, PollActivity, slow)
+    # a busy worker: the command is seen by a receive round, not while it waits between rounds
+    monkeypatch.setattr(
+        WorkerLoop, "_wait_for_commands", lambda loop, until: time.sleep(max(0.0, until - loop.clock()))
+    )
+    harness = Harness(tmp_path)
+    port, _sock = harness.attach()
+    harness.stream(port)
+    track = harness.loop.recordings.track(KEY, port)
+    assert track is not None
+    runner = threading.Thread(target=harness.loop.run, daemon=True)
+    runner.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            begin = time.monotonic()
+            for seq in range(150):  # 3 s of one 20 ms stream, the slow command 1 s in
+                if seq == 50:
+                    harness.daemon.send(encode(PollActivity()))
+                time.sleep(max(0.0, begin + seq * 0.02 - time.monotonic()))
+                tx.sendto(_packet(seq), ("127.0.0.1", port))
+        time.sleep(1.5)  # a flush of what was sent
+        harness.daemon.send(encode(Stop()))
+        runner.join(10)
+        assert not runner.is_alive()
+        stats = track.stats()
+        assert stats.packets_received == 150
+        assert stats.packets_late == 0, stats
+        assert not stats.gaps, stats.gaps
+    finally:
+        harness.loop.running = False
+        runner.join(5)
         harness.close()
