@@ -448,15 +448,22 @@ class WorkerLoop:
         clock = self.clock
         step = self.flush_interval / self.slices
         next_flush = clock() + step
+        undrained_since: float | None = None
         slice_no = 0
         while self.running:
             started = clock()
             drained = self._receive_round(control_fd)
             now = clock()
+            if drained:
+                undrained_since = None
+            elif undrained_since is None:
+                undrained_since = now
             # a flush renders up to its reorder window before now: datagrams still queued in the
-            # kernel (a round cut short by a long queue) would land on places already written, so
-            # it waits for a drained round unless it is overdue by a whole flush interval
-            if now >= next_flush and (drained or now - next_flush >= self.flush_interval):
+            # kernel (a round cut short by a long queue, e.g. after a burst of new calls held the
+            # worker for seconds) would land on places already written, so it waits for a drained
+            # round, unless rounds have not drained the queue for a whole flush interval
+            overdue = undrained_since is not None and now - undrained_since >= self.flush_interval
+            if now >= next_flush and (undrained_since is None or overdue):
                 # the slices due since the last round (one, unless flushes come faster than rounds)
                 due = min(self.slices, 1 + int((now - next_flush) / step))
                 for _ in range(due):
