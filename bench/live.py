@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import srs_codecs
 
-from srs.media.track import PayloadFormat, StreamTrack
+from srs.media.rendering import PayloadFormat
+from srs.media.track import StreamTrack
 from srs.mediaplane.live_tap import LiveTaps
 from srs.service.live_formats import CallInfo, ulaw_encode
 from srs.service.live_hub import Listener, LiveHub

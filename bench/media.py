@@ -39,8 +39,8 @@ import srs_codecs
 
 from bench.loadgen import LEVEL, sender_main, tone_payload, tones
 from bench.native_sender import PTIME_NS, NativeSender, SenderReport, Stream
-from srs.media.recorder import RecordingResult
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
+from srs.media.result import RecordingResult
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort

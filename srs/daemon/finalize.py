@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from srs.errors import SrsError
-from srs.media.recorder import RecordingResult
+from srs.media.rendering import DecoderFactory
 from srs.media.report import StreamRecord
-from srs.media.track import DecoderFactory, StreamStats
+from srs.media.result import RecordingResult
+from srs.media.statistics import StreamStats
 from srs.media.wavfile import repair_wav
 from srs.mediaplane.recovery import recover_recording
 from srs.mediaplane.watch import SourceChanged

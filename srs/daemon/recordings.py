@@ -19,9 +19,9 @@ from srs.daemon.finalize import Finalized, Output, failed_record, finalized, lat
 from srs.daemon.labels import stream_label
 from srs.daemon.logs import get_logger
 from srs.media.channels import stereo_groups
-from srs.media.recorder import RecordingResult
+from srs.media.rendering import DecoderFactory, PayloadFormat
 from srs.media.report import StreamRecord
-from srs.media.track import DecoderFactory, PayloadFormat
+from srs.media.result import RecordingResult
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.ports import PortAllocator, RtpPort

@@ -34,7 +34,7 @@ from srs.media.outputs import (
     with_extension,
 )
 from srs.media.report import stream_warnings
-from srs.media.result import RecordingResult as RecordingResult
+from srs.media.result import RecordingResult
 from srs.media.track import StreamTrack
 from srs.media.wavfile import WavWriter
 from srs.rtp.dtmf import DtmfEvent

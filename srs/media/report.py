@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from srs.media.result import RecordingResult
-from srs.media.track import StreamStats
+from srs.media.statistics import StreamStats
 
 _INCOMPLETE = 0.95
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from srs.media.outputs import OutputFile
-from srs.media.track import StreamStats
+from srs.media.statistics import StreamStats
 from srs.rtp.dtmf import DtmfEvent
 
 

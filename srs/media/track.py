@@ -38,24 +38,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from srs.errors import RtpError
-from srs.media.latch import MAX_REJECTED as MAX_REJECTED
-from srs.media.latch import MAX_SOURCES as MAX_SOURCES
-from srs.media.latch import REPLAYED_SOURCE as REPLAYED_SOURCE
-from srs.media.latch import SourceLatch
-from srs.media.latch import canonical_hosts as canonical_hosts
-from srs.media.latch import format_address as format_address
+from srs.media.latch import REPLAYED_SOURCE, SourceLatch
 from srs.media.placement import Placement
-from srs.media.rendering import SAMPLE_CODECS as SAMPLE_CODECS
-from srs.media.rendering import Decoder as Decoder
-from srs.media.rendering import DecoderFactory as DecoderFactory
-from srs.media.rendering import PayloadFormat as PayloadFormat
-from srs.media.rendering import Pcm as Pcm
-from srs.media.rendering import Renderer
+from srs.media.rendering import DecoderFactory, PayloadFormat, Pcm, Renderer
 from srs.media.sender_reports import TOLERANCE as SR_TOLERANCE
 from srs.media.sender_reports import SenderReports
 from srs.media.sequence import MAX_DROPOUT, SequenceTracker
-from srs.media.statistics import Coverage
-from srs.media.statistics import StreamStats as StreamStats
+from srs.media.statistics import Coverage, StreamStats
 from srs.rtp.dtmf import DtmfCollector, parse_telephone_event
 from srs.rtp.packet import FIXED_HEADER, split_rtp
 from srs.rtp.seq import unwrap32

@@ -11,7 +11,7 @@ or ended, paused, closed); a plane does it. Two planes share this contract:
 
 Ports are always bound by the daemon (so an unbindable port is skipped while the offer is
 answered); a worker plane passes the bound sockets to its worker.  Closing is asynchronous:
-:meth:`MediaPlane.close` returns a future of the :class:`~srs.media.recorder.RecordingResult`.
+:meth:`MediaPlane.close` returns a future of the :class:`~srs.media.result.RecordingResult`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srs.errors import RtpError
-from srs.media.recorder import RecordingResult
-from srs.media.track import ActivityTuple, PayloadFormat
+from srs.media.rendering import PayloadFormat
+from srs.media.result import RecordingResult
+from srs.media.track import ActivityTuple
 from srs.mediaplane.ports import RtpPort
 
 PacketFilter = Callable[[bytes], "bytes | None"]

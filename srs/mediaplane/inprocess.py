@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from srs.media.recorder import RecordingResult
-from srs.media.track import DecoderFactory
+from srs.media.rendering import DecoderFactory
+from srs.media.result import RecordingResult
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec, srtp_filter
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.ports import RtpPort

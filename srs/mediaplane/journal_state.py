@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 
 JOURNAL_SUFFIX = ".journal"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from srs.errors import RtpError
-from srs.media.track import Decoder, DecoderFactory, PayloadFormat
+from srs.media.rendering import Decoder, DecoderFactory, PayloadFormat
 from srs.rtp.dtmf import event_name, parse_telephone_event
 from srs.rtp.packet import split_rtp
 

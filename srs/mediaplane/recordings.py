@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srs.errors import ParseError
-from srs.media.recorder import Recorder, RecordingResult
-from srs.media.track import ActivityTuple, DecoderFactory, StreamTrack
+from srs.media.recorder import Recorder
+from srs.media.rendering import DecoderFactory
+from srs.media.result import RecordingResult
+from srs.media.track import ActivityTuple, StreamTrack
 from srs.media.wavfile import repair_wav
 from srs.mediaplane import journal as journal_file
 from srs.mediaplane.contract import RecorderSpec, StreamSpec

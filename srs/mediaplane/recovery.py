@@ -13,7 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from srs.media.track import DecoderFactory
+from srs.media.rendering import DecoderFactory
 from srs.mediaplane.journal_state import journal_path, load_state, remove_files, state_path
 from srs.mediaplane.recordings import RecordingSet
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from srs.media.recorder import RecordingResult
+from srs.media.result import RecordingResult
 from srs.media.track import ActivityTuple
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort

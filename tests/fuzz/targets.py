@@ -15,7 +15,8 @@ from collections.abc import Callable
 from srs_codecs import get_decoder, is_supported
 
 from srs.errors import ParseError
-from srs.media.track import PayloadFormat, StreamTrack
+from srs.media.rendering import PayloadFormat
+from srs.media.track import StreamTrack
 from srs.rtp.dtmf import parse_telephone_event
 from srs.rtp.packet import parse_rtp, split_rtp
 from srs.rtp.rtcp import parse_rtcp

@@ -25,8 +25,8 @@ import pytest
 import srs_codecs
 
 from bench.loadgen import LEVEL, tone_payload
-from srs.media.recorder import RecordingResult
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
+from srs.media.result import RecordingResult
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.inprocess import InProcessPlane, RtpReceiver
 from srs.mediaplane.journal_state import journal_path

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.loadgen import tone_payload
-from srs.media.recorder import RecordingResult
+from srs.media.result import RecordingResult
 from srs.media.track import StreamActivity
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import PortAllocator

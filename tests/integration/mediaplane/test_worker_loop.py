@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
 from srs.mediaplane import journal
 from srs.mediaplane.batch_receiver import native_engine
 from srs.mediaplane.contract import RecorderSpec, StreamSpec

@@ -7,8 +7,8 @@ import wave
 from dataclasses import replace
 from typing import Any
 
-from srs.media.recorder import RecordingResult
-from srs.media.track import StreamStats
+from srs.media.result import RecordingResult
+from srs.media.statistics import StreamStats
 from srs.mediaplane.contract import Activity, MediaPlane, RecorderSpec, StreamSpec
 from srs.mediaplane.ports import RtpPort
 

@@ -13,8 +13,8 @@ import srs_codecs
 from srs.daemon.finalize import Output, failed_record, finalized, late_source_changes, repair_unfinished
 from srs.daemon.logs import get_logger
 from srs.daemon.recordings import Finished, LiveRecordings, MediaOptions
-from srs.media.recorder import RecordingResult
 from srs.media.report import StreamRecord
+from srs.media.result import RecordingResult
 from srs.mediaplane.inprocess import RtpReceiver
 from srs.mediaplane.ports import PortAllocator
 from srs.storage.index import RecordingIndex

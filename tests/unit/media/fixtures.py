@@ -7,7 +7,8 @@ import struct
 import numpy as np
 from numpy.typing import NDArray
 
-from srs.media.track import Decoder, PayloadFormat, StreamTrack
+from srs.media.rendering import Decoder, PayloadFormat
+from srs.media.track import StreamTrack
 
 
 def ulaw_table() -> NDArray[np.int16]:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from srs.media.outputs import OutputFile
-from srs.media.recorder import Recorder, RecordingResult
+from srs.media.recorder import Recorder
 from srs.media.report import completeness_report, stream_warnings
-from srs.media.track import StreamStats
+from srs.media.result import RecordingResult
+from srs.media.statistics import StreamStats
 from srs.rtp.dtmf import DtmfEvent
 from tests.unit.media.fixtures import SRC, make_track, payload_for, rtp
 from tests.unit.media.test_recorder import START

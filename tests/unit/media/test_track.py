@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from srs_codecs.plc import HISTORY, PitchRepeatConcealer
 
-from srs.media.track import PayloadFormat, StreamTrack
+from srs.media.rendering import PayloadFormat
+from srs.media.track import StreamTrack
 from srs.rtp.dtmf import DtmfEvent
 from tests.unit.media.fixtures import (
     FORMATS,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from srs.media.track import MAX_REJECTED, StreamActivity, StreamTrack, canonical_hosts
+from srs.media.latch import MAX_REJECTED, canonical_hosts
+from srs.media.track import StreamActivity, StreamTrack
 from tests.unit.media.fixtures import FORMATS, OTHER, SRC, expected, factory, payload_for, rtp
 from tests.unit.media.test_rtcp_alignment import sender_report
 

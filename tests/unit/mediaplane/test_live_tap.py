@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import srs_codecs
 
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
 from srs.mediaplane.live_tap import LiveTaps, StreamTap
 from srs.service.live_formats import ulaw_decode, ulaw_encode
 

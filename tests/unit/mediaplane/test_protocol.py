@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from srs.media.outputs import OutputFile
+from srs.media.rendering import PayloadFormat
 from srs.media.result import RecordingResult
-from srs.media.track import PayloadFormat
 from srs.mediaplane import protocol
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.protocol import (

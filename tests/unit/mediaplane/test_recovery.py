@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srs.media.track import PayloadFormat
+from srs.media.rendering import PayloadFormat
 from srs.mediaplane.contract import RecorderSpec, StreamSpec
 from srs.mediaplane.journal_state import journal_path, load_state, state_path
 from srs.mediaplane.recordings import JournalPolicy, RecordingSet
