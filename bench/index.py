@@ -45,8 +45,9 @@ def run(
     from fastapi.testclient import TestClient
 
     from srs.api.app import create_app
+    from srs.service.context import API_PREFIX
     from srs.service.exports import ExportManager
-    from srs.service.recordings import API_PREFIX, RecordingService
+    from srs.service.recordings import RecordingService
     from srs.service.tokens import TokenService
 
     with tempfile.TemporaryDirectory(dir=directory) as scratch:

@@ -55,8 +55,9 @@ from srs.service.live_hub import LiveHub
 from srs.service.live_push import LivePusher, parse_target
 from srs.service.uploader import Uploader, UploaderOptions
 from srs.sip.routing import Address, Transport
-from srs.siprec.agent import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import UaEvent
+from srs.siprec.settings import UaSettings
 from srs.storage.datadir import LOCK_NAME, DataDirLock, prepare_data_dir
 from srs.storage.db import Database
 from srs.storage.index import RecordingIndex

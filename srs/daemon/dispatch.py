@@ -21,7 +21,7 @@ from srs.net.sip_edge import SipEdge
 from srs.service.live_hub import LiveHub
 from srs.service.live_push import LivePusher
 from srs.sip.routing import Outgoing
-from srs.siprec.agent import SDES_IN_CLEAR, SiprecUserAgent
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import (
     LimitReached,
     MessageDropped,
@@ -32,6 +32,7 @@ from srs.siprec.events import (
     SessionOffered,
     UaEvent,
 )
+from srs.siprec.offers import SDES_IN_CLEAR
 
 Pending = list[UaEvent]
 """Events still to handle in this turn; a handler appends what its own actions produce."""

@@ -25,9 +25,10 @@ from srs.api.live import install_live_routes
 from srs.daemon.logs import get_logger
 from srs.daemon.metrics import DaemonMetrics
 from srs.errors import ListenError
+from srs.service.export_jobs import DEFAULT_EXPORT_TTL_S
 from srs.service.exports import ExportManager
 from srs.service.live_hub import LiveHub
-from srs.service.recordings import DEFAULT_EXPORT_TTL_S, RecordingService
+from srs.service.recordings import RecordingService
 from srs.service.retention import ExportSweeper, RetentionJob, sweep_interval
 from srs.service.tokens import TokenService
 from srs.service.webhooks import EVENTS, WebhookDispatcher

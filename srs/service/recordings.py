@@ -18,19 +18,14 @@ from pathlib import Path
 
 from srs.service.audit import AuditTrail
 from srs.service.catalog import RecordingCatalog
-from srs.service.context import API_PREFIX, CONTENT_TYPES, DAY_S, Clock, RecordingContext
-from srs.service.export_jobs import DEFAULT_EXPORT_TTL_S, EXPORT_FORMATS, EXPORT_GONE_STATES, ExportJobs
-from srs.service.files import RecordingFiles, StoredFile
+from srs.service.context import Clock, RecordingContext
+from srs.service.export_jobs import DEFAULT_EXPORT_TTL_S, ExportJobs
+from srs.service.files import RecordingFiles
 from srs.service.lifecycle import RecordingLifecycle
-from srs.service.links import DEFAULT_LINK_VALIDITY_S, MAX_LINK_VALIDITY_S, LinkSigner
+from srs.service.links import MAX_LINK_VALIDITY_S, LinkSigner
 from srs.storage.index import RecordingIndex
 from srs.storage.layout import DataLayout
 from srs.storage.objects import ObjectStore
-
-__all__ = [
-    "API_PREFIX", "CONTENT_TYPES", "DAY_S", "DEFAULT_EXPORT_TTL_S", "DEFAULT_LINK_VALIDITY_S",
-    "EXPORT_FORMATS", "EXPORT_GONE_STATES", "MAX_LINK_VALIDITY_S", "Clock", "RecordingService", "StoredFile",
-]
 
 
 class RecordingService:

@@ -67,8 +67,6 @@ from srs.siprec.session_timer import (
 )
 from srs.siprec.settings import UaSettings
 
-__all__ = ["SDES_IN_CLEAR", "SiprecUserAgent", "UaSettings"]
-
 T = TypeVar("T")
 
 

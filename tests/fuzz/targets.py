@@ -26,10 +26,11 @@ from srs.sdp.parse import parse_sdp
 from srs.sip.framing import StreamFramer
 from srs.sip.message import Request, Response, parse_message, serialize
 from srs.sip.routing import Address, Transport
-from srs.siprec.agent import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import SessionOffered
 from srs.siprec.metadata import merge_metadata, parse_metadata
 from srs.siprec.multipart import extract_siprec_body
+from srs.siprec.settings import UaSettings
 
 ALLOWED: tuple[type[Exception], ...] = (ParseError,)
 """The only exceptions a target may let through: the parsers' documented refusal."""

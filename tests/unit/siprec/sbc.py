@@ -13,8 +13,9 @@ from typing import TypeVar
 from srs.sdp.model import Codec
 from srs.sip.message import Request, Response, parse_message
 from srs.sip.routing import Address, Outgoing, Transport
-from srs.siprec.agent import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import UaEvent
+from srs.siprec.settings import UaSettings
 
 SBC = Address("192.0.2.10", 5060)
 SRS = Address("198.51.100.1", 5060)

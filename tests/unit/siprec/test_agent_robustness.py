@@ -9,8 +9,9 @@ from srs.errors import MessageTooLarge, SipParseError
 from srs.sdp.model import Codec
 from srs.sip.message import parse_message
 from srs.sip.routing import Address, Outgoing, Transport
-from srs.siprec.agent import SiprecUserAgent, UaSettings
+from srs.siprec.agent import SiprecUserAgent
 from srs.siprec.events import MessageDropped, RequestRefused, SessionEnded, SessionOffered
+from srs.siprec.settings import UaSettings
 
 from .sbc import SBC, SRS, Sbc, audio, invite, make_ua, of_type, request, responses, sdp, statuses
 

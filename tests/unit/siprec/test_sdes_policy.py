@@ -11,8 +11,8 @@ import pytest
 from srs.sdp.parse import parse_sdp
 from srs.sdp.redact import redact_keys
 from srs.sip.routing import Transport
-from srs.siprec.agent import SDES_IN_CLEAR
 from srs.siprec.events import SessionOffered
+from srs.siprec.offers import SDES_IN_CLEAR
 
 from .sbc import METADATA, Sbc, invite, make_ua, multipart, of_type, sdp, statuses
 
