@@ -18,9 +18,13 @@
  * recvmmsg(2); a stamp later than that read, or older than 60 s, is replaced by the read time.
  * The pure-Python reference with the same interface is srs/mediaplane/batch_receiver.py.
  *
- * The module also writes a batch's datagrams into a recording's crash journal (append_records,
- * below): header and bytes of every datagram of a run in one call, straight from the receive
- * buffer, so journaling costs a copy and a CRC per datagram instead of Python calls.
+ * ``runs(count)`` cuts the batch into runs of in-order RTP (the per-run tuples the worker hands
+ * to its tracks), while the rows are still in the cache.
+ *
+ * The module also writes a batch's datagrams into the recordings' crash journals (append_records
+ * for one run, journal_runs for every journaled run of a batch, below): header and bytes of every
+ * datagram straight from the receive buffer, so journaling costs a copy and a CRC per datagram
+ * instead of Python calls.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE
@@ -401,6 +405,112 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
+/* runs(count) -> list of (slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload, arrivals):
+ * the batch's datagrams 0..count-1 cut into runs, in the order received (the reference, with the
+ * rules, is srs/mediaplane/batch_delivery.py:cut_runs_py; both give the same list). A datagram
+ * continues the run when it is of the same slot, both it and the one before are plain (first byte
+ * 0x80, payload not empty), and it has the same second byte, SSRC, IPv4 source and payload size,
+ * the next sequence number and a timestamp one payload further. Per run: its first datagram's
+ * fields, ``payload`` the run's payloads end to end when it is clean and longer than one (else
+ * None), ``arrivals`` each datagram's arrival in seconds (monotonic). Building these here, while
+ * the rows are still in the cache, is what keeps the worker's per-batch Python short. */
+static uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int plain_at(const unsigned char *row, int32_t length) { return length > 12 && row[0] == 0x80; }
+
+static PyObject *run_tuple(Receiver *self, Py_ssize_t a, Py_ssize_t b) {
+    const char *base = (const char *)self->buffer.buf;
+    const int32_t *slots = (const int32_t *)self->slots.buf;
+    const int64_t *arrivals = (const int64_t *)self->arrivals.buf;
+    const int64_t *offsets = (const int64_t *)self->offsets.buf;
+    const int32_t *lengths = (const int32_t *)self->lengths.buf;
+    const uint64_t *sources = (const uint64_t *)self->sources.buf;
+    const unsigned char *row = (const unsigned char *)base + offsets[a];
+    int clean = plain_at(row, lengths[a]);
+    Py_ssize_t size = (Py_ssize_t)lengths[a] - 12;
+    PyObject *payload;
+    if (clean && b - a > 1) {
+        payload = PyBytes_FromStringAndSize(NULL, (b - a) * size);
+        if (payload == NULL)
+            return NULL;
+        char *out = PyBytes_AS_STRING(payload);
+        for (Py_ssize_t i = a; i < b; i++, out += size)
+            memcpy(out, base + offsets[i] + 12, (size_t)size);
+    } else {
+        payload = Py_NewRef(Py_None);
+    }
+    PyObject *times = PyList_New(b - a);
+    if (times == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    for (Py_ssize_t i = a; i < b; i++) {
+        PyObject *t = PyFloat_FromDouble((double)arrivals[i] * 1e-9);
+        if (t == NULL) {
+            Py_DECREF(payload);
+            Py_DECREF(times);
+            return NULL;
+        }
+        PyList_SET_ITEM(times, i - a, t);
+    }
+    return Py_BuildValue("(innOkkkinKNN)", (int)slots[a], a, b, clean ? Py_True : Py_False,
+                         (unsigned long)((row[2] << 8) | row[3]), (unsigned long)be32(row + 4),
+                         (unsigned long)be32(row + 8), (int)row[1], size, (unsigned long long)sources[a],
+                         payload, times);
+}
+
+static PyObject *Receiver_runs(Receiver *self, PyObject *arg) {
+    Py_ssize_t count = PyLong_AsSsize_t(arg);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (!self->have_buffers || count < 0 || count > self->capacity) {
+        PyErr_SetString(PyExc_ValueError, "runs: count out of range");
+        return NULL;
+    }
+    const char *base = (const char *)self->buffer.buf;
+    const int32_t *slots = (const int32_t *)self->slots.buf;
+    const int64_t *offsets = (const int64_t *)self->offsets.buf;
+    const int32_t *lengths = (const int32_t *)self->lengths.buf;
+    const uint64_t *sources = (const uint64_t *)self->sources.buf;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (offsets[i] < 0 || lengths[i] < 0 || offsets[i] + (lengths[i] > 12 ? lengths[i] : 12) > self->buffer.len) {
+            PyErr_SetString(PyExc_ValueError, "runs: datagram outside the buffer");
+            return NULL;
+        }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t a = 0;
+    while (a < count) {
+        Py_ssize_t b = a + 1;
+        const unsigned char *first = (const unsigned char *)base + offsets[a];
+        if (plain_at(first, lengths[a]) && (sources[a] >> 56) == 4) {
+            const unsigned char *prev = first;
+            while (b < count) {
+                const unsigned char *row = (const unsigned char *)base + offsets[b];
+                if (slots[b] != slots[a] || !plain_at(row, lengths[b]) || row[1] != first[1] ||
+                    be32(row + 8) != be32(first + 8) || sources[b] != sources[a] || lengths[b] != lengths[a] ||
+                    (uint16_t)(((row[2] << 8) | row[3]) - ((prev[2] << 8) | prev[3])) != 1 ||
+                    (uint32_t)(be32(row + 4) - be32(prev + 4)) != (uint32_t)(lengths[a] - 12))
+                    break;
+                prev = row;
+                b++;
+            }
+        }
+        PyObject *run = run_tuple(self, a, b);
+        if (run == NULL || PyList_Append(out, run) < 0) {
+            Py_XDECREF(run);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(run);
+        a = b;
+    }
+    return out;
+}
+
 static PyObject *Receiver_source(Receiver *self, PyObject *args) {
     Py_ssize_t i;
     if (!PyArg_ParseTuple(args, "n", &i))
@@ -445,6 +555,9 @@ static PyMethodDef Receiver_methods[] = {
      "pending() -> ready sockets of the last epoll_wait not yet drained (the next wait goes on with them)"},
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS, "drain(fd, slot) -> count: read one socket now"},
     {"source", (PyCFunction)Receiver_source, METH_VARARGS, "source(i) -> address tuple of datagram i"},
+    {"runs", (PyCFunction)Receiver_runs, METH_O,
+     "runs(count) -> the batch cut into runs: (slot, start, end, clean, seq, ts, ssrc, b1, size, key,"
+     " payload, arrivals) each"},
     {"close", (PyCFunction)Receiver_close, METH_NOARGS, "close the epoll descriptor"},
     {"fileno", (PyCFunction)Receiver_fileno, METH_NOARGS, "the epoll descriptor"},
     {NULL, NULL, 0, NULL},
@@ -616,6 +729,155 @@ fail_j:
     return NULL;
 }
 
+/* journal_runs(targets, runs, buffer, offsets, lengths, arrivals) -> list of (run index, next):
+ * the datagrams of every run whose slot has a target written as append_records would, one call
+ * for a whole batch. ``targets`` maps a slot to (journal mapping, cursor, RTP port): the cursor is
+ * the journal's array('q') of (tail, sequence, capacity), updated here. A run that does not fit
+ * is left at its first datagram not written, listed in the result for the caller to make room
+ * (journal.Journal.append_batch). The reference is journal.journal_runs_py. */
+static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_runs takes 6 arguments");
+        return NULL;
+    }
+    PyObject *targets = args[0], *runs = args[1];
+    if (!PyDict_Check(targets) || !PyList_Check(runs)) {
+        PyErr_SetString(PyExc_TypeError, "journal_runs: targets must be a dict and runs a list");
+        return NULL;
+    }
+    PyObject *left = PyList_New(0);
+    if (left == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(targets) == 0)
+        return left;
+    Py_buffer bv, ov, lv, av;
+    if (PyObject_GetBuffer(args[2], &bv, PyBUF_SIMPLE) < 0)
+        goto fail_left;
+    if (PyObject_GetBuffer(args[3], &ov, PyBUF_SIMPLE) < 0)
+        goto fail_b;
+    if (PyObject_GetBuffer(args[4], &lv, PyBUF_SIMPLE) < 0)
+        goto fail_o;
+    if (PyObject_GetBuffer(args[5], &av, PyBUF_SIMPLE) < 0)
+        goto fail_l;
+    const int64_t *offsets = (const int64_t *)ov.buf;
+    const int32_t *lengths = (const int32_t *)lv.buf;
+    const int64_t *arrivals = (const int64_t *)av.buf;
+    const unsigned char *base = (const unsigned char *)bv.buf;
+    Py_ssize_t rows = ov.len / 8;
+    if (lv.len / 4 < rows)
+        rows = lv.len / 4;
+    if (av.len / 8 < rows)
+        rows = av.len / 8;
+    Py_ssize_t n_runs = PyList_GET_SIZE(runs);
+    for (Py_ssize_t r = 0; r < n_runs; r++) {
+        PyObject *run = PyList_GET_ITEM(runs, r);
+        if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) < 3) {
+            PyErr_SetString(PyExc_TypeError, "journal_runs: a run is a tuple (slot, start, end, ...)");
+            goto fail_a;
+        }
+        PyObject *target = PyDict_GetItemWithError(targets, PyTuple_GET_ITEM(run, 0));
+        if (target == NULL) {
+            if (PyErr_Occurred())
+                goto fail_a;
+            continue;
+        }
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 1));
+        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 2));
+        if (PyErr_Occurred())
+            goto fail_a;
+        if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) != 3) {
+            PyErr_SetString(PyExc_TypeError, "journal_runs: a target is (mapping, cursor, port)");
+            goto fail_a;
+        }
+        long port = PyLong_AsLong(PyTuple_GET_ITEM(target, 2));
+        if (PyErr_Occurred())
+            goto fail_a;
+        if (port < 0 || port > 0xFFFF || start < 0 || end < start || end > rows) {
+            PyErr_SetString(PyExc_ValueError, "journal_runs: run or port out of range");
+            goto fail_a;
+        }
+        Py_buffer jv, cv;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(target, 0), &jv, PyBUF_WRITABLE) < 0)
+            goto fail_a;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(target, 1), &cv, PyBUF_WRITABLE) < 0) {
+            PyBuffer_Release(&jv);
+            goto fail_a;
+        }
+        if (cv.len < 24) {
+            PyBuffer_Release(&cv);
+            PyBuffer_Release(&jv);
+            PyErr_SetString(PyExc_ValueError, "journal_runs: a cursor holds (tail, sequence, capacity)");
+            goto fail_a;
+        }
+        int64_t *cursor = (int64_t *)cv.buf;
+        Py_ssize_t tail = (Py_ssize_t)cursor[0];
+        uint32_t seq = (uint32_t)cursor[1];
+        Py_ssize_t capacity = (Py_ssize_t)cursor[2];
+        if (capacity > jv.len)
+            capacity = jv.len;
+        unsigned char *out = (unsigned char *)jv.buf;
+        Py_ssize_t i = start;
+        int bad = tail < 0;
+        for (; i < end && !bad; i++) {
+            int64_t off = offsets[i];
+            int32_t length = lengths[i];
+            if (length < 0 || length > 0xFFFF || off < 0 || off + length > bv.len) {
+                bad = 1;
+                break;
+            }
+            Py_ssize_t padded = ((Py_ssize_t)length + 7) & ~(Py_ssize_t)7;
+            if (tail + RECORD_HEADER + padded > capacity)
+                break;
+            unsigned char *rec = out + tail;
+            const unsigned char *data = base + off;
+            memcpy(rec + RECORD_HEADER, data, (size_t)length);
+            memset(rec + RECORD_HEADER + length, 0, (size_t)(padded - length));
+            put16(rec, RECORD_MAGIC);
+            put16(rec + 2, (uint16_t)port);
+            put16(rec + 4, (uint16_t)length);
+            put16(rec + 6, 0);
+            put32(rec + 8, seq);
+            put32(rec + 12, crc32_bytes(data, (size_t)length));
+            put64(rec + 16, (uint64_t)arrivals[i]);
+            seq++;
+            tail += RECORD_HEADER + padded;
+        }
+        cursor[0] = tail;
+        cursor[1] = seq;
+        PyBuffer_Release(&cv);
+        PyBuffer_Release(&jv);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "journal_runs: datagram outside the buffer");
+            goto fail_a;
+        }
+        if (i < end) {
+            PyObject *item = Py_BuildValue("(nn)", r, i);
+            if (item == NULL || PyList_Append(left, item) < 0) {
+                Py_XDECREF(item);
+                goto fail_a;
+            }
+            Py_DECREF(item);
+        }
+    }
+    PyBuffer_Release(&av);
+    PyBuffer_Release(&lv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&bv);
+    return left;
+fail_a:
+    PyBuffer_Release(&av);
+fail_l:
+    PyBuffer_Release(&lv);
+fail_o:
+    PyBuffer_Release(&ov);
+fail_b:
+    PyBuffer_Release(&bv);
+fail_left:
+    Py_DECREF(left);
+    return NULL;
+}
+
 /* skip_records(journal, offset, tail, cutoff_ns) -> (offset, count): from the record at offset,
    pass every record (up to tail) that arrived before cutoff_ns; where the scan stopped and how many
    it passed (journal.Journal.mark; the reference is journal.skip_records_py). */
@@ -666,6 +928,9 @@ static PyMethodDef module_methods[] = {
     {"append_records", (PyCFunction)(void (*)(void))append_records, METH_FASTCALL,
      "append_records(journal, tail, capacity, seq, port, buffer, offsets, lengths, arrivals, start, end)"
      " -> (tail, seq, next): a batch's datagrams as crash journal records"},
+    {"journal_runs", (PyCFunction)(void (*)(void))journal_runs, METH_FASTCALL,
+     "journal_runs(targets, runs, buffer, offsets, lengths, arrivals) -> [(run, next)]: the runs of"
+     " journaled slots as crash journal records, one call a batch"},
     {"skip_records", (PyCFunction)(void (*)(void))skip_records, METH_FASTCALL,
      "skip_records(journal, offset, tail, cutoff_ns) -> (offset, count): pass the records that arrived"
      " before cutoff_ns"},

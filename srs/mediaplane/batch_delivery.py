@@ -1,17 +1,18 @@
-"""A received batch cut into runs, and a run handed to its track: the worker's per-batch numpy work.
+"""A received batch cut into runs, and a run handed to its track: the worker's per-batch work.
 
-:func:`split_runs` cuts a batch (in the order it was received) into *runs*: stretches of one
-slot's datagrams each of which continues the one before it exactly (plain 12-byte header, same
-payload type, SSRC, source address and payload size, sequence number plus one, timestamp plus the
-payload size; IPv4 sources only, see below). All of that is a handful of numpy operations per
-batch, whatever its size. :func:`deliver_run` then gives a run to its track in one call
+:func:`cut_runs` cuts a batch (in the order it was received) into *runs*: stretches of one slot's
+datagrams each of which continues the one before it exactly (plain 12-byte header, same second
+header byte, SSRC, source address and payload size, sequence number plus one, timestamp plus the
+payload size; IPv4 sources only, see below). The native receiver does it in C while the rows are
+still in the cache (``Receiver.runs``); :func:`cut_runs_py` is the reference, with numpy, and the
+fallback. :func:`deliver_run` then gives a run to its track in one call
 (:meth:`StreamTrack.push_run`) when it is the in-order common case, and datagram by datagram
 (:meth:`StreamTrack.push`) otherwise, so the result is always what per-datagram delivery gives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,42 +24,35 @@ _MAX_NAMES = 4096
 _V4 = np.uint64(4 << 56)
 _FAMILY = np.uint64(0xFF << 56)
 
+Run = tuple[int, int, int, bool, int, int, int, int, int, int, bytes | None, list[float]]
+"""``(slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload, arrivals)``: rows
+``start:end`` of the batch, of ``slot``; ``clean`` (the common case: plain header, a payload), the
+first datagram's sequence number, timestamp, SSRC, second header byte, payload size and source
+key; ``payload`` the run's payloads end to end when it is clean and longer than one datagram (else
+None); ``arrivals`` each datagram's arrival in seconds (monotonic).
 
-@dataclass(frozen=True, slots=True)
-class Runs:
-    """One batch cut into runs: rows ``starts[r]:ends[r]`` are run ``r``, of slot ``slots[r]``;
-    ``arrivals`` (seconds, monotonic) is indexed by row. Per run: ``clean`` (the common case:
-    plain header, payload), and its first datagram's sequence number, timestamp, SSRC, second
-    header byte, payload size and source key. ``payloads`` holds every payload of the batch end to
-    end when all have one size, so a run's is one slice of it.
-
-    The batch is not reordered: the receiver reads each ready socket whole, one after another, so
-    a slot's datagrams already lie together, in the order they came. Where a slot does appear
-    twice (a socket read again in :meth:`BatchReceiver.drain`), its runs are simply more, still
-    in order."""
-
-    arrivals: list[float]
-    slots: list[int]
-    starts: list[int]
-    ends: list[int]
-    clean: list[bool]
-    seq: list[int]
-    ts: list[int]
-    ssrc: list[int]
-    pt: list[int]
-    size: list[int]
-    keys: list[int]
-    payloads: bytes | None
+The batch is not reordered: the receiver reads each ready socket whole, one after another, so a
+slot's datagrams already lie together, in the order they came. Where a slot does appear twice (a
+socket read again in :meth:`BatchReceiver.drain`), its runs are simply more, still in order."""
 
 
-def split_runs(batch: BatchReceiver, count: int) -> Runs:
+def cut_runs(batch: BatchReceiver, count: int) -> list[Run]:
+    """The batch's first ``count`` datagrams as runs: the native cut where built, else the reference."""
+    if batch.native:
+        runs: list[Run] = batch.engine.runs(count)  # type: ignore[attr-defined]
+        return runs
+    return cut_runs_py(batch, count)
+
+
+def cut_runs_py(batch: BatchReceiver, count: int) -> list[Run]:
+    """The reference of ``Receiver.runs`` (same list), from the receiver's arrays with numpy."""
     s = batch.slots[:count]
     b0 = batch.b0[:count]
     b1 = batch.b1[:count]
     seq = batch.seq[:count]
     ts = batch.ts[:count]
     ssrc = batch.ssrc[:count]
-    size = batch.lengths[:count] - 12
+    size = batch.lengths[:count].astype(np.int64) - 12
     source = batch.sources[:count]
     plain = (b0 == 0x80) & (size > 0)
     # an IPv4 source key is the address itself; an IPv6 one is a hash, which a sender could make
@@ -79,28 +73,19 @@ def split_runs(batch: BatchReceiver, count: int) -> Runs:
             & ((seq[1:] - seq[:-1]).astype(np.uint16) == 1)
             & ((ts[1:] - ts[:-1]).astype(np.uint32).astype(np.int64) == size[:-1])
         )
-    starts = np.flatnonzero(~cont)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    if len(ends):
-        ends[-1] = count
-    payloads = None
-    if count and int(size.min()) == int(size.max()) > 0:
-        payloads = batch.rows[:count, 12 : 12 + int(size[0])].tobytes()
-    return Runs(
-        (batch.arrivals[:count] * _NS).tolist(),
-        s[starts].tolist(),
-        starts.tolist(),
-        ends.tolist(),
-        plain[starts].tolist(),
-        seq[starts].tolist(),
-        ts[starts].tolist(),
-        ssrc[starts].tolist(),
-        b1[starts].tolist(),
-        size[starts].tolist(),
-        source[starts].tolist(),
-        payloads,
-    )
+    starts = np.flatnonzero(~cont).tolist()
+    ends = [*starts[1:], count] if starts else []
+    arrivals = (batch.arrivals[:count] * _NS).tolist()
+    runs: list[Run] = []
+    for a, b in zip(starts, ends, strict=True):
+        clean = bool(plain[a])
+        width = int(size[a])
+        payload = batch.rows[a:b, 12 : 12 + width].tobytes() if clean and b - a > 1 else None
+        runs.append((
+            int(s[a]), a, b, clean, int(seq[a]), int(ts[a]), int(ssrc[a]), int(b1[a]), width, int(source[a]),
+            payload, arrivals[a:b],
+        ))
+    return runs
 
 
 class SourceNames:
@@ -121,37 +106,33 @@ class SourceNames:
         return name
 
 
-def deliver_run(track: StreamTrack, batch: BatchReceiver, runs: Runs, r: int, names: SourceNames) -> None:
-    """Run ``r`` of ``runs`` to ``track``: at once when it is the common case, else one by one. A
-    run whose first datagram the track must see alone (it latches a source or an SSRC, or follows a
-    loss) is taken whole after that one."""
-    a, b = runs.starts[r], runs.ends[r]
-    arrivals = runs.arrivals
-    source = names.of(batch, runs.keys[r], a)
-    if b - a > 1 and runs.clean[r]:
-        size = runs.size[r]
-        if runs.payloads is not None:
-            payload = runs.payloads[a * size : b * size]
-        else:
-            payload = batch.rows[a:b, 12 : 12 + size].tobytes()
-        if track.push_run(
-            runs.seq[r], runs.ts[r], runs.ssrc[r], runs.pt[r], payload, b - a, arrivals[a:b], source
-        ):
+def deliver_run(track: StreamTrack, batch: BatchReceiver, run: Run, names: SourceNames) -> None:
+    """``run`` to ``track``: at once when it is the common case, else one by one. A run whose first
+    datagram the track must see alone (it latches a source or an SSRC, or follows a loss) is taken
+    whole after that one."""
+    _slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
+    source = names.names.get(key) or names.of(batch, key, a)
+    if payload is not None:
+        if track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source):
             return
-        track.push(batch.datagram(a), source, arrivals[a])
-        a += 1
-        # the rest continues the first exactly: its header fields follow from the first's
-        if b - a > 1 and track.push_run(
-            (runs.seq[r] + 1) & 0xFFFF,
-            (runs.ts[r] + size) & 0xFFFFFFFF,
-            runs.ssrc[r],
-            runs.pt[r],
-            payload[size:],
-            b - a,
-            arrivals[a:b],
-            source,
-        ):
-            return
+        deliver_rest(track, batch, run, source)
+        return
     push = track.push
     for j in range(a, b):  # one source: runs never mix them
-        push(batch.datagram(j), source, arrivals[j])
+        push(batch.datagram(j), source, arrivals[j - a])
+
+
+def deliver_rest(track: StreamTrack, batch: BatchReceiver, run: Run, source: Any) -> None:
+    """A clean run the track did not take whole: its first datagram alone, then the rest as a run
+    (their header fields follow from the first's) or, failing that, one by one."""
+    _slot, a, b, _clean, seq, ts, ssrc, b1, size, _key, payload, arrivals = run
+    assert payload is not None
+    track.push(batch.datagram(a), source, arrivals[0])
+    rest = b - a - 1
+    if rest > 1 and track.push_run(
+        (seq + 1) & 0xFFFF, (ts + size) & 0xFFFFFFFF, ssrc, b1, payload[size:], rest, arrivals[1:], source
+    ):
+        return
+    push = track.push
+    for j in range(a + 1, b):
+        push(batch.datagram(j), source, arrivals[j - a])

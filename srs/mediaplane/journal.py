@@ -12,7 +12,9 @@ File layout (little-endian), built so a whole batch of received datagrams can be
 one copy: :meth:`Journal.append_batch` writes a run of the receiver's datagrams in one call of the
 native ``append_records`` (``_batchrecv.c``: header, bytes and padding of each, straight from the
 receive buffer), or of :func:`append_records_py`, its pure-Python reference (same bytes), where the
-module is not built::
+module is not built. The worker journals a whole batch's runs, of every journaled port, in one
+call of :data:`journal_runs` (through each journal's :attr:`Journal.cursor`), and comes back to
+:meth:`Journal.append_batch` only for a run that needs room made::
 
     0     8  magic b"SRSJRNL1"
     8     4  version (1)
@@ -44,6 +46,7 @@ import os
 import struct
 import time
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +116,34 @@ def append_records_py(
     return tail, seq, end
 
 
+def journal_runs_py(
+    targets: dict[int, tuple[Any, Any, int]],
+    runs: list[tuple[Any, ...]],
+    buffer: Any,
+    offsets: Any,
+    lengths: Any,
+    arrivals: Any,
+) -> list[tuple[int, int]]:
+    """The datagrams of every run (``(slot, start, end, ...)``) whose slot has a target (journal
+    mapping, cursor, RTP port; see :attr:`Journal.cursor`) as records, one call for a whole batch;
+    returns (run index, first datagram not written) of each run that did not fit (the caller makes
+    room: :meth:`Journal.append_batch`). The reference of the native ``journal_runs``."""
+    left: list[tuple[int, int]] = []
+    for r, run in enumerate(runs):
+        target = targets.get(run[0])
+        if target is None:
+            continue
+        mm, cursor, port = target
+        tail, seq, written = append_records_py(
+            mm, cursor[0], min(cursor[2], len(mm)), cursor[1], port, buffer, offsets, lengths, arrivals,
+            run[1], run[2],
+        )
+        cursor[0], cursor[1] = tail, seq
+        if written < run[2]:
+            left.append((r, written))
+    return left
+
+
 def skip_records_py(journal: Any, offset: int, tail: int, cutoff_ns: int) -> tuple[int, int]:
     """From the record at ``offset``, pass every record (up to ``tail``) that arrived before
     ``cutoff_ns``; returns where the scan stopped and how many it passed (the reference of the
@@ -138,6 +169,8 @@ def _native(name: str) -> Any:
 
 append_records: Callable[..., tuple[int, int, int]] = _native("append_records") or append_records_py
 """The batch writer in use: the native one where built, else the reference."""
+journal_runs: Callable[..., list[tuple[int, int]]] = _native("journal_runs") or journal_runs_py
+"""The writer of a whole batch's runs in use: the native one where built, else the reference."""
 skip_records: Callable[[Any, int, int, int], tuple[int, int]] = _native("skip_records") or skip_records_py
 """The scan of :meth:`Journal.mark` in use: the native one where built, else the reference."""
 
@@ -250,6 +283,9 @@ class Journal:
         resume: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.cursor = array("q", [HEADER_SIZE, 1, capacity])
+        """(tail, next record's sequence, capacity): where the batch writer (:data:`journal_runs`)
+        appends, and what it updates, without a Python call per run."""
         self.fsync_interval = fsync_interval
         self._clock = clock
         self._synced = clock()
@@ -284,6 +320,34 @@ class Journal:
             self._tail, self._seq = contents.end, contents.next_seq
         self.contents = contents
         """What the journal held when it was opened with ``resume``."""
+
+    @property
+    def _tail(self) -> int:
+        return self.cursor[0]
+
+    @_tail.setter
+    def _tail(self, value: int) -> None:
+        self.cursor[0] = value
+
+    @property
+    def _seq(self) -> int:
+        return self.cursor[1]
+
+    @_seq.setter
+    def _seq(self, value: int) -> None:
+        self.cursor[1] = value
+
+    @property
+    def _capacity(self) -> int:
+        return self.cursor[2]
+
+    @_capacity.setter
+    def _capacity(self, value: int) -> None:
+        self.cursor[2] = value
+
+    def target(self, port: int) -> tuple[mmap.mmap, array[int], int]:
+        """What the batch writer (:data:`journal_runs`) takes for ``port``'s runs."""
+        return self._mm, self.cursor, port
 
     @property
     def live_bytes(self) -> int:

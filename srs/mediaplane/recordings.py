@@ -41,7 +41,7 @@ class JournalPolicy:
 
 class JournalLane:
     """Where one port's datagrams are journaled: ``record`` takes one datagram (the worker's general
-    path); runs of the fast path go to ``journal.append_batch`` straight from the receive buffer."""
+    path); runs of the fast path go to ``journal_runs`` straight from the receive buffer."""
 
     __slots__ = ("journal", "port")
 

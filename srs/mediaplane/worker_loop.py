@@ -11,8 +11,8 @@ per-stream activity when asked (the fields of :class:`~srs.media.track.StreamAct
 
 Receiving is per batch, not per datagram: every ``receive_interval`` the loop takes whatever its
 ports hold in one call (:class:`~srs.mediaplane.batch_receiver.BatchReceiver`: epoll and
-``recvmmsg`` in C, each datagram with its kernel arrival), cuts the batch into per-port runs with
-numpy (:mod:`~srs.mediaplane.batch_delivery`) and hands each run of in-order RTP to its track in one
+``recvmmsg`` in C, each datagram with its kernel arrival), cuts the batch into per-port runs (in
+C too, :mod:`~srs.mediaplane.batch_delivery`) and hands each run of in-order RTP to its track in one
 call. Waiting between rounds costs no accuracy, since a datagram's time is the kernel's, not the
 read's; it is what makes one wake-up carry several packets of every stream, however few calls
 there are. Between rounds only the command socket wakes the loop. Recorders are flushed a slice at
@@ -26,8 +26,8 @@ Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop
 :meth:`WorkerLoop._deliver_rtcp`.
 With crash journals every datagram a track gets is first appended to its recording's journal through
 the port's lane (see :mod:`srs.mediaplane.journal`): a run of the fast path in one call that copies
-the records straight from the receive buffer (``Journal.append_batch``), a datagram of the general
-path one at a time (``lane.record``). While a call has
+the records straight from the receive buffer (``journal_runs``: the runs of every journaled port of
+a batch in one call), a datagram of the general path one at a time (``lane.record``). While a call has
 live listeners the rounds come every 20 ms instead (the live tap's latency budget is 100 ms).
 
 Lifetime: workers are children in the daemon's process group and ignore SIGINT/SIGTERM aimed at
@@ -51,10 +51,11 @@ from typing import Any
 
 from srs.errors import SrsError
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import Runs, SourceNames, deliver_run, split_runs
+from srs.mediaplane.batch_delivery import Run, SourceNames, cut_runs, deliver_rest, deliver_run
 from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
+from srs.mediaplane.journal import journal_runs
 from srs.mediaplane.live_tap import LiveTaps
 from srs.mediaplane.protocol import (
     ATTACH_FDS,
@@ -96,10 +97,13 @@ _LIVE_INTERVAL = 0.02
 """Receive rounds while a call has live listeners (the tap's frames leave once per round)."""
 _COMMANDS_PER_ROUND = 32
 _DATAGRAM_SIZE = 2048
-_BATCH_CAPACITY = 2048
-"""Datagrams per batch (4 MB of rows); a round that fills it is followed by another at once."""
-_MAX_BATCHES_PER_ROUND = 16
-"""Full batches one round may take before it flushes (an endless queue must not starve writing)."""
+_BATCH_CAPACITY = 256
+"""Datagrams per batch: 512 KB of rows, so a batch is still in the core's cache when it is cut
+into runs and journaled (with 4 MB batches those passes read memory: 13 % of the worker's time
+at 1,000 calls against 5 %); a round that fills it is followed by another at once."""
+_MAX_BATCHES_PER_ROUND = 128
+"""Full batches one round may take before it flushes (an endless queue must not starve writing):
+32,768 datagrams, 4 of each of 8,000 streams."""
 _PR_SET_PDEATHSIG = 1
 RECEIVE_INTERVAL = 0.08
 """Seconds between receive rounds: four packets of every 20 ms stream per round, so the per-run
@@ -152,6 +156,9 @@ class WorkerLoop:
     """Port by ``slot // 2`` (RTP slots are even, RTCP slots odd)."""
     fast: dict[int, StreamTrack] = field(default_factory=dict)
     """RTP slot -> track, for ports whose datagrams need nothing else (plain RTP with a track)."""
+    journal_targets: dict[int, tuple[Any, Any, int]] = field(default_factory=dict)
+    """RTP slot -> its journal's batch target (:meth:`Journal.target`), for the fast slots of
+    journaled recordings: the runs of a whole batch are journaled in one call."""
     running: bool = True
     dropped: dict[str, dict[int, int]] = field(default_factory=dict)
     """SRTP authentication failures of detached ports, by recording, until its close is answered."""
@@ -357,6 +364,7 @@ class WorkerLoop:
         if not siblings:
             self.by_key.pop(entry.key, None)
         self.fast.pop(entry.slot, None)
+        self.journal_targets.pop(entry.slot, None)
         index = entry.slot // 2
         if index < len(self.by_slot) and self.by_slot[index] is entry:
             self.by_slot[index] = None
@@ -374,43 +382,57 @@ class WorkerLoop:
 
     # -------------------------------------------------------------- delivery
     def _deliver_batch(self, count: int) -> None:
-        """Route the receiver's ``count`` datagrams by slot: runs of plain RTP to their track
-        (:func:`deliver_run`), the rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        """Route the receiver's ``count`` datagrams by slot: the journaled ports' runs to their
+        journals (one call for the batch: :data:`journal_runs`), runs of plain RTP to their track
+        (:meth:`StreamTrack.push_run`, or :func:`deliver_rest` for what it does not take whole), the
+        rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
         if self.receive_only:
             self.received += count
             return
         batch = self.receiver
-        runs = split_runs(batch, count)
-        by_slot = self.by_slot
+        runs = cut_runs(batch, count)
+        targets = self.journal_targets
+        if targets:
+            arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
+            for r, start in journal_runs(targets, runs, *arrays):
+                self._journal_rest(runs[r], start)
         fast = self.fast
         names = self._names
-        starts, ends = runs.starts, runs.ends
-        # the journal's batch writer takes the receiver's arrays as they are (one call per run)
-        arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
-        for r, slot in enumerate(runs.slots):
+        known = names.names
+        for run in runs:
+            slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
             track = fast.get(slot)
-            if track is not None:
-                lane = by_slot[slot >> 1].lane  # type: ignore[union-attr]  # a fast slot has its port
-                journal = lane.journal
-                if journal is not None:
-                    journal.append_batch(lane.port, *arrays, starts[r], ends[r])
-                deliver_run(track, batch, runs, r, names)
-                continue
-            index = slot >> 1
-            entry = by_slot[index] if index < len(by_slot) else None
-            if entry is None:
-                continue  # a port detached while its datagrams were on their way
-            self._deliver_each(entry, slot & 1 == 1, runs, r)
-
-    def _deliver_each(self, entry: _Port, rtcp: bool, runs: Runs, r: int) -> None:
-        batch = self.receiver
-        arrivals = runs.arrivals
-        for i in range(runs.starts[r], runs.ends[r]):
-            source = batch.source(i)
-            if rtcp:
-                self._deliver_rtcp(entry, batch.datagram(i), source, arrivals[i])
+            if track is None:
+                self._deliver_each(run)
+            elif payload is None:
+                deliver_run(track, batch, run, names)
             else:
-                self._deliver(entry, batch.datagram(i), source, arrivals[i])
+                source = known.get(key) or names.of(batch, key, a)
+                if not track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source):
+                    deliver_rest(track, batch, run, source)
+
+    def _journal_rest(self, run: Run, start: int) -> None:
+        """What of a run the batch writer could not fit: the journal makes room (or leaves out
+        what cannot be kept, as for one record)."""
+        entry = self.by_slot[run[0] >> 1]
+        journal = entry.lane.journal if entry is not None else None
+        if journal is not None:
+            batch = self.receiver
+            journal.append_batch(
+                entry.lane.port, batch.buffer, batch.offsets, batch.lengths, batch.arrivals, start, run[2]  # type: ignore[union-attr]
+            )
+
+    def _deliver_each(self, run: Run) -> None:
+        slot, a, b = run[0], run[1], run[2]
+        index = slot >> 1
+        entry = self.by_slot[index] if index < len(self.by_slot) else None
+        if entry is None:
+            return  # a port detached while its datagrams were on their way
+        batch = self.receiver
+        arrivals = run[11]
+        deliver = self._deliver_rtcp if slot & 1 else self._deliver
+        for i in range(a, b):
+            deliver(entry, batch.datagram(i), batch.source(i), arrivals[i - a])
 
     @staticmethod
     def _deliver(entry: _Port, data: bytes, addr: Any, arrival: float) -> None:
@@ -440,8 +462,14 @@ class WorkerLoop:
         track = entry.track
         if entry.sink is not None and entry.filter is None and track is not None and entry.sink == track.push:
             self.fast[entry.slot] = track
+            journal = entry.lane.journal
+            if journal is not None:
+                self.journal_targets[entry.slot] = journal.target(entry.lane.port)
+            else:
+                self.journal_targets.pop(entry.slot, None)
         else:
             self.fast.pop(entry.slot, None)
+            self.journal_targets.pop(entry.slot, None)
 
     def run(self) -> None:
         control_fd = self.control.fileno()

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import SourceNames, deliver_run, split_runs
+from srs.mediaplane.batch_delivery import SourceNames, cut_runs_py, deliver_run
 from srs.mediaplane.batch_receiver import BatchReceiver, PyReceiver, source_key
 from tests.unit.media.fixtures import FORMATS, OTHER, SRC, PartsOnlyTrack, factory, payload_for, rtp
 
@@ -100,9 +100,8 @@ def test_batches_place_like_single_pushes(
         for slot, data, source, arrival_ns in items:
             references[slot].push(data, source, arrival_ns * 1e-9)  # type: ignore[arg-type]
         _fill(batch, items)
-        runs = split_runs(batch, batch.count)
-        for r in range(len(runs.starts)):
-            deliver_run(tracks[runs.slots[r]], batch, runs, r, names)
+        for run in cut_runs_py(batch, batch.count):
+            deliver_run(tracks[run[0]], batch, run, names)
         if cut % 3 == 0:
             end = int(items[-1][3] * 1e-9 * 8000) - 800
             if end > rendered:
@@ -127,9 +126,9 @@ def test_in_order_runs_are_taken_whole() -> None:
     items = [(0, rtp(100 + n, 800 + 160 * n), SRC, round(0.02 * n * 1e9)) for n in range(10)]
     for first, last in ((0, 1), (1, 10)):
         _fill(batch, items[first:last])
-        runs = split_runs(batch, batch.count)
-        assert len(runs.starts) == 1
-        deliver_run(track, batch, runs, 0, SourceNames())
+        runs = cut_runs_py(batch, batch.count)
+        assert len(runs) == 1
+        deliver_run(track, batch, runs[0], SourceNames())
     assert track.pending_packets == 2  # the latching packet, then nine in one entry
     assert track.packets_received == 10
     pcm = track.render(0, 8000)
@@ -149,10 +148,9 @@ def test_a_run_breaks_where_the_source_or_sequence_does() -> None:
         (0, rtp(2, 320), V6, 7),
     ]
     _fill(batch, items)
-    runs = split_runs(batch, batch.count)
-    rows = [list(range(a, b)) for a, b in zip(runs.starts, runs.ends, strict=True)]
-    assert rows == [[0, 1], [2], [3], [4], [5], [6], [7]]
-    assert runs.slots == [0, 0, 0, 1, 0, 0, 0]
+    runs = cut_runs_py(batch, batch.count)
+    assert [list(range(run[1], run[2])) for run in runs] == [[0, 1], [2], [3], [4], [5], [6], [7]]
+    assert [run[0] for run in runs] == [0, 0, 0, 1, 0, 0, 0]
 
 
 def test_a_run_reaching_past_a_rendered_block_renders_like_its_packets() -> None:
