@@ -526,15 +526,25 @@ class WorkerLoop:
         """Batches until every socket that was ready is drained (at most
         ``_MAX_BATCHES_PER_ROUND``); True when it was. Commands that ran in the round are followed
         by one more receive without commands: what arrived while they ran (a burst of new calls
-        can take a second) is read before anything is flushed."""
+        can take a second) is read before anything is flushed.
+
+        Drained means a poll taken in this round was read to its end: a round that only finished
+        an earlier round's poll (a backlog larger than one round, e.g. after a burst of new calls
+        held the worker for seconds) polls again, since the sockets it read first have queued
+        audio since, as old as that whole backlog's reading, which a flush would then write over."""
+        fresh = self.receiver.pending == 0
         for _ in range(_MAX_BATCHES_PER_ROUND):
             more, commands_ran = self._round(control_fd)
             if not self.running:
                 return True
             if commands_ran:
+                if not more:
+                    fresh = True
                 more = self._round(-1)[0]
             if not more:
-                return True
+                if fresh:
+                    return True
+                fresh = True  # the earlier poll is read: the next batch polls anew
         return False
 
     def _round(self, control_fd: int) -> tuple[bool, bool]:
