@@ -39,6 +39,7 @@ import srs_codecs
 
 from bench.loadgen import LEVEL, sender_main, tone_payload, tones
 from bench.native_sender import PTIME_NS, NativeSender, SenderReport, Stream
+from srs.config import MediaSettings
 from srs.media.rendering import PayloadFormat
 from srs.media.result import RecordingResult
 from srs.mediaplane.contract import MediaPlane, RecorderSpec, StreamSpec
@@ -211,6 +212,7 @@ async def run_level(
     else:
         worker = WorkerPlane(
             1,
+            flush_interval=MediaSettings().flush_interval_ms / 1000,  # srs's default
             journal=JournalPolicy() if journal else None,
             worker_options=("--receive-only",) if receive_only else (),
         )

@@ -83,7 +83,7 @@ class MediaSettings:
     rtp_port_max: int = 39999
     bind_host: str = "0.0.0.0"
     reorder_window_ms: int = 500
-    flush_interval_ms: int = 1000
+    flush_interval_ms: int = 2000
     pause: str = "silence"
     codec_preference: tuple[str, ...] = ()
     output: str = "mono"

@@ -275,11 +275,11 @@ def _check_tones(wav: Wav, start_s: float, end_s: float, what: str) -> None:
         assert abs(level - LEVEL_DBFS) <= 3.0, f"{what}: {frequency} Hz at {level:.1f} dBFS"
 
 
-@pytest.mark.parametrize("moment", [0.02, 0.5, 0.93, None])
+@pytest.mark.parametrize("moment", [0.02, 0.93, 1.9, None])
 def test_kill_9_of_the_process_group_loses_at_most_100_ms(
     ports: Ports, data_dir: Path, tmp_path: Path, crid: str, moment: float | None
 ) -> None:
-    """Killed ``moment`` s after a flush of the WAV (the flush interval is 1 s), or (None) 0.6 s into
+    """Killed ``moment`` s after a flush of the WAV (the flush interval is 2 s), or (None) 0.6 s into
     the call, when at most a first block of it was written."""
     log = tmp_path / "srs.log"
     first = _launch(ports, data_dir, log)
