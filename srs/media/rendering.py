@@ -145,11 +145,14 @@ class Renderer:
         if not pending:
             return pending
         pending.sort()
-        unordered = self.unordered
+        # sorted by sequence, so by position too unless a re-anchor moved the timeline back or the
+        # sender's timestamps stepped back (in sequence, by less than a jump: RTP does not forbid
+        # it); checked here, once a block, rather than assumed (a bisect of unordered positions
+        # left a packet waiting that belonged in the block, and older audio was written there)
+        unordered = self.unordered or not all(a[1] <= b[1] for a, b in itertools.pairwise(pending))
         if not unordered and pending[-1][1] < end:
             ready, rest = pending, []
         elif not unordered:
-            # sorted by sequence, so by position too unless a re-anchor moved the timeline back
             split = bisect_left(pending, end, key=_position_of)
             ready, rest = pending[:split], pending[split:]
         else:

@@ -272,6 +272,24 @@ def test_waiting_entries_moved_back_are_rendered_in_place() -> None:
     assert np.array_equal(out[6000:6160], ULAW[np.frombuffer(_payload(3), dtype=np.uint8)])
 
 
+def test_timestamps_stepping_back_in_sequence_render_alike_in_one_block_or_two() -> None:
+    """Sequence numbers in order whose timestamps step back (1003 repeats 1001's, 1004 1002's):
+    positions are not in sequence order although no re-anchor happened. The later packet wins
+    its place whether a block boundary falls inside it or not (a bisect that assumed ordered
+    positions left packet 1003 waiting, and 1001's audio stayed written in its place; found by
+    the batch property test in ``test_track_batch.py``)."""
+    places = [53, 213, 53, 213, 373, 1333]
+    entries = [(1001 + n, place, 0, _payload(n + 1)) for n, place in enumerate(places)]
+    whole = _ulaw_renderer()
+    whole.pending = list(entries)
+    one = whole.render(0, 800, Coverage(8000))
+    split = _ulaw_renderer()
+    split.pending = list(entries)
+    two = np.concatenate([split.render(0, 106, Coverage(8000)), split.render(106, 800, Coverage(8000))])
+    assert np.array_equal(one, two)
+    assert np.array_equal(one[53:213], ULAW[np.frombuffer(_payload(3), dtype=np.uint8)])
+
+
 @pytest.mark.parametrize("conceal", [False, True])
 def test_a_hole_between_audio_is_concealed_only_when_asked(conceal: bool) -> None:
     renderer, coverage = _ulaw_renderer(conceal), Coverage(8000)
