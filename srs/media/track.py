@@ -106,6 +106,14 @@ class StreamTrack:
     :mod:`srs.media.placement` (``jump_threshold``, ``late_reanchor_after``, ``resync_*``).
     """
 
+    # slots, as in the parts: a worker holds thousands of tracks and touches each once per run, so
+    # an attribute read from an instance dict (a cache miss more) is much of a run's cost
+    __slots__ = (
+        "_audio_pt", "_coverage", "_dtmf", "_first_arrival", "_formats", "_kinds", "_last_arrival",
+        "_latch", "_placement", "_renderer", "_reports", "_run_pts", "_seq", "label", "malformed",
+        "packets_comfort_noise", "packets_unknown_pt", "sample_rate", "start",
+    )  # fmt: skip
+
     def __init__(
         self,
         formats: Mapping[int, PayloadFormat],

@@ -455,10 +455,31 @@ static PyObject *run_tuple(Receiver *self, Py_ssize_t a, Py_ssize_t b) {
         }
         PyList_SET_ITEM(times, i - a, t);
     }
-    return Py_BuildValue("(innOkkkinKNN)", (int)slots[a], a, b, clean ? Py_True : Py_False,
-                         (unsigned long)((row[2] << 8) | row[3]), (unsigned long)be32(row + 4),
-                         (unsigned long)be32(row + 8), (int)row[1], size, (unsigned long long)sources[a],
-                         payload, times);
+    PyObject *run = PyTuple_New(12);
+    if (run == NULL) {
+        Py_DECREF(payload);
+        Py_DECREF(times);
+        return NULL;
+    }
+    /* built item by item: a format string parsed per run costs as much as the rest of it */
+    PyTuple_SET_ITEM(run, 0, PyLong_FromLong(slots[a]));
+    PyTuple_SET_ITEM(run, 1, PyLong_FromSsize_t(a));
+    PyTuple_SET_ITEM(run, 2, PyLong_FromSsize_t(b));
+    PyTuple_SET_ITEM(run, 3, Py_NewRef(clean ? Py_True : Py_False));
+    PyTuple_SET_ITEM(run, 4, PyLong_FromLong((row[2] << 8) | row[3]));
+    PyTuple_SET_ITEM(run, 5, PyLong_FromUnsignedLong(be32(row + 4)));
+    PyTuple_SET_ITEM(run, 6, PyLong_FromUnsignedLong(be32(row + 8)));
+    PyTuple_SET_ITEM(run, 7, PyLong_FromLong(row[1]));
+    PyTuple_SET_ITEM(run, 8, PyLong_FromSsize_t(size));
+    PyTuple_SET_ITEM(run, 9, PyLong_FromUnsignedLongLong(sources[a]));
+    PyTuple_SET_ITEM(run, 10, payload);
+    PyTuple_SET_ITEM(run, 11, times);
+    for (int i = 0; i < 12; i++)
+        if (PyTuple_GET_ITEM(run, i) == NULL) {
+            Py_DECREF(run); /* the items made so far go with it */
+            return NULL;
+        }
+    return run;
 }
 
 static PyObject *Receiver_runs(Receiver *self, PyObject *arg) {
