@@ -45,7 +45,7 @@ from bench import index as index_bench
 from bench import loadgen, media, native_sender
 from bench.lowload import low_load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "sipp-scenarios"
 LOOPBACK = "127.0.0.1"
 
