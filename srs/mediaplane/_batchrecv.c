@@ -666,6 +666,45 @@ static void put64(unsigned char *p, uint64_t v) {
 #define RECORD_MAGIC 0x5352u
 #define RECORD_HEADER 24
 
+/* The records of datagrams start..end-1 of a batch at out[*tail:], one after another, until one
+ * does not fit below capacity; advances *tail and *seq and returns the first datagram not
+ * written, or -1 when a datagram lies outside the receive buffer (base, base_len). */
+typedef struct {
+    const unsigned char *base;
+    Py_ssize_t base_len;
+    const int64_t *offsets;
+    const int32_t *lengths;
+    const int64_t *arrivals;
+} Batch;
+
+static Py_ssize_t write_records(unsigned char *out, Py_ssize_t *tail, Py_ssize_t capacity, uint32_t *seq,
+                                uint16_t port, const Batch *batch, Py_ssize_t start, Py_ssize_t end) {
+    Py_ssize_t i = start;
+    for (; i < end; i++) {
+        int64_t off = batch->offsets[i];
+        int32_t length = batch->lengths[i];
+        if (length < 0 || length > 0xFFFF || off < 0 || off + length > batch->base_len)
+            return -1;
+        Py_ssize_t padded = ((Py_ssize_t)length + 7) & ~(Py_ssize_t)7;
+        if (*tail + RECORD_HEADER + padded > capacity)
+            break;
+        unsigned char *rec = out + *tail;
+        const unsigned char *data = batch->base + off;
+        memcpy(rec + RECORD_HEADER, data, (size_t)length);
+        memset(rec + RECORD_HEADER + length, 0, (size_t)(padded - length));
+        put16(rec, RECORD_MAGIC);
+        put16(rec + 2, port);
+        put16(rec + 4, (uint16_t)length);
+        put16(rec + 6, 0);
+        put32(rec + 8, *seq);
+        put32(rec + 12, crc32_bytes(data, (size_t)length));
+        put64(rec + 16, (uint64_t)batch->arrivals[i]);
+        *seq += 1;
+        *tail += RECORD_HEADER + padded;
+    }
+    return i;
+}
+
 static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 11) {
@@ -701,36 +740,16 @@ static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_ValueError, "append_records: end past the batch arrays");
         goto fail_a;
     }
-    const int64_t *offsets = (const int64_t *)ov.buf;
-    const int32_t *lengths = (const int32_t *)lv.buf;
-    const int64_t *arrivals = (const int64_t *)av.buf;
-    const unsigned char *base = (const unsigned char *)bv.buf;
-    unsigned char *out = (unsigned char *)jv.buf;
-    Py_ssize_t i = start;
-    for (; i < end; i++) {
-        int64_t off = offsets[i];
-        int32_t length = lengths[i];
-        if (length < 0 || length > 0xFFFF || off < 0 || off + length > bv.len) {
-            PyErr_SetString(PyExc_ValueError, "append_records: datagram outside the buffer");
-            goto fail_a;
-        }
-        Py_ssize_t padded = ((Py_ssize_t)length + 7) & ~(Py_ssize_t)7;
-        if (tail + RECORD_HEADER + padded > capacity)
-            break;
-        unsigned char *rec = out + tail;
-        const unsigned char *data = base + off;
-        memcpy(rec + RECORD_HEADER, data, (size_t)length);
-        memset(rec + RECORD_HEADER + length, 0, (size_t)(padded - length));
-        put16(rec, RECORD_MAGIC);
-        put16(rec + 2, (uint16_t)port);
-        put16(rec + 4, (uint16_t)length);
-        put16(rec + 6, 0);
-        put32(rec + 8, (uint32_t)seq);
-        put32(rec + 12, crc32_bytes(data, (size_t)length));
-        put64(rec + 16, (uint64_t)arrivals[i]);
-        seq = (seq + 1) & 0xFFFFFFFFul;
-        tail += RECORD_HEADER + padded;
+    Batch batch = {(const unsigned char *)bv.buf, bv.len, (const int64_t *)ov.buf, (const int32_t *)lv.buf,
+                   (const int64_t *)av.buf};
+    uint32_t seq32 = (uint32_t)seq;
+    Py_ssize_t i =
+        write_records((unsigned char *)jv.buf, &tail, capacity, &seq32, (uint16_t)port, &batch, start, end);
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "append_records: datagram outside the buffer");
+        goto fail_a;
     }
+    seq = seq32;
     PyBuffer_Release(&av);
     PyBuffer_Release(&lv);
     PyBuffer_Release(&ov);
@@ -781,10 +800,8 @@ static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_
         goto fail_o;
     if (PyObject_GetBuffer(args[5], &av, PyBUF_SIMPLE) < 0)
         goto fail_l;
-    const int64_t *offsets = (const int64_t *)ov.buf;
-    const int32_t *lengths = (const int32_t *)lv.buf;
-    const int64_t *arrivals = (const int64_t *)av.buf;
-    const unsigned char *base = (const unsigned char *)bv.buf;
+    Batch batch = {(const unsigned char *)bv.buf, bv.len, (const int64_t *)ov.buf, (const int32_t *)lv.buf,
+                   (const int64_t *)av.buf};
     Py_ssize_t rows = ov.len / 8;
     if (lv.len / 4 < rows)
         rows = lv.len / 4;
@@ -838,32 +855,8 @@ static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_
         if (capacity > jv.len)
             capacity = jv.len;
         unsigned char *out = (unsigned char *)jv.buf;
-        Py_ssize_t i = start;
-        int bad = tail < 0;
-        for (; i < end && !bad; i++) {
-            int64_t off = offsets[i];
-            int32_t length = lengths[i];
-            if (length < 0 || length > 0xFFFF || off < 0 || off + length > bv.len) {
-                bad = 1;
-                break;
-            }
-            Py_ssize_t padded = ((Py_ssize_t)length + 7) & ~(Py_ssize_t)7;
-            if (tail + RECORD_HEADER + padded > capacity)
-                break;
-            unsigned char *rec = out + tail;
-            const unsigned char *data = base + off;
-            memcpy(rec + RECORD_HEADER, data, (size_t)length);
-            memset(rec + RECORD_HEADER + length, 0, (size_t)(padded - length));
-            put16(rec, RECORD_MAGIC);
-            put16(rec + 2, (uint16_t)port);
-            put16(rec + 4, (uint16_t)length);
-            put16(rec + 6, 0);
-            put32(rec + 8, seq);
-            put32(rec + 12, crc32_bytes(data, (size_t)length));
-            put64(rec + 16, (uint64_t)arrivals[i]);
-            seq++;
-            tail += RECORD_HEADER + padded;
-        }
+        Py_ssize_t i = tail < 0 ? -1 : write_records(out, &tail, capacity, &seq, (uint16_t)port, &batch, start, end);
+        int bad = i < 0;
         cursor[0] = tail;
         cursor[1] = seq;
         PyBuffer_Release(&cv);
