@@ -705,6 +705,38 @@ static Py_ssize_t write_records(unsigned char *out, Py_ssize_t *tail, Py_ssize_t
     return i;
 }
 
+/* The receive buffer and the per-datagram arrays of a batch (buffer, offsets, lengths, arrivals:
+ * the receiver's own, passed in that order) held for one call; rows is how many datagrams all
+ * four arrays cover. take_batch holds all four or none. */
+typedef struct {
+    Py_buffer views[4];
+    Batch batch;
+    Py_ssize_t rows;
+} BatchViews;
+
+static int take_batch(PyObject *const *arrays, BatchViews *held) {
+    for (int i = 0; i < 4; i++)
+        if (PyObject_GetBuffer(arrays[i], &held->views[i], PyBUF_SIMPLE) < 0) {
+            while (i--)
+                PyBuffer_Release(&held->views[i]);
+            return -1;
+        }
+    Py_buffer *v = held->views;
+    held->batch = (Batch){(const unsigned char *)v[0].buf, v[0].len, (const int64_t *)v[1].buf,
+                          (const int32_t *)v[2].buf, (const int64_t *)v[3].buf};
+    held->rows = v[1].len / 8;
+    if (v[2].len / 4 < held->rows)
+        held->rows = v[2].len / 4;
+    if (v[3].len / 8 < held->rows)
+        held->rows = v[3].len / 8;
+    return 0;
+}
+
+static void release_batch(BatchViews *held) {
+    for (int i = 0; i < 4; i++)
+        PyBuffer_Release(&held->views[i]);
+}
+
 static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 11) {
@@ -723,50 +755,31 @@ static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_ValueError, "append_records: argument out of range");
         return NULL;
     }
-    Py_buffer jv, bv, ov, lv, av;
+    Py_buffer jv;
     if (PyObject_GetBuffer(args[0], &jv, PyBUF_WRITABLE) < 0)
         return NULL;
-    if (PyObject_GetBuffer(args[5], &bv, PyBUF_SIMPLE) < 0)
-        goto fail_j;
-    if (PyObject_GetBuffer(args[6], &ov, PyBUF_SIMPLE) < 0)
-        goto fail_b;
-    if (PyObject_GetBuffer(args[7], &lv, PyBUF_SIMPLE) < 0)
-        goto fail_o;
-    if (PyObject_GetBuffer(args[8], &av, PyBUF_SIMPLE) < 0)
-        goto fail_l;
+    BatchViews held;
+    if (take_batch(args + 5, &held) < 0) {
+        PyBuffer_Release(&jv);
+        return NULL;
+    }
     if (capacity > jv.len)
         capacity = jv.len;
-    if (end > ov.len / 8 || end > lv.len / 4 || end > av.len / 8) {
-        PyErr_SetString(PyExc_ValueError, "append_records: end past the batch arrays");
-        goto fail_a;
-    }
-    Batch batch = {(const unsigned char *)bv.buf, bv.len, (const int64_t *)ov.buf, (const int32_t *)lv.buf,
-                   (const int64_t *)av.buf};
+    PyObject *result = NULL;
     uint32_t seq32 = (uint32_t)seq;
-    Py_ssize_t i =
-        write_records((unsigned char *)jv.buf, &tail, capacity, &seq32, (uint16_t)port, &batch, start, end);
-    if (i < 0) {
-        PyErr_SetString(PyExc_ValueError, "append_records: datagram outside the buffer");
-        goto fail_a;
+    if (end > held.rows) {
+        PyErr_SetString(PyExc_ValueError, "append_records: end past the batch arrays");
+    } else {
+        unsigned char *out = (unsigned char *)jv.buf;
+        Py_ssize_t i = write_records(out, &tail, capacity, &seq32, (uint16_t)port, &held.batch, start, end);
+        if (i < 0)
+            PyErr_SetString(PyExc_ValueError, "append_records: datagram outside the buffer");
+        else
+            result = Py_BuildValue("(nkn)", tail, (unsigned long)seq32, i);
     }
-    seq = seq32;
-    PyBuffer_Release(&av);
-    PyBuffer_Release(&lv);
-    PyBuffer_Release(&ov);
-    PyBuffer_Release(&bv);
+    release_batch(&held);
     PyBuffer_Release(&jv);
-    return Py_BuildValue("(nkn)", tail, seq, i);
-fail_a:
-    PyBuffer_Release(&av);
-fail_l:
-    PyBuffer_Release(&lv);
-fail_o:
-    PyBuffer_Release(&ov);
-fail_b:
-    PyBuffer_Release(&bv);
-fail_j:
-    PyBuffer_Release(&jv);
-    return NULL;
+    return result;
 }
 
 /* journal_runs(targets, runs, buffer, offsets, lengths, arrivals) -> list of (run index, next):
@@ -791,62 +804,52 @@ static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_
         return NULL;
     if (PyDict_GET_SIZE(targets) == 0)
         return left;
-    Py_buffer bv, ov, lv, av;
-    if (PyObject_GetBuffer(args[2], &bv, PyBUF_SIMPLE) < 0)
-        goto fail_left;
-    if (PyObject_GetBuffer(args[3], &ov, PyBUF_SIMPLE) < 0)
-        goto fail_b;
-    if (PyObject_GetBuffer(args[4], &lv, PyBUF_SIMPLE) < 0)
-        goto fail_o;
-    if (PyObject_GetBuffer(args[5], &av, PyBUF_SIMPLE) < 0)
-        goto fail_l;
-    Batch batch = {(const unsigned char *)bv.buf, bv.len, (const int64_t *)ov.buf, (const int32_t *)lv.buf,
-                   (const int64_t *)av.buf};
-    Py_ssize_t rows = ov.len / 8;
-    if (lv.len / 4 < rows)
-        rows = lv.len / 4;
-    if (av.len / 8 < rows)
-        rows = av.len / 8;
+    BatchViews held;
+    if (take_batch(args + 2, &held) < 0) {
+        Py_DECREF(left);
+        return NULL;
+    }
+    Py_ssize_t rows = held.rows;
     Py_ssize_t n_runs = PyList_GET_SIZE(runs);
     for (Py_ssize_t r = 0; r < n_runs; r++) {
         PyObject *run = PyList_GET_ITEM(runs, r);
         if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) < 3) {
             PyErr_SetString(PyExc_TypeError, "journal_runs: a run is a tuple (slot, start, end, ...)");
-            goto fail_a;
+            goto fail;
         }
         PyObject *target = PyDict_GetItemWithError(targets, PyTuple_GET_ITEM(run, 0));
         if (target == NULL) {
             if (PyErr_Occurred())
-                goto fail_a;
+                goto fail;
             continue;
         }
         Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 1));
         Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 2));
         if (PyErr_Occurred())
-            goto fail_a;
+            goto fail;
         if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) != 3) {
             PyErr_SetString(PyExc_TypeError, "journal_runs: a target is (mapping, cursor, port)");
-            goto fail_a;
+            goto fail;
         }
         long port = PyLong_AsLong(PyTuple_GET_ITEM(target, 2));
         if (PyErr_Occurred())
-            goto fail_a;
+            goto fail;
         if (port < 0 || port > 0xFFFF || start < 0 || end < start || end > rows) {
             PyErr_SetString(PyExc_ValueError, "journal_runs: run or port out of range");
-            goto fail_a;
+            goto fail;
         }
         Py_buffer jv, cv;
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(target, 0), &jv, PyBUF_WRITABLE) < 0)
-            goto fail_a;
+            goto fail;
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(target, 1), &cv, PyBUF_WRITABLE) < 0) {
             PyBuffer_Release(&jv);
-            goto fail_a;
+            goto fail;
         }
         if (cv.len < 24) {
             PyBuffer_Release(&cv);
             PyBuffer_Release(&jv);
             PyErr_SetString(PyExc_ValueError, "journal_runs: a cursor holds (tail, sequence, capacity)");
-            goto fail_a;
+            goto fail;
         }
         int64_t *cursor = (int64_t *)cv.buf;
         Py_ssize_t tail = (Py_ssize_t)cursor[0];
@@ -855,7 +858,9 @@ static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_
         if (capacity > jv.len)
             capacity = jv.len;
         unsigned char *out = (unsigned char *)jv.buf;
-        Py_ssize_t i = tail < 0 ? -1 : write_records(out, &tail, capacity, &seq, (uint16_t)port, &batch, start, end);
+        Py_ssize_t i = -1;
+        if (tail >= 0)
+            i = write_records(out, &tail, capacity, &seq, (uint16_t)port, &held.batch, start, end);
         int bad = i < 0;
         cursor[0] = tail;
         cursor[1] = seq;
@@ -863,31 +868,21 @@ static PyObject *journal_runs(PyObject *module, PyObject *const *args, Py_ssize_
         PyBuffer_Release(&jv);
         if (bad) {
             PyErr_SetString(PyExc_ValueError, "journal_runs: datagram outside the buffer");
-            goto fail_a;
+            goto fail;
         }
         if (i < end) {
             PyObject *item = Py_BuildValue("(nn)", r, i);
             if (item == NULL || PyList_Append(left, item) < 0) {
                 Py_XDECREF(item);
-                goto fail_a;
+                goto fail;
             }
             Py_DECREF(item);
         }
     }
-    PyBuffer_Release(&av);
-    PyBuffer_Release(&lv);
-    PyBuffer_Release(&ov);
-    PyBuffer_Release(&bv);
+    release_batch(&held);
     return left;
-fail_a:
-    PyBuffer_Release(&av);
-fail_l:
-    PyBuffer_Release(&lv);
-fail_o:
-    PyBuffer_Release(&ov);
-fail_b:
-    PyBuffer_Release(&bv);
-fail_left:
+fail:
+    release_batch(&held);
     Py_DECREF(left);
     return NULL;
 }
