@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from srs.media.track import StreamTrack
 from srs.mediaplane.batch_delivery import SourceNames, cut_runs_py, deliver_run
-from srs.mediaplane.batch_receiver import BatchReceiver, PyReceiver, source_key
+from srs.mediaplane.batch_receiver import BatchReceiver
 from tests.unit.media.fixtures import FORMATS, OTHER, SRC, PartsOnlyTrack, factory, payload_for, rtp
+from tests.unit.mediaplane.batches import fill_batch
 
 V6 = ("2001:db8::7", 40000, 0, 0)
 
@@ -43,21 +44,6 @@ def _datagram(kind: str, seq: int, ts: int, ssrc: int) -> bytes:
     if kind == "unknown":
         return rtp(seq, ts, ssrc=ssrc, pt=55)
     return rtp(seq, ts, ssrc=ssrc)
-
-
-def _fill(batch: BatchReceiver, items: list[tuple[int, bytes, tuple[object, ...], int]]) -> None:
-    """Put datagrams into the batch's arrays as the receive engine would: (slot, data, source, ns)."""
-    engine = batch.engine
-    assert isinstance(engine, PyReceiver)
-    for i, (slot, data, source, arrival_ns) in enumerate(items):
-        batch.rows[i, : len(data)] = np.frombuffer(data, dtype=np.uint8)
-        batch.lengths[i] = len(data)
-        batch.slots[i] = slot
-        batch.arrivals[i] = arrival_ns
-        batch.offsets[i] = i * batch.stride
-        batch.sources[i] = source_key(source)
-        engine._addresses[i] = source
-    batch.count = len(items)
 
 
 @pytest.mark.parametrize("reference", [StreamTrack, PartsOnlyTrack], ids=["single-pushes", "parts-only"])
@@ -99,7 +85,7 @@ def test_batches_place_like_single_pushes(
         at += size
         for slot, data, source, arrival_ns in items:
             references[slot].push(data, source, arrival_ns * 1e-9)  # type: ignore[arg-type]
-        _fill(batch, items)
+        fill_batch(batch, items)
         for run in cut_runs_py(batch, batch.count):
             deliver_run(tracks[run[0]], batch, run, names)
         if cut % 3 == 0:
@@ -125,7 +111,7 @@ def test_in_order_runs_are_taken_whole() -> None:
     batch = BatchReceiver(64, 256, native=False)
     items = [(0, rtp(100 + n, 800 + 160 * n), SRC, round(0.02 * n * 1e9)) for n in range(10)]
     for first, last in ((0, 1), (1, 10)):
-        _fill(batch, items[first:last])
+        fill_batch(batch, items[first:last])
         runs = cut_runs_py(batch, batch.count)
         assert len(runs) == 1
         deliver_run(track, batch, runs[0], SourceNames())
@@ -147,7 +133,7 @@ def test_a_run_breaks_where_the_source_or_sequence_does() -> None:
         (0, rtp(1, 160), V6, 6),  # IPv6 sources never share a run
         (0, rtp(2, 320), V6, 7),
     ]
-    _fill(batch, items)
+    fill_batch(batch, items)
     runs = cut_runs_py(batch, batch.count)
     assert [list(range(run[1], run[2])) for run in runs] == [[0, 1], [2], [3], [4], [5], [6], [7]]
     assert [run[0] for run in runs] == [0, 0, 0, 1, 0, 0, 0]

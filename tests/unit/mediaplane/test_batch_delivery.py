@@ -9,7 +9,6 @@ import struct
 from array import array
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +17,7 @@ from srs.mediaplane import journal as jr
 from srs.mediaplane.batch_delivery import cut_runs, cut_runs_py
 from srs.mediaplane.batch_receiver import BatchReceiver, native_engine, source_key
 from srs.mediaplane.journal import HEADER_SIZE, Journal, journal_runs_py, read
+from tests.unit.mediaplane.batches import fill_batch
 
 NATIVE = native_engine() is not None
 needs_native = pytest.mark.skipif(not NATIVE, reason="srs.mediaplane._batchrecv is not built")
@@ -30,19 +30,6 @@ def _rtp(seq: int, ts: int, ssrc: int = 0x11223344, b1: int = 0, payload: bytes 
     return struct.pack("!BBHII", 0x80, b1, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
-def _fill(batch: BatchReceiver, items: list[tuple[int, bytes, Any, int]]) -> None:
-    """Datagrams into the receiver's arrays as its engine lays them out: (slot, bytes, source, ns)."""
-    for i, (slot, data, source, arrival_ns) in enumerate(items):
-        batch.rows[i, :] = 0
-        batch.rows[i, : len(data)] = np.frombuffer(data, dtype=np.uint8)
-        batch.lengths[i] = len(data)
-        batch.slots[i] = slot
-        batch.arrivals[i] = arrival_ns
-        batch.offsets[i] = i * batch.stride
-        batch.sources[i] = source_key(source)
-    batch.count = len(items)
-
-
 def test_a_run_carries_its_first_header_its_payloads_and_its_arrivals() -> None:
     batch = BatchReceiver(16, 256, native=False)
     payloads = [bytes([n]) * 160 for n in range(3)]
@@ -50,7 +37,7 @@ def test_a_run_carries_its_first_header_its_payloads_and_its_arrivals() -> None:
         (4, _rtp(65535 + n, 4294967136 + 160 * n, payload=payloads[n]), V4, 1_000_000 * n) for n in range(3)
     ]
     items.append((4, _rtp(2, 320)[:12], V4, 5_000_000))  # a bare header: no payload, a run alone
-    _fill(batch, items)
+    fill_batch(batch, items)
     runs = cut_runs_py(batch, batch.count)
     assert runs == [
         (
@@ -108,7 +95,7 @@ def test_the_native_cut_is_the_reference_cut(steps: list[tuple[str, int]], first
             slot = other_slot
         items.append((slot, data, source, 1_000_000_000 + 20_000_000 * n))
     for batch in (native, reference):
-        _fill(batch, items)
+        fill_batch(batch, items)
     assert cut_runs(native, native.count) == cut_runs_py(reference, reference.count)
 
 
@@ -125,7 +112,7 @@ def test_the_native_cut_refuses_a_count_past_the_batch() -> None:
 
 def _journal_batch(lengths: list[int]) -> BatchReceiver:
     batch = BatchReceiver(max(1, len(lengths)), 256, native=False)
-    _fill(
+    fill_batch(
         batch,
         [
             (0, _rtp(n, 160 * n, payload=bytes([n & 0xFF]) * size), V4, 10**9 + n)
