@@ -1,8 +1,8 @@
-"""Builds srs's one native module, the media worker's batch receiver (and crash journal writer),
-with the system's C compiler.
+"""Builds srs's two native modules with the system's C compiler: the media worker's batch receiver
+(and crash journal writer), and a track's receive fast-path state (with that path for a batch).
 
-Everything else is in pyproject.toml. The extension is optional: without a compiler (or off Linux)
-the install still succeeds and srs uses the pure-Python receiver of the same interface.
+Everything else is in pyproject.toml. The extensions are optional: without a compiler (or off Linux)
+the install still succeeds and srs uses the pure-Python code of the same interface.
 """
 
 import os
@@ -32,5 +32,13 @@ if sys.platform.startswith("linux"):
             optional=True,
         )
     )
+ext_modules.append(
+    Extension(
+        "srs.media._trackstate",
+        ["srs/media/_trackstate.c"],
+        extra_compile_args=["-O2", "-std=c11", "-Wall"],
+        optional=True,
+    )
+)
 
 setup(ext_modules=ext_modules)

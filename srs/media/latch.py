@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
+
+from srs.media.fast_state import FastState, Shared, shared
 
 MAX_SOURCES = 16
 """Accepted source addresses a track remembers (changes beyond are still counted in ``relatches``)."""
@@ -50,12 +53,18 @@ class SourceLatch:
     """The latched address of one stream and the record of every other that tried."""
 
     __slots__ = (
-        "accepted", "allowed", "packets_dropped_source", "rejected", "relatch_after", "relatch_pending",
-        "relatches", "source",
+        "accepted", "allowed", "fast", "packets_dropped_source", "rejected", "relatch_after",
+        "relatch_pending", "relatches",
     )
 
-    def __init__(self, sources: Iterable[str] | None, relatch_after: float) -> None:
-        self.source: tuple[str, int] | None = None
+    source: Shared[tuple[str, int] | None] = shared("source")
+    """The latched address (None before the first packet)."""
+
+    def __init__(self, sources: Iterable[str] | None, relatch_after: float, fast: Any = None) -> None:
+        self.fast = FastState() if fast is None else fast
+        """Where ``source`` is kept (the track's, shared with its other parts: see
+        :mod:`srs.media.fast_state`)."""
+        self.source = None
         self.allowed: frozenset[str] | None = None if sources is None else canonical_hosts(sources)
         self.relatch_after = relatch_after
         self.relatch_pending = False

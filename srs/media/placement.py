@@ -20,21 +20,30 @@ reference it is held to.
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from srs.media.fast_state import FastState, Shared, shared
 
 
 class Placement:
     """The anchor, the drift window and the clock tracking of one stream."""
 
     __slots__ = (
-        "anchor_pos", "anchor_shift", "anchor_ts", "best_drift", "best_since", "clock",
-        "clock_adjustments", "drift_hi", "drift_lo", "lagging", "late_reanchor_after",
-        "late_run_seq", "late_run_since", "offset", "packets_late", "rate", "reanchors",
-        "resync_every", "resync_threshold", "sample_rate", "sender_shift", "start", "unit",
+        "anchor_pos", "anchor_shift", "anchor_ts", "best_since", "clock", "clock_adjustments",
+        "drift_lo", "fast", "lagging", "late_reanchor_after", "late_run_seq", "late_run_since",
+        "packets_late", "reanchors", "resync_every", "resync_threshold", "sample_rate",
+        "sender_shift", "start", "unit",
     )
+
+    offset: Shared[int] = shared("offset")
+    rate: Shared[float] = shared("rate")
+    drift_hi: Shared[float] = shared("drift_hi")
+    best_drift: Shared[float] = shared("best_drift")
 
     def __init__(
         self,
         *,
+        fast: Any = None,
         start: float,
         sample_rate: int,
         clock: int,
@@ -43,6 +52,9 @@ class Placement:
         resync_threshold: float,
         resync_every: float,
     ) -> None:
+        self.fast = FastState() if fast is None else fast
+        """Where ``offset``, ``rate``, ``drift_hi`` and ``best_drift`` are kept (the track's, shared
+        with its other parts: see :mod:`srs.media.fast_state`)."""
         self.start = start
         self.sample_rate = sample_rate
         self.rate = float(sample_rate)

@@ -15,13 +15,14 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from srs_codecs.plc import HISTORY as _PLC_HISTORY
 from srs_codecs.plc import PitchRepeatConcealer
 
+from srs.media.fast_state import FastState, Shared, shared
 from srs.media.statistics import Coverage
 
 Pcm = NDArray[np.int16]
@@ -72,15 +73,20 @@ class Renderer:
         "decoder_errors",
         "decoders",
         "factory",
+        "fast",
         "formats",
         "history",
-        "pending",
         "pt_switched",
-        "rendered_until",
-        "run_sizes",
         "sample_rate",
         "unordered",
     )
+
+    pending: Shared[list[Entry]] = shared("pending")
+    run_sizes: Shared[dict[int, int]] = shared("run_sizes")
+    """Extended sequence number -> packet size of the waiting entries that hold a run of equal
+    packets end to end (``StreamTrack.push_run``); rendering splits them where packets pushed one
+    by one would have been split."""
+    rendered_until: Shared[int] = shared("rendered_until")
 
     def __init__(
         self,
@@ -88,16 +94,17 @@ class Renderer:
         factory: DecoderFactory,
         sample_rate: int,
         conceal_loss: bool,
+        fast: Any = None,
     ) -> None:
+        self.fast = FastState() if fast is None else fast
+        """Where ``pending``, ``run_sizes`` and ``rendered_until`` are kept (the track's, shared
+        with its other parts: see :mod:`srs.media.fast_state`)."""
         self.formats = formats
         self.factory = factory
         self.sample_rate = sample_rate
         self.conceal_loss = conceal_loss
-        self.pending: list[Entry] = []
-        self.run_sizes: dict[int, int] = {}
-        """Extended sequence number -> packet size of the waiting entries that hold a run of
-        equal packets end to end (``StreamTrack.push_run``); rendering splits them where
-        packets pushed one by one would have been split."""
+        self.pending = []
+        self.run_sizes = {}
         self.pt_switched = False
         """Pending entries may have several payload types (decoded per type)."""
         self.unordered = False

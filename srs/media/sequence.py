@@ -5,11 +5,15 @@ Sequence numbers are extended into one space per SSRC (a restart moves to the ne
 block above the old one, so packets still waiting to be rendered keep their order); timestamps
 are extended with :func:`srs.rtp.seq.unwrap32` against the newest in-order one. The receive fast
 path of :class:`~srs.media.track.StreamTrack` updates ``max_seq``, ``last_ts`` and ``unique``
-inline for the next in-order packet; everything else comes here.
+inline for the next in-order packet (they are kept in the track's shared
+:class:`~srs.media.fast_state.FastState`); everything else comes here.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from srs.media.fast_state import FastState, Shared, shared
 from srs.rtp.seq import unwrap32
 
 MAX_DROPOUT = 3000
@@ -23,21 +27,29 @@ class SequenceTracker:
     """Extended sequence numbers and timestamps of the current SSRC, and the loss bookkeeping."""
 
     __slots__ = (
-        "base_seq", "expected_before", "last_ts", "max_seq", "missing", "packets_duplicate",
-        "space_floor", "ssrc", "ssrc_changes", "ssrcs", "unique", "unique_before",
+        "base_seq", "expected_before", "fast", "missing", "packets_duplicate", "space_floor",
+        "ssrc_changes", "ssrcs", "unique_before",
     )
 
-    def __init__(self) -> None:
+    ssrc: Shared[int] = shared("ssrc")
+    max_seq: Shared[int] = shared("max_seq")
+    """Extended sequence number of the newest in-order packet (0 before the first)."""
+    last_ts: Shared[int] = shared("last_ts")
+    """Extended timestamp of the newest in-order packet."""
+    unique: Shared[int] = shared("unique")
+    """Distinct packets of the current sequence space."""
+
+    def __init__(self, fast: Any = None) -> None:
+        self.fast = FastState() if fast is None else fast
+        """Where ``ssrc``, ``max_seq``, ``last_ts`` and ``unique`` are kept (the track's, shared
+        with its other parts: see :mod:`srs.media.fast_state`)."""
         self.ssrc = -1
         self.ssrcs: list[int] = []
         self.ssrc_changes = 0
         self.max_seq = 0
-        """Extended sequence number of the newest in-order packet (0 before the first)."""
         self.base_seq = 0
         self.last_ts = 0
-        """Extended timestamp of the newest in-order packet."""
         self.unique = 0
-        """Distinct packets of the current sequence space."""
         self.expected_before = 0
         self.unique_before = 0
         self.missing: set[int] = set()

@@ -35,9 +35,10 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from srs.errors import RtpError
+from srs.media.fast_state import FastState
 from srs.media.latch import REPLAYED_SOURCE, SourceLatch
 from srs.media.placement import Placement
 from srs.media.rendering import DecoderFactory, PayloadFormat, Pcm, Renderer
@@ -109,8 +110,8 @@ class StreamTrack:
     # slots, as in the parts: a worker holds thousands of tracks and touches each once per run, so
     # an attribute read from an instance dict (a cache miss more) is much of a run's cost
     __slots__ = (
-        "_audio_pt", "_coverage", "_dtmf", "_first_arrival", "_formats", "_kinds", "_last_arrival",
-        "_latch", "_placement", "_renderer", "_reports", "_run_pts", "_seq", "label", "malformed",
+        "_coverage", "_dtmf", "_fast", "_first_arrival", "_formats", "_kinds", "_latch", "_placement",
+        "_renderer", "_reports", "_run_pts", "_seq", "label", "malformed",
         "packets_comfort_noise", "packets_unknown_pt", "sample_rate", "start",
     )  # fmt: skip
 
@@ -134,26 +135,35 @@ class StreamTrack:
         self.start = start
         self.sample_rate = sample_rate
         self._formats = dict(formats)
-        self._kinds, self._audio_pt, self._run_pts = payload_types(self._formats, sample_rate)
-        clock = self._formats[self._audio_pt].clock_rate if self._audio_pt >= 0 else sample_rate
-        self._latch = SourceLatch(sources, relatch_after)
-        self._seq = SequenceTracker()
+        # the values the receive fast path reads and writes, shared by the parts (see fast_state)
+        fast = self._fast = FastState()
+        self._kinds, audio_pt, self._run_pts = payload_types(self._formats, sample_rate)
+        self._use_audio_pt(audio_pt)
+        clock = self._formats[audio_pt].clock_rate if audio_pt >= 0 else sample_rate
+        self._latch = SourceLatch(sources, relatch_after, fast)
+        self._seq = SequenceTracker(fast)
         self._placement = Placement(
-            start=start, sample_rate=sample_rate, clock=clock, jump_threshold=jump_threshold,
+            fast=fast, start=start, sample_rate=sample_rate, clock=clock, jump_threshold=jump_threshold,
             late_reanchor_after=late_reanchor_after, resync_threshold=resync_threshold,
             resync_every=resync_every,
         )
-        self._renderer = Renderer(self._formats, decoder_factory, sample_rate, conceal_loss)
+        self._renderer = Renderer(self._formats, decoder_factory, sample_rate, conceal_loss, fast)
         self._coverage = Coverage(sample_rate)
         dtmf_clocks = [f.clock_rate for pt, f in self._formats.items() if self._kinds[pt] == _DTMF]
         self._dtmf = DtmfCollector(dtmf_clocks[0] if dtmf_clocks else sample_rate)
-        self._last_arrival = 0.0
         self._first_arrival: float | None = None
         # counters of what no part owns
         self.packets_unknown_pt = self.packets_comfort_noise = self.malformed = 0
         self._reports = SenderReports()
 
     # ------------------------------------------------------------------ the parts' figures
+
+    @property
+    def fast_state(self) -> Any:
+        """The values of the receive fast path (see :mod:`srs.media.fast_state`): the worker's
+        batch path takes in-order runs on it directly."""
+        return self._fast
+
 
     @property
     def conceal_loss(self) -> bool:
@@ -192,6 +202,11 @@ class StreamTrack:
 
     # ------------------------------------------------------------------ receive path
 
+    def _use_audio_pt(self, pt: int) -> None:
+        """The current audio type; its in-order runs are taken whole when its codec allows."""
+        self._fast.audio_pt = pt
+        self._fast.run_pt = pt if pt in self._run_pts else -1
+
     def relatch(self) -> None:
         """Let the next packet from another allowed address take the stream at once (new SDP from a
         re-INVITE/UPDATE); with ``sources=None``, from any address."""
@@ -223,7 +238,7 @@ class StreamTrack:
         latch = self._latch
         return (
             self._seq.received,
-            self._last_arrival if self._first_arrival is not None else None,
+            self._fast.last_arrival if self._first_arrival is not None else None,
             latch.name,
             latch.relatches,
             tuple(latch.rejected.items()),
@@ -246,44 +261,44 @@ class StreamTrack:
         except struct.error:
             self.malformed += 1
             return
-        sq = self._seq
+        st = self._fast
         if (
             b0 != 0x80
-            or b1 != self._audio_pt
-            or ssrc != sq.ssrc
-            or (seq - sq.max_seq) & 0xFFFF != 1
-            or source != self._latch.source
+            or b1 != st.audio_pt
+            or ssrc != st.ssrc
+            or (seq - st.max_seq) & 0xFFFF != 1
+            or source != st.source
         ):
             self._push_general(data, source, arrival, b0, b1, seq, ts, ssrc)
             return
         # the next packet of the latched source and SSRC, plain header, current audio type, no
-        # marker: the common case, steps 2 and 4 inline (the general path gives the same result)
-        self._last_arrival = arrival
-        ext = sq.max_seq + 1
-        sq.max_seq = ext
-        last_ts = sq.last_ts
+        # marker: the common case, steps 2 and 4 inline on the parts' shared values (the general
+        # path gives the same result)
+        st.last_arrival = arrival
+        ext = st.max_seq + 1
+        st.max_seq = ext
+        last_ts = st.last_ts
         t = (ts - last_ts) & 0xFFFFFFFF
         if t >= 0x80000000:
             t -= 0x100000000
         ext_ts = last_ts + t
-        sq.last_ts = ext_ts
-        sq.unique += 1
+        st.last_ts = ext_ts
+        st.unique += 1
         pl = self._placement
         if pl.unit:
-            pos = ext_ts + pl.offset
+            pos = ext_ts + st.offset
         else:
             pos = pl.anchor_pos + (ext_ts - pl.anchor_ts) * self.sample_rate // pl.clock
-        renderer = self._renderer
-        drift = pos - arrival * pl.rate
-        if drift > pl.drift_hi or (drift < pl.drift_lo and pos < renderer.rendered_until):
+        drift = pos - arrival * st.rate
+        if drift > st.drift_hi or (drift < pl.drift_lo and pos < st.rendered_until):
             pos = self._reanchor(ext_ts, arrival)
-        elif drift > pl.best_drift:
-            pl.best_drift = drift
-        if pos < renderer.rendered_until:
+        elif drift > st.best_drift:
+            st.best_drift = drift
+        if pos < st.rendered_until:
             pos = self._late(ext, ext_ts, arrival, True)
             if pos < 0:
                 return
-        renderer.pending.append((ext, pos, b1, data[12:]))
+        st.pending.append((ext, pos, b1, data[12:]))
 
     def push_run(
         self, seq: int, ts: int, ssrc: int, pt: int, payload: bytes, count: int, arrivals: Sequence[float],
@@ -299,28 +314,25 @@ class StreamTrack:
         its fast path and place each where the previous one ended; the run then waits as one
         entry, which renders to the same samples and statistics (a property test holds both to
         that)."""
-        sq = self._seq
+        st = self._fast
         if (
-            ssrc != sq.ssrc
-            or pt != self._audio_pt
-            or pt not in self._run_pts
-            or (seq - sq.max_seq) & 0xFFFF != 1
-            or source != self._latch.source
+            ssrc != st.ssrc
+            or pt != st.run_pt
+            or (seq - st.max_seq) & 0xFFFF != 1
+            or source != st.source
             or count < 1
         ):
-            return False
+            return False  # run_pt: the audio type when its runs are taken whole (RUN_CODECS), else -1
         size = len(payload) // count
-        last_ts = sq.last_ts
+        last_ts = st.last_ts
         t = (ts - last_ts) & 0xFFFFFFFF
         if t >= 0x80000000:
             t -= 0x100000000
         ext_ts = last_ts + t
-        pl = self._placement
-        pos = ext_ts + pl.offset
-        renderer = self._renderer
-        if pos < renderer.rendered_until:
+        pos = ext_ts + st.offset
+        if pos < st.rendered_until:
             return False
-        rate = pl.rate
+        rate = st.rate
         best = -math.inf
         at = pos
         for arrival in arrivals:
@@ -328,18 +340,18 @@ class StreamTrack:
             if drift > best:
                 best = drift
             at += size
-        if best > pl.drift_hi:
+        if best > st.drift_hi:
             return False  # one of them re-anchors: the per-packet path does that
-        if best > pl.best_drift:
-            pl.best_drift = best
-        self._last_arrival = arrivals[-1]
-        ext = sq.max_seq + 1
-        sq.max_seq = ext + count - 1
-        sq.last_ts = ext_ts + (count - 1) * size
-        sq.unique += count
-        renderer.pending.append((ext, pos, pt, payload))
+        if best > st.best_drift:
+            st.best_drift = best
+        st.last_arrival = arrivals[-1]
+        ext = st.max_seq + 1
+        st.max_seq = ext + count - 1
+        st.last_ts = ext_ts + (count - 1) * size
+        st.unique += count
+        st.pending.append((ext, pos, pt, payload))
         if count > 1:
-            renderer.run_sizes[ext] = size
+            st.run_sizes[ext] = size
         return True
 
     def _push_general(
@@ -360,7 +372,7 @@ class StreamTrack:
             data, source, b1, ssrc, seq, ts, arrival
         ):
             return
-        self._last_arrival = arrival
+        self._fast.last_arrival = arrival
         d = sq.delta(seq)
         if d == 0 or d > MAX_DROPOUT:
             self._out_of_order(d, seq, ts, b1 & 0x7F, payload, arrival)
@@ -380,7 +392,7 @@ class StreamTrack:
         latch = self._latch
         if source != latch.source:
             first = latch.source is None
-            if not latch.admit(source, arrival, self._last_arrival):
+            if not latch.admit(source, arrival, self._fast.last_arrival):
                 return False
             if first and self._first_arrival is None:  # else set by push_replayed
                 self._first_arrival = arrival
@@ -401,7 +413,7 @@ class StreamTrack:
             return
         ext = sq.behind(d)
         ext_ts = sq.extend_ts(ts)
-        if pt == self._audio_pt and self._placement.position(ext_ts) < self._renderer.rendered_until:
+        if pt == self._fast.audio_pt and self._placement.position(ext_ts) < self._renderer.rendered_until:
             # received, only too late to be used: late, not lost
             sq.fill_late(ext)
             self._late(ext, ext_ts, arrival, False)
@@ -416,7 +428,7 @@ class StreamTrack:
 
     def _place(self, pt: int, ext: int, ext_ts: int, payload: bytes, arrival: float, in_order: bool) -> None:
         """Steps 3 and 4 for one packet (the general form of the tail of ``push``)."""
-        if pt != self._audio_pt:
+        if pt != self._fast.audio_pt:
             self._other(pt, ext, ext_ts, payload, arrival, in_order)
             return
         renderer = self._renderer
@@ -436,7 +448,7 @@ class StreamTrack:
             return
         if kind == _AUDIO:
             fmt = self._formats[pt]
-            self._audio_pt = pt
+            self._use_audio_pt(pt)
             self._renderer.pt_switched = True
             if fmt.clock_rate != self._placement.clock:
                 self._placement.set_clock(fmt.clock_rate)
@@ -496,7 +508,7 @@ class StreamTrack:
         does not describe this stream's timestamps and is not used.
         """
         entry = self._reports.latest.get(self._seq.ssrc)
-        if entry is None or self._audio_pt < 0:
+        if entry is None or self._fast.audio_pt < 0:
             return None
         rtp_ts, ntp, arrival = entry
         seconds = self._placement.exact_position(unwrap32(self._seq.last_ts, rtp_ts)) / self._placement.rate
@@ -521,8 +533,8 @@ class StreamTrack:
         and released, and packets that arrive later for this range count as late.
         """
         out = self._renderer.render(start, end, self._coverage)
-        if self._placement.resync_due(self._last_arrival):
-            self._placement.resync(self._last_arrival)
+        if self._placement.resync_due(self._fast.last_arrival):
+            self._placement.resync(self._fast.last_arrival)
         self._seq.prune()
         return out
 
@@ -561,7 +573,7 @@ def stream_stats(track: StreamTrack) -> StreamStats:
         expected_ms=coverage.expected * 1000 // rate,
         captured_ms=coverage.captured * 1000 // rate,
         first_packet_at=track._first_arrival,
-        last_packet_at=track._last_arrival if track._first_arrival is not None else None,
+        last_packet_at=track.fast_state.last_arrival if track._first_arrival is not None else None,
         peak=coverage.peak,
         dtmf=tuple(track._dtmf.events),
         sender_reports=track._reports.accepted,

@@ -411,8 +411,8 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
  * continues the run when it is of the same slot, both it and the one before are plain (first byte
  * 0x80, payload not empty), and it has the same second byte, SSRC, IPv4 source and payload size,
  * the next sequence number and a timestamp one payload further. Per run: its first datagram's
- * fields, ``payload`` the run's payloads end to end when it is clean and longer than one (else
- * None), ``arrivals`` each datagram's arrival in seconds (monotonic). Building these here, while
+ * fields, ``payload`` the run's payloads end to end when it is clean (else None), ``arrivals``
+ * each datagram's arrival in seconds (monotonic). Building these here, while
  * the rows are still in the cache, is what keeps the worker's per-batch Python short. */
 static uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -431,7 +431,7 @@ static PyObject *run_tuple(Receiver *self, Py_ssize_t a, Py_ssize_t b) {
     int clean = plain_at(row, lengths[a]);
     Py_ssize_t size = (Py_ssize_t)lengths[a] - 12;
     PyObject *payload;
-    if (clean && b - a > 1) {
+    if (clean) {
         payload = PyBytes_FromStringAndSize(NULL, (b - a) * size);
         if (payload == NULL)
             return NULL;

@@ -5,9 +5,11 @@ datagrams each of which continues the one before it exactly (plain 12-byte heade
 header byte, SSRC, source address and payload size, sequence number plus one, timestamp plus the
 payload size; IPv4 sources only, see below). The native receiver does it in C while the rows are
 still in the cache (``Receiver.runs``); :func:`cut_runs_py` is the reference, with numpy, and the
-fallback. :func:`deliver_run` then gives a run to its track in one call
-(:meth:`StreamTrack.push_run`) when it is the in-order common case, and datagram by datagram
-(:meth:`StreamTrack.push`) otherwise, so the result is always what per-datagram delivery gives.
+fallback. :func:`push_runs` then gives every run that is the in-order common case of its track to
+it in one call each (:meth:`StreamTrack.push_run`; natively for the whole batch, since at a
+thousand calls these calls were the largest Python cost of the worker), and :func:`deliver_run`
+the others, datagram by datagram (:meth:`StreamTrack.push`) where needed, so the result is always
+what per-datagram delivery gives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from srs.media.fast_state import native_push_runs
 from srs.media.track import StreamTrack
 from srs.mediaplane.batch_receiver import BatchReceiver
 
@@ -28,8 +31,8 @@ Run = tuple[int, int, int, bool, int, int, int, int, int, int, bytes | None, lis
 """``(slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload, arrivals)``: rows
 ``start:end`` of the batch, of ``slot``; ``clean`` (the common case: plain header, a payload), the
 first datagram's sequence number, timestamp, SSRC, second header byte, payload size and source
-key; ``payload`` the run's payloads end to end when it is clean and longer than one datagram (else
-None); ``arrivals`` each datagram's arrival in seconds (monotonic).
+key; ``payload`` the run's payloads end to end when it is clean (else None); ``arrivals`` each
+datagram's arrival in seconds (monotonic).
 
 The batch is not reordered: the receiver reads each ready socket whole, one after another, so a
 slot's datagrams already lie together, in the order they came. Where a slot does appear twice (a
@@ -80,12 +83,53 @@ def cut_runs_py(batch: BatchReceiver, count: int) -> list[Run]:
     for a, b in zip(starts, ends, strict=True):
         clean = bool(plain[a])
         width = int(size[a])
-        payload = batch.rows[a:b, 12 : 12 + width].tobytes() if clean and b - a > 1 else None
+        payload = batch.rows[a:b, 12 : 12 + width].tobytes() if clean else None
         runs.append((
             int(s[a]), a, b, clean, int(seq[a]), int(ts[a]), int(ssrc[a]), int(b1[a]), width, int(source[a]),
             payload, arrivals[a:b],
         ))
     return runs
+
+
+def push_runs(
+    native: bool,
+    tracks: dict[int, StreamTrack],
+    states: dict[int, Any],
+    names: dict[int, tuple[str, int]],
+    runs: list[Run],
+) -> list[int]:
+    """Every run its track takes whole (:meth:`StreamTrack.push_run`), taken; returns the indices
+    of the others, untouched, for :func:`deliver_run` (with every later run of their slots: a
+    slot's runs go to its track in order). ``tracks``: slot to track, and ``states`` the same
+    slots to each track's :attr:`~StreamTrack.fast_state`; ``names``: source key to the address
+    tuple (a run of an unnamed source is left to :func:`deliver_run`, which names it). Native
+    where built (on the states: ``srs/media/_trackstate.c``), else :func:`push_runs_py`."""
+    if native and native_push_runs is not None:
+        rest: list[int] = native_push_runs(states, names, runs)
+        return rest
+    return push_runs_py(tracks, names, runs)
+
+
+def push_runs_py(
+    tracks: dict[int, StreamTrack], names: dict[int, tuple[str, int]], runs: list[Run]
+) -> list[int]:
+    """The reference of the native ``push_runs``: the same runs taken, the same indices left."""
+    rest: list[int] = []
+    held: set[int] = set()
+    for i, run in enumerate(runs):
+        slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
+        track = tracks.get(slot)
+        source = names.get(key)
+        if (
+            slot in held
+            or track is None
+            or payload is None
+            or source is None
+            or not track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source)
+        ):
+            rest.append(i)
+            held.add(slot)
+    return rest
 
 
 class SourceNames:

@@ -20,8 +20,9 @@ a time (every ``flush_interval / slices``) so no single pause holds up more than
 calls.
 
 Delivery goes through a few methods, one per kind of datagram: :meth:`WorkerLoop._deliver_batch`
-(a whole batch, routed by slot; plain RTP of a port with a track goes to
-:func:`~srs.mediaplane.batch_delivery.deliver_run` in runs),
+(a whole batch, routed by slot; plain RTP of a port with a track goes to it in runs:
+:func:`~srs.mediaplane.batch_delivery.push_runs`, then
+:func:`~srs.mediaplane.batch_delivery.deliver_run` for the runs that are not the common case),
 :meth:`WorkerLoop._deliver` (the general path: early buffering, SRTP, ports without a stream) and
 :meth:`WorkerLoop._deliver_rtcp`.
 With crash journals every datagram a track gets is first appended to its recording's journal through
@@ -51,7 +52,7 @@ from typing import Any
 
 from srs.errors import SrsError
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import Run, SourceNames, cut_runs, deliver_rest, deliver_run
+from srs.mediaplane.batch_delivery import Run, SourceNames, cut_runs, deliver_run, push_runs
 from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
@@ -156,6 +157,8 @@ class WorkerLoop:
     """Port by ``slot // 2`` (RTP slots are even, RTCP slots odd)."""
     fast: dict[int, StreamTrack] = field(default_factory=dict)
     """RTP slot -> track, for ports whose datagrams need nothing else (plain RTP with a track)."""
+    fast_states: dict[int, Any] = field(default_factory=dict)
+    """The same slots -> each track's fast-path state (what the native batch path works on)."""
     journal_targets: dict[int, tuple[Any, Any, int]] = field(default_factory=dict)
     """RTP slot -> its journal's batch target (:meth:`Journal.target`), for the fast slots of
     journaled recordings: the runs of a whole batch are journaled in one call."""
@@ -364,6 +367,7 @@ class WorkerLoop:
         if not siblings:
             self.by_key.pop(entry.key, None)
         self.fast.pop(entry.slot, None)
+        self.fast_states.pop(entry.slot, None)
         self.journal_targets.pop(entry.slot, None)
         index = entry.slot // 2
         if index < len(self.by_slot) and self.by_slot[index] is entry:
@@ -384,8 +388,8 @@ class WorkerLoop:
     def _deliver_batch(self, count: int) -> None:
         """Route the receiver's ``count`` datagrams by slot: the journaled ports' runs to their
         journals (one call for the batch: :data:`journal_runs`), runs of plain RTP to their track
-        (:meth:`StreamTrack.push_run`, or :func:`deliver_rest` for what it does not take whole), the
-        rest one by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
+        (whole: :func:`push_runs`, one call for the batch; or by :func:`deliver_run`), the rest one
+        by one (:meth:`_deliver`, :meth:`_deliver_rtcp`)."""
         if self.receive_only:
             self.received += count
             return
@@ -398,18 +402,13 @@ class WorkerLoop:
                 self._journal_rest(runs[r], start)
         fast = self.fast
         names = self._names
-        known = names.names
-        for run in runs:
-            slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
-            track = fast.get(slot)
+        for i in push_runs(batch.native, fast, self.fast_states, names.names, runs):
+            run = runs[i]
+            track = fast.get(run[0])
             if track is None:
                 self._deliver_each(run)
-            elif payload is None:
-                deliver_run(track, batch, run, names)
             else:
-                source = known.get(key) or names.of(batch, key, a)
-                if not track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source):
-                    deliver_rest(track, batch, run, source)
+                deliver_run(track, batch, run, names)
 
     def _journal_rest(self, run: Run, start: int) -> None:
         """What of a run the batch writer could not fit: the journal makes room (or leaves out
@@ -462,6 +461,7 @@ class WorkerLoop:
         track = entry.track
         if entry.sink is not None and entry.filter is None and track is not None and entry.sink == track.push:
             self.fast[entry.slot] = track
+            self.fast_states[entry.slot] = track.fast_state
             journal = entry.lane.journal
             if journal is not None:
                 self.journal_targets[entry.slot] = journal.target(entry.lane.port)
@@ -469,6 +469,7 @@ class WorkerLoop:
                 self.journal_targets.pop(entry.slot, None)
         else:
             self.fast.pop(entry.slot, None)
+            self.fast_states.pop(entry.slot, None)
             self.journal_targets.pop(entry.slot, None)
 
     def run(self) -> None:

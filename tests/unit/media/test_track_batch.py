@@ -5,13 +5,16 @@ DTMF, odd sizes, renders between batches, several tracks in one batch)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from srs.media.fast_state import native_push_runs
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import SourceNames, cut_runs_py, deliver_run
+from srs.mediaplane.batch_delivery import SourceNames, cut_runs_py, deliver_run, push_runs
 from srs.mediaplane.batch_receiver import BatchReceiver
 from tests.unit.media.fixtures import FORMATS, OTHER, SRC, PartsOnlyTrack, factory, payload_for, rtp
 from tests.unit.mediaplane.batches import fill_batch
@@ -46,14 +49,48 @@ def _datagram(kind: str, seq: int, ts: int, ssrc: int) -> bytes:
     return rtp(seq, ts, ssrc=ssrc)
 
 
+def _states(tracks: list[StreamTrack]) -> dict[int, object]:
+    return {slot: track.fast_state for slot, track in enumerate(tracks)}
+
+
+def _deliver_each_run(tracks: list[StreamTrack], batch: BatchReceiver, names: SourceNames) -> None:
+    for run in cut_runs_py(batch, batch.count):
+        deliver_run(tracks[run[0]], batch, run, names)
+
+
+def _deliver_batch(native: bool) -> Callable[[list[StreamTrack], BatchReceiver, SourceNames], None]:
+    """As the worker does: the runs its tracks take whole in one call (the native code, or its
+    reference), then the others run by run."""
+
+    def deliver(tracks: list[StreamTrack], batch: BatchReceiver, names: SourceNames) -> None:
+        runs = cut_runs_py(batch, batch.count)
+        for i in push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs):
+            deliver_run(tracks[runs[i][0]], batch, runs[i], names)
+
+    return deliver
+
+
+_DELIVERIES = {
+    "run-by-run": _deliver_each_run,
+    "batch-reference": _deliver_batch(False),
+    "batch-native": _deliver_batch(True),
+}
+
+
+@pytest.mark.parametrize("delivery", sorted(_DELIVERIES))
 @pytest.mark.parametrize("reference", [StreamTrack, PartsOnlyTrack], ids=["single-pushes", "parts-only"])
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_STEP, min_size=1, max_size=150), st.lists(st.integers(1, 40), min_size=1, max_size=20))
 def test_batches_place_like_single_pushes(
-    reference: type[StreamTrack], steps: list[tuple], cuts: list[int]  # type: ignore[type-arg]
+    reference: type[StreamTrack], delivery: str, steps: list[tuple], cuts: list[int]  # type: ignore[type-arg]
 ) -> None:
     """Against ``push`` datagram by datagram, and against the parts alone (no inlined fast path
-    at all: :class:`PartsOnlyTrack`), so the inlined copies are held to the parts they copy."""
+    at all: :class:`PartsOnlyTrack`), so the inlined copies are held to the parts they copy; the
+    runs handed over one by one, or a batch's common-case runs in one call (natively or by the
+    reference) and the rest one by one, as the worker does."""
+    if delivery == "batch-native" and native_push_runs is None:
+        pytest.skip("the native module is not built")
+    deliver = _DELIVERIES[delivery]
     tracks = [StreamTrack(FORMATS, start=0.0, decoder_factory=factory) for _ in range(3)]
     references = [reference(FORMATS, start=0.0, decoder_factory=factory) for _ in range(3)]
     seqs, stamps = [1000, 20000, 40000], [5000, 90000, 7000]
@@ -86,8 +123,7 @@ def test_batches_place_like_single_pushes(
         for slot, data, source, arrival_ns in items:
             references[slot].push(data, source, arrival_ns * 1e-9)  # type: ignore[arg-type]
         fill_batch(batch, items)
-        for run in cut_runs_py(batch, batch.count):
-            deliver_run(tracks[run[0]], batch, run, names)
+        deliver(tracks, batch, names)
         if cut % 3 == 0:
             end = int(items[-1][3] * 1e-9 * 8000) - 800
             if end > rendered:
@@ -100,9 +136,17 @@ def test_batches_place_like_single_pushes(
     for a, b in outputs:
         assert np.array_equal(a, b)
     for track, reference in zip(tracks, references, strict=True):
+        assert _fast_values(track) == _fast_values(reference)
+        assert track.placement() == reference.placement()
         track.finish()
         reference.finish()
         assert track.stats() == reference.stats()
+
+
+def _fast_values(track: StreamTrack) -> tuple[object, ...]:
+    """What the fast paths keep besides the waiting entries (which the renders above compare)."""
+    st = track.fast_state
+    return st.ssrc, st.max_seq, st.last_ts, st.unique, st.offset, st.best_drift, st.last_arrival, st.source
 
 
 def test_in_order_runs_are_taken_whole() -> None:
@@ -163,3 +207,66 @@ def test_a_run_reaching_past_a_rendered_block_renders_like_its_packets() -> None
     assert np.array_equal(blocks[0][0], blocks[1][0])
     assert np.array_equal(blocks[0][1], blocks[1][1])
     assert whole.stats() == single.stats()
+
+
+_ENGINES = [
+    pytest.param(False, id="reference"),
+    pytest.param(
+        True,
+        id="native",
+        marks=pytest.mark.skipif(native_push_runs is None, reason="the native module is not built"),
+    ),
+]
+
+
+@pytest.mark.parametrize("native", _ENGINES)
+def test_a_batch_of_in_order_runs_is_taken_whole_in_one_call(native: bool) -> None:
+    """The batch property above holds trivially if ``push_runs`` leaves every run to the Python
+    path; it takes them, one entry a run, and leaves only the latching first packets."""
+    tracks = [StreamTrack(FORMATS, start=0.0, decoder_factory=factory) for _ in range(2)]
+    batch = BatchReceiver(64, 256, native=False)
+    names = SourceNames()
+    for first, last in ((0, 1), (1, 5), (5, 9)):
+        items = [
+            (slot, rtp(100 * slot + n, 800 + 160 * n, ssrc=0x11223344 + slot), SRC, round(0.02 * n * 1e9))
+            for slot in (0, 1)
+            for n in range(first, last)
+        ]
+        fill_batch(batch, items)
+        runs = cut_runs_py(batch, batch.count)
+        rest = push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs)
+        assert rest == ([0, 1] if first == 0 else [])
+        for i in rest:
+            deliver_run(tracks[runs[i][0]], batch, runs[i], names)
+    for track in tracks:
+        assert track.pending_packets == 3  # the latching packet, then two runs of four
+        assert track.packets_received == 9
+        assert track.stats().packets_lost == 0
+
+
+@pytest.mark.parametrize("native", _ENGINES)
+def test_a_run_left_to_the_python_path_keeps_the_later_runs_of_its_slot_behind_it(native: bool) -> None:
+    """A duplicate's run (left to :func:`deliver_run`) followed in the same batch by an in-order
+    run the track could take whole: the later run must wait its turn, or the duplicate's number
+    would be judged against a newer packet than it came after (found by the property above)."""
+    batched = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    single = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    seqs = [1001, 1002, 1003, 1004, 1005, 1006, 1006, 1007]
+    items = [
+        (0, rtp(s, 5160 + 160 * n, payload_for(s, 80 if n == 7 else 160)), SRC, round((n + 1) * 1e9 / 150))
+        for n, s in enumerate(seqs)
+    ]
+    batch = BatchReceiver(64, 256, native=False)
+    names = SourceNames()
+    rests = []
+    for at in range(0, len(items), 2):
+        fill_batch(batch, items[at : at + 2])
+        runs = cut_runs_py(batch, batch.count)
+        rests.append(push_runs(native, {0: batched}, _states([batched]), names.names, runs))
+        for i in rests[-1]:
+            deliver_run(batched, batch, runs[i], names)
+    assert rests == [[0], [], [], [0, 1]]
+    for _slot, data, source, arrival_ns in items:
+        single.push(data, source, arrival_ns * 1e-9)  # type: ignore[arg-type]
+    assert np.array_equal(batched.render(0, 8000), single.render(0, 8000))
+    assert batched.stats() == single.stats()

@@ -1,0 +1,232 @@
+/*
+ * srs.media._trackstate: the values a track's receive fast path reads and writes, in one small C
+ * object, and that fast path for a whole batch of runs.
+ *
+ * At a thousand calls a worker hands its tracks about 16,000 runs a second. Kept in the track's
+ * parts (sequence, placement, renderer, latch), each as a Python object of its own, the dozen
+ * values a run touches lie in as many places of a heap of hundreds of megabytes: a run cost the
+ * worker several microseconds of cache misses, in Python or in C alike. Here they lie together,
+ * as plain C numbers, in a FastState the track and its parts share (they read and write these
+ * fields as their own attributes); push_runs reads one of them per run.
+ *
+ * FastState fields: ssrc, max_seq, last_ts, unique, offset, rendered_until, audio_pt, run_pt
+ * (integers); rate, drift_hi, best_drift, last_arrival (floats); source (the latched address or
+ * None), pending (the renderer's waiting entries, a list), run_sizes (a dict). The pure-Python
+ * class of the same fields, for where this module is not built, is srs/media/fast_state.py.
+ *
+ * push_runs(states, names, runs) -> [index]: StreamTrack.push_run for every run of a batch, on
+ * the runs' slots' states; the indices of the runs not taken whole, which the caller gives to the
+ * Python path in order (with every later run of their slot). The reference is push_run itself
+ * (srs/mediaplane/batch_delivery.py:push_runs_py); a property test holds both to
+ * datagram-by-datagram delivery.
+ *   states {slot: FastState}
+ *   names  {source key: (host, port)}: the IPv4 sources already named
+ *   runs   Receiver.runs' tuples (slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload,
+ *          arrivals)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <math.h>
+#include <stdint.h>
+
+typedef struct {
+    PyObject_HEAD
+    long long ssrc, max_seq, last_ts, unique, offset, rendered_until, audio_pt, run_pt;
+    double rate, drift_hi, best_drift, last_arrival;
+    PyObject *source, *pending, *run_sizes;
+} FastState;
+
+static PyObject *FastState_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    (void)args;
+    (void)kwds;
+    FastState *self = (FastState *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->ssrc = self->audio_pt = self->run_pt = -1;
+    self->rate = 8000.0;
+    self->best_drift = -INFINITY;
+    self->source = Py_NewRef(Py_None);
+    self->pending = PyList_New(0);
+    self->run_sizes = PyDict_New();
+    if (self->pending == NULL || self->run_sizes == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void FastState_dealloc(FastState *self) {
+    Py_XDECREF(self->source);
+    Py_XDECREF(self->pending);
+    Py_XDECREF(self->run_sizes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define FIELD(name, kind) {#name, kind, offsetof(FastState, name), 0, NULL}
+static PyMemberDef FastState_members[] = {
+    FIELD(ssrc, T_LONGLONG), FIELD(max_seq, T_LONGLONG), FIELD(last_ts, T_LONGLONG), FIELD(unique, T_LONGLONG),
+    FIELD(offset, T_LONGLONG), FIELD(rendered_until, T_LONGLONG), FIELD(audio_pt, T_LONGLONG),
+    FIELD(run_pt, T_LONGLONG), FIELD(rate, T_DOUBLE), FIELD(drift_hi, T_DOUBLE), FIELD(best_drift, T_DOUBLE),
+    FIELD(last_arrival, T_DOUBLE), FIELD(source, T_OBJECT), FIELD(pending, T_OBJECT_EX),
+    FIELD(run_sizes, T_OBJECT_EX), {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject FastStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "srs.media._trackstate.FastState",
+    .tp_basicsize = sizeof(FastState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The values of one track's receive fast path (see srs.media.fast_state).",
+    .tp_new = FastState_new,
+    .tp_dealloc = (destructor)FastState_dealloc,
+    .tp_members = FastState_members,
+};
+
+/* StreamTrack.push_run for one run on its state. 1: taken whole; 0: declined, nothing changed;
+ * -1: an error. */
+static int push_one(FastState *st, PyObject *run, PyObject *source) {
+    PyObject *payload = PyTuple_GET_ITEM(run, 10), *arrivals = PyTuple_GET_ITEM(run, 11);
+    PyObject *pt_obj = PyTuple_GET_ITEM(run, 7);
+    long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 4)), ts = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 5));
+    long long ssrc = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 6)), pt = PyLong_AsLongLong(pt_obj);
+    long long count = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 2)) - PyLong_AsLongLong(PyTuple_GET_ITEM(run, 1));
+    if (PyErr_Occurred())
+        return -1;
+    if (st->source == NULL || st->pending == NULL || !PyList_Check(st->pending) || st->run_sizes == NULL)
+        return 0; /* deleted by someone: the Python path says what is wrong */
+    if (count < 1 || !PyBytes_CheckExact(payload) || !PyList_CheckExact(arrivals) || PyList_GET_SIZE(arrivals) != count)
+        return 0;
+    /* pt is the second header byte: a marker bit or another type never equals run_pt, which is
+     * the current audio type when it is one whose runs are taken whole, else -1 */
+    if (ssrc != st->ssrc || pt != st->run_pt || ((seq - st->max_seq) & 0xFFFF) != 1)
+        return 0;
+    if (source != st->source) {
+        int same = PyObject_RichCompareBool(source, st->source, Py_EQ);
+        if (same <= 0)
+            return same;
+    }
+    long long size = PyBytes_GET_SIZE(payload) / count;
+    long long t = (long long)(uint32_t)((uint64_t)ts - (uint64_t)st->last_ts);
+    if (t >= 0x80000000LL)
+        t -= 0x100000000LL;
+    long long ext_ts = st->last_ts + t;
+    long long pos = ext_ts + st->offset;
+    if (pos < st->rendered_until)
+        return 0;
+    double best = -INFINITY;
+    long long at = pos;
+    for (Py_ssize_t i = 0; i < count; i++, at += size) {
+        PyObject *arrival = PyList_GET_ITEM(arrivals, i);
+        if (!PyFloat_CheckExact(arrival))
+            return 0;
+        double drift = (double)at - PyFloat_AS_DOUBLE(arrival) * st->rate;
+        if (drift > best)
+            best = drift;
+    }
+    if (best > st->drift_hi)
+        return 0; /* one of them re-anchors: the per-packet path does that */
+    long long ext = st->max_seq + 1;
+    PyObject *entry = Py_BuildValue("(LLOO)", ext, pos, pt_obj, payload);
+    if (entry == NULL)
+        return -1;
+    int appended = PyList_Append(st->pending, entry);
+    Py_DECREF(entry);
+    if (appended < 0)
+        return -1;
+    if (count > 1) {
+        PyObject *key = PyLong_FromLongLong(ext), *value = PyLong_FromLongLong(size);
+        int stored = key == NULL || value == NULL ? -1 : PyObject_SetItem(st->run_sizes, key, value);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (stored < 0)
+            return -1;
+    }
+    if (best > st->best_drift)
+        st->best_drift = best;
+    st->last_arrival = PyFloat_AS_DOUBLE(PyList_GET_ITEM(arrivals, count - 1));
+    st->max_seq = ext + count - 1;
+    st->last_ts = ext_ts + (count - 1) * size;
+    st->unique += count;
+    return 1;
+}
+
+static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "push_runs(states: dict, names: dict, runs: list)");
+        return NULL;
+    }
+    PyObject *states = args[0], *names = args[1], *runs = args[2];
+    PyObject *rest = PyList_New(0), *held = PySet_New(NULL);
+    if (rest == NULL || held == NULL)
+        goto failed;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runs); i++) {
+        PyObject *run = PyList_GET_ITEM(runs, i);
+        int taken = 0;
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 12) {
+            PyErr_SetString(PyExc_TypeError, "push_runs: a run is a 12-tuple");
+            goto failed;
+        }
+        PyObject *slot = PyTuple_GET_ITEM(run, 0);
+        /* a slot with a run left to the Python path keeps its later runs behind it, in order */
+        int waiting = PySet_GET_SIZE(held) ? PySet_Contains(held, slot) : 0;
+        if (waiting < 0)
+            goto failed;
+        if (!waiting && PyTuple_GET_ITEM(run, 10) != Py_None) {
+            PyObject *state = PyDict_GetItemWithError(states, slot);
+            PyObject *source = state == NULL ? NULL : PyDict_GetItemWithError(names, PyTuple_GET_ITEM(run, 9));
+            if (source != NULL) {
+                if (Py_TYPE(state) != &FastStateType) {
+                    PyErr_SetString(PyExc_TypeError, "push_runs: states maps slots to FastState");
+                    goto failed;
+                }
+                if ((taken = push_one((FastState *)state, run, source)) < 0)
+                    goto failed;
+            }
+            if (PyErr_Occurred())
+                goto failed;
+        }
+        if (!taken) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL || PyList_Append(rest, index) < 0 || PySet_Add(held, slot) < 0) {
+                Py_XDECREF(index);
+                goto failed;
+            }
+            Py_DECREF(index);
+        }
+    }
+    Py_DECREF(held);
+    return rest;
+failed:
+    Py_XDECREF(rest);
+    Py_XDECREF(held);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"push_runs", (PyCFunction)(void (*)(void))push_runs, METH_FASTCALL,
+     "push_runs(states, names, runs) -> [index]: the runs StreamTrack.push_run takes whole, taken; the"
+     " indices of the others"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_trackstate", "A track's receive fast path state, and that path for a batch.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__trackstate(void) {
+    if (PyType_Ready(&FastStateType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&FastStateType);
+    if (PyModule_AddObject(m, "FastState", (PyObject *)&FastStateType) < 0) {
+        Py_DECREF(&FastStateType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
