@@ -10,11 +10,12 @@ repetition, and reports the covered runs to the stream's :class:`~srs.media.stat
 
 from __future__ import annotations
 
-import itertools
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import add, itemgetter, lt
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,7 +60,14 @@ SAMPLE_CODECS = frozenset({"PCMU", "PCMA", "G722", "L16"})
 """Codecs whose decoding of concatenated payloads equals the concatenated decodings,
 so a whole block decodes in one call."""
 EMPTY: Pcm = np.zeros(0, dtype=np.int16)
+_ext_of = itemgetter(0)
 _position_of = itemgetter(1)
+_payload_of = itemgetter(3)
+
+
+def _in_order(positions: list[int]) -> bool:
+    """Whether ``positions`` never step back (sorting an ordered list is one C-level pass)."""
+    return positions == sorted(positions)
 
 
 class Renderer:
@@ -156,7 +164,7 @@ class Renderer:
         # sender's timestamps stepped back (in sequence, by less than a jump: RTP does not forbid
         # it); checked here, once a block, rather than assumed (a bisect of unordered positions
         # left a packet waiting that belonged in the block, and older audio was written there)
-        unordered = self.unordered or not all(a[1] <= b[1] for a, b in itertools.pairwise(pending))
+        unordered = self.unordered or not _in_order(list(map(_position_of, pending)))
         if not unordered and pending[-1][1] < end:
             ready, rest = pending, []
         elif not unordered:
@@ -170,27 +178,33 @@ class Renderer:
             rest.sort()
         self.pending = rest
         if unordered:
-            self.unordered = not all(a[1] <= b[1] for a, b in itertools.pairwise(rest))
+            self.unordered = not _in_order(list(map(_position_of, rest)))
         return ready
 
     def _split_runs(self, ready: list[Entry], end: int, rest: list[Entry]) -> list[Entry]:
         """A run entry (see :attr:`run_sizes`) reaching past ``end`` leaves its packets that start
         at or after ``end`` waiting in ``rest``, as they would have waited pushed one by one: audio
-        a re-anchor later places over them must meet them in the same block either way."""
+        a re-anchor later places over them must meet them in the same block either way. (Once a
+        block for every track: the per-entry steps are C-level maps, and only the entries that
+        reach past ``end`` are looked at one by one.)"""
         sizes = self.run_sizes
-        out: list[Entry] = []
-        for entry in ready:
-            size = sizes.pop(entry[0], 0)
+        reach = map(add, map(_position_of, ready), map(len, map(_payload_of, ready)))
+        over = list(compress(range(len(ready)), map(lt, repeat(end), reach)))
+        splits: list[tuple[int, Entry, int]] = []
+        for i in over:
+            ext, pos, pt, payload = ready[i]
+            size = sizes.get(ext, 0)
             if size:
-                ext, pos, pt, payload = entry
                 taken = -(-(end - pos) // size) * size  # the packets that start before ``end``
                 if taken < len(payload):
-                    rest.append((ext + taken // size, pos + taken, pt, payload[taken:]))
-                    if len(payload) - taken > size:
-                        sizes[ext + taken // size] = size
-                    entry = (ext, pos, pt, payload[:taken])
-            out.append(entry)
-        return out
+                    splits.append((i, (ext + taken // size, pos + taken, pt, payload[taken:]), size))
+                    ready[i] = (ext, pos, pt, payload[:taken])
+        deque(map(sizes.pop, map(_ext_of, ready), repeat(0)), maxlen=0)  # rendered now
+        for _i, remainder, size in splits:
+            rest.append(remainder)
+            if len(remainder[3]) > size:
+                sizes[remainder[0]] = size
+        return ready
 
     def _segments(self, ready: list[Entry], pieces: list[tuple[int, Pcm]], runs: Runs) -> None:
         """Decode ``ready`` per payload type into (position, samples) pieces and covered runs."""
