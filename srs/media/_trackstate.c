@@ -127,21 +127,34 @@ static int push_one(FastState *st, PyObject *run, PyObject *source) {
     if (best > st->drift_hi)
         return 0; /* one of them re-anchors: the per-packet path does that */
     long long ext = st->max_seq + 1;
-    PyObject *entry = Py_BuildValue("(LLOO)", ext, pos, pt_obj, payload);
-    if (entry == NULL)
+    /* the entry (ext, pos, pt, payload), built item by item: a format string parsed per run
+     * costs as much as the rest of the run */
+    PyObject *ext_obj = PyLong_FromLongLong(ext), *entry = PyTuple_New(4);
+    if (ext_obj == NULL || entry == NULL) {
+        Py_XDECREF(ext_obj);
+        Py_XDECREF(entry);
         return -1;
-    int appended = PyList_Append(st->pending, entry);
-    Py_DECREF(entry);
-    if (appended < 0)
-        return -1;
-    if (count > 1) {
-        PyObject *key = PyLong_FromLongLong(ext), *value = PyLong_FromLongLong(size);
-        int stored = key == NULL || value == NULL ? -1 : PyObject_SetItem(st->run_sizes, key, value);
-        Py_XDECREF(key);
-        Py_XDECREF(value);
-        if (stored < 0)
-            return -1;
     }
+    PyTuple_SET_ITEM(entry, 0, Py_NewRef(ext_obj));
+    PyTuple_SET_ITEM(entry, 1, PyLong_FromLongLong(pos));
+    PyTuple_SET_ITEM(entry, 2, Py_NewRef(pt_obj));
+    PyTuple_SET_ITEM(entry, 3, Py_NewRef(payload));
+    int appended = PyTuple_GET_ITEM(entry, 1) == NULL ? -1 : PyList_Append(st->pending, entry);
+    Py_DECREF(entry);
+    if (appended < 0) {
+        Py_DECREF(ext_obj);
+        return -1;
+    }
+    if (count > 1) {
+        PyObject *value = PyLong_FromLongLong(size);
+        int stored = value == NULL ? -1 : PyObject_SetItem(st->run_sizes, ext_obj, value);
+        Py_XDECREF(value);
+        if (stored < 0) {
+            Py_DECREF(ext_obj);
+            return -1;
+        }
+    }
+    Py_DECREF(ext_obj);
     if (best > st->best_drift)
         st->best_drift = best;
     st->last_arrival = PyFloat_AS_DOUBLE(PyList_GET_ITEM(arrivals, count - 1));
