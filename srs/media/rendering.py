@@ -190,17 +190,17 @@ class Renderer:
         sizes = self.run_sizes
         reach = map(add, map(_position_of, ready), map(len, map(_payload_of, ready)))
         over = list(compress(range(len(ready)), map(lt, repeat(end), reach)))
-        splits: list[tuple[int, Entry, int]] = []
+        splits: list[tuple[Entry, int]] = []
         for i in over:
             ext, pos, pt, payload = ready[i]
             size = sizes.get(ext, 0)
             if size:
                 taken = -(-(end - pos) // size) * size  # the packets that start before ``end``
                 if taken < len(payload):
-                    splits.append((i, (ext + taken // size, pos + taken, pt, payload[taken:]), size))
+                    splits.append(((ext + taken // size, pos + taken, pt, payload[taken:]), size))
                     ready[i] = (ext, pos, pt, payload[:taken])
         deque(map(sizes.pop, map(_ext_of, ready), repeat(0)), maxlen=0)  # rendered now
-        for _i, remainder, size in splits:
+        for remainder, size in splits:
             rest.append(remainder)
             if len(remainder[3]) > size:
                 sizes[remainder[0]] = size

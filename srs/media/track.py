@@ -164,7 +164,6 @@ class StreamTrack:
         batch path takes in-order runs on it directly."""
         return self._fast
 
-
     @property
     def conceal_loss(self) -> bool:
         """Fill holes between received audio by pitch repetition (see :mod:`srs.media.rendering`)."""
