@@ -11,7 +11,8 @@
  *
  * FastState fields: ssrc, max_seq, last_ts, unique, offset, rendered_until, audio_pt, run_pt
  * (integers); rate, drift_hi, best_drift, last_arrival (floats); source (the latched address or
- * None), pending (the renderer's waiting entries, a list), run_sizes (a dict). The pure-Python
+ * None), pending (the renderer's waiting entries, a list), run_sizes (a dict); open_entry,
+ * open_ext, open_pos, open_size (the entry a run may extend: add_entry). The pure-Python
  * class of the same fields, for where this module is not built, is srs/media/fast_state.py.
  *
  * push_runs(states, names, runs) -> [index]: StreamTrack.push_run for every run of a batch, on
@@ -36,6 +37,10 @@ typedef struct {
     long long ssrc, max_seq, last_ts, unique, offset, rendered_until, audio_pt, run_pt;
     double rate, drift_hi, best_drift, last_arrival;
     PyObject *source, *pending, *run_sizes;
+    /* the waiting entry the next in-order run may extend (see extend_open), and where that run
+     * must begin for it to: its sequence number, position and packet size */
+    PyObject *open_entry;
+    long long open_ext, open_pos, open_size;
 } FastState;
 
 static PyObject *FastState_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -48,6 +53,7 @@ static PyObject *FastState_new(PyTypeObject *type, PyObject *args, PyObject *kwd
     self->rate = 8000.0;
     self->best_drift = -INFINITY;
     self->source = Py_NewRef(Py_None);
+    self->open_entry = Py_NewRef(Py_None);
     self->pending = PyList_New(0);
     self->run_sizes = PyDict_New();
     if (self->pending == NULL || self->run_sizes == NULL) {
@@ -61,6 +67,7 @@ static void FastState_dealloc(FastState *self) {
     Py_XDECREF(self->source);
     Py_XDECREF(self->pending);
     Py_XDECREF(self->run_sizes);
+    Py_XDECREF(self->open_entry);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -70,7 +77,8 @@ static PyMemberDef FastState_members[] = {
     FIELD(offset, T_LONGLONG), FIELD(rendered_until, T_LONGLONG), FIELD(audio_pt, T_LONGLONG),
     FIELD(run_pt, T_LONGLONG), FIELD(rate, T_DOUBLE), FIELD(drift_hi, T_DOUBLE), FIELD(best_drift, T_DOUBLE),
     FIELD(last_arrival, T_DOUBLE), FIELD(source, T_OBJECT), FIELD(pending, T_OBJECT_EX),
-    FIELD(run_sizes, T_OBJECT_EX), {NULL, 0, 0, 0, NULL},
+    FIELD(run_sizes, T_OBJECT_EX), FIELD(open_entry, T_OBJECT), FIELD(open_ext, T_LONGLONG),
+    FIELD(open_pos, T_LONGLONG), FIELD(open_size, T_LONGLONG), {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject FastStateType = {
@@ -82,6 +90,103 @@ static PyTypeObject FastStateType = {
     .tp_dealloc = (destructor)FastState_dealloc,
     .tp_members = FastState_members,
 };
+
+/* Extend the open entry (the last waiting one, made by a run) with the run (ext, pos, payload) of
+ * packets of ``size`` bytes when the run begins exactly where it ends, in sequence and position:
+ * a call's in-order runs then wait as one entry of equal packets end to end (run_sizes says so),
+ * which renders to the same samples as the runs apart, and a render touches one entry instead of
+ * one a receive round (cold objects, read seconds after they were made). The first extension
+ * turns the entry's bytes into a bytearray (a new entry in the same place); later ones append.
+ * 1: extended; 0: not the open entry's continuation; -1: an error. */
+static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt_obj, PyObject *payload,
+                       long long size) {
+    PyObject *open = st->open_entry, *pending = st->pending;
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    if (open == NULL || n == 0 || PyList_GET_ITEM(pending, n - 1) != open || ext != st->open_ext ||
+        pos != st->open_pos || size != st->open_size || !PyTuple_CheckExact(open) || PyTuple_GET_SIZE(open) != 4)
+        return 0;
+    int same_pt = PyObject_RichCompareBool(PyTuple_GET_ITEM(open, 2), pt_obj, Py_EQ);
+    if (same_pt <= 0)
+        return same_pt;
+    PyObject *buf = PyTuple_GET_ITEM(open, 3);
+    Py_ssize_t added = PyBytes_GET_SIZE(payload);
+    if (PyByteArray_CheckExact(buf)) {
+        Py_ssize_t had = PyByteArray_GET_SIZE(buf), need = had + added;
+        /* grown by doubling: resizing up more than an eighth allocates exactly that, and resizing
+         * down to at least half keeps the allocation (bytearray's own growth, an eighth at a time,
+         * moved the whole entry every few runs) */
+        if (need >= ((PyByteArrayObject *)buf)->ob_alloc && PyByteArray_Resize(buf, 2 * need) < 0)
+            return -1;
+        if (PyByteArray_Resize(buf, need) < 0)
+            return -1;
+        memcpy(PyByteArray_AS_STRING(buf) + had, PyBytes_AS_STRING(payload), (size_t)added);
+        return 1;
+    }
+    if (!PyBytes_CheckExact(buf))
+        return 0;
+    Py_ssize_t had = PyBytes_GET_SIZE(buf);
+    PyObject *grown = PyByteArray_FromStringAndSize(NULL, had + added);
+    PyObject *entry = grown == NULL ? NULL : PyTuple_New(4);
+    PyObject *size_obj = entry == NULL ? NULL : PyLong_FromLongLong(size);
+    if (size_obj == NULL) {
+        Py_XDECREF(grown);
+        Py_XDECREF(entry);
+        return -1;
+    }
+    memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)had);
+    memcpy(PyByteArray_AS_STRING(grown) + had, PyBytes_AS_STRING(payload), (size_t)added);
+    for (int i = 0; i < 3; i++)
+        PyTuple_SET_ITEM(entry, i, Py_NewRef(PyTuple_GET_ITEM(open, i)));
+    PyTuple_SET_ITEM(entry, 3, grown);
+    /* the entry now holds packets of ``size`` end to end, whatever it held before */
+    if (PyObject_SetItem(st->run_sizes, PyTuple_GET_ITEM(entry, 0), size_obj) < 0) {
+        Py_DECREF(size_obj);
+        Py_DECREF(entry);
+        return -1;
+    }
+    Py_DECREF(size_obj);
+    Py_SETREF(st->open_entry, Py_NewRef(entry));
+    return PyList_SetItem(pending, n - 1, entry) < 0 ? -1 : 1; /* the list takes the reference */
+}
+
+/* The run (ext, pos, pt, payload) of ``count`` packets of ``size`` bytes joins the waiting entries:
+ * extending the open one, or as a new open entry. 0, or -1 on an error. */
+static int add_entry(FastState *st, long long ext, long long pos, PyObject *pt_obj, PyObject *payload,
+                     long long count, long long size) {
+    int extended = extend_open(st, ext, pos, pt_obj, payload, size);
+    if (extended < 0)
+        return -1;
+    if (!extended) {
+        /* the entry (ext, pos, pt, payload), built item by item: a format string parsed per run
+         * costs as much as the rest of the run */
+        PyObject *ext_obj = PyLong_FromLongLong(ext), *entry = PyTuple_New(4);
+        if (ext_obj == NULL || entry == NULL) {
+            Py_XDECREF(ext_obj);
+            Py_XDECREF(entry);
+            return -1;
+        }
+        PyTuple_SET_ITEM(entry, 0, Py_NewRef(ext_obj));
+        PyTuple_SET_ITEM(entry, 1, PyLong_FromLongLong(pos));
+        PyTuple_SET_ITEM(entry, 2, Py_NewRef(pt_obj));
+        PyTuple_SET_ITEM(entry, 3, Py_NewRef(payload));
+        int appended = PyTuple_GET_ITEM(entry, 1) == NULL ? -1 : PyList_Append(st->pending, entry);
+        if (appended == 0)
+            Py_SETREF(st->open_entry, Py_NewRef(entry));
+        Py_DECREF(entry);
+        if (appended == 0 && count > 1) {
+            PyObject *value = PyLong_FromLongLong(size);
+            appended = value == NULL ? -1 : PyObject_SetItem(st->run_sizes, ext_obj, value);
+            Py_XDECREF(value);
+        }
+        Py_DECREF(ext_obj);
+        if (appended < 0)
+            return -1;
+    }
+    st->open_ext = ext + count;
+    st->open_pos = pos + count * size;
+    st->open_size = size;
+    return 0;
+}
 
 /* StreamTrack.push_run for one run on its state. 1: taken whole; 0: declined, nothing changed;
  * -1: an error. */
@@ -127,34 +232,8 @@ static int push_one(FastState *st, PyObject *run, PyObject *source) {
     if (best > st->drift_hi)
         return 0; /* one of them re-anchors: the per-packet path does that */
     long long ext = st->max_seq + 1;
-    /* the entry (ext, pos, pt, payload), built item by item: a format string parsed per run
-     * costs as much as the rest of the run */
-    PyObject *ext_obj = PyLong_FromLongLong(ext), *entry = PyTuple_New(4);
-    if (ext_obj == NULL || entry == NULL) {
-        Py_XDECREF(ext_obj);
-        Py_XDECREF(entry);
+    if (add_entry(st, ext, pos, pt_obj, payload, count, size) < 0)
         return -1;
-    }
-    PyTuple_SET_ITEM(entry, 0, Py_NewRef(ext_obj));
-    PyTuple_SET_ITEM(entry, 1, PyLong_FromLongLong(pos));
-    PyTuple_SET_ITEM(entry, 2, Py_NewRef(pt_obj));
-    PyTuple_SET_ITEM(entry, 3, Py_NewRef(payload));
-    int appended = PyTuple_GET_ITEM(entry, 1) == NULL ? -1 : PyList_Append(st->pending, entry);
-    Py_DECREF(entry);
-    if (appended < 0) {
-        Py_DECREF(ext_obj);
-        return -1;
-    }
-    if (count > 1) {
-        PyObject *value = PyLong_FromLongLong(size);
-        int stored = value == NULL ? -1 : PyObject_SetItem(st->run_sizes, ext_obj, value);
-        Py_XDECREF(value);
-        if (stored < 0) {
-            Py_DECREF(ext_obj);
-            return -1;
-        }
-    }
-    Py_DECREF(ext_obj);
     if (best > st->best_drift)
         st->best_drift = best;
     st->last_arrival = PyFloat_AS_DOUBLE(PyList_GET_ITEM(arrivals, count - 1));

@@ -25,8 +25,9 @@ class PyFastState:
     """The fields of the native ``FastState``, with its defaults."""
 
     __slots__ = (
-        "audio_pt", "best_drift", "drift_hi", "last_arrival", "last_ts", "max_seq", "offset", "pending",
-        "rate", "rendered_until", "run_pt", "run_sizes", "source", "ssrc", "unique",
+        "audio_pt", "best_drift", "drift_hi", "last_arrival", "last_ts", "max_seq", "offset", "open_entry",
+        "open_ext", "open_pos", "open_size", "pending", "rate", "rendered_until", "run_pt", "run_sizes",
+        "source", "ssrc", "unique",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -46,6 +47,12 @@ class PyFastState:
         self.source: tuple[str, int] | None = None
         self.pending: list[Any] = []
         self.run_sizes: dict[int, int] = {}
+        self.open_entry: Any = None
+        """The waiting entry the next in-order run may extend, and where that run must begin for
+        it to (sequence number, position) with packets of the same size."""
+        self.open_ext = 0
+        self.open_pos = 0
+        self.open_size = 0
 
 
 def _native() -> tuple[Any, Any]:

@@ -1,11 +1,12 @@
 """From waiting packets to a block of output samples: decode, place, conceal, account.
 
 Packets wait as ``(extended sequence, position, payload type, payload)`` entries (a run of
-in-order G.711 packets may wait as one entry). :meth:`Renderer.render` runs about once a second:
-it takes the entries placed before the block's end, decodes each payload type's entries in one
-call where the codec allows it (:data:`SAMPLE_CODECS`), copies contiguous audio as one slice,
-keeps what reaches past the block for the next one (the carry), optionally fills holes by pitch
-repetition, and reports the covered runs to the stream's :class:`~srs.media.statistics.Coverage`.
+in-order G.711 packets waits as one entry, which the next run extends when it follows on).
+:meth:`Renderer.render` runs about once a second: it takes the entries placed before the block's
+end, decodes each payload type's entries in one call where the codec allows it
+(:data:`SAMPLE_CODECS`), copies contiguous audio as one slice, keeps what reaches past the block
+for the next one (the carry), optionally fills holes by pitch repetition, and reports the covered
+runs to the stream's :class:`~srs.media.statistics.Coverage`.
 """
 
 from __future__ import annotations
@@ -133,6 +134,40 @@ class Renderer:
             self.pending = [(e, p - samples if e >= floor else p, pt, b) for e, p, pt, b in self.pending]
             self.unordered = True
 
+    def add_run(self, ext: int, pos: int, pt: int, payload: bytes, count: int, size: int) -> None:
+        """A run of ``count`` packets of ``size`` bytes taken whole (``StreamTrack.push_run``)
+        waits as one entry; when it begins exactly where the open entry (the last one, made by a
+        run) ends, in sequence and position, it extends that entry instead, so a call's in-order
+        runs wait as one entry of equal packets end to end (:attr:`run_sizes` says so) and a render
+        reads one entry, not one a receive round. The native ``push_runs`` does the same
+        (``_trackstate.c``: ``add_entry``)."""
+        st = self.fast
+        pending = st.pending
+        entry = st.open_entry
+        if (
+            pending
+            and pending[-1] is entry
+            and ext == st.open_ext
+            and pos == st.open_pos
+            and size == st.open_size
+            and entry[2] == pt
+        ):
+            grown = entry[3]
+            if type(grown) is bytearray:
+                grown += payload
+            else:
+                entry = (entry[0], entry[1], pt, bytearray(grown) + payload)
+                pending[-1] = st.open_entry = entry
+                st.run_sizes[entry[0]] = size
+        else:
+            st.open_entry = entry = (ext, pos, pt, payload)
+            pending.append(entry)
+            if count > 1:
+                st.run_sizes[ext] = size
+        st.open_ext = ext + count
+        st.open_pos = pos + count * size
+        st.open_size = size
+
     def render(self, start: int, end: int, coverage: Coverage) -> Pcm:
         """Samples for timeline range [start, end), zeros where nothing arrived (see the module)."""
         pieces: list[tuple[int, Pcm]] = []
@@ -198,7 +233,8 @@ class Renderer:
                 taken = -(-(end - pos) // size) * size  # the packets that start before ``end``
                 if taken < len(payload):
                     splits.append(((ext + taken // size, pos + taken, pt, payload[taken:]), size))
-                    ready[i] = (ext, pos, pt, payload[:taken])
+                    # a view, not a copy: the part rendered now is read once, by this render
+                    ready[i] = (ext, pos, pt, memoryview(payload)[:taken])  # type: ignore[assignment]
         deque(map(sizes.pop, map(_ext_of, ready), repeat(0)), maxlen=0)  # rendered now
         for remainder, size in splits:
             rest.append(remainder)
@@ -281,7 +317,8 @@ class Renderer:
             return EMPTY, [], []
         _, positions, _, payloads = zip(*group, strict=True)
         if self.formats[pt].encoding.upper() in SAMPLE_CODECS:
-            joined = b"".join(payloads)
+            # one entry (a call's runs extend one another): decoded where it lies, not copied first
+            joined = payloads[0] if len(payloads) == 1 else b"".join(payloads)
             try:
                 pcm = np.asarray(decoder.decode(joined), dtype=np.int16)
             except Exception:

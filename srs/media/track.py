@@ -311,8 +311,8 @@ class StreamTrack:
         their concatenation), all from ``source``, with ``arrivals`` their arrival times; the
         caller has checked that much. Taken only when :meth:`push` would give every one of them
         its fast path and place each where the previous one ended; the run then waits as one
-        entry, which renders to the same samples and statistics (a property test holds both to
-        that)."""
+        entry, or extends the run before it (:meth:`Renderer.add_run`), which renders to the same
+        samples and statistics (a property test holds both to that)."""
         st = self._fast
         if (
             ssrc != st.ssrc
@@ -348,9 +348,7 @@ class StreamTrack:
         st.max_seq = ext + count - 1
         st.last_ts = ext_ts + (count - 1) * size
         st.unique += count
-        st.pending.append((ext, pos, pt, payload))
-        if count > 1:
-            st.run_sizes[ext] = size
+        self._renderer.add_run(ext, pos, pt, payload, count, size)
         return True
 
     def _push_general(

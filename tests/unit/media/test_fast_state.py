@@ -32,7 +32,8 @@ _TYPES = [
 _DEFAULTS: dict[str, object] = {
     "ssrc": -1, "max_seq": 0, "last_ts": 0, "unique": 0, "offset": 0, "rendered_until": 0,
     "audio_pt": -1, "run_pt": -1, "rate": 8000.0, "drift_hi": 0.0, "best_drift": -math.inf,
-    "last_arrival": 0.0, "source": None, "pending": [], "run_sizes": {},
+    "last_arrival": 0.0, "source": None, "pending": [], "run_sizes": {}, "open_entry": None,
+    "open_ext": 0, "open_pos": 0, "open_size": 0,
 }  # fmt: skip
 
 
@@ -50,7 +51,8 @@ def test_fields_keep_what_is_stored(kind: type) -> None:
         "ssrc": 0xFFFFFFFF, "max_seq": 0x10000 * 40 + 7, "last_ts": -5, "unique": 3, "offset": -(2**40),
         "rendered_until": 2**45, "audio_pt": 8, "run_pt": 8, "rate": 16000.0, "drift_hi": 1.5,
         "best_drift": -2.25, "last_arrival": 1234.5, "source": ("192.0.2.1", 4000),
-        "pending": [(1, 2, 0, b"x")], "run_sizes": {1: 160},
+        "pending": [(1, 2, 0, b"x")], "run_sizes": {1: 160}, "open_entry": (1, 2, 0, b"x"),
+        "open_ext": 2**33, "open_pos": -7, "open_size": 160,
     }  # fmt: skip
     for name, value in values.items():
         setattr(state, name, value)

@@ -239,7 +239,10 @@ def test_a_batch_of_in_order_runs_is_taken_whole_in_one_call(native: bool) -> No
         for i in rest:
             deliver_run(tracks[runs[i][0]], batch, runs[i], names)
     for track in tracks:
-        assert track.pending_packets == 3  # the latching packet, then two runs of four
+        # the latching packet, then one entry: the second run of four extends the first
+        assert track.pending_packets == 2
+        ext, _, _, payload = track.fast_state.pending[-1]
+        assert len(payload) == 8 * 160 and track.fast_state.run_sizes == {ext: 160}
         assert track.packets_received == 9
         assert track.stats().packets_lost == 0
 
@@ -270,3 +273,75 @@ def test_a_run_left_to_the_python_path_keeps_the_later_runs_of_its_slot_behind_i
         single.push(data, source, arrival_ns * 1e-9)  # type: ignore[arg-type]
     assert np.array_equal(batched.render(0, 8000), single.render(0, 8000))
     assert batched.stats() == single.stats()
+
+
+def _push_in_runs(
+    native: bool, track: StreamTrack, packets: list[tuple[int, int, float]], names: SourceNames
+) -> list[int]:
+    """(sequence, timestamp, arrival) datagrams as one batch through ``push_runs``: the runs left
+    to the Python path (delivered too)."""
+    batch = BatchReceiver(64, 256, native=False)
+    fill_batch(batch, [(0, rtp(seq, ts), SRC, round(at * 1e9)) for seq, ts, at in packets])
+    runs = cut_runs_py(batch, batch.count)
+    rest = push_runs(native, {0: track}, {0: track.fast_state}, names.names, runs)
+    for i in rest:
+        deliver_run(track, batch, runs[i], names)
+    return rest
+
+
+@pytest.mark.parametrize("native", _ENGINES)
+def test_a_run_that_continues_the_last_waiting_run_extends_it(native: bool) -> None:
+    """Consecutive in-order runs wait as one entry (a render then reads one entry per stream, not
+    one per receive round); a run after a lost packet, after a packet of the Python path or after
+    a render that took the entry starts a new one, and nothing rendered is changed afterwards.
+    Every way, the samples and statistics are those of the packets pushed one by one."""
+    track = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    single = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    names = SourceNames()
+    sent: list[tuple[int, int, float]] = []
+
+    def rounds(*seqs: int) -> list[int]:
+        packets = [(s, 800 + 160 * (s - 100), 0.02 * (s - 100)) for s in seqs]
+        sent.extend(packets)
+        return _push_in_runs(native, track, packets, names)
+
+    def entries() -> list[tuple[int, int]]:
+        return [(e[0] & 0xFFFF, len(e[3]) // 160) for e in track.fast_state.pending]
+
+    assert rounds(100) == [0]  # latches the source: the Python path
+    assert rounds(101, 102, 103) == [] and rounds(104, 105) == [] and rounds(106) == []
+    assert entries() == [(100, 1), (101, 6)]
+    assert rounds(108, 109) == [0]  # 107 lost: these two take the Python path
+    assert rounds(110, 111) == []  # after the Python path's entries: a new one
+    assert entries() == [(100, 1), (101, 6), (108, 1), (109, 1), (110, 2)]
+    track.push(rtp(107, 800 + 160 * 7), SRC, 0.14)  # late, by the Python path, fills the hole
+    sent.append((107, 800 + 160 * 7, 0.14))
+    assert rounds(112) == [] and entries()[-2:] == [(107, 1), (112, 1)]
+    end = 160 * 13
+    first = track.render(0, end)  # takes every entry
+    assert rounds(113, 114) == [] and entries() == [(113, 2)]  # after the render: a new entry
+    for seq, ts, at in sent:
+        single.push(rtp(seq, ts), SRC, at)
+    assert np.array_equal(first, single.render(0, end))
+    assert np.count_nonzero(first[: 160 * 13]) > 0
+    assert np.array_equal(track.render(end, 8000), single.render(end, 8000))
+    assert track.stats() == single.stats()
+
+
+@pytest.mark.parametrize("native", _ENGINES)
+def test_an_entry_split_at_a_block_end_is_not_extended_in_place(native: bool) -> None:
+    """A render that splits the open entry at the block's end keeps the rest as a new entry: the
+    next run starts an entry of its own, and the rendered part's bytes never change."""
+    track = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    names = SourceNames()
+    _push_in_runs(native, track, [(100, 0, 0.0)], names)
+    _push_in_runs(native, track, [(100 + n, 160 * n, 0.02 * n) for n in range(1, 5)], names)
+    _push_in_runs(native, track, [(100 + n, 160 * n, 0.02 * n) for n in range(5, 9)], names)
+    opened = track.fast_state.pending[-1]
+    assert isinstance(opened[3], bytearray) and len(opened[3]) == 8 * 160
+    before = bytes(opened[3])
+    track.render(0, 160 * 6 + 40)  # ends inside packet 106
+    assert [(e[0] & 0xFFFF, len(e[3])) for e in track.fast_state.pending] == [(107, 2 * 160)]
+    _push_in_runs(native, track, [(109, 160 * 9, 0.18)], names)
+    assert [(e[0] & 0xFFFF, len(e[3])) for e in track.fast_state.pending] == [(107, 320), (109, 160)]
+    assert bytes(opened[3]) == before
