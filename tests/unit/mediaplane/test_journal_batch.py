@@ -296,6 +296,20 @@ def test_a_new_journal_is_paged_in_when_created_not_in_the_receive_loop(tmp_path
     journal.close(remove=True)
 
 
+@needs_native
+def test_the_native_crc_is_zlibs_at_every_length_and_alignment() -> None:
+    """From 64 bytes on the native CRC-32 folds 16-byte blocks by carry-less multiplication (where
+    the CPU has it) and finishes the rest byte-wise: every length across the fold's steps (64-byte
+    lanes, 16-byte blocks, the tail) and every alignment gives zlib's value."""
+    rnd = random.Random(11)
+    data = rnd.randbytes(700)
+    for offset in range(4):
+        view = memoryview(data)[offset:]
+        for length in range(0, 600):
+            assert NATIVE.crc32(view[:length]) == zlib.crc32(view[:length]), (offset, length)
+    assert NATIVE.crc32(b"\xff" * 4096) == zlib.crc32(b"\xff" * 4096)
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_the_table_crc_of_a_build_without_zlib_is_zlibs(tmp_path: Path) -> None:
     """Where zlib's header is missing at build time the module computes the CRC-32 with its own
