@@ -22,8 +22,7 @@ def _sum(blocks: Sequence[Pcm], length: int) -> Pcm:
     total = np.add(blocks[0], blocks[1], dtype=np.int32)
     for block in blocks[2:]:
         total += block
-    np.minimum(total, 32767, out=total)
-    np.maximum(total, -32768, out=total)
+    np.clip(total, -32768, 32767, out=total)  # one pass (minimum then maximum took two)
     return total.astype(np.int16)
 
 
