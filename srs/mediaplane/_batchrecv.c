@@ -678,11 +678,32 @@ static uint32_t crc32_fold(const unsigned char *buf, size_t len, uint32_t crc) {
 static int crc_fold_ok; /* the CPU has PCLMULQDQ and SSE4.1 (checked once, at import) */
 #endif
 
+static uint32_t crc_byte_table[256];
+
+/* a few bytes of a CRC-32 whose running value (inverted form) is c, a byte at a time (for the
+ * tail after the fold, zlib's call and set-up cost more than the bytes) */
+static uint32_t crc32_bytewise(uint32_t c, const unsigned char *p, size_t n) {
+    while (n--)
+        c = crc_byte_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+static void crc_byte_table_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_byte_table[n] = c;
+    }
+}
+
 #ifdef SRS_ZLIB
 #include <zlib.h>
 static void crc_table_init(void) {}
 /* the rest of a CRC-32 whose running value (inverted form) is c; returns the final value */
 static uint32_t crc32_finish(uint32_t c, const unsigned char *p, size_t n) {
+    if (n < 16)
+        return crc32_bytewise(c, p, n) ^ 0xFFFFFFFFu;
     uLong z = c ^ 0xFFFFFFFFu;
     while (n > 0x40000000u) { /* zlib takes a uInt length */
         z = crc32(z, p, 0x40000000u);
@@ -694,13 +715,8 @@ static uint32_t crc32_finish(uint32_t c, const unsigned char *p, size_t n) {
 #else
 static uint32_t crc_table[8][256];
 
-static void crc_table_init(void) {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[0][n] = c;
-    }
+static void crc_table_init(void) { /* after crc_byte_table_init */
+    memcpy(crc_table[0], crc_byte_table, sizeof crc_byte_table);
     for (uint32_t n = 0; n < 256; n++)
         for (int t = 1; t < 8; t++)
             crc_table[t][n] = crc_table[0][crc_table[t - 1][n] & 0xFF] ^ (crc_table[t - 1][n] >> 8);
@@ -718,13 +734,12 @@ static uint32_t crc32_finish(uint32_t c, const unsigned char *p, size_t n) {
         p += 8;
         n -= 8;
     }
-    while (n--)
-        c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return crc32_bytewise(c, p, n) ^ 0xFFFFFFFFu;
 }
 #endif
 
 static void crc_init(void) {
+    crc_byte_table_init();
     crc_table_init();
 #ifdef SRS_CRC_FOLD
     __builtin_cpu_init();
