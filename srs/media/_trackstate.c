@@ -15,15 +15,17 @@
  * open_ext, open_pos, open_size (the entry a run may extend: add_entry). The pure-Python
  * class of the same fields, for where this module is not built, is srs/media/fast_state.py.
  *
- * push_runs(states, names, runs) -> [index]: StreamTrack.push_run for every run of a batch, on
- * the runs' slots' states; the indices of the runs not taken whole, which the caller gives to the
- * Python path in order (with every later run of their slot). The reference is push_run itself
- * (srs/mediaplane/batch_delivery.py:push_runs_py); a property test holds both to
- * datagram-by-datagram delivery.
+ * push_runs(states, names, runs, buffer, offsets, lengths, arrivals) -> [index]:
+ * StreamTrack.push_run for every run of a batch, on the runs' slots' states; the indices of the
+ * runs not taken whole, which the caller gives to the Python path in order (with every later run
+ * of their slot). The reference is push_run itself (srs/mediaplane/batch_delivery.py:
+ * push_runs_py); a property test holds both to datagram-by-datagram delivery.
  *   states {slot: FastState}
  *   names  {source key: (host, port)}: the IPv4 sources already named
- *   runs   Receiver.runs' tuples (slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload,
- *          arrivals)
+ *   runs   Receiver.runs' tuples (slot, start, end, clean, seq, ts, ssrc, b1, size, key)
+ *   buffer, offsets, lengths, arrivals: the receiver's arrays; a taken run's payloads are copied
+ *          from the buffer straight into its waiting entry, its arrivals read where they lie (no
+ *          Python object is made for a run that extends the entry before it)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -91,6 +93,50 @@ static PyTypeObject FastStateType = {
     .tp_members = FastState_members,
 };
 
+/* The received batch a run's datagrams lie in (the receiver's arrays, as journal_runs takes them):
+ * datagram i is lengths[i] bytes at buffer[offsets[i]:], received at arrivals[i] ns; rows is how
+ * many datagrams all three per-datagram arrays cover. */
+typedef struct {
+    Py_buffer views[4];
+    const unsigned char *base;
+    Py_ssize_t base_len, rows;
+    const int64_t *offsets;
+    const int32_t *lengths;
+    const int64_t *arrivals;
+} Batch;
+
+static int take_batch(PyObject *const *arrays, Batch *batch) {
+    static const Py_ssize_t itemsizes[4] = {1, 8, 4, 8};
+    for (int i = 0; i < 4; i++) {
+        if (PyObject_GetBuffer(arrays[i], &batch->views[i], PyBUF_SIMPLE) < 0) {
+            while (i--)
+                PyBuffer_Release(&batch->views[i]);
+            return -1;
+        }
+    }
+    batch->base = batch->views[0].buf;
+    batch->base_len = batch->views[0].len;
+    batch->offsets = batch->views[1].buf;
+    batch->lengths = batch->views[2].buf;
+    batch->arrivals = batch->views[3].buf;
+    batch->rows = batch->views[1].len / itemsizes[1];
+    for (int i = 2; i < 4; i++)
+        if (batch->views[i].len / itemsizes[i] < batch->rows)
+            batch->rows = batch->views[i].len / itemsizes[i];
+    return 0;
+}
+
+static void release_batch(Batch *batch) {
+    for (int i = 0; i < 4; i++)
+        PyBuffer_Release(&batch->views[i]);
+}
+
+/* The payloads of datagrams a..b-1 (each ``size`` bytes after a 12-byte header) end to end at out. */
+static void copy_payloads(const Batch *batch, Py_ssize_t a, Py_ssize_t b, long long size, char *out) {
+    for (Py_ssize_t i = a; i < b; i++, out += size)
+        memcpy(out, batch->base + batch->offsets[i] + 12, (size_t)size);
+}
+
 /* Extend the open entry (the last waiting one, made by a run) with the run (ext, pos, payload) of
  * packets of ``size`` bytes when the run begins exactly where it ends, in sequence and position:
  * a call's in-order runs then wait as one entry of equal packets end to end (run_sizes says so),
@@ -98,8 +144,8 @@ static PyTypeObject FastStateType = {
  * one a receive round (cold objects, read seconds after they were made). The first extension
  * turns the entry's bytes into a bytearray (a new entry in the same place); later ones append.
  * 1: extended; 0: not the open entry's continuation; -1: an error. */
-static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt_obj, PyObject *payload,
-                       long long size) {
+static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt_obj, const Batch *batch,
+                       Py_ssize_t a, Py_ssize_t b, long long size) {
     PyObject *open = st->open_entry, *pending = st->pending;
     Py_ssize_t n = PyList_GET_SIZE(pending);
     if (open == NULL || n == 0 || PyList_GET_ITEM(pending, n - 1) != open || ext != st->open_ext ||
@@ -109,7 +155,7 @@ static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt
     if (same_pt <= 0)
         return same_pt;
     PyObject *buf = PyTuple_GET_ITEM(open, 3);
-    Py_ssize_t added = PyBytes_GET_SIZE(payload);
+    Py_ssize_t added = (Py_ssize_t)((b - a) * size);
     if (PyByteArray_CheckExact(buf)) {
         Py_ssize_t had = PyByteArray_GET_SIZE(buf), need = had + added;
         /* grown by doubling: resizing up more than an eighth allocates exactly that, and resizing
@@ -119,7 +165,7 @@ static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt
             return -1;
         if (PyByteArray_Resize(buf, need) < 0)
             return -1;
-        memcpy(PyByteArray_AS_STRING(buf) + had, PyBytes_AS_STRING(payload), (size_t)added);
+        copy_payloads(batch, a, b, size, PyByteArray_AS_STRING(buf) + had);
         return 1;
     }
     if (!PyBytes_CheckExact(buf))
@@ -134,7 +180,7 @@ static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt
         return -1;
     }
     memcpy(PyByteArray_AS_STRING(grown), PyBytes_AS_STRING(buf), (size_t)had);
-    memcpy(PyByteArray_AS_STRING(grown) + had, PyBytes_AS_STRING(payload), (size_t)added);
+    copy_payloads(batch, a, b, size, PyByteArray_AS_STRING(grown) + had);
     for (int i = 0; i < 3; i++)
         PyTuple_SET_ITEM(entry, i, Py_NewRef(PyTuple_GET_ITEM(open, i)));
     PyTuple_SET_ITEM(entry, 3, grown);
@@ -151,24 +197,28 @@ static int extend_open(FastState *st, long long ext, long long pos, PyObject *pt
 
 /* The run (ext, pos, pt, payload) of ``count`` packets of ``size`` bytes joins the waiting entries:
  * extending the open one, or as a new open entry. 0, or -1 on an error. */
-static int add_entry(FastState *st, long long ext, long long pos, PyObject *pt_obj, PyObject *payload,
-                     long long count, long long size) {
-    int extended = extend_open(st, ext, pos, pt_obj, payload, size);
+static int add_entry(FastState *st, long long ext, long long pos, PyObject *pt_obj, const Batch *batch,
+                     Py_ssize_t a, Py_ssize_t b, long long size) {
+    long long count = b - a;
+    int extended = extend_open(st, ext, pos, pt_obj, batch, a, b, size);
     if (extended < 0)
         return -1;
     if (!extended) {
         /* the entry (ext, pos, pt, payload), built item by item: a format string parsed per run
          * costs as much as the rest of the run */
         PyObject *ext_obj = PyLong_FromLongLong(ext), *entry = PyTuple_New(4);
-        if (ext_obj == NULL || entry == NULL) {
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * size));
+        if (ext_obj == NULL || entry == NULL || payload == NULL) {
             Py_XDECREF(ext_obj);
             Py_XDECREF(entry);
+            Py_XDECREF(payload);
             return -1;
         }
+        copy_payloads(batch, a, b, size, PyBytes_AS_STRING(payload));
         PyTuple_SET_ITEM(entry, 0, Py_NewRef(ext_obj));
         PyTuple_SET_ITEM(entry, 1, PyLong_FromLongLong(pos));
         PyTuple_SET_ITEM(entry, 2, Py_NewRef(pt_obj));
-        PyTuple_SET_ITEM(entry, 3, Py_NewRef(payload));
+        PyTuple_SET_ITEM(entry, 3, payload);
         int appended = PyTuple_GET_ITEM(entry, 1) == NULL ? -1 : PyList_Append(st->pending, entry);
         if (appended == 0)
             Py_SETREF(st->open_entry, Py_NewRef(entry));
@@ -190,28 +240,32 @@ static int add_entry(FastState *st, long long ext, long long pos, PyObject *pt_o
 
 /* StreamTrack.push_run for one run on its state. 1: taken whole; 0: declined, nothing changed;
  * -1: an error. */
-static int push_one(FastState *st, PyObject *run, PyObject *source) {
-    PyObject *payload = PyTuple_GET_ITEM(run, 10), *arrivals = PyTuple_GET_ITEM(run, 11);
+static int push_one(FastState *st, PyObject *run, PyObject *source, const Batch *batch) {
     PyObject *pt_obj = PyTuple_GET_ITEM(run, 7);
     long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 4)), ts = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 5));
     long long ssrc = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 6)), pt = PyLong_AsLongLong(pt_obj);
-    long long count = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 2)) - PyLong_AsLongLong(PyTuple_GET_ITEM(run, 1));
+    Py_ssize_t a = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 1)), b = PyLong_AsSsize_t(PyTuple_GET_ITEM(run, 2));
+    long long size = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 8));
     if (PyErr_Occurred())
         return -1;
     if (st->source == NULL || st->pending == NULL || !PyList_Check(st->pending) || st->run_sizes == NULL)
         return 0; /* deleted by someone: the Python path says what is wrong */
-    if (count < 1 || !PyBytes_CheckExact(payload) || !PyList_CheckExact(arrivals) || PyList_GET_SIZE(arrivals) != count)
+    if (a < 0 || b <= a || b > batch->rows || size < 1)
         return 0;
     /* pt is the second header byte: a marker bit or another type never equals run_pt, which is
      * the current audio type when it is one whose runs are taken whole, else -1 */
     if (ssrc != st->ssrc || pt != st->run_pt || ((seq - st->max_seq) & 0xFFFF) != 1)
         return 0;
+    for (Py_ssize_t i = a; i < b; i++) /* what the cut promised, checked: each inside the buffer */
+        if (batch->lengths[i] != size + 12 || batch->offsets[i] < 0 ||
+            batch->offsets[i] > batch->base_len - 12 - size)
+            return 0;
     if (source != st->source) {
         int same = PyObject_RichCompareBool(source, st->source, Py_EQ);
         if (same <= 0)
             return same;
     }
-    long long size = PyBytes_GET_SIZE(payload) / count;
+    long long count = b - a;
     long long t = (long long)(uint32_t)((uint64_t)ts - (uint64_t)st->last_ts);
     if (t >= 0x80000000LL)
         t -= 0x100000000LL;
@@ -221,22 +275,19 @@ static int push_one(FastState *st, PyObject *run, PyObject *source) {
         return 0;
     double best = -INFINITY;
     long long at = pos;
-    for (Py_ssize_t i = 0; i < count; i++, at += size) {
-        PyObject *arrival = PyList_GET_ITEM(arrivals, i);
-        if (!PyFloat_CheckExact(arrival))
-            return 0;
-        double drift = (double)at - PyFloat_AS_DOUBLE(arrival) * st->rate;
+    for (Py_ssize_t i = a; i < b; i++, at += size) {
+        double drift = (double)at - (double)batch->arrivals[i] * 1e-9 * st->rate;
         if (drift > best)
             best = drift;
     }
     if (best > st->drift_hi)
         return 0; /* one of them re-anchors: the per-packet path does that */
     long long ext = st->max_seq + 1;
-    if (add_entry(st, ext, pos, pt_obj, payload, count, size) < 0)
+    if (add_entry(st, ext, pos, pt_obj, batch, a, b, size) < 0)
         return -1;
     if (best > st->best_drift)
         st->best_drift = best;
-    st->last_arrival = PyFloat_AS_DOUBLE(PyList_GET_ITEM(arrivals, count - 1));
+    st->last_arrival = (double)batch->arrivals[b - 1] * 1e-9;
     st->max_seq = ext + count - 1;
     st->last_ts = ext_ts + (count - 1) * size;
     st->unique += count;
@@ -245,19 +296,23 @@ static int push_one(FastState *st, PyObject *run, PyObject *source) {
 
 static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "push_runs(states: dict, names: dict, runs: list)");
+    if (nargs != 7 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "push_runs(states: dict, names: dict, runs: list, buffer, offsets, lengths, arrivals)");
         return NULL;
     }
     PyObject *states = args[0], *names = args[1], *runs = args[2];
+    Batch batch;
+    if (take_batch(args + 3, &batch) < 0)
+        return NULL;
     PyObject *rest = PyList_New(0), *held = PySet_New(NULL);
     if (rest == NULL || held == NULL)
         goto failed;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runs); i++) {
         PyObject *run = PyList_GET_ITEM(runs, i);
         int taken = 0;
-        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 12) {
-            PyErr_SetString(PyExc_TypeError, "push_runs: a run is a 12-tuple");
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 10) {
+            PyErr_SetString(PyExc_TypeError, "push_runs: a run is a 10-tuple");
             goto failed;
         }
         PyObject *slot = PyTuple_GET_ITEM(run, 0);
@@ -265,7 +320,7 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
         int waiting = PySet_GET_SIZE(held) ? PySet_Contains(held, slot) : 0;
         if (waiting < 0)
             goto failed;
-        if (!waiting && PyTuple_GET_ITEM(run, 10) != Py_None) {
+        if (!waiting && PyTuple_GET_ITEM(run, 3) == Py_True) { /* clean */
             PyObject *state = PyDict_GetItemWithError(states, slot);
             PyObject *source = state == NULL ? NULL : PyDict_GetItemWithError(names, PyTuple_GET_ITEM(run, 9));
             if (source != NULL) {
@@ -273,7 +328,7 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
                     PyErr_SetString(PyExc_TypeError, "push_runs: states maps slots to FastState");
                     goto failed;
                 }
-                if ((taken = push_one((FastState *)state, run, source)) < 0)
+                if ((taken = push_one((FastState *)state, run, source, &batch)) < 0)
                     goto failed;
             }
             if (PyErr_Occurred())
@@ -289,17 +344,19 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
         }
     }
     Py_DECREF(held);
+    release_batch(&batch);
     return rest;
 failed:
     Py_XDECREF(rest);
     Py_XDECREF(held);
+    release_batch(&batch);
     return NULL;
 }
 
 static PyMethodDef module_methods[] = {
     {"push_runs", (PyCFunction)(void (*)(void))push_runs, METH_FASTCALL,
-     "push_runs(states, names, runs) -> [index]: the runs StreamTrack.push_run takes whole, taken; the"
-     " indices of the others"},
+     "push_runs(states, names, runs, buffer, offsets, lengths, arrivals) -> [index]: the runs"
+     " StreamTrack.push_run takes whole, taken; the indices of the others"},
     {NULL, NULL, 0, NULL},
 };
 

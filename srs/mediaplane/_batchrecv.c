@@ -405,15 +405,15 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
-/* runs(count) -> list of (slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload, arrivals):
+/* runs(count) -> list of (slot, start, end, clean, seq, ts, ssrc, b1, size, key):
  * the batch's datagrams 0..count-1 cut into runs, in the order received (the reference, with the
  * rules, is srs/mediaplane/batch_delivery.py:cut_runs_py; both give the same list). A datagram
  * continues the run when it is of the same slot, both it and the one before are plain (first byte
  * 0x80, payload not empty), and it has the same second byte, SSRC, IPv4 source and payload size,
  * the next sequence number and a timestamp one payload further. Per run: its first datagram's
- * fields, ``payload`` the run's payloads end to end when it is clean (else None), ``arrivals``
- * each datagram's arrival in seconds (monotonic). Building these here, while
- * the rows are still in the cache, is what keeps the worker's per-batch Python short. */
+ * fields (payloads and arrivals stay in the receiver's arrays: the track's fast path copies them
+ * from there, the Python path takes them with batch_delivery.run_payload/run_arrivals). Cutting
+ * here, while the rows are still in the cache, is what keeps the worker's per-batch Python short. */
 static uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
@@ -423,44 +423,14 @@ static int plain_at(const unsigned char *row, int32_t length) { return length > 
 static PyObject *run_tuple(Receiver *self, Py_ssize_t a, Py_ssize_t b) {
     const char *base = (const char *)self->buffer.buf;
     const int32_t *slots = (const int32_t *)self->slots.buf;
-    const int64_t *arrivals = (const int64_t *)self->arrivals.buf;
     const int64_t *offsets = (const int64_t *)self->offsets.buf;
     const int32_t *lengths = (const int32_t *)self->lengths.buf;
     const uint64_t *sources = (const uint64_t *)self->sources.buf;
     const unsigned char *row = (const unsigned char *)base + offsets[a];
     int clean = plain_at(row, lengths[a]);
-    Py_ssize_t size = (Py_ssize_t)lengths[a] - 12;
-    PyObject *payload;
-    if (clean) {
-        payload = PyBytes_FromStringAndSize(NULL, (b - a) * size);
-        if (payload == NULL)
-            return NULL;
-        char *out = PyBytes_AS_STRING(payload);
-        for (Py_ssize_t i = a; i < b; i++, out += size)
-            memcpy(out, base + offsets[i] + 12, (size_t)size);
-    } else {
-        payload = Py_NewRef(Py_None);
-    }
-    PyObject *times = PyList_New(b - a);
-    if (times == NULL) {
-        Py_DECREF(payload);
+    PyObject *run = PyTuple_New(10);
+    if (run == NULL)
         return NULL;
-    }
-    for (Py_ssize_t i = a; i < b; i++) {
-        PyObject *t = PyFloat_FromDouble((double)arrivals[i] * 1e-9);
-        if (t == NULL) {
-            Py_DECREF(payload);
-            Py_DECREF(times);
-            return NULL;
-        }
-        PyList_SET_ITEM(times, i - a, t);
-    }
-    PyObject *run = PyTuple_New(12);
-    if (run == NULL) {
-        Py_DECREF(payload);
-        Py_DECREF(times);
-        return NULL;
-    }
     /* built item by item: a format string parsed per run costs as much as the rest of it */
     PyTuple_SET_ITEM(run, 0, PyLong_FromLong(slots[a]));
     PyTuple_SET_ITEM(run, 1, PyLong_FromSsize_t(a));
@@ -470,11 +440,9 @@ static PyObject *run_tuple(Receiver *self, Py_ssize_t a, Py_ssize_t b) {
     PyTuple_SET_ITEM(run, 5, PyLong_FromUnsignedLong(be32(row + 4)));
     PyTuple_SET_ITEM(run, 6, PyLong_FromUnsignedLong(be32(row + 8)));
     PyTuple_SET_ITEM(run, 7, PyLong_FromLong(row[1]));
-    PyTuple_SET_ITEM(run, 8, PyLong_FromSsize_t(size));
+    PyTuple_SET_ITEM(run, 8, PyLong_FromSsize_t((Py_ssize_t)lengths[a] - 12));
     PyTuple_SET_ITEM(run, 9, PyLong_FromUnsignedLongLong(sources[a]));
-    PyTuple_SET_ITEM(run, 10, payload);
-    PyTuple_SET_ITEM(run, 11, times);
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 10; i++)
         if (PyTuple_GET_ITEM(run, i) == NULL) {
             Py_DECREF(run); /* the items made so far go with it */
             return NULL;
@@ -577,8 +545,8 @@ static PyMethodDef Receiver_methods[] = {
     {"drain", (PyCFunction)Receiver_drain, METH_VARARGS, "drain(fd, slot) -> count: read one socket now"},
     {"source", (PyCFunction)Receiver_source, METH_VARARGS, "source(i) -> address tuple of datagram i"},
     {"runs", (PyCFunction)Receiver_runs, METH_O,
-     "runs(count) -> the batch cut into runs: (slot, start, end, clean, seq, ts, ssrc, b1, size, key,"
-     " payload, arrivals) each"},
+     "runs(count) -> the batch cut into runs: (slot, start, end, clean, seq, ts, ssrc, b1, size, key)"
+     " each"},
     {"close", (PyCFunction)Receiver_close, METH_NOARGS, "close the epoll descriptor"},
     {"fileno", (PyCFunction)Receiver_fileno, METH_NOARGS, "the epoll descriptor"},
     {NULL, NULL, 0, NULL},

@@ -27,12 +27,12 @@ _MAX_NAMES = 4096
 _V4 = np.uint64(4 << 56)
 _FAMILY = np.uint64(0xFF << 56)
 
-Run = tuple[int, int, int, bool, int, int, int, int, int, int, bytes | None, list[float]]
-"""``(slot, start, end, clean, seq, ts, ssrc, b1, size, key, payload, arrivals)``: rows
-``start:end`` of the batch, of ``slot``; ``clean`` (the common case: plain header, a payload), the
-first datagram's sequence number, timestamp, SSRC, second header byte, payload size and source
-key; ``payload`` the run's payloads end to end when it is clean (else None); ``arrivals`` each
-datagram's arrival in seconds (monotonic).
+Run = tuple[int, int, int, bool, int, int, int, int, int, int]
+"""``(slot, start, end, clean, seq, ts, ssrc, b1, size, key)``: rows ``start:end`` of the batch, of
+``slot``; ``clean`` (the common case: plain header, a payload), the first datagram's sequence
+number, timestamp, SSRC, second header byte, payload size and source key. The payloads and
+arrival times stay in the batch (:func:`run_payload`, :func:`run_arrivals`): the native fast path
+copies a taken run's payloads from the receive buffer straight into its track's waiting entry.
 
 The batch is not reordered: the receiver reads each ready socket whole, one after another, so a
 slot's datagrams already lie together, in the order they came. Where a slot does appear twice (a
@@ -78,17 +78,24 @@ def cut_runs_py(batch: BatchReceiver, count: int) -> list[Run]:
         )
     starts = np.flatnonzero(~cont).tolist()
     ends = [*starts[1:], count] if starts else []
-    arrivals = (batch.arrivals[:count] * _NS).tolist()
     runs: list[Run] = []
     for a, b in zip(starts, ends, strict=True):
-        clean = bool(plain[a])
-        width = int(size[a])
-        payload = batch.rows[a:b, 12 : 12 + width].tobytes() if clean else None
         runs.append((
-            int(s[a]), a, b, clean, int(seq[a]), int(ts[a]), int(ssrc[a]), int(b1[a]), width, int(source[a]),
-            payload, arrivals[a:b],
+            int(s[a]), a, b, bool(plain[a]), int(seq[a]), int(ts[a]), int(ssrc[a]), int(b1[a]), int(size[a]),
+            int(source[a]),
         ))
     return runs
+
+
+def run_payload(batch: BatchReceiver, run: Run) -> bytes:
+    """A clean run's payloads end to end."""
+    return batch.rows[run[1] : run[2], 12 : 12 + run[8]].tobytes()
+
+
+def run_arrivals(batch: BatchReceiver, run: Run) -> list[float]:
+    """Each datagram's arrival in seconds (monotonic)."""
+    arrivals: list[float] = (batch.arrivals[run[1] : run[2]] * _NS).tolist()
+    return arrivals
 
 
 def push_runs(
@@ -97,6 +104,7 @@ def push_runs(
     states: dict[int, Any],
     names: dict[int, tuple[str, int]],
     runs: list[Run],
+    batch: BatchReceiver,
 ) -> list[int]:
     """Every run its track takes whole (:meth:`StreamTrack.push_run`), taken; returns the indices
     of the others, untouched, for :func:`deliver_run` (with every later run of their slots: a
@@ -105,27 +113,30 @@ def push_runs(
     tuple (a run of an unnamed source is left to :func:`deliver_run`, which names it). Native
     where built (on the states: ``srs/media/_trackstate.c``), else :func:`push_runs_py`."""
     if native and native_push_runs is not None:
-        rest: list[int] = native_push_runs(states, names, runs)
+        arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
+        rest: list[int] = native_push_runs(states, names, runs, *arrays)
         return rest
-    return push_runs_py(tracks, names, runs)
+    return push_runs_py(tracks, names, runs, batch)
 
 
 def push_runs_py(
-    tracks: dict[int, StreamTrack], names: dict[int, tuple[str, int]], runs: list[Run]
+    tracks: dict[int, StreamTrack], names: dict[int, tuple[str, int]], runs: list[Run], batch: BatchReceiver
 ) -> list[int]:
     """The reference of the native ``push_runs``: the same runs taken, the same indices left."""
     rest: list[int] = []
     held: set[int] = set()
     for i, run in enumerate(runs):
-        slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
+        slot, a, b, clean, seq, ts, ssrc, b1, _size, key = run
         track = tracks.get(slot)
         source = names.get(key)
         if (
             slot in held
             or track is None
-            or payload is None
+            or not clean
             or source is None
-            or not track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source)
+            or not track.push_run(
+                seq, ts, ssrc, b1, run_payload(batch, run), b - a, run_arrivals(batch, run), source
+            )
         ):
             rest.append(i)
             held.add(slot)
@@ -154,23 +165,27 @@ def deliver_run(track: StreamTrack, batch: BatchReceiver, run: Run, names: Sourc
     """``run`` to ``track``: at once when it is the common case, else one by one. A run whose first
     datagram the track must see alone (it latches a source or an SSRC, or follows a loss) is taken
     whole after that one."""
-    _slot, a, b, _clean, seq, ts, ssrc, b1, _size, key, payload, arrivals = run
+    _slot, a, b, clean, seq, ts, ssrc, b1, _size, key = run
     source = names.names.get(key) or names.of(batch, key, a)
-    if payload is not None:
+    arrivals = run_arrivals(batch, run)
+    if clean:
+        payload = run_payload(batch, run)
         if track.push_run(seq, ts, ssrc, b1, payload, b - a, arrivals, source):
             return
-        deliver_rest(track, batch, run, source)
+        deliver_rest(track, batch, run, source, payload, arrivals)
         return
     push = track.push
     for j in range(a, b):  # one source: runs never mix them
         push(batch.datagram(j), source, arrivals[j - a])
 
 
-def deliver_rest(track: StreamTrack, batch: BatchReceiver, run: Run, source: Any) -> None:
-    """A clean run the track did not take whole: its first datagram alone, then the rest as a run
-    (their header fields follow from the first's) or, failing that, one by one."""
-    _slot, a, b, _clean, seq, ts, ssrc, b1, size, _key, payload, arrivals = run
-    assert payload is not None
+def deliver_rest(
+    track: StreamTrack, batch: BatchReceiver, run: Run, source: Any, payload: bytes, arrivals: list[float]
+) -> None:
+    """A clean run the track did not take whole (``payload`` and ``arrivals`` its own): its first
+    datagram alone, then the rest as a run (their header fields follow from the first's) or,
+    failing that, one by one."""
+    _slot, a, b, _clean, seq, ts, ssrc, b1, size, _key = run
     track.push(batch.datagram(a), source, arrivals[0])
     rest = b - a - 1
     if rest > 1 and track.push_run(

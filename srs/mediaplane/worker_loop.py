@@ -52,7 +52,7 @@ from typing import Any
 
 from srs.errors import SrsError
 from srs.media.track import StreamTrack
-from srs.mediaplane.batch_delivery import Run, SourceNames, cut_runs, deliver_run, push_runs
+from srs.mediaplane.batch_delivery import Run, SourceNames, cut_runs, deliver_run, push_runs, run_arrivals
 from srs.mediaplane.batch_receiver import BatchReceiver
 from srs.mediaplane.collector import tune_collector
 from srs.mediaplane.contract import PacketFilter, srtp_filter
@@ -402,7 +402,7 @@ class WorkerLoop:
                 self._journal_rest(runs[r], start)
         fast = self.fast
         names = self._names
-        for i in push_runs(batch.native, fast, self.fast_states, names.names, runs):
+        for i in push_runs(batch.native, fast, self.fast_states, names.names, runs, batch):
             run = runs[i]
             track = fast.get(run[0])
             if track is None:
@@ -428,7 +428,7 @@ class WorkerLoop:
         if entry is None:
             return  # a port detached while its datagrams were on their way
         batch = self.receiver
-        arrivals = run[11]
+        arrivals = run_arrivals(batch, run)
         deliver = self._deliver_rtcp if slot & 1 else self._deliver
         for i in range(a, b):
             deliver(entry, batch.datagram(i), batch.source(i), arrivals[i - a])

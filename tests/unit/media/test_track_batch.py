@@ -64,7 +64,7 @@ def _deliver_batch(native: bool) -> Callable[[list[StreamTrack], BatchReceiver, 
 
     def deliver(tracks: list[StreamTrack], batch: BatchReceiver, names: SourceNames) -> None:
         runs = cut_runs_py(batch, batch.count)
-        for i in push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs):
+        for i in push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs, batch):
             deliver_run(tracks[runs[i][0]], batch, runs[i], names)
 
     return deliver
@@ -234,7 +234,7 @@ def test_a_batch_of_in_order_runs_is_taken_whole_in_one_call(native: bool) -> No
         ]
         fill_batch(batch, items)
         runs = cut_runs_py(batch, batch.count)
-        rest = push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs)
+        rest = push_runs(native, dict(enumerate(tracks)), _states(tracks), names.names, runs, batch)
         assert rest == ([0, 1] if first == 0 else [])
         for i in rest:
             deliver_run(tracks[runs[i][0]], batch, runs[i], names)
@@ -265,7 +265,7 @@ def test_a_run_left_to_the_python_path_keeps_the_later_runs_of_its_slot_behind_i
     for at in range(0, len(items), 2):
         fill_batch(batch, items[at : at + 2])
         runs = cut_runs_py(batch, batch.count)
-        rests.append(push_runs(native, {0: batched}, _states([batched]), names.names, runs))
+        rests.append(push_runs(native, {0: batched}, _states([batched]), names.names, runs, batch))
         for i in rests[-1]:
             deliver_run(batched, batch, runs[i], names)
     assert rests == [[0], [], [], [0, 1]]
@@ -283,7 +283,7 @@ def _push_in_runs(
     batch = BatchReceiver(64, 256, native=False)
     fill_batch(batch, [(0, rtp(seq, ts), SRC, round(at * 1e9)) for seq, ts, at in packets])
     runs = cut_runs_py(batch, batch.count)
-    rest = push_runs(native, {0: track}, {0: track.fast_state}, names.names, runs)
+    rest = push_runs(native, {0: track}, {0: track.fast_state}, names.names, runs, batch)
     for i in rest:
         deliver_run(track, batch, runs[i], names)
     return rest
@@ -345,3 +345,29 @@ def test_an_entry_split_at_a_block_end_is_not_extended_in_place(native: bool) ->
     _push_in_runs(native, track, [(109, 160 * 9, 0.18)], names)
     assert [(e[0] & 0xFFFF, len(e[3])) for e in track.fast_state.pending] == [(107, 320), (109, 160)]
     assert bytes(opened[3]) == before
+
+
+@pytest.mark.skipif(native_push_runs is None, reason="the native module is not built")
+def test_the_native_path_declines_a_run_its_batch_does_not_hold() -> None:
+    """The native path copies payloads straight from the receive buffer: a run whose rows lie past
+    the arrays, or whose datagrams are not the size the run says, is left to the Python path
+    (which reads the batch itself), and nothing is taken from outside the buffer."""
+    track = StreamTrack(FORMATS, start=0.0, decoder_factory=factory)
+    names = SourceNames()
+    _push_in_runs(True, track, [(100, 0, 0.0)], names)  # latched
+    batch = BatchReceiver(8, 256, native=False)
+    fill_batch(batch, [(0, rtp(101 + n, 160 * (n + 1)), SRC, round(0.02 * (n + 1) * 1e9)) for n in range(2)])
+    run = cut_runs_py(batch, batch.count)[0]
+    states = {0: track.fast_state}
+    arrays = (batch.buffer, batch.offsets, batch.lengths, batch.arrivals)
+    past_rows = (*run[:2], 9, *run[3:])
+    assert native_push_runs(states, names.names, [past_rows], *arrays) == [0]
+    wrong_size = (*run[:8], 200, run[9])
+    assert native_push_runs(states, names.names, [wrong_size], *arrays) == [0]
+    short = (batch.buffer[:300], batch.offsets, batch.lengths, batch.arrivals)
+    assert native_push_runs(states, names.names, [run], *short) == [0]  # the second row lies past it
+    assert track.packets_received == 1 and len(track.fast_state.pending) == 1
+    assert native_push_runs(states, names.names, [run], *arrays) == []
+    assert track.packets_received == 3
+    with pytest.raises(TypeError):
+        native_push_runs(states, names.names, [run])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srs.mediaplane import journal as jr
-from srs.mediaplane.batch_delivery import cut_runs, cut_runs_py
+from srs.mediaplane.batch_delivery import cut_runs, cut_runs_py, run_arrivals, run_payload
 from srs.mediaplane.batch_receiver import BatchReceiver, native_engine, source_key
 from srs.mediaplane.journal import HEADER_SIZE, Journal, journal_runs_py, read
 from tests.unit.mediaplane.batches import fill_batch
@@ -30,7 +30,7 @@ def _rtp(seq: int, ts: int, ssrc: int = 0x11223344, b1: int = 0, payload: bytes 
     return struct.pack("!BBHII", 0x80, b1, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
-def test_a_run_carries_its_first_header_its_payloads_and_its_arrivals() -> None:
+def test_a_run_carries_its_first_header_and_its_payloads_and_arrivals_stay_in_the_batch() -> None:
     batch = BatchReceiver(16, 256, native=False)
     payloads = [bytes([n]) * 160 for n in range(3)]
     items = [
@@ -40,22 +40,12 @@ def test_a_run_carries_its_first_header_its_payloads_and_its_arrivals() -> None:
     fill_batch(batch, items)
     runs = cut_runs_py(batch, batch.count)
     assert runs == [
-        (
-            4,
-            0,
-            3,
-            True,
-            65535,
-            4294967136,
-            0x11223344,
-            0,
-            160,
-            source_key(V4),
-            b"".join(payloads),
-            [0.0, 0.001, 0.002],
-        ),
-        (4, 3, 4, False, 2, 320, 0x11223344, 0, 0, source_key(V4), None, [0.005]),
+        (4, 0, 3, True, 65535, 4294967136, 0x11223344, 0, 160, source_key(V4)),
+        (4, 3, 4, False, 2, 320, 0x11223344, 0, 0, source_key(V4)),
     ]
+    assert run_payload(batch, runs[0]) == b"".join(payloads)
+    assert run_arrivals(batch, runs[0]) == [0.0, 0.001, 0.002]
+    assert run_arrivals(batch, runs[1]) == [0.005]
 
 
 _KIND = st.sampled_from(
