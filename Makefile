@@ -22,7 +22,7 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester libbcg729-0 chromium postgresql; \
 	fi
 
-$(STAMP): pyproject.toml setup.py $(wildcard srs/*/_*.c) codecs/pyproject.toml | system-deps
+$(STAMP): pyproject.toml setup.py $(wildcard srs/*/_*.c) $(wildcard srs/*.h) codecs/pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e './codecs[full]' -e '.[dev]'

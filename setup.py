@@ -26,6 +26,7 @@ if sys.platform.startswith("linux"):
         Extension(
             "srs.mediaplane._batchrecv",
             ["srs/mediaplane/_batchrecv.c"],
+            depends=["srs/batch_views.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall"],
             define_macros=[("SRS_ZLIB", "1")] if zlib else [],
             libraries=["z"] if zlib else [],
@@ -36,6 +37,7 @@ ext_modules.append(
     Extension(
         "srs.media._trackstate",
         ["srs/media/_trackstate.c"],
+        depends=["srs/batch_views.h"],
         extra_compile_args=["-O2", "-std=c11", "-Wall"],
         optional=True,
     )

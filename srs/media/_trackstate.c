@@ -33,6 +33,9 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "../batch_views.h"
 
 typedef struct {
     PyObject_HEAD
@@ -92,44 +95,6 @@ static PyTypeObject FastStateType = {
     .tp_dealloc = (destructor)FastState_dealloc,
     .tp_members = FastState_members,
 };
-
-/* The received batch a run's datagrams lie in (the receiver's arrays, as journal_runs takes them):
- * datagram i is lengths[i] bytes at buffer[offsets[i]:], received at arrivals[i] ns; rows is how
- * many datagrams all three per-datagram arrays cover. */
-typedef struct {
-    Py_buffer views[4];
-    const unsigned char *base;
-    Py_ssize_t base_len, rows;
-    const int64_t *offsets;
-    const int32_t *lengths;
-    const int64_t *arrivals;
-} Batch;
-
-static int take_batch(PyObject *const *arrays, Batch *batch) {
-    static const Py_ssize_t itemsizes[4] = {1, 8, 4, 8};
-    for (int i = 0; i < 4; i++) {
-        if (PyObject_GetBuffer(arrays[i], &batch->views[i], PyBUF_SIMPLE) < 0) {
-            while (i--)
-                PyBuffer_Release(&batch->views[i]);
-            return -1;
-        }
-    }
-    batch->base = batch->views[0].buf;
-    batch->base_len = batch->views[0].len;
-    batch->offsets = batch->views[1].buf;
-    batch->lengths = batch->views[2].buf;
-    batch->arrivals = batch->views[3].buf;
-    batch->rows = batch->views[1].len / itemsizes[1];
-    for (int i = 2; i < 4; i++)
-        if (batch->views[i].len / itemsizes[i] < batch->rows)
-            batch->rows = batch->views[i].len / itemsizes[i];
-    return 0;
-}
-
-static void release_batch(Batch *batch) {
-    for (int i = 0; i < 4; i++)
-        PyBuffer_Release(&batch->views[i]);
-}
 
 /* The payloads of datagrams a..b-1 (each ``size`` bytes after a 12-byte header) end to end at out. */
 static void copy_payloads(const Batch *batch, Py_ssize_t a, Py_ssize_t b, long long size, char *out) {
@@ -240,7 +205,8 @@ static int add_entry(FastState *st, long long ext, long long pos, PyObject *pt_o
 
 /* StreamTrack.push_run for one run on its state. 1: taken whole; 0: declined, nothing changed;
  * -1: an error. */
-static int push_one(FastState *st, PyObject *run, PyObject *source, const Batch *batch) {
+static int push_one(FastState *st, PyObject *run, PyObject *source, const BatchViews *held) {
+    const Batch *batch = &held->batch;
     PyObject *pt_obj = PyTuple_GET_ITEM(run, 7);
     long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 4)), ts = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 5));
     long long ssrc = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 6)), pt = PyLong_AsLongLong(pt_obj);
@@ -250,7 +216,7 @@ static int push_one(FastState *st, PyObject *run, PyObject *source, const Batch 
         return -1;
     if (st->source == NULL || st->pending == NULL || !PyList_Check(st->pending) || st->run_sizes == NULL)
         return 0; /* deleted by someone: the Python path says what is wrong */
-    if (a < 0 || b <= a || b > batch->rows || size < 1)
+    if (a < 0 || b <= a || b > held->rows || size < 1)
         return 0;
     /* pt is the second header byte: a marker bit or another type never equals run_pt, which is
      * the current audio type when it is one whose runs are taken whole, else -1 */
@@ -302,8 +268,8 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *states = args[0], *names = args[1], *runs = args[2];
-    Batch batch;
-    if (take_batch(args + 3, &batch) < 0)
+    BatchViews views;
+    if (take_batch(args + 3, &views) < 0)
         return NULL;
     PyObject *rest = PyList_New(0), *held = PySet_New(NULL);
     if (rest == NULL || held == NULL)
@@ -328,7 +294,7 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
                     PyErr_SetString(PyExc_TypeError, "push_runs: states maps slots to FastState");
                     goto failed;
                 }
-                if ((taken = push_one((FastState *)state, run, source, &batch)) < 0)
+                if ((taken = push_one((FastState *)state, run, source, &views)) < 0)
                     goto failed;
             }
             if (PyErr_Occurred())
@@ -344,12 +310,12 @@ static PyObject *push_runs(PyObject *module, PyObject *const *args, Py_ssize_t n
         }
     }
     Py_DECREF(held);
-    release_batch(&batch);
+    release_batch(&views);
     return rest;
 failed:
     Py_XDECREF(rest);
     Py_XDECREF(held);
-    release_batch(&batch);
+    release_batch(&views);
     return NULL;
 }
 

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../batch_views.h"
+
 #define WATCHED 0xFFFFFFFFu
 #define REMOVED 0xFFFFFFFEu
 #define MAX_QUEUE_AGE_NS (60LL * 1000000000LL)
@@ -744,14 +746,6 @@ static void put64(unsigned char *p, uint64_t v) {
 /* The records of datagrams start..end-1 of a batch at out[*tail:], one after another, until one
  * does not fit below capacity; advances *tail and *seq and returns the first datagram not
  * written, or -1 when a datagram lies outside the receive buffer (base, base_len). */
-typedef struct {
-    const unsigned char *base;
-    Py_ssize_t base_len;
-    const int64_t *offsets;
-    const int32_t *lengths;
-    const int64_t *arrivals;
-} Batch;
-
 static Py_ssize_t write_records(unsigned char *out, Py_ssize_t *tail, Py_ssize_t capacity, uint32_t *seq,
                                 uint16_t port, const Batch *batch, Py_ssize_t start, Py_ssize_t end) {
     Py_ssize_t i = start;
@@ -778,38 +772,6 @@ static Py_ssize_t write_records(unsigned char *out, Py_ssize_t *tail, Py_ssize_t
         *tail += RECORD_HEADER + padded;
     }
     return i;
-}
-
-/* The receive buffer and the per-datagram arrays of a batch (buffer, offsets, lengths, arrivals:
- * the receiver's own, passed in that order) held for one call; rows is how many datagrams all
- * four arrays cover. take_batch holds all four or none. */
-typedef struct {
-    Py_buffer views[4];
-    Batch batch;
-    Py_ssize_t rows;
-} BatchViews;
-
-static int take_batch(PyObject *const *arrays, BatchViews *held) {
-    for (int i = 0; i < 4; i++)
-        if (PyObject_GetBuffer(arrays[i], &held->views[i], PyBUF_SIMPLE) < 0) {
-            while (i--)
-                PyBuffer_Release(&held->views[i]);
-            return -1;
-        }
-    Py_buffer *v = held->views;
-    held->batch = (Batch){(const unsigned char *)v[0].buf, v[0].len, (const int64_t *)v[1].buf,
-                          (const int32_t *)v[2].buf, (const int64_t *)v[3].buf};
-    held->rows = v[1].len / 8;
-    if (v[2].len / 4 < held->rows)
-        held->rows = v[2].len / 4;
-    if (v[3].len / 8 < held->rows)
-        held->rows = v[3].len / 8;
-    return 0;
-}
-
-static void release_batch(BatchViews *held) {
-    for (int i = 0; i < 4; i++)
-        PyBuffer_Release(&held->views[i]);
 }
 
 static PyObject *append_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
